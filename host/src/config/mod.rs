@@ -1,0 +1,285 @@
+//! A rule's TOML file: which module, how events are windowed and keyed, how output looks,
+//! the sandbox limits and the params handed to the module's `init`.
+//!
+//! Unknown keys are errors, so a typo is reported (with its line) instead of ignored.
+
+use crate::decode::TimeFormat;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A rule's configuration, as written in its `.toml` file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The rule's name in output and metrics; defaults to the file's stem.
+    pub name: Option<String>,
+    /// The `.wasm` module, relative to the TOML file.
+    pub module: PathBuf,
+    /// Windowing.
+    pub window: WindowConfig,
+    /// Event time.
+    #[serde(default)]
+    pub time: TimeConfig,
+    /// Output.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Sandbox limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Handed to the module's `init` as JSON.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+/// `[window]`: tumbling event-time windows per key.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Window kind; only `tumbling` so far.
+    #[serde(default)]
+    pub kind: WindowKind,
+    /// Top-level field whose value groups events.
+    pub key: String,
+    /// Window length, e.g. `"10s"`.
+    #[serde(deserialize_with = "duration")]
+    pub size: Duration,
+    /// Watermark delay: how far behind the largest event time seen an event may arrive and
+    /// still be counted, e.g. `"10s"`.
+    #[serde(default, deserialize_with = "duration")]
+    pub delay: Duration,
+}
+
+/// Window kinds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// Fixed-size, non-overlapping windows aligned to the Unix epoch.
+    #[default]
+    Tumbling,
+}
+
+/// `[time]`: where event time comes from.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// Top-level field holding the event time.
+    #[serde(default = "default_time_field")]
+    pub field: String,
+    /// Its format.
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            field: default_time_field(),
+            format: TimeFormat::Auto,
+        }
+    }
+}
+
+fn default_time_field() -> String {
+    "timestamp".into()
+}
+
+/// When rows are emitted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// One row per alerting (window, key) when its window closes, with the final count.
+    #[default]
+    Append,
+    /// A row as soon as a (window, key) alerts, and again on each later change.
+    Update,
+    /// On each trigger, every alerting row still held.
+    Complete,
+}
+
+/// `[output]`: what rows look like.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// When rows are emitted.
+    #[serde(default)]
+    pub mode: OutputMode,
+    /// Column title of the key in table output; defaults to the key field's name.
+    pub key_column: Option<String>,
+    /// Column title of the count in table output; defaults to `count`.
+    pub count_column: Option<String>,
+}
+
+/// `[limits]`: the sandbox around the module.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest linear memory the module may grow to, e.g. `"64MiB"`.
+    #[serde(default = "default_memory", deserialize_with = "byte_size")]
+    pub memory: u64,
+    /// Longest a module may run for one batch before it is stopped, e.g. `"1s"`.
+    #[serde(default = "default_time", deserialize_with = "duration")]
+    pub time_per_batch: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory: default_memory(),
+            time_per_batch: default_time(),
+        }
+    }
+}
+
+fn default_memory() -> u64 {
+    64 << 20
+}
+
+fn default_time() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{s}`: {e} (write it like \"10s\", \"500ms\" or \"1m 30s\")"
+        ))
+    })
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let text = match Size::deserialize(d)? {
+        Size::Bytes(n) => return Ok(n),
+        Size::Text(t) => t,
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    n.parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .map(|n| n * scale)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size `{text}` (write it like \"64MiB\", \"512KiB\" or a number of bytes)"
+            ))
+        })
+}
+
+impl RuleConfig {
+    /// Parses a rule's TOML text; `origin` names the file in messages.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let config: RuleConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        config.validate().with_context(|| origin.to_owned())?;
+        Ok(config)
+    }
+
+    /// Reads and parses a rule's TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read rule config {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let w = &self.window;
+        if w.size.as_millis() == 0 || w.size.subsec_nanos() % 1_000_000 != 0 {
+            bail!("window.size must be a positive whole number of milliseconds");
+        }
+        if w.delay.subsec_nanos() % 1_000_000 != 0 {
+            bail!("window.delay must be a whole number of milliseconds");
+        }
+        if w.key.is_empty() || self.time.field.is_empty() {
+            bail!("window.key and time.field must name a top-level field");
+        }
+        if self.limits.memory < 1 << 16 {
+            bail!("limits.memory must be at least 64KiB (one WebAssembly page)");
+        }
+        if self.limits.time_per_batch.is_zero() {
+            bail!("limits.time_per_batch must be positive");
+        }
+        Ok(())
+    }
+
+    /// The rule's name: `name`, or the file stem of `path`.
+    pub fn name_or(&self, path: &Path) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "rule".into())
+        })
+    }
+
+    /// The params as the JSON the module's `init` receives.
+    pub fn params_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.params).expect("TOML values convert to JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CRASH: &str = include_str!("../../../rules/crash/crash.toml");
+
+    #[test]
+    fn the_crash_rule_config_parses() {
+        let c = RuleConfig::parse(CRASH, "crash.toml").unwrap();
+        assert_eq!(c.window.size, Duration::from_secs(10));
+        assert_eq!(c.window.delay, Duration::from_secs(10));
+        assert_eq!(c.window.key, "user_id");
+        assert_eq!(c.output.mode, OutputMode::Append);
+        assert_eq!(c.output.count_column.as_deref(), Some("crash_count"));
+        assert_eq!(c.limits, LimitsConfig::default());
+        let params: serde_json::Value = serde_json::from_slice(&c.params_json()).unwrap();
+        assert_eq!(params["threshold"], 2);
+        assert_eq!(params["severities"][1], "Critical");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let typo = CRASH.replace("delay =", "dealy =");
+        let e = RuleConfig::parse(&typo, "rules/crash.toml").unwrap_err().to_string();
+        assert!(e.starts_with("rules/crash.toml: TOML parse error at line"), "{e}");
+        assert!(e.contains("unknown field `dealy`"), "{e}");
+
+        let bad = CRASH.replace("size = \"10s\"", "size = \"10 parsecs\"");
+        let e = RuleConfig::parse(&bad, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("invalid duration `10 parsecs`"), "{e}");
+
+        let bad = format!("{CRASH}\n[limits]\nmemory = \"lots\"\n");
+        let e = RuleConfig::parse(&bad, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("invalid size `lots`"), "{e}");
+
+        let bad = CRASH.replace("size = \"10s\"", "size = \"0s\"");
+        let e = format!("{:#}", RuleConfig::parse(&bad, "c.toml").unwrap_err());
+        assert!(e.contains("window.size must be a positive"), "{e}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        let with = |m: &str| {
+            let t = format!("{CRASH}\n[limits]\nmemory = {m}\n");
+            RuleConfig::parse(&t, "c").map(|c| c.limits.memory)
+        };
+        assert_eq!(with("\"16MiB\"").unwrap(), 16 << 20);
+        assert_eq!(with("\"512 KiB\"").unwrap(), 512 << 10);
+        assert_eq!(with("1048576").unwrap(), 1 << 20);
+        assert!(with("\"1KiB\"").is_err());
+    }
+}

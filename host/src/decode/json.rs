@@ -1,0 +1,505 @@
+//! A strict JSON scanner that projects the top-level members of an object onto slots,
+//! without building a document and without allocating: unescaped strings and numbers stay
+//! ranges into the line; only strings with escapes are decoded, into a reused scratch buffer.
+//!
+//! It accepts exactly RFC 8259 JSON (the differential test checks it against serde_json)
+//! and expects its input to be valid UTF-8 already.
+
+use std::ops::Range;
+
+/// Deepest nesting accepted, as in serde_json.
+const MAX_DEPTH: usize = 128;
+
+/// A top-level member's value as the scanner saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// The member was not in the object.
+    Missing,
+    /// A string: its bytes are `line[range]`, or `scratch[range]` if it had escapes.
+    Str { range: Range<u32>, escaped: bool },
+    /// A number: its text is `line[range]`.
+    Num(Range<u32>),
+    /// `true` or `false`.
+    Bool,
+    /// `null`.
+    Null,
+    /// An object (not projected further).
+    Object,
+    /// An array.
+    Array,
+}
+
+impl Value {
+    /// The JSON type's name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Missing => "nothing",
+            Value::Str { .. } => "a string",
+            Value::Num(_) => "a number",
+            Value::Bool => "a boolean",
+            Value::Null => "null",
+            Value::Object => "an object",
+            Value::Array => "an array",
+        }
+    }
+}
+
+/// Why a line is not JSON, and the byte where the scanner noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// What was wrong.
+    pub reason: &'static str,
+    /// Byte offset into the line.
+    pub at: usize,
+}
+
+/// The outcome of scanning a line that is not an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanError {
+    /// Not JSON at all.
+    Syntax(SyntaxError),
+    /// Valid JSON, but not an object (an array, a string, `null`...); the type's name.
+    NotObject(&'static str),
+}
+
+/// Scans `line` as one JSON object. For each top-level member whose key is `names[i]`,
+/// `slots[i]` receives its value (the last one wins if a key repeats); the other slots are
+/// set to [`Value::Missing`].
+pub fn scan_object(
+    line: &[u8],
+    names: &[Box<str>],
+    slots: &mut [Value],
+    scratch: &mut Vec<u8>,
+) -> Result<(), ScanError> {
+    debug_assert_eq!(names.len(), slots.len());
+    slots.fill(Value::Missing);
+    scratch.clear();
+    let mut s = Scanner {
+        b: line,
+        i: 0,
+        scratch,
+    };
+    s.ws();
+    match s.peek() {
+        Some(b'{') => {}
+        None => return Err(ScanError::Syntax(s.err("empty line"))),
+        Some(_) => {
+            // Tell "valid JSON of another type" from "not JSON".
+            let kind = s.value(0).map_err(ScanError::Syntax)?;
+            s.end().map_err(ScanError::Syntax)?;
+            return Err(ScanError::NotObject(kind.type_name()));
+        }
+    }
+    s.i += 1;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+        return s.end().map_err(ScanError::Syntax);
+    }
+    loop {
+        s.ws();
+        if s.peek() != Some(b'"') {
+            return Err(ScanError::Syntax(s.err("expected a key in double quotes")));
+        }
+        let key = s.string().map_err(ScanError::Syntax)?;
+        let key_bytes: &[u8] = match &key {
+            Value::Str {
+                range,
+                escaped: false,
+            } => &line[range.start as usize..range.end as usize],
+            Value::Str {
+                range,
+                escaped: true,
+            } => &s.scratch[range.start as usize..range.end as usize],
+            _ => unreachable!("string() returns strings"),
+        };
+        let slot = names.iter().position(|n| n.as_bytes() == key_bytes);
+        if let Value::Str { escaped: true, range } = key {
+            // The key's decoded bytes are no longer needed.
+            s.scratch.truncate(range.start as usize);
+        }
+        s.ws();
+        if s.peek() != Some(b':') {
+            return Err(ScanError::Syntax(s.err("expected ':' after a key")));
+        }
+        s.i += 1;
+        s.ws();
+        let v = s.value(1).map_err(ScanError::Syntax)?;
+        if let Some(slot) = slot {
+            slots[slot] = v;
+        }
+        s.ws();
+        match s.peek() {
+            Some(b',') => s.i += 1,
+            Some(b'}') => {
+                s.i += 1;
+                return s.end().map_err(ScanError::Syntax);
+            }
+            _ => return Err(ScanError::Syntax(s.err("expected ',' or '}' after a value"))),
+        }
+    }
+}
+
+struct Scanner<'a, 'b> {
+    b: &'a [u8],
+    i: usize,
+    scratch: &'b mut Vec<u8>,
+}
+
+impl Scanner<'_, '_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn err(&self, reason: &'static str) -> SyntaxError {
+        SyntaxError { reason, at: self.i }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn end(&mut self) -> Result<(), SyntaxError> {
+        self.ws();
+        if self.i == self.b.len() {
+            Ok(())
+        } else {
+            Err(self.err("trailing characters after the JSON value"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'{') => self.container(depth, b'}').map(|_| Value::Object),
+            Some(b'[') => self.container(depth, b']').map(|_| Value::Array),
+            Some(b't') => self.literal(b"true", Value::Bool),
+            Some(b'f') => self.literal(b"false", Value::Bool),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            None => Err(self.err("unexpected end of line")),
+            Some(_) => Err(self.err("expected a JSON value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value, SyntaxError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(self.err("expected true, false or null"))
+        }
+    }
+
+    /// An object or array whose contents are validated but not kept.
+    fn container(&mut self, depth: usize, close: u8) -> Result<(), SyntaxError> {
+        if depth >= MAX_DEPTH {
+            return Err(self.err("nested too deeply"));
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(());
+        }
+        let mark = self.scratch.len();
+        loop {
+            self.ws();
+            if close == b'}' {
+                if self.peek() != Some(b'"') {
+                    return Err(self.err("expected a key in double quotes"));
+                }
+                self.string()?;
+                self.ws();
+                if self.peek() != Some(b':') {
+                    return Err(self.err("expected ':' after a key"));
+                }
+                self.i += 1;
+                self.ws();
+            }
+            self.value(depth + 1)?;
+            // Nothing inside a skipped container is kept.
+            self.scratch.truncate(mark);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(c) if c == close => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ if close == b'}' => return Err(self.err("expected ',' or '}' in an object")),
+                _ => return Err(self.err("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, SyntaxError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.err("expected a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.err("expected a digit after the decimal point"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.err("expected a digit in the exponent"));
+            }
+            self.digits();
+        }
+        Ok(Value::Num(start as u32..self.i as u32))
+    }
+
+    #[inline]
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// A string starting at the opening quote.
+    fn string(&mut self) -> Result<Value, SyntaxError> {
+        self.i += 1;
+        let start = self.i;
+        // Fast path: no escapes.
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let v = Value::Str {
+                        range: start as u32..self.i as u32,
+                        escaped: false,
+                    };
+                    self.i += 1;
+                    return Ok(v);
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) => return Err(self.err("control character in a string")),
+                Some(_) => self.i += 1,
+                None => return Err(self.err("unterminated string")),
+            }
+        }
+        // Slow path: decode into scratch.
+        let out = self.scratch.len();
+        self.scratch.extend_from_slice(&self.b[start..self.i]);
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(Value::Str {
+                        range: out as u32..self.scratch.len() as u32,
+                        escaped: true,
+                    });
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let c = match self.peek() {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'/') => b'/',
+                        Some(b'b') => 0x08,
+                        Some(b'f') => 0x0c,
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b't') => b'\t',
+                        Some(b'u') => {
+                            let ch = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            self.scratch
+                                .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => return Err(self.err("invalid escape in a string")),
+                    };
+                    self.scratch.push(c);
+                    self.i += 1;
+                }
+                Some(0..=0x1f) => return Err(self.err("control character in a string")),
+                Some(c) => {
+                    self.scratch.push(c);
+                    self.i += 1;
+                }
+                None => return Err(self.err("unterminated string")),
+            }
+        }
+    }
+
+    /// `\uXXXX` (with `self.i` on the `u`), including a surrogate pair.
+    fn unicode_escape(&mut self) -> Result<char, SyntaxError> {
+        let hi = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&hi) {
+            if !self.b[self.i..].starts_with(b"\\u") {
+                return Err(self.err("lone leading surrogate in a \\u escape"));
+            }
+            self.i += 1;
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err(self.err("invalid trailing surrogate in a \\u escape"));
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else if (0xDC00..0xE000).contains(&hi) {
+            return Err(self.err("lone trailing surrogate in a \\u escape"));
+        } else {
+            hi
+        };
+        char::from_u32(code).ok_or_else(|| self.err("invalid \\u escape"))
+    }
+
+    /// Four hex digits after the `u` at `self.i`; leaves `self.i` after them.
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let digits = self
+            .b
+            .get(self.i + 1..self.i + 5)
+            .ok_or_else(|| self.err("truncated \\u escape"))?;
+        let mut v = 0;
+        for &d in digits {
+            let n = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err("invalid hex digit in a \\u escape"))?;
+            v = v * 16 + n;
+        }
+        self.i += 5;
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ns: &[&str]) -> Vec<Box<str>> {
+        ns.iter().map(|n| Box::from(*n)).collect()
+    }
+
+    fn text<'a>(line: &'a [u8], scratch: &'a [u8], v: &Value) -> &'a [u8] {
+        match v {
+            Value::Str {
+                range,
+                escaped: false,
+            } => &line[range.start as usize..range.end as usize],
+            Value::Str {
+                range,
+                escaped: true,
+            } => &scratch[range.start as usize..range.end as usize],
+            Value::Num(r) => &line[r.start as usize..r.end as usize],
+            _ => b"",
+        }
+    }
+
+    #[test]
+    fn projects_wanted_members() {
+        let line = br#" {"a": "x", "skip": {"n": [1, 2, {"q": "\u00e9"}]}, "b": -1.5e3, "c": "t\"\u00e9\ud83d\ude00", "d": null} "#;
+        let ns = names(&["a", "b", "c", "d", "e"]);
+        let mut slots = vec![Value::Missing; 5];
+        let mut scratch = Vec::new();
+        scan_object(line, &ns, &mut slots, &mut scratch).unwrap();
+        assert_eq!(text(line, &scratch, &slots[0]), b"x");
+        assert_eq!(text(line, &scratch, &slots[1]), b"-1.5e3");
+        assert_eq!(
+            std::str::from_utf8(text(line, &scratch, &slots[2])).unwrap(),
+            "t\"é😀"
+        );
+        assert_eq!(slots[3], Value::Null);
+        assert_eq!(slots[4], Value::Missing);
+    }
+
+    #[test]
+    fn escaped_keys_match_and_last_duplicate_wins() {
+        let line = br#"{"\u0061": 1, "a": 2}"#;
+        let mut slots = vec![Value::Missing];
+        let mut scratch = Vec::new();
+        scan_object(line, &names(&["a"]), &mut slots, &mut scratch).unwrap();
+        assert_eq!(text(line, &scratch, &slots[0]), b"2");
+    }
+
+    #[test]
+    fn tells_non_objects_from_non_json() {
+        let mut slots = vec![];
+        let mut scratch = Vec::new();
+        let mut scan = |l: &[u8]| scan_object(l, &[], &mut slots, &mut scratch);
+        assert_eq!(scan(b"[]"), Err(ScanError::NotObject("an array")));
+        assert_eq!(scan(b" null "), Err(ScanError::NotObject("null")));
+        assert_eq!(scan(b"\"s\""), Err(ScanError::NotObject("a string")));
+        assert!(matches!(scan(b"{not json"), Err(ScanError::Syntax(_))));
+        assert!(matches!(scan(b""), Err(ScanError::Syntax(e)) if e.reason == "empty line"));
+        assert!(matches!(scan(b"{} x"), Err(ScanError::Syntax(e)) if e.at == 3));
+    }
+
+    /// Differential test: on many generated and mutated lines, the scanner accepts exactly
+    /// what serde_json accepts and extracts the same values.
+    #[test]
+    fn agrees_with_serde_json() {
+        let seeds: &[&str] = &[
+            r#"{"timestamp":"2026-01-27T22:00:00.000Z","severity":"High","user_id":"user_1","content":"App crash","seq":12}"#,
+            r#"{"a":[1,2.5,-0.0,1e9,{"b":null}],"k":"v\\n\u0041","n":true,"f":false}"#,
+            r#"{"k":"\ud83d\ude00","x":{},"y":[]}"#,
+            r#"  {  "k" : 0 , "z" : "" }  "#,
+        ];
+        let ns = names(&["k", "n", "timestamp", "seq", "a", "z"]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet = b"{}[]\":,\\/0123456789-+.eEtrufalsn ux\t\x01ab";
+        let mut slots = vec![Value::Missing; ns.len()];
+        let mut scratch = Vec::new();
+        for round in 0..60_000 {
+            let mut line = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..rng.usize(0..4) {
+                let at = rng.usize(0..=line.len());
+                match rng.u8(0..3) {
+                    0 if at < line.len() => {
+                        line.remove(at);
+                    }
+                    1 => line.insert(at, alphabet[rng.usize(0..alphabet.len())]),
+                    _ if at < line.len() => line[at] = alphabet[rng.usize(0..alphabet.len())],
+                    _ => {}
+                }
+            }
+            let oracle = serde_json::from_slice::<serde_json::Value>(&line);
+            let ours = scan_object(&line, &ns, &mut slots, &mut scratch);
+            match (&oracle, &ours) {
+                (Ok(serde_json::Value::Object(map)), Ok(())) => {
+                    for (n, v) in ns.iter().zip(&slots) {
+                        match (map.get(&**n), v) {
+                            (None, Value::Missing) => {}
+                            (Some(serde_json::Value::String(s)), Value::Str { .. }) => {
+                                assert_eq!(text(&line, &scratch, v), s.as_bytes())
+                            }
+                            (Some(serde_json::Value::Number(_)), Value::Num(_)) => {}
+                            (Some(serde_json::Value::Null), Value::Null) => {}
+                            (Some(serde_json::Value::Bool(_)), Value::Bool) => {}
+                            (Some(serde_json::Value::Array(_)), Value::Array) => {}
+                            (Some(serde_json::Value::Object(_)), Value::Object) => {}
+                            (o, v) => panic!(
+                                "{}: field {n}: serde_json {o:?}, scanner {v:?}",
+                                String::from_utf8_lossy(&line)
+                            ),
+                        }
+                    }
+                }
+                (Ok(_), Err(ScanError::NotObject(_))) | (Err(_), Err(ScanError::Syntax(_))) => {}
+                // Valid JSON grammar that serde_json cannot hold in an f64; the scanner keeps
+                // numbers as text and leaves that judgement to the field's consumer.
+                (Err(e), _) if e.to_string().contains("number out of range") => {}
+                (o, s) => panic!(
+                    "{}: serde_json {o:?}, scanner {s:?}",
+                    String::from_utf8_lossy(&line)
+                ),
+            }
+        }
+    }
+}

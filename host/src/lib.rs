@@ -1,0 +1,14 @@
+//! rulewatch: a stream rule engine. JSON events flow
+//! source → decode → rules (WebAssembly) → window → sink.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod loadgen;
+pub mod metrics;
+pub mod pipeline;
+pub mod registry;
+pub mod rules;
+pub mod sink;
+pub mod source;
+pub mod window;

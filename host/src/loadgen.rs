@@ -1,0 +1,212 @@
+//! A deterministic generator of log events in the shape the crash rule consumes (the same
+//! shape as `shared/data/gen_logs.py`): event time advances at a fixed rate, some events
+//! arrive out of order, a few very late, some lines are malformed. Used by `bench` and the
+//! demo; the same seed gives the same bytes.
+
+use crate::decode::time::Rfc3339Millis;
+use std::io::{self, Read};
+
+/// Generator settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GenConfig {
+    /// Events (lines) to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Distinct user ids.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    /// Users who crash far more often than the rest.
+    #[arg(long, default_value_t = 20)]
+    pub hot_users: u32,
+    /// Events per second of event time.
+    #[arg(long, default_value_t = 1000.0)]
+    pub event_rate: f64,
+    /// Share of events whose content mentions a crash.
+    #[arg(long, default_value_t = 0.08)]
+    pub crash_share: f64,
+    /// Largest disorder, in seconds, of an on-time event.
+    #[arg(long, default_value_t = 3.0)]
+    pub disorder: f64,
+    /// Share of events that are very late.
+    #[arg(long, default_value_t = 0.002)]
+    pub late_share: f64,
+    /// How late, in seconds, the very late events are (at least).
+    #[arg(long, default_value_t = 30.0)]
+    pub late_by: f64,
+    /// Share of malformed lines.
+    #[arg(long, default_value_t = 0.0)]
+    pub bad: f64,
+    /// Extra payload bytes per event (field `trace`).
+    #[arg(long, default_value_t = 0)]
+    pub pad: usize,
+    /// Event time of the first event, epoch ms (default 2026-01-27T22:00:00Z).
+    #[arg(long, default_value_t = 1_769_551_200_000)]
+    pub start_ms: i64,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            events: 1_000_000,
+            users: 1000,
+            hot_users: 20,
+            event_rate: 1000.0,
+            crash_share: 0.08,
+            disorder: 3.0,
+            late_share: 0.002,
+            late_by: 30.0,
+            bad: 0.0,
+            pad: 0,
+            start_ms: 1_769_551_200_000,
+            seed: 42,
+        }
+    }
+}
+
+const SEVERITIES: [&str; 4] = ["Low", "Medium", "High", "Critical"];
+const PLAIN: [&str; 9] = [
+    "User logged in",
+    "Page rendered in 120 ms",
+    "Cache miss for profile",
+    "Payment authorised",
+    "Search returned 14 results",
+    "Settings saved",
+    "Background sync finished",
+    "Image upload completed",
+    "Session refreshed",
+];
+const CRASHES: [&str; 6] = [
+    "App crash on startup",
+    "CRASH in renderer thread",
+    "Unexpected crash: null pointer",
+    "crashed while saving draft",
+    "Native crash (SIGSEGV) in libmedia",
+    "Crash report uploaded",
+];
+const BAD_LINES: [&str; 8] = [
+    "{not json",
+    "",
+    "[]",
+    "null",
+    r#"{"timestamp": 12, "severity": "High"}"#,
+    r#"{"timestamp": "yesterday", "severity": "High", "user_id": "u", "content": "crash"}"#,
+    r#"{"severity": "Critical", "user_id": "user_1", "content": "crash"}"#,
+    r#"{"timestamp": "2026-01-27T22:35:51Z", "severity": 5, "user_id": "user_1", "content": "crash"}"#,
+];
+const APPS: [&str; 3] = ["web", "ios", "android"];
+
+/// Generates events as JSON lines; implements [`Read`] so it can feed any pipeline.
+pub struct Generator {
+    config: GenConfig,
+    rng: fastrand::Rng,
+    hot: Vec<u32>,
+    next: u64,
+    line: Vec<u8>,
+    pending: std::ops::Range<usize>,
+}
+
+impl Generator {
+    /// A generator for `config`.
+    pub fn new(config: GenConfig) -> Self {
+        let mut rng = fastrand::Rng::with_seed(config.seed);
+        let hot = (0..config.hot_users)
+            .map(|_| rng.u32(0..config.users.max(1)))
+            .collect();
+        Generator {
+            config,
+            rng,
+            hot,
+            next: 0,
+            line: Vec::with_capacity(256),
+            pending: 0..0,
+        }
+    }
+
+    /// Writes the next line (with its newline) into `out`; false when all were written.
+    pub fn next_line(&mut self, out: &mut Vec<u8>) -> bool {
+        use std::io::Write;
+        let c = &self.config;
+        if self.next >= c.events {
+            return false;
+        }
+        let i = self.next;
+        self.next += 1;
+        let r = &mut self.rng;
+        if c.bad > 0.0 && r.f64() < c.bad {
+            out.extend_from_slice(BAD_LINES[r.usize(0..BAD_LINES.len())].as_bytes());
+            out.push(b'\n');
+            return true;
+        }
+        let mut t = i as f64 / c.event_rate;
+        if r.f64() < c.late_share {
+            t -= c.late_by + r.f64() * c.late_by;
+        } else {
+            t -= r.f64() * c.disorder;
+        }
+        let ms = c.start_ms + (t.max(0.0) * 1000.0) as i64;
+        let crash = r.f64() < c.crash_share;
+        let user = if crash && !self.hot.is_empty() && r.bool() {
+            self.hot[r.usize(0..self.hot.len())]
+        } else {
+            r.u32(0..c.users.max(1))
+        };
+        let mut severity = SEVERITIES[match r.u32(0..100) {
+            0..50 => 0,
+            50..80 => 1,
+            80..95 => 2,
+            _ => 3,
+        }];
+        if crash && r.f64() < 0.6 {
+            severity = SEVERITIES[2 + r.usize(0..2)];
+        }
+        let content = if crash {
+            CRASHES[r.usize(0..CRASHES.len())]
+        } else {
+            PLAIN[r.usize(0..PLAIN.len())]
+        };
+        let app = APPS[r.usize(0..APPS.len())];
+        write!(
+            out,
+            r#"{{"timestamp":"{}","severity":"{severity}","user_id":"user_{}","content":"{content}","app":"{app}","seq":{i}"#,
+            Rfc3339Millis(ms),
+            1000 + user,
+        )
+        .expect("writing to a Vec");
+        if c.pad > 0 {
+            out.extend_from_slice(br#","trace":""#);
+            out.resize(out.len() + c.pad, b'x');
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}\n");
+        true
+    }
+}
+
+impl Read for Generator {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut written = 0;
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.len() - written);
+                buf[written..written + n]
+                    .copy_from_slice(&self.line[self.pending.start..self.pending.start + n]);
+                self.pending.start += n;
+                written += n;
+            }
+            if written == buf.len() {
+                return Ok(written);
+            }
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            let more = self.next_line(&mut line);
+            self.pending = 0..line.len();
+            self.line = line;
+            if !more {
+                return Ok(written);
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The pipeline: batches of lines → decode → each rule's filter (one Wasm call per batch) →
+//! windows → alert decisions (one Wasm call per trigger) → sink.
+//!
+//! Everything per event happens in reused buffers; allocation happens per batch, per new
+//! (window, key) pair and per alert.
+
+use crate::config::{OutputMode, RuleConfig};
+use crate::decode::{Decoder, LineError, Projection, Reason};
+use crate::metrics::{InputStats, RuleStats};
+use crate::rules::{RuleError, RuleInstance, RuleModule};
+use crate::sink::records::{Position, RecordWriter};
+use crate::sink::{AlertRow, RuleMeta, Sink};
+use crate::source::lines::Line;
+use crate::window::{Verdict, WindowRow, Windows};
+use rulewatch_sdk::abi::{self, Batch, BatchWriter};
+use std::sync::Arc;
+use tracing::{error, warn};
+
+/// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
+/// batch's buffers stay in cache and `update` rows come out promptly.
+pub const BATCH_LINES: usize = 4096;
+
+/// How many problems of one kind are logged before they are only counted.
+const LOGGED_PER_REASON: u64 = 5;
+
+/// A loaded rule: its config, its compiled module and where it came from.
+pub struct LoadedRule {
+    /// The rule's name.
+    pub name: String,
+    /// Its configuration.
+    pub config: RuleConfig,
+    /// Its compiled module.
+    pub module: Arc<RuleModule>,
+}
+
+/// One rule's running state in the pipeline.
+struct RuleRunner {
+    meta: Arc<RuleMeta>,
+    projection: Projection,
+    /// `None` once quarantined.
+    instance: Option<RuleInstance>,
+    windows: Windows,
+    events: BatchWriter,
+    /// For each staged event, the index of its line in the batch.
+    event_lines: Vec<u32>,
+    encoded: Vec<u8>,
+    candidates: BatchWriter,
+    stats: RuleStats,
+}
+
+/// Optional outputs for rejected input.
+#[derive(Default)]
+pub struct Rejects {
+    /// Dead letters: lines that could not be used.
+    pub dead_letter: Option<RecordWriter>,
+    /// Late events.
+    pub late: Option<RecordWriter>,
+}
+
+/// Runs rules over batches of lines.
+pub struct Pipeline {
+    input_name: String,
+    decoder: Decoder,
+    rules: Vec<RuleRunner>,
+    input: InputStats,
+    rejects: Rejects,
+    /// Problems logged so far, per reason, for rate limiting.
+    logged: [u64; Reason::ALL.len()],
+    triggers: u64,
+    rows: Vec<AlertRow>,
+}
+
+impl Pipeline {
+    /// Starts every rule; `mode` overrides the rules' own output mode. A rule whose `init`
+    /// fails is reported and left out.
+    pub fn new(
+        input_name: &str,
+        rules: &[LoadedRule],
+        mode: Option<OutputMode>,
+        rejects: Rejects,
+    ) -> Result<Self, RuleError> {
+        let mut decoder = Decoder::default();
+        let mut runners = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let c = &rule.config;
+            let instance = rule.module.instantiate(
+                &c.params_json(),
+                c.limits.memory,
+                c.limits.time_per_batch,
+            )?;
+            let projection = Projection::new(
+                &mut decoder,
+                &c.time.field,
+                c.time.format,
+                &c.window.key,
+                rule.module.fields(),
+            );
+            let meta = RuleMeta {
+                name: rule.name.clone(),
+                sha256: rule.module.sha256().to_owned(),
+                key_column: c.output.key_column.clone().unwrap_or(c.window.key.clone()),
+                count_column: c.output.count_column.clone().unwrap_or("count".into()),
+                mode: mode.unwrap_or(c.output.mode),
+            };
+            runners.push(RuleRunner {
+                meta: Arc::new(meta),
+                projection,
+                instance: Some(instance),
+                windows: Windows::new(c.window.size, c.window.delay),
+                events: BatchWriter::default(),
+                event_lines: Vec::new(),
+                encoded: Vec::new(),
+                candidates: BatchWriter::default(),
+                stats: RuleStats::default(),
+            });
+        }
+        Ok(Pipeline {
+            input_name: input_name.to_owned(),
+            decoder,
+            rules: runners,
+            input: InputStats::default(),
+            rejects,
+            logged: [0; Reason::ALL.len()],
+            triggers: 0,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Input counters so far.
+    pub fn input_stats(&self) -> &InputStats {
+        &self.input
+    }
+
+    /// Each rule's name and counters so far.
+    pub fn rule_stats(&self) -> Vec<(&str, &RuleStats)> {
+        self.rules
+            .iter()
+            .map(|r| (r.meta.name.as_str(), &r.stats))
+            .collect()
+    }
+
+    /// Open (window, key) pairs over all rules.
+    pub fn open_pairs(&self) -> usize {
+        self.rules.iter().map(|r| r.windows.open_pairs()).sum()
+    }
+
+    /// Processes one batch of lines (`buf` holds their bytes) and emits its trigger.
+    pub fn process(
+        &mut self,
+        buf: &[u8],
+        lines: &[Line],
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        for r in &mut self.rules {
+            r.events.reset(r.projection.kinds());
+            r.event_lines.clear();
+        }
+        for (li, line) in lines.iter().enumerate() {
+            self.input.lines += 1;
+            let raw = &buf[line.range.clone()];
+            if line.too_large {
+                let e = LineError {
+                    reason: Reason::TooLarge,
+                    at: None,
+                    detail: "line longer than --max-line-bytes",
+                };
+                self.reject_line(line, &e, raw);
+                continue;
+            }
+            let rec = match self.decoder.decode(raw) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    self.reject_line(line, &e, raw);
+                    continue;
+                }
+            };
+            for r in &mut self.rules {
+                if r.instance.is_none() {
+                    continue;
+                }
+                match r.projection.project(&rec, &mut r.events) {
+                    Ok(_) => {
+                        r.event_lines.push(li as u32);
+                        r.stats.events += 1;
+                    }
+                    Err(fe) => {
+                        r.stats.bad.add(fe.reason);
+                        let field = &r.projection.field_names()[fe.field];
+                        let pos = position(&self.input_name, line);
+                        if log_allowed(&mut self.logged, fe.reason) {
+                            warn!(
+                                "{}:{} (byte {}): rule {}: field `{field}`: {} [{}]",
+                                pos.input,
+                                pos.line,
+                                pos.offset,
+                                r.meta.name,
+                                fe.detail,
+                                fe.reason.label()
+                            );
+                        }
+                        if let Some(dl) = &mut self.rejects.dead_letter {
+                            let error = format!("field `{field}`: {}", fe.detail);
+                            dl.dead_letter(
+                                pos,
+                                fe.reason.label(),
+                                &error,
+                                Some(&r.meta.name),
+                                raw,
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        for r in &mut self.rules {
+            if let Err(e) = r.run_batch(buf, lines, &self.input_name, &mut self.rejects) {
+                r.quarantine(e);
+            }
+        }
+        self.trigger(false, sink)
+    }
+
+    /// Ends the input: every window closes and the last rows are emitted.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.trigger(true, sink)?;
+        for w in [&mut self.rejects.dead_letter, &mut self.rejects.late]
+            .into_iter()
+            .flatten()
+        {
+            w.flush()?;
+        }
+        sink.flush()?;
+        Ok(())
+    }
+
+    fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.rows.clear();
+        for r in &mut self.rules {
+            if let Err(e) = r.trigger(end, &mut self.rows) {
+                r.quarantine(e);
+            }
+        }
+        if !self.rows.is_empty() {
+            sink.emit(self.triggers, &self.rows)?;
+            sink.flush()?;
+            self.triggers += 1;
+        }
+        Ok(())
+    }
+
+    fn reject_line(&mut self, line: &Line, e: &LineError, raw: &[u8]) {
+        reject(
+            &mut self.logged,
+            &mut self.rejects,
+            &mut self.input,
+            &self.input_name,
+            line,
+            e,
+            raw,
+        );
+    }
+}
+
+fn position<'a>(input: &'a str, line: &Line) -> Position<'a> {
+    Position {
+        input,
+        line: line.number,
+        offset: line.offset,
+    }
+}
+
+fn log_allowed(logged: &mut [u64; Reason::ALL.len()], reason: Reason) -> bool {
+    let n = &mut logged[reason.index()];
+    *n += 1;
+    if *n == LOGGED_PER_REASON + 1 {
+        warn!(
+            "more {} input: counted (see the summary) and, with --dead-letter, written there, \
+             but no longer logged",
+            reason.label()
+        );
+    }
+    *n <= LOGGED_PER_REASON
+}
+
+/// Counts, logs (rate-limited) and dead-letters a line no rule can use.
+fn reject(
+    logged: &mut [u64; Reason::ALL.len()],
+    rejects: &mut Rejects,
+    stats: &mut InputStats,
+    input: &str,
+    line: &Line,
+    e: &LineError,
+    raw: &[u8],
+) {
+    stats.bad.add(e.reason);
+    let pos = position(input, line);
+    if log_allowed(logged, e.reason) {
+        warn!(
+            "{}:{} (byte {}): {} [{}]",
+            pos.input,
+            pos.line,
+            pos.offset,
+            e,
+            e.reason.label()
+        );
+    }
+    if let Some(dl) = &mut rejects.dead_letter {
+        if let Err(err) = dl.dead_letter(pos, e.reason.label(), &e.to_string(), None, raw) {
+            error!("cannot write the dead-letter file: {err}");
+        }
+    }
+}
+
+impl RuleRunner {
+    /// Filters the staged events and updates the windows.
+    fn run_batch(
+        &mut self,
+        buf: &[u8],
+        lines: &[Line],
+        input: &str,
+        rejects: &mut Rejects,
+    ) -> Result<(), RuleError> {
+        let Some(instance) = &mut self.instance else {
+            return Ok(());
+        };
+        let rows = self.events.rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        self.events.finish(&mut self.encoded);
+        let selected = instance.filter(&self.encoded, rows)?;
+        let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        for row in 0..rows {
+            let is_selected = abi::bit(selected, row);
+            let time = batch.i64(0, row);
+            let watermark = self.windows.watermark();
+            match self.windows.observe(time, batch.str(1, row), is_selected) {
+                Verdict::Counted => self.stats.matched += 1,
+                Verdict::Skipped => {}
+                Verdict::Late => {
+                    self.stats.matched += 1;
+                    self.stats.late += 1;
+                    if let (Some(late), Some(wm)) = (&mut rejects.late, watermark) {
+                        let line = &lines[self.event_lines[row] as usize];
+                        let raw = &buf[line.range.clone()];
+                        if let Err(e) = late.late(position(input, line), &self.meta.name, time, wm, raw) {
+                            error!("cannot write the late-events file: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects this trigger's candidate rows per the output mode, asks the rule which are
+    /// alerts, and frees closed windows.
+    fn trigger(&mut self, end: bool, out: &mut Vec<AlertRow>) -> Result<(), RuleError> {
+        if self.instance.is_none() {
+            return Ok(());
+        }
+        self.candidates
+            .reset(&[abi::KIND_I64, abi::KIND_I64, abi::KIND_STR, abi::KIND_I64]);
+        let c = &mut self.candidates;
+        let mut push = |w: WindowRow<'_>| {
+            c.push_i64(0, w.start);
+            c.push_i64(1, w.end);
+            c.push_str(2, w.key.as_bytes());
+            c.push_i64(3, w.count as i64);
+            c.end_row();
+        };
+        let watermark = if end { None } else { self.windows.watermark() };
+        match self.meta.mode {
+            OutputMode::Append => self.windows.close(end, &mut push),
+            OutputMode::Update => {
+                self.windows.drain_changed(&mut push);
+                self.windows.close(end, |_| {});
+            }
+            OutputMode::Complete => {
+                self.windows.for_each(&mut push);
+                self.windows.close(end, |_| {});
+            }
+        }
+        let rows = self.candidates.rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        self.candidates.finish(&mut self.encoded);
+        let instance = self.instance.as_mut().expect("checked above");
+        let alerts = instance.alert(&self.encoded, rows)?;
+        let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        for row in (0..rows).filter(|&row| abi::bit(alerts, row)) {
+            self.stats.alerts += 1;
+            out.push(AlertRow {
+                rule: self.meta.clone(),
+                start: batch.i64(0, row),
+                end: batch.i64(1, row),
+                key: batch.str(2, row).to_owned(),
+                count: batch.i64(3, row) as u64,
+                watermark,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops a rule that misbehaved; the other rules go on.
+    fn quarantine(&mut self, e: RuleError) {
+        error!(
+            "rule {} (module sha256 {}) {e}; it is quarantined and its open windows are \
+             dropped; the other rules keep running",
+            self.meta.name, self.meta.sha256
+        );
+        self.instance = None;
+        self.windows = Windows::new(std::time::Duration::from_millis(1), Default::default());
+        self.stats.quarantined = Some(e.to_string());
+    }
+}

@@ -1,0 +1,49 @@
+//! Alerts as JSON lines, one object per alert:
+//! `{"rule":"crash","window_start":"2026-01-27T22:35:50Z","window_end":"2026-01-27T22:36:00Z","key":"user_1503","count":5,"watermark":"…","module_sha256":"…"}`.
+
+use super::{AlertRow, Sink};
+use crate::decode::time::format_rfc3339;
+use std::io::{self, Write};
+
+/// Writes one JSON object per alert.
+pub struct JsonLines<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        JsonLines { out }
+    }
+}
+
+/// A JSON string literal.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+impl<W: Write> Sink for JsonLines<W> {
+    fn emit(&mut self, _batch: u64, rows: &[AlertRow]) -> io::Result<()> {
+        for r in rows {
+            let watermark = r
+                .watermark
+                .map_or_else(|| "null".to_owned(), |w| quote(&format_rfc3339(w)));
+            writeln!(
+                self.out,
+                r#"{{"rule":{},"window_start":"{}","window_end":"{}","key":{},"count":{},"watermark":{},"module_sha256":"{}"}}"#,
+                quote(&r.rule.name),
+                format_rfc3339(r.start),
+                format_rfc3339(r.end),
+                quote(&r.key),
+                r.count,
+                watermark,
+                r.rule.sha256,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

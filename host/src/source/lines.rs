@@ -1,0 +1,234 @@
+//! Reads newline-delimited records from any byte stream in large chunks, handing out
+//! batches of lines as ranges into one reused buffer, with their line number and byte
+//! offset. A line longer than the limit is reported (not buffered) and skipped.
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+/// One line of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// The line's bytes in [`LineReader::buffer`], without `\n` or `\r\n`; empty if
+    /// `too_large`.
+    pub range: Range<usize>,
+    /// 1-based line number.
+    pub number: u64,
+    /// Byte offset of the line's first byte in the stream.
+    pub offset: u64,
+    /// The line was longer than the limit and was skipped.
+    pub too_large: bool,
+}
+
+/// Splits a byte stream into lines, in batches.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Start of unconsumed data in `buf`.
+    start: usize,
+    /// End of data read into `buf`.
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    next_number: u64,
+    max_line: usize,
+    eof: bool,
+    /// Inside an oversized line: discard until the next newline.
+    skipping: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Reads lines of at most `max_line` bytes from `inner`.
+    pub fn new(inner: R, max_line: usize) -> Self {
+        let capacity = (max_line + 1).max(4 << 20);
+        LineReader {
+            inner,
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+            offset: 0,
+            next_number: 1,
+            max_line,
+            eof: false,
+            skipping: false,
+        }
+    }
+
+    /// The buffer that [`Line::range`]s of the last batch point into.
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Fills `out` with up to `max_lines` lines; returns false when the stream has ended and
+    /// no line was read. Ranges stay valid until the next call.
+    pub fn next_batch(&mut self, max_lines: usize, out: &mut Vec<Line>) -> io::Result<bool> {
+        out.clear();
+        // Move the unconsumed tail to the front; earlier batches' ranges are now void.
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        let mut scanned = 0; // bytes after `start` known to hold no newline
+        while out.len() < max_lines {
+            if let Some(nl) = memchr::memchr(b'\n', &self.buf[self.start + scanned..self.end]) {
+                let nl = self.start + scanned + nl;
+                self.take_line(nl, nl + 1, out);
+                scanned = 0;
+                continue;
+            }
+            scanned = self.end - self.start;
+            if !self.skipping && scanned > self.max_line {
+                // Too long: report it once, then discard up to the next newline.
+                self.report_too_large(out);
+                self.skipping = true;
+                self.offset += scanned as u64;
+                self.start = self.end;
+                scanned = 0;
+                continue;
+            }
+            if self.skipping {
+                self.offset += scanned as u64;
+                self.start = self.end;
+                scanned = 0;
+            }
+            if self.eof {
+                if self.end > self.start {
+                    self.take_line(self.end, self.end, out);
+                }
+                break;
+            }
+            if self.end == self.buf.len() {
+                if !out.is_empty() {
+                    break; // hand out what we have; the next call makes room
+                }
+                // Only reachable while skipping after `start` was reset: make room.
+                self.start = 0;
+                self.end = 0;
+            }
+            let n = read_some(&mut self.inner, &mut self.buf[self.end..])?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
+        Ok(!out.is_empty() || !self.eof || self.end > self.start)
+    }
+
+    /// Consumes `buf[start..consumed_to]`, a line ending at `line_end`.
+    fn take_line(&mut self, line_end: usize, consumed_to: usize, out: &mut Vec<Line>) {
+        let len = line_end - self.start;
+        if self.skipping {
+            self.skipping = false;
+        } else if len > self.max_line {
+            self.report_too_large(out);
+        } else {
+            let mut end = line_end;
+            if end > self.start && self.buf[end - 1] == b'\r' {
+                end -= 1;
+            }
+            out.push(Line {
+                range: self.start..end,
+                number: self.next_number,
+                offset: self.offset,
+                too_large: false,
+            });
+            self.next_number += 1;
+        }
+        self.offset += (consumed_to - self.start) as u64;
+        self.start = consumed_to;
+    }
+
+    fn report_too_large(&mut self, out: &mut Vec<Line>) {
+        out.push(Line {
+            range: 0..0,
+            number: self.next_number,
+            offset: self.offset,
+            too_large: true,
+        });
+        self.next_number += 1;
+    }
+}
+
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads everything in batches of `per`, returning (text or None if too large, number, offset).
+    fn all(input: &[u8], max_line: usize, per: usize) -> Vec<(Option<String>, u64, u64)> {
+        let mut r = LineReader::new(input, max_line);
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        while r.next_batch(per, &mut out).unwrap() {
+            for l in &out {
+                let text = (!l.too_large)
+                    .then(|| String::from_utf8_lossy(&r.buffer()[l.range.clone()]).into_owned());
+                got.push((text, l.number, l.offset));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn splits_lines_with_positions() {
+        let got = all(b"a\r\nbb\n\nccc", 10, 2);
+        assert_eq!(
+            got,
+            vec![
+                (Some("a".into()), 1, 0),
+                (Some("bb".into()), 2, 3),
+                (Some("".into()), 3, 6),
+                (Some("ccc".into()), 4, 7),
+            ]
+        );
+        assert!(all(b"", 10, 2).is_empty());
+    }
+
+    #[test]
+    fn skips_oversized_lines_and_keeps_going() {
+        let got = all(b"ok\n0123456789abc\nfine\n", 5, 10);
+        assert_eq!(
+            got,
+            vec![
+                (Some("ok".into()), 1, 0),
+                (None, 2, 3),
+                (Some("fine".into()), 3, 17),
+            ]
+        );
+    }
+
+    #[test]
+    fn oversized_lines_longer_than_the_buffer_are_skipped_without_buffering() {
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 9 << 20));
+        input.extend_from_slice(b"\nlast");
+        let got = all(&input, 100, 1000);
+        assert_eq!(
+            got,
+            vec![
+                (Some("first".into()), 1, 0),
+                (None, 2, 6),
+                (Some("last".into()), 3, 6 + (9 << 20) + 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn batches_across_buffer_refills_lose_nothing() {
+        let mut input = Vec::new();
+        for i in 0..300_000 {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        let got = all(&input, 64, 4096);
+        assert_eq!(got.len(), 300_000);
+        assert!(got.iter().enumerate().all(|(i, (t, n, _))| {
+            t.as_deref() == Some(&*format!("line {i}")) && *n == i as u64 + 1
+        }));
+    }
+}

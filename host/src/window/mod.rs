@@ -1,0 +1,251 @@
+//! Event-time tumbling windows per key, under a watermark.
+//!
+//! * Windows are `[start, start + size)`, aligned to the Unix epoch.
+//! * The watermark is the largest event time seen so far minus the delay. Every decoded
+//!   event moves it, counted or not.
+//! * An event is late when its window's end is at or before the watermark as it stood
+//!   before that event; a late event is not counted.
+//! * A window closes once the watermark reaches its end; its state is then freed.
+//!
+//! State is one small map per open window, so memory grows with open (window, key) pairs,
+//! never with the number of events.
+
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What happened to an observed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted in its window.
+    Counted,
+    /// The filter selected it, but its window had already closed.
+    Late,
+    /// The filter did not select it; it only moved the watermark.
+    Skipped,
+}
+
+/// One (window, key) count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowRow<'a> {
+    /// Window start, epoch ms.
+    pub start: i64,
+    /// Window end (exclusive), epoch ms.
+    pub end: i64,
+    /// The key.
+    pub key: &'a str,
+    /// Events counted.
+    pub count: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Count {
+    n: u64,
+    changed: bool,
+}
+
+type Pane = IndexMap<Box<str>, Count, FxBuildHasher>;
+
+/// Tumbling windows of one rule.
+pub struct Windows {
+    size: i64,
+    delay: i64,
+    max_time: Option<i64>,
+    open: BTreeMap<i64, Pane>,
+    /// (window start, index in its pane) of counts changed since the last drain.
+    changed: Vec<(i64, usize)>,
+}
+
+impl Windows {
+    /// Windows of `size` under a watermark that trails the largest event time by `delay`.
+    pub fn new(size: Duration, delay: Duration) -> Self {
+        Windows {
+            size: size.as_millis() as i64,
+            delay: delay.as_millis() as i64,
+            max_time: None,
+            open: BTreeMap::new(),
+            changed: Vec::new(),
+        }
+    }
+
+    /// The current watermark in epoch ms, once an event has been seen.
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_time.map(|t| t.saturating_sub(self.delay))
+    }
+
+    /// The window `[start, end)` holding event time `t`.
+    pub fn window_of(&self, t: i64) -> (i64, i64) {
+        let start = t.div_euclid(self.size) * self.size;
+        (start, start.saturating_add(self.size))
+    }
+
+    /// Observes one decoded event, in arrival order.
+    #[inline]
+    pub fn observe(&mut self, time: i64, key: &str, selected: bool) -> Verdict {
+        let (start, end) = self.window_of(time);
+        let late = self.watermark().is_some_and(|wm| end <= wm);
+        self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
+        if !selected {
+            return Verdict::Skipped;
+        }
+        if late {
+            return Verdict::Late;
+        }
+        let pane = self.open.entry(start).or_default();
+        let index = match pane.get_full_mut(key) {
+            Some((i, _, c)) => {
+                c.n += 1;
+                if c.changed {
+                    return Verdict::Counted;
+                }
+                c.changed = true;
+                i
+            }
+            None => {
+                pane.insert_full(
+                    key.into(),
+                    Count {
+                        n: 1,
+                        changed: true,
+                    },
+                )
+                .0
+            }
+        };
+        self.changed.push((start, index));
+        Verdict::Counted
+    }
+
+    /// Hands out every count changed since the last call (in first-change order).
+    pub fn drain_changed(&mut self, mut f: impl FnMut(WindowRow<'_>)) {
+        for (start, i) in self.changed.drain(..) {
+            if let Some((key, c)) = self.open.get_mut(&start).and_then(|p| p.get_index_mut(i)) {
+                c.changed = false;
+                f(WindowRow {
+                    start,
+                    end: start.saturating_add(self.size),
+                    key,
+                    count: c.n,
+                });
+            }
+        }
+    }
+
+    /// Hands out every count still held, oldest window first.
+    pub fn for_each(&self, mut f: impl FnMut(WindowRow<'_>)) {
+        for (&start, pane) in &self.open {
+            for (key, c) in pane {
+                f(WindowRow {
+                    start,
+                    end: start.saturating_add(self.size),
+                    key,
+                    count: c.n,
+                });
+            }
+        }
+    }
+
+    /// Closes the windows the watermark has passed (every window if `all`, at the end of
+    /// the input), handing out their final counts and freeing them.
+    pub fn close(&mut self, all: bool, mut f: impl FnMut(WindowRow<'_>)) {
+        let wm = if all { None } else { self.watermark() };
+        while let Some(entry) = self.open.first_entry() {
+            let start = *entry.key();
+            let end = start.saturating_add(self.size);
+            if !all && wm.is_none_or(|wm| end > wm) {
+                break;
+            }
+            for (key, c) in entry.remove() {
+                f(WindowRow {
+                    start,
+                    end,
+                    key: &key,
+                    count: c.n,
+                });
+            }
+        }
+        let open = &self.open;
+        self.changed.retain(|(start, _)| open.contains_key(start));
+    }
+
+    /// Open (window, key) pairs.
+    pub fn open_pairs(&self) -> usize {
+        self.open.values().map(|p| p.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows() -> Windows {
+        Windows::new(Duration::from_secs(10), Duration::from_secs(10))
+    }
+
+    fn closed(w: &mut Windows, all: bool) -> Vec<(i64, String, u64)> {
+        let mut out = Vec::new();
+        w.close(all, |r| out.push((r.start, r.key.to_owned(), r.count)));
+        out
+    }
+
+    #[test]
+    fn windows_are_epoch_aligned_including_negative_times() {
+        let w = windows();
+        assert_eq!(w.window_of(0), (0, 10_000));
+        assert_eq!(w.window_of(9_999), (0, 10_000));
+        assert_eq!(w.window_of(10_000), (10_000, 20_000));
+        assert_eq!(w.window_of(-1), (-10_000, 0));
+    }
+
+    #[test]
+    fn late_is_judged_against_the_watermark_before_the_event() {
+        let mut w = windows();
+        assert_eq!(w.observe(25_000, "a", true), Verdict::Counted);
+        // watermark 15 000: window [0, 10 000) has ended before it.
+        assert_eq!(w.watermark(), Some(15_000));
+        assert_eq!(w.observe(9_999, "a", true), Verdict::Late);
+        // [10 000, 20 000) ends after 15 000: still open.
+        assert_eq!(w.observe(10_000, "a", true), Verdict::Counted);
+        // An unselected event moves the watermark too...
+        assert_eq!(w.observe(30_000, "b", false), Verdict::Skipped);
+        assert_eq!(w.watermark(), Some(20_000));
+        // ...so [10 000, 20 000) is now late: end 20 000 <= watermark 20 000.
+        assert_eq!(w.observe(19_999, "a", true), Verdict::Late);
+        // Out of order but not late: the max does not go back.
+        assert_eq!(w.observe(21_000, "a", true), Verdict::Counted);
+        assert_eq!(w.watermark(), Some(20_000));
+    }
+
+    #[test]
+    fn windows_close_when_the_watermark_reaches_their_end() {
+        let mut w = windows();
+        w.observe(1_000, "a", true);
+        w.observe(2_000, "a", true);
+        w.observe(12_000, "b", true);
+        w.observe(19_999, "c", false); // watermark 9 999
+        assert!(closed(&mut w, false).is_empty());
+        w.observe(20_000, "c", false); // watermark 10 000 = end of [0, 10 000)
+        assert_eq!(closed(&mut w, false), vec![(0, "a".into(), 2)]);
+        assert_eq!(w.open_pairs(), 1);
+        assert_eq!(closed(&mut w, true), vec![(10_000, "b".into(), 1)]);
+        assert_eq!(w.open_pairs(), 0);
+    }
+
+    #[test]
+    fn changes_are_reported_once_per_drain() {
+        let mut w = windows();
+        w.observe(1_000, "a", true);
+        w.observe(1_500, "a", true);
+        w.observe(2_000, "b", true);
+        let mut seen = Vec::new();
+        w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
+        assert_eq!(seen, vec![("a".into(), 2), ("b".into(), 1)]);
+        seen.clear();
+        w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
+        assert!(seen.is_empty());
+        w.observe(3_000, "b", true);
+        w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
+        assert_eq!(seen, vec![("b".into(), 2)]);
+    }
+}

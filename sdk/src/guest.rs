@@ -1,0 +1,150 @@
+//! The module side of the ABI, called from the functions [`crate::export_rule!`] generates.
+//! Not for direct use.
+
+use std::cell::UnsafeCell;
+
+use crate::abi::{self, Batch};
+use crate::{Event, Rule, WindowCount};
+
+/// A global cell. WebAssembly modules built for `wasm32-unknown-unknown` run on one thread,
+/// and the host never calls into a module re-entrantly.
+pub struct Slot<T>(UnsafeCell<Option<T>>);
+
+// SAFETY: see the type's doc: one thread, no re-entrant calls.
+unsafe impl<T> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Slot(UnsafeCell::new(None))
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn get(&self) -> &mut Option<T> {
+        // SAFETY: single-threaded and never re-entered (see `Slot`).
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Buffers shared by all exports: the input the host writes, the bitmap the module answers
+/// with, the last error and the field declaration.
+#[derive(Default)]
+struct Io {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    error: String,
+    fields: String,
+}
+
+static IO: Slot<Io> = Slot::new();
+
+fn io() -> &'static mut Io {
+    IO.get().get_or_insert_with(|| {
+        // Keep a panic's message for the host, which reads it with `rulewatch_error`
+        // after the trap that follows.
+        std::panic::set_hook(Box::new(|info| {
+            if let Some(io) = IO.get() {
+                io.error = info.to_string();
+            }
+        }));
+        Io::default()
+    })
+}
+
+fn packed(bytes: &[u8]) -> u64 {
+    abi::pack(bytes.as_ptr() as usize as u32, bytes.len() as u32)
+}
+
+/// `rulewatch_fields`: the field declaration, see [`abi::declare_fields`].
+pub fn fields<R: Rule>() -> u64 {
+    let io = io();
+    if io.fields.is_empty() {
+        io.fields = abi::declare_fields(R::FIELDS);
+    }
+    packed(io.fields.as_bytes())
+}
+
+/// `rulewatch_input`: a buffer of at least `len` bytes for the host to write into.
+pub fn input(len: u32) -> u32 {
+    let io = io();
+    io.input.resize(len as usize, 0);
+    io.input.as_mut_ptr() as usize as u32
+}
+
+/// `rulewatch_error`: the last error message (from `init` or a panic).
+pub fn error() -> u64 {
+    packed(io().error.as_bytes())
+}
+
+/// `rulewatch_init`: params as JSON in the input buffer; 0 on success.
+pub fn init<R: Rule>(slot: &Slot<R>, len: u32) -> u32 {
+    let io = io();
+    let result = serde_json::from_slice::<R::Params>(&io.input[..len as usize])
+        .map_err(|e| format!("invalid params: {e}"))
+        .and_then(R::init);
+    match result {
+        Ok(rule) => {
+            *slot.get() = Some(rule);
+            0
+        }
+        Err(message) => {
+            io.error = message;
+            1
+        }
+    }
+}
+
+fn answer(
+    len: u32,
+    each: impl Fn(&Batch<'_>, usize) -> bool,
+    io: &'static mut Io,
+) -> Result<u64, String> {
+    let batch = Batch::parse(&io.input[..len as usize]).map_err(|e| e.to_string())?;
+    io.output.clear();
+    io.output.resize(batch.rows().div_ceil(8), 0);
+    for row in 0..batch.rows() {
+        if each(&batch, row) {
+            abi::set_bit(&mut io.output, row);
+        }
+    }
+    Ok(packed(&io.output))
+}
+
+fn run(len: u32, each: impl Fn(&Batch<'_>, usize) -> bool) -> u64 {
+    let io = io();
+    match answer(len, each, io) {
+        Ok(v) => v,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// `rulewatch_filter`: an event batch in the input buffer; returns the selection bitmap.
+pub fn filter<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
+    let rule = slot.get().as_ref().expect("rulewatch_init was not called");
+    run(len, |batch, row| {
+        rule.filter(&Event {
+            batch,
+            fields: R::FIELDS,
+            row,
+        })
+    })
+}
+
+/// `rulewatch_alert`: a window batch in the input buffer; returns the alert bitmap.
+pub fn alert<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
+    let rule = slot.get().as_ref().expect("rulewatch_init was not called");
+    run(len, |batch, row| {
+        rule.alert(&WindowCount {
+            start_ms: batch.i64(0, row),
+            end_ms: batch.i64(1, row),
+            key: batch.str(2, row),
+            count: batch.i64(3, row).max(0) as u64,
+        })
+    })
+}
