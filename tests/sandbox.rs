@@ -1,0 +1,159 @@
+//! End-to-end tests of the rule sandbox: modules built from source in tests/rules/ that trap,
+//! loop forever, eat memory, reject their params or speak another ABI version. Each is
+//! stopped and reported by name while the crash rule beside it keeps running.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn misbehave_toml(fail: &str, limits: &str) -> String {
+    format!(
+        r#"
+module = "bad.wasm"
+[window]
+key = "user_id"
+size = "10s"
+[params]
+fail = "{fail}"
+after = 5000
+{limits}
+"#
+    )
+}
+
+/// Runs the crash rule next to a misbehaving rule `bad`; returns (alerts, stderr).
+fn run_beside_crash(bad_toml: &str, bad_wasm: &Path, input: &Path) -> (Vec<Alert>, String) {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let rules = rules_dir(&[
+        ("crash", &crash_toml(), &crash),
+        ("bad", bad_toml, bad_wasm),
+    ]);
+    let (out, stderr) = rulewatch_ok(
+        &[
+            "replay",
+            input.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--rules",
+            rules.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    (parse_alerts(&out), stderr)
+}
+
+fn expected_crash_alerts(input: &Path) -> Vec<Alert> {
+    crash_reference(&std::fs::read(input).unwrap()).alerts
+}
+
+fn assert_quarantined(stderr: &str, reason: &str) {
+    assert!(
+        stderr.contains("rule bad (module sha256 ") && stderr.contains("quarantined"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(reason), "expected `{reason}` in: {stderr}");
+    assert!(
+        stderr.contains("QUARANTINED"),
+        "summary should say so: {stderr}"
+    );
+}
+
+#[test]
+fn trapping_looping_and_memory_hungry_rules_are_quarantined() {
+    let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "30000", "--seed", "11"]);
+    let expected = expected_crash_alerts(&input);
+    let cases = [
+        (
+            misbehave_toml("trap", ""),
+            "trapped: wasm trap: wasm `unreachable` instruction executed: panicked at",
+        ),
+        (
+            misbehave_toml("loop", "[limits]\ntime_per_batch = \"200ms\""),
+            "ran longer than its time budget of 200ms for one batch",
+        ),
+        (
+            misbehave_toml("memory", "[limits]\nmemory = \"8MiB\""),
+            "tried to use more than its memory limit of 8 MiB",
+        ),
+    ];
+    for (toml, reason) in cases {
+        let (alerts, stderr) = run_beside_crash(&toml, &bad, &input);
+        assert_quarantined(&stderr, reason);
+        let mut alerts: Vec<_> = alerts.into_iter().filter(|a| a.rule == "crash").collect();
+        alerts.sort();
+        assert_eq!(
+            alerts, expected,
+            "the crash rule must be unaffected ({reason})"
+        );
+    }
+}
+
+#[test]
+fn a_well_behaved_module_of_the_same_crate_is_not_quarantined() {
+    let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "12"]);
+    let (alerts, stderr) = run_beside_crash(&misbehave_toml("none", ""), &bad, &input);
+    assert!(!stderr.contains("quarantined"), "{stderr}");
+    assert!(alerts.iter().any(|a| a.rule == "bad"));
+}
+
+#[test]
+fn init_rejection_names_the_file_and_the_reason() {
+    let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "13"]);
+    let (alerts, stderr) = run_beside_crash(&misbehave_toml("init", ""), &bad, &input);
+    assert!(stderr.contains("bad.toml: [params]"), "{stderr}");
+    assert!(
+        stderr.contains("init rejected the params: init refused on purpose"),
+        "{stderr}"
+    );
+    assert!(alerts.iter().all(|a| a.rule == "crash") && !alerts.is_empty());
+
+    // A params typo reaches the module's serde and comes back with the field's name.
+    let typo = misbehave_toml("none", "").replace("fail =", "fial =");
+    let (_, stderr) = run_beside_crash(&typo, &bad, &input);
+    assert!(
+        stderr.contains("invalid params: unknown field `fial`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_module_of_another_abi_version_is_refused_with_both_versions() {
+    let future = rule_wasm("rulewatch-rule-abi-mismatch", "abi_mismatch");
+    let rules = rules_dir(&[(
+        "future",
+        &misbehave_toml("none", "").replace("bad.wasm", "future.wasm"),
+        &future,
+    )]);
+    let out = rulewatch(
+        &["replay", "--rules", rules.path().to_str().unwrap()],
+        Some(b""),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("built for rulewatch ABI version 99, but this rulewatch speaks version 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no usable rule"), "{stderr}");
+}
+
+#[test]
+fn bytes_that_are_not_wasm_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm but not really").unwrap();
+    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "14"]);
+    let (alerts, stderr) = run_beside_crash(&misbehave_toml("none", ""), &garbage, &input);
+    assert!(
+        stderr.contains("bad.wasm: invalid module: not a valid WebAssembly module"),
+        "{stderr}"
+    );
+    assert!(!alerts.is_empty());
+}

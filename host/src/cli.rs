@@ -82,8 +82,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(io::stderr)
         .with_target(false)
@@ -121,7 +120,10 @@ fn load_rules(dir: Option<&Path>) -> anyhow::Result<Vec<LoadedRule>> {
     }
     if rules.is_empty() {
         if errors.is_empty() {
-            bail!("no rules in {}: it has no *.toml rule configs", dir.display());
+            bail!(
+                "no rules in {}: it has no *.toml rule configs",
+                dir.display()
+            );
         }
         bail!("no usable rule in {} (see the errors above)", dir.display());
     }
@@ -129,8 +131,8 @@ fn load_rules(dir: Option<&Path>) -> anyhow::Result<Vec<LoadedRule>> {
 }
 
 fn create(path: &Path) -> anyhow::Result<RecordWriter> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(RecordWriter::new(Box::new(BufWriter::new(file))))
 }
 

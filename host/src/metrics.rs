@@ -63,11 +63,7 @@ pub struct RuleStats {
 }
 
 /// The end-of-run summary for stderr.
-pub fn summary(
-    input: &InputStats,
-    rules: &[(&str, &RuleStats)],
-    elapsed: Duration,
-) -> String {
+pub fn summary(input: &InputStats, rules: &[(&str, &RuleStats)], elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
         input.lines as f64 / secs

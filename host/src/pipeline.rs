@@ -12,6 +12,7 @@ use crate::sink::records::{Position, RecordWriter};
 use crate::sink::{AlertRow, RuleMeta, Sink};
 use crate::source::lines::Line;
 use crate::window::{Verdict, WindowRow, Windows};
+use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::sync::Arc;
 use tracing::{error, warn};
@@ -55,6 +56,18 @@ pub struct Rejects {
     pub dead_letter: Option<RecordWriter>,
     /// Late events.
     pub late: Option<RecordWriter>,
+}
+
+impl Rejects {
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(w) = &mut self.dead_letter {
+            w.flush().context("cannot write the dead-letter file")?;
+        }
+        if let Some(w) = &mut self.late {
+            w.flush().context("cannot write the late-events file")?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs rules over batches of lines.
@@ -189,24 +202,19 @@ impl Pipeline {
                         let pos = position(&self.input_name, line);
                         if log_allowed(&mut self.logged, fe.reason) {
                             warn!(
-                                "{}:{} (byte {}): rule {}: field `{field}`: {} [{}]",
+                                "{}:{} (byte {}): rule {}: field `{field}`: {} [{}]; {}",
                                 pos.input,
                                 pos.line,
                                 pos.offset,
                                 r.meta.name,
                                 fe.detail,
-                                fe.reason.label()
+                                fe.reason.label(),
+                                fe.reason.hint()
                             );
                         }
                         if let Some(dl) = &mut self.rejects.dead_letter {
                             let error = format!("field `{field}`: {}", fe.detail);
-                            dl.dead_letter(
-                                pos,
-                                fe.reason.label(),
-                                &error,
-                                Some(&r.meta.name),
-                                raw,
-                            )?;
+                            dl.dead_letter(pos, fe.reason.label(), &error, Some(&r.meta.name), raw);
                         }
                     }
                 }
@@ -217,18 +225,14 @@ impl Pipeline {
                 r.quarantine(e);
             }
         }
+        self.rejects.flush()?;
         self.trigger(false, sink)
     }
 
     /// Ends the input: every window closes and the last rows are emitted.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.trigger(true, sink)?;
-        for w in [&mut self.rejects.dead_letter, &mut self.rejects.late]
-            .into_iter()
-            .flatten()
-        {
-            w.flush()?;
-        }
+        self.rejects.flush()?;
         sink.flush()?;
         Ok(())
     }
@@ -296,18 +300,17 @@ fn reject(
     let pos = position(input, line);
     if log_allowed(logged, e.reason) {
         warn!(
-            "{}:{} (byte {}): {} [{}]",
+            "{}:{} (byte {}): {} [{}]; {}",
             pos.input,
             pos.line,
             pos.offset,
             e,
-            e.reason.label()
+            e.reason.label(),
+            e.reason.hint()
         );
     }
     if let Some(dl) = &mut rejects.dead_letter {
-        if let Err(err) = dl.dead_letter(pos, e.reason.label(), &e.to_string(), None, raw) {
-            error!("cannot write the dead-letter file: {err}");
-        }
+        dl.dead_letter(pos, e.reason.label(), &e.to_string(), None, raw);
     }
 }
 
@@ -343,9 +346,7 @@ impl RuleRunner {
                     if let (Some(late), Some(wm)) = (&mut rejects.late, watermark) {
                         let line = &lines[self.event_lines[row] as usize];
                         let raw = &buf[line.range.clone()];
-                        if let Err(e) = late.late(position(input, line), &self.meta.name, time, wm, raw) {
-                            error!("cannot write the late-events file: {e}");
-                        }
+                        late.late(position(input, line), &self.meta.name, time, wm, raw);
                     }
                 }
             }

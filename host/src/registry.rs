@@ -48,8 +48,8 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
             MAX_MODULE_BYTES >> 20
         );
     }
-    let bytes =
-        std::fs::read(&wasm).with_context(|| format!("{origin}: cannot read {}", wasm.display()))?;
+    let bytes = std::fs::read(&wasm)
+        .with_context(|| format!("{origin}: cannot read {}", wasm.display()))?;
     let module = RuleModule::compile(&bytes).with_context(|| format!("{}", wasm.display()))?;
     validate_init(&config, &module, &origin)?;
     Ok(LoadedRule {
@@ -91,9 +91,13 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<(Vec<LoadedRule>, Vec<anyhow::Erro
     let mut errors = Vec::new();
     for toml in configs_in(dir)? {
         match load(&toml) {
-            Ok(rule) if rules.iter().any(|r: &LoadedRule| r.name == rule.name) => errors.push(
-                anyhow::anyhow!("{}: another rule is already named `{}`", toml.display(), rule.name),
-            ),
+            Ok(rule) if rules.iter().any(|r: &LoadedRule| r.name == rule.name) => {
+                errors.push(anyhow::anyhow!(
+                    "{}: another rule is already named `{}`",
+                    toml.display(),
+                    rule.name
+                ))
+            }
             Ok(rule) => rules.push(rule),
             Err(e) => errors.push(e),
         }

@@ -302,8 +302,8 @@ impl<'a> Batch<'a> {
                 } else {
                     u32::from_le_bytes(ends[row * 4..row * 4 + 4].try_into().unwrap()) as usize
                 };
-                let end = u32::from_le_bytes(ends[row * 4 + 4..row * 4 + 8].try_into().unwrap())
-                    as usize;
+                let end =
+                    u32::from_le_bytes(ends[row * 4 + 4..row * 4 + 8].try_into().unwrap()) as usize;
                 std::str::from_utf8(&bytes[start..end]).unwrap_or("")
             }
             _ => "",

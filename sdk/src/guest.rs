@@ -50,7 +50,7 @@ fn io() -> &'static mut Io {
         // after the trap that follows.
         std::panic::set_hook(Box::new(|info| {
             if let Some(io) = IO.get() {
-                io.error = info.to_string();
+                io.error = info.to_string().replace('\n', " ");
             }
         }));
         Io::default()

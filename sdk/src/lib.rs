@@ -50,8 +50,8 @@ pub mod abi;
 pub mod guest;
 pub mod testing;
 
-pub use abi::{Field, FieldType};
 use abi::{Batch, EVENT_FIXED_COLUMNS};
+pub use abi::{Field, FieldType};
 
 /// A rule: a filter over events and an alert decision over window counts.
 ///

@@ -184,7 +184,8 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 impl RuleConfig {
     /// Parses a rule's TOML text; `origin` names the file in messages.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let config: RuleConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let config: RuleConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         config.validate().with_context(|| origin.to_owned())?;
         Ok(config)
     }
@@ -198,10 +199,10 @@ impl RuleConfig {
 
     fn validate(&self) -> anyhow::Result<()> {
         let w = &self.window;
-        if w.size.as_millis() == 0 || w.size.subsec_nanos() % 1_000_000 != 0 {
+        if w.size.as_millis() == 0 || !w.size.subsec_nanos().is_multiple_of(1_000_000) {
             bail!("window.size must be a positive whole number of milliseconds");
         }
-        if w.delay.subsec_nanos() % 1_000_000 != 0 {
+        if !w.delay.subsec_nanos().is_multiple_of(1_000_000) {
             bail!("window.delay must be a whole number of milliseconds");
         }
         if w.key.is_empty() || self.time.field.is_empty() {
@@ -254,8 +255,13 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         let typo = CRASH.replace("delay =", "dealy =");
-        let e = RuleConfig::parse(&typo, "rules/crash.toml").unwrap_err().to_string();
-        assert!(e.starts_with("rules/crash.toml: TOML parse error at line"), "{e}");
+        let e = RuleConfig::parse(&typo, "rules/crash.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("rules/crash.toml: TOML parse error at line"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `dealy`"), "{e}");
 
         let bad = CRASH.replace("size = \"10s\"", "size = \"10 parsecs\"");

@@ -114,7 +114,11 @@ pub fn scan_object(
             _ => unreachable!("string() returns strings"),
         };
         let slot = names.iter().position(|n| n.as_bytes() == key_bytes);
-        if let Value::Str { escaped: true, range } = key {
+        if let Value::Str {
+            escaped: true,
+            range,
+        } = key
+        {
             // The key's decoded bytes are no longer needed.
             s.scratch.truncate(range.start as usize);
         }
@@ -135,7 +139,11 @@ pub fn scan_object(
                 s.i += 1;
                 return s.end().map_err(ScanError::Syntax);
             }
-            _ => return Err(ScanError::Syntax(s.err("expected ',' or '}' after a value"))),
+            _ => {
+                return Err(ScanError::Syntax(
+                    s.err("expected ',' or '}' after a value"),
+                ));
+            }
         }
     }
 }

@@ -58,6 +58,23 @@ impl Reason {
         }
     }
 
+    /// What the user can do about it, for log messages.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Reason::NotUtf8 => "input must be UTF-8 text",
+            Reason::NotJson | Reason::NotObject => "each line must hold one JSON object",
+            Reason::TooLarge => "raise --max-line-bytes if such lines are expected",
+            Reason::MissingField => {
+                "every event needs the rule's time field, key field and declared fields"
+            }
+            Reason::WrongType => "check the producer, or the rule's declared field types",
+            Reason::BadTimestamp => {
+                "expected RFC 3339 (2026-01-27T22:35:51.123Z), \"2026-01-27 22:35:51\" (UTC) or \
+                 epoch milliseconds; set [time] format in the rule's TOML"
+            }
+        }
+    }
+
     /// Position in [`Reason::ALL`], for counter arrays.
     pub fn index(self) -> usize {
         self as usize
@@ -123,7 +140,7 @@ impl Decoder {
             }),
             Err(ScanError::Syntax(SyntaxError { reason, at })) => Err(LineError {
                 reason: Reason::NotJson,
-                at: Some(at),
+                at: Some(at).filter(|_| !line.is_empty()),
                 detail: reason,
             }),
             Err(ScanError::NotObject(kind)) => Err(LineError {
@@ -337,9 +354,12 @@ mod tests {
         let rec = d
             .decode(line.as_bytes())
             .map_err(|e| (e.reason, e.to_string()))?;
-        let t = p
-            .project(&rec, &mut w)
-            .map_err(|e| (e.reason, format!("{}: {}", p.field_names()[e.field], e.detail)))?;
+        let t = p.project(&rec, &mut w).map_err(|e| {
+            (
+                e.reason,
+                format!("{}: {}", p.field_names()[e.field], e.detail),
+            )
+        })?;
         let mut buf = Vec::new();
         w.finish(&mut buf);
         Ok((t, buf))
@@ -353,16 +373,31 @@ mod tests {
         .unwrap();
         assert_eq!(t, 1000);
         let b = Batch::parse(&buf).unwrap();
-        assert_eq!((b.i64(0, 0), b.str(1, 0), b.str(2, 0), b.f64(3, 0)), (1000, "17", "High", 2.5));
+        assert_eq!(
+            (b.i64(0, 0), b.str(1, 0), b.str(2, 0), b.f64(3, 0)),
+            (1000, "17", "High", 2.5)
+        );
     }
 
     #[test]
     fn names_each_reason() {
         let cases = [
-            ("{not json", Reason::NotJson, "expected a key in double quotes (at byte 1)"),
+            (
+                "{not json",
+                Reason::NotJson,
+                "expected a key in double quotes (at byte 1)",
+            ),
             ("", Reason::NotJson, "empty line"),
-            ("[]", Reason::NotObject, "expected a JSON object, found an array"),
-            ("null", Reason::NotObject, "expected a JSON object, found null"),
+            (
+                "[]",
+                Reason::NotObject,
+                "expected a JSON object, found an array",
+            ),
+            (
+                "null",
+                Reason::NotObject,
+                "expected a JSON object, found null",
+            ),
             (
                 r#"{"user_id":"u","severity":"High","level":1}"#,
                 Reason::MissingField,
@@ -371,7 +406,7 @@ mod tests {
             (
                 r#"{"timestamp":"yesterday","user_id":"u","severity":"High","level":1}"#,
                 Reason::BadTimestamp,
-                "timestamp: too short for a date-time",
+                "timestamp: does not start with a 4-digit year",
             ),
             (
                 r#"{"timestamp":12.5,"user_id":"u","severity":"High","level":1}"#,

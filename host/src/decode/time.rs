@@ -89,7 +89,7 @@ fn expect(s: &[u8], at: usize, what: &[u8], err: TimeError) -> Result<(), TimeEr
 
 fn parse_text(s: &[u8], format: TimeFormat) -> Result<i64, TimeError> {
     // YYYY-MM-DD
-    let year = digits(s, 0, 4)?;
+    let year = digits(s, 0, 4).map_err(|_| "does not start with a 4-digit year")?;
     expect(s, 4, b"-", "expected '-' after the year")?;
     let month = digits(s, 5, 2)?;
     expect(s, 7, b"-", "expected '-' after the month")?;
@@ -141,7 +141,11 @@ fn parse_text(s: &[u8], format: TimeFormat) -> Result<i64, TimeError> {
             if i + 6 != s.len() || h > 23 || m > 59 {
                 return Err("invalid time zone offset");
             }
-            if sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+            if sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
         }
         _ => return Err("unexpected characters after the time"),
     };
@@ -190,10 +194,24 @@ fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, ms.rem_euclid(1000))
+    (
+        y,
+        m,
+        d,
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ms.rem_euclid(1000),
+    )
 }
 
-fn write_time(f: &mut fmt::Formatter<'_>, ms: i64, sep: char, millis: Millis, zone: &str) -> fmt::Result {
+fn write_time(
+    f: &mut fmt::Formatter<'_>,
+    ms: i64,
+    sep: char,
+    millis: Millis,
+    zone: &str,
+) -> fmt::Result {
     let (y, mo, d, h, mi, s, frac) = civil(ms);
     write!(f, "{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}")?;
     if millis == Millis::Always || frac != 0 {
@@ -265,8 +283,14 @@ mod tests {
         assert_eq!(auto("2026-01-27 22:35:51"), Ok(base));
         assert_eq!(auto("2026-01-27 22:35:51.250"), Ok(base + 250));
         assert_eq!(auto("1969-12-31T23:59:59.999Z"), Ok(-1));
-        assert_eq!(parse(Raw::Num(b"1769553351123"), TimeFormat::Auto), Ok(base + 123));
-        assert_eq!(parse(Raw::Num(b"1769553351.5"), TimeFormat::EpochSeconds), Ok(base + 500));
+        assert_eq!(
+            parse(Raw::Num(b"1769553351123"), TimeFormat::Auto),
+            Ok(base + 123)
+        );
+        assert_eq!(
+            parse(Raw::Num(b"1769553351.5"), TimeFormat::EpochSeconds),
+            Ok(base + 500)
+        );
     }
 
     #[test]
@@ -283,7 +307,10 @@ mod tests {
             "2026-01-27",
             "",
         ] {
-            assert!(parse(Raw::Str(bad.as_bytes()), TimeFormat::Rfc3339).is_err(), "{bad}");
+            assert!(
+                parse(Raw::Str(bad.as_bytes()), TimeFormat::Rfc3339).is_err(),
+                "{bad}"
+            );
         }
         assert!(auto("2026-01-27 22:35:51 UTC").is_err());
         assert!(parse(Raw::Num(b"1.5"), TimeFormat::EpochMillis).is_err());
@@ -299,6 +326,9 @@ mod tests {
         }
         assert_eq!(format_rfc3339(1_769_553_350_000), "2026-01-27T22:35:50Z");
         assert_eq!(format_spark(1_769_553_351_123), "2026-01-27 22:35:51.123");
-        assert_eq!(Rfc3339Millis(1_769_553_350_000).to_string(), "2026-01-27T22:35:50.000Z");
+        assert_eq!(
+            Rfc3339Millis(1_769_553_350_000).to_string(),
+            "2026-01-27T22:35:50.000Z"
+        );
     }
 }

@@ -369,14 +369,21 @@ mod tests {
                 ("level".to_owned(), FieldType::Num)
             ]
         );
-        assert!(parse_fields("bool x\n").unwrap_err().contains("unknown type `bool`"));
+        assert!(
+            parse_fields("bool x\n")
+                .unwrap_err()
+                .contains("unknown type `bool`")
+        );
         assert!(parse_fields("nospace\n").is_err());
     }
 
     #[test]
     fn garbage_is_not_a_module() {
         let e = RuleModule::compile(b"not wasm").err().unwrap();
-        assert!(e.to_string().starts_with("invalid module: not a valid WebAssembly module"));
+        assert!(
+            e.to_string()
+                .starts_with("invalid module: not a valid WebAssembly module")
+        );
     }
 
     #[test]
@@ -389,7 +396,11 @@ mod tests {
             .unwrap();
         let mut w = abi::BatchWriter::default();
         w.reset(&[abi::KIND_I64, abi::KIND_STR, abi::KIND_STR, abi::KIND_STR]);
-        for (sev, content) in [("High", "App crash"), ("Low", "App crash"), ("Critical", "CRASH!")] {
+        for (sev, content) in [
+            ("High", "App crash"),
+            ("Low", "App crash"),
+            ("Critical", "CRASH!"),
+        ] {
             w.push_i64(0, 0);
             w.push_str(1, b"u");
             w.push_str(2, sev.as_bytes());
@@ -404,9 +415,6 @@ mod tests {
             .instantiate(br#"{"keyword":"crash"}"#, 16 << 20, Duration::from_secs(1))
             .err()
             .unwrap();
-        assert!(
-            e.to_string().contains("missing field `severities`"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("missing field `severities`"), "{e}");
     }
 }

@@ -16,15 +16,24 @@ pub struct Position<'a> {
     pub offset: u64,
 }
 
-/// Writes rejected records as JSON lines.
+/// Writes rejected records as JSON lines. A write error is kept and returned by
+/// [`RecordWriter::flush`], which the pipeline calls after every batch, so that callers in
+/// the middle of a batch need not handle it.
 pub struct RecordWriter {
     out: Box<dyn Write + Send>,
+    failed: Option<io::Error>,
 }
 
 impl RecordWriter {
     /// Writes to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        RecordWriter { out }
+        RecordWriter { out, failed: None }
+    }
+
+    fn keep(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            self.failed.get_or_insert(e);
+        }
     }
 
     /// A line that could not be used: `reason` is the label, `error` the message, `rule`
@@ -36,8 +45,8 @@ impl RecordWriter {
         error: &str,
         rule: Option<&str>,
         raw: &[u8],
-    ) -> io::Result<()> {
-        writeln!(
+    ) {
+        let result = writeln!(
             self.out,
             r#"{{"reason":"{reason}","error":{},"rule":{},"input":{},"line":{},"offset":{},"raw":{}}}"#,
             quote(error),
@@ -46,7 +55,8 @@ impl RecordWriter {
             pos.line,
             pos.offset,
             quote(&String::from_utf8_lossy(raw)),
-        )
+        );
+        self.keep(result);
     }
 
     /// An event the rule selected after its window had closed.
@@ -57,8 +67,8 @@ impl RecordWriter {
         event_time: i64,
         watermark: i64,
         raw: &[u8],
-    ) -> io::Result<()> {
-        writeln!(
+    ) {
+        let result = writeln!(
             self.out,
             r#"{{"rule":{},"event_time":"{}","watermark":"{}","lateness_ms":{},"input":{},"line":{},"offset":{},"raw":{}}}"#,
             quote(rule),
@@ -69,11 +79,14 @@ impl RecordWriter {
             pos.line,
             pos.offset,
             quote(&String::from_utf8_lossy(raw)),
-        )
+        );
+        self.keep(result);
     }
 
-    /// Flushes buffered records.
+    /// Flushes buffered records; returns the first write error since the last call.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        let result = self.out.flush();
+        self.keep(result);
+        self.failed.take().map_or(Ok(()), Err)
     }
 }

@@ -67,7 +67,11 @@ fn write_table(out: &mut impl Write, header: &[String; 3], rows: &[[String; 3]])
             .unwrap_or(0)
     };
     let widths = [width(0), width(1), width(2)];
-    let line: String = widths.iter().map(|w| format!("+{}", "-".repeat(*w))).collect::<String>() + "+";
+    let line: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(*w)))
+        .collect::<String>()
+        + "+";
     let row = |cells: &[String; 3]| {
         cells
             .iter()

@@ -64,7 +64,11 @@ mod tests {
     #[test]
     fn counts_high_and_critical_crashes_in_any_case() {
         let e = |sev: &str, content: &str| {
-            event(0, "u", &[("severity", sev.into()), ("content", content.into())])
+            event(
+                0,
+                "u",
+                &[("severity", sev.into()), ("content", content.into())],
+            )
         };
         let events = [
             e("High", "App crash on startup"),
@@ -82,13 +86,22 @@ mod tests {
 
     #[test]
     fn alerts_above_the_threshold() {
-        let w = |count| WindowCount { start_ms: 0, end_ms: 10_000, key: "u", count };
+        let w = |count| WindowCount {
+            start_ms: 0,
+            end_ms: 10_000,
+            key: "u",
+            count,
+        };
         assert_eq!(testing::alert(&rule(), &[w(2), w(3)]), [false, true]);
     }
 
     #[test]
     fn rejects_empty_params() {
-        let p = Params { keyword: String::new(), severities: vec!["High".into()], threshold: 2 };
+        let p = Params {
+            keyword: String::new(),
+            severities: vec!["High".into()],
+            threshold: 2,
+        };
         assert!(Crash::init(p).is_err());
     }
 }

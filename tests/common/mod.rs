@@ -1,0 +1,294 @@
+//! Test harness shared by the end-to-end tests: runs the real `rulewatch` binary, builds real
+//! rule modules from the workspace, generates events with `shared/data/gen_logs.py`, and
+//! computes expected alerts with an independent reference implementation.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+#[path = "../../host/build_rule.rs"]
+mod build_rule;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds a rule crate of the workspace to wasm and returns the module's path.
+pub fn rule_wasm(package: &str, lib: &str) -> PathBuf {
+    // Tests of one binary run on threads; let one of them build at a time.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    build_rule::build_rule(&workspace(), package, lib).unwrap()
+}
+
+/// A rules folder with the given `(name, toml text, module)` rules.
+pub fn rules_dir(rules: &[(&str, &str, &Path)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, toml, wasm) in rules {
+        std::fs::write(dir.path().join(format!("{name}.toml")), toml).unwrap();
+        std::fs::copy(wasm, dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+/// The shipped crash rule's config, pointed at `crash.wasm` in the same folder.
+pub fn crash_toml() -> String {
+    std::fs::read_to_string(workspace().join("rules/crash/crash.toml")).unwrap()
+}
+
+/// Runs `gen_logs.py` from `shared/` beside the checkout and returns its output file.
+pub fn gen_logs(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let script = workspace().join("../shared/data/gen_logs.py");
+    assert!(script.exists(), "{} is missing", script.display());
+    let path = dir.join(name);
+    let out = std::fs::File::create(&path).unwrap();
+    let status = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdout(out)
+        .status()
+        .expect("python3 runs gen_logs.py");
+    assert!(status.success());
+    path
+}
+
+/// Runs the rulewatch binary with `args`, feeding `stdin` if given.
+pub fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || pipe.write_all(&input).unwrap());
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Like [`rulewatch`], but asserts success and returns (stdout, stderr).
+pub fn rulewatch_ok(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
+    let out = rulewatch(args, stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rulewatch {args:?} failed: {stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+/// One alert, as the tests compare them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Alert {
+    pub rule: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub key: String,
+    pub count: u64,
+}
+
+/// Parses `--format jsonl` output.
+pub fn parse_alerts(stdout: &str) -> Vec<Alert> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            Alert {
+                rule: v["rule"].as_str().unwrap().into(),
+                window_start: v["window_start"].as_str().unwrap().into(),
+                window_end: v["window_end"].as_str().unwrap().into(),
+                key: v["key"].as_str().unwrap().into(),
+                count: v["count"].as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// A number from the run summary on stderr, e.g. `summary_count(stderr, "late")`.
+pub fn summary_count(stderr: &str, label: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("rule "))
+        .unwrap_or_else(|| panic!("no rule summary in: {stderr}"));
+    let at = line
+        .find(&format!(" {label} "))
+        .unwrap_or_else(|| panic!("no `{label}` in: {line}"));
+    line[at + label.len() + 2..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// What the reference computed for a run of the crash rule.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// Append-mode alerts, sorted.
+    pub alerts: Vec<Alert>,
+    /// Selected events that were late.
+    pub late: u64,
+    /// Selected events, late included.
+    pub matched: u64,
+    /// Lines rejected, by reason label.
+    pub bad: BTreeMap<&'static str, u64>,
+}
+
+/// An independent implementation of the documented semantics for the crash rule (key
+/// `user_id`, content contains `keyword` in any case, severity in `severities`, count >
+/// `threshold`), written plainly over serde_json and chrono.
+pub fn reference(
+    input: &[u8],
+    size_ms: i64,
+    delay_ms: i64,
+    keyword: &str,
+    severities: &[&str],
+    threshold: u64,
+) -> Expected {
+    use chrono::{DateTime, NaiveDateTime};
+    let mut exp = Expected::default();
+    let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    let mut max_seen: Option<i64> = None;
+    let mut bad = |reason| *exp.bad.entry(reason).or_insert(0) += 1;
+    let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    if lines.last() == Some(&&b""[..]) {
+        lines.pop();
+    }
+    for line in lines {
+        let Ok(text) = std::str::from_utf8(line) else {
+            bad("not_utf8");
+            continue;
+        };
+        let v: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(_) => {
+                bad("not_json");
+                continue;
+            }
+        };
+        let Some(obj) = v.as_object() else {
+            bad("not_object");
+            continue;
+        };
+        let time = match obj.get("timestamp") {
+            None => {
+                bad("missing_field");
+                continue;
+            }
+            Some(serde_json::Value::String(s)) => {
+                let parsed = DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.timestamp_millis())
+                    .or_else(|_| {
+                        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                            .map(|t| t.and_utc().timestamp_millis())
+                    });
+                match parsed {
+                    Ok(t) => t,
+                    Err(_) => {
+                        bad("bad_timestamp");
+                        continue;
+                    }
+                }
+            }
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(t) => t,
+                None => {
+                    bad("bad_timestamp");
+                    continue;
+                }
+            },
+            Some(_) => {
+                bad("wrong_type");
+                continue;
+            }
+        };
+        let key = match obj.get("user_id") {
+            None => {
+                bad("missing_field");
+                continue;
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(_) => {
+                bad("wrong_type");
+                continue;
+            }
+        };
+        let mut fields = Vec::new();
+        for name in ["severity", "content"] {
+            match obj.get(name) {
+                None => {}
+                Some(serde_json::Value::String(s)) => fields.push(s.clone()),
+                Some(_) => fields.push(String::new()),
+            }
+        }
+        match (obj.get("severity"), obj.get("content")) {
+            (None, _) | (_, None) => {
+                bad("missing_field");
+                continue;
+            }
+            (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(_))) => {}
+            _ => {
+                bad("wrong_type");
+                continue;
+            }
+        }
+        let (severity, content) = (&fields[0], &fields[1]);
+        let watermark = max_seen.map(|m| m - delay_ms);
+        max_seen = Some(max_seen.map_or(time, |m| m.max(time)));
+        let selected = severities.contains(&severity.as_str())
+            && content.to_lowercase().contains(&keyword.to_lowercase());
+        if !selected {
+            continue;
+        }
+        exp.matched += 1;
+        let start = time.div_euclid(size_ms) * size_ms;
+        if watermark.is_some_and(|w| start + size_ms <= w) {
+            exp.late += 1;
+            continue;
+        }
+        *counts.entry((start, key)).or_insert(0) += 1;
+    }
+    let fmt = |ms: i64| {
+        DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .format(if ms % 1000 == 0 {
+                "%Y-%m-%dT%H:%M:%SZ"
+            } else {
+                "%Y-%m-%dT%H:%M:%S%.3fZ"
+            })
+            .to_string()
+    };
+    exp.alerts = counts
+        .into_iter()
+        .filter(|(_, c)| *c > threshold)
+        .map(|((start, key), count)| Alert {
+            rule: "crash".into(),
+            window_start: fmt(start),
+            window_end: fmt(start + size_ms),
+            key,
+            count,
+        })
+        .collect();
+    exp.alerts.sort();
+    exp
+}
+
+/// The reference with the shipped crash rule's settings.
+pub fn crash_reference(input: &[u8]) -> Expected {
+    reference(input, 10_000, 10_000, "crash", &["High", "Critical"], 2)
+}
