@@ -2,10 +2,14 @@
 //! without building a document and without allocating: unescaped strings and numbers stay
 //! ranges into the line; only strings with escapes are decoded, into a reused scratch buffer.
 //!
-//! It accepts exactly RFC 8259 JSON (the differential test checks it against serde_json)
-//! and expects its input to be valid UTF-8 already.
+//! It accepts exactly RFC 8259 JSON (the differential test checks it against serde_json),
+//! including its requirement of UTF-8: only strings may hold non-ASCII bytes, and those are
+//! validated as they are scanned.
 
 use std::ops::Range;
+
+/// The reason given for a string that is not UTF-8.
+pub const INVALID_UTF8: &str = "invalid UTF-8 in a string";
 
 /// Deepest nesting accepted, as in serde_json.
 const MAX_DEPTH: usize = 128;
@@ -286,20 +290,26 @@ impl Scanner<'_, '_> {
     fn string(&mut self) -> Result<Value, SyntaxError> {
         self.i += 1;
         let start = self.i;
+        let mut ascii = true;
         // Fast path: no escapes.
         loop {
+            self.skip_plain();
             match self.peek() {
                 Some(b'"') => {
                     let v = Value::Str {
                         range: start as u32..self.i as u32,
                         escaped: false,
                     };
+                    self.check_utf8(ascii, start)?;
                     self.i += 1;
                     return Ok(v);
                 }
                 Some(b'\\') => break,
                 Some(0..=0x1f) => return Err(self.err("control character in a string")),
-                Some(_) => self.i += 1,
+                Some(c) => {
+                    ascii &= c.is_ascii();
+                    self.i += 1;
+                }
                 None => return Err(self.err("unterminated string")),
             }
         }
@@ -309,6 +319,7 @@ impl Scanner<'_, '_> {
         loop {
             match self.peek() {
                 Some(b'"') => {
+                    self.check_utf8(ascii, start)?;
                     self.i += 1;
                     return Ok(Value::Str {
                         range: out as u32..self.scratch.len() as u32,
@@ -340,11 +351,49 @@ impl Scanner<'_, '_> {
                 }
                 Some(0..=0x1f) => return Err(self.err("control character in a string")),
                 Some(c) => {
+                    ascii &= c.is_ascii();
                     self.scratch.push(c);
                     self.i += 1;
                 }
                 None => return Err(self.err("unterminated string")),
             }
+        }
+    }
+
+    /// Skips string bytes that need no attention (not `"`, `\`, a control character or
+    /// non-ASCII), eight at a time. It may stop early, never late.
+    #[inline]
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let quote = x ^ (ONES * b'"' as u64);
+            let backslash = x ^ (ONES * b'\\' as u64);
+            // High bit set in a byte that is zero after the xor (a quote or backslash), below
+            // 0x20 (control) or at least 0x80 (non-ASCII).
+            let special = (quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | x.wrapping_sub(ONES * 0x20)
+                | x;
+            if special & HIGH != 0 {
+                return;
+            }
+            self.i += 8;
+        }
+    }
+
+    /// Validates the string that started at `start` (and ends at `self.i`) as UTF-8 if it
+    /// had non-ASCII bytes. Outside strings only ASCII is valid JSON, so this is the only
+    /// UTF-8 check a line needs.
+    fn check_utf8(&self, ascii: bool, start: usize) -> Result<(), SyntaxError> {
+        if ascii || std::str::from_utf8(&self.b[start..self.i]).is_ok() {
+            Ok(())
+        } else {
+            Err(SyntaxError {
+                reason: INVALID_UTF8,
+                at: start,
+            })
         }
     }
 
@@ -457,11 +506,12 @@ mod tests {
             r#"{"timestamp":"2026-01-27T22:00:00.000Z","severity":"High","user_id":"user_1","content":"App crash","seq":12}"#,
             r#"{"a":[1,2.5,-0.0,1e9,{"b":null}],"k":"v\\n\u0041","n":true,"f":false}"#,
             r#"{"k":"\ud83d\ude00","x":{},"y":[]}"#,
+            r#"{"k":"héllo wörld, long enough for eight-byte steps","n":"ünïcödé"}"#,
             r#"  {  "k" : 0 , "z" : "" }  "#,
         ];
         let ns = names(&["k", "n", "timestamp", "seq", "a", "z"]);
         let mut rng = fastrand::Rng::with_seed(7);
-        let alphabet = b"{}[]\":,\\/0123456789-+.eEtrufalsn ux\t\x01ab";
+        let alphabet = b"{}[]\":,\\/0123456789-+.eEtrufalsn ux\t\x01ab\xff\xc3\xa9\x80";
         let mut slots = vec![Value::Missing; ns.len()];
         let mut scratch = Vec::new();
         for round in 0..60_000 {

@@ -125,14 +125,18 @@ impl Decoder {
 
     /// Parses one line (without its newline).
     pub fn decode<'a>(&'a mut self, line: &'a [u8]) -> Result<Record<'a>, LineError> {
-        if let Err(e) = std::str::from_utf8(line) {
-            return Err(LineError {
-                reason: Reason::NotUtf8,
-                at: Some(e.valid_up_to()),
-                detail: "invalid UTF-8",
-            });
+        let scanned = json::scan_object(line, &self.names, &mut self.slots, &mut self.scratch);
+        if scanned.is_err() {
+            // Non-UTF-8 bytes are a syntax error to the scanner; name them for what they are.
+            if let Err(e) = std::str::from_utf8(line) {
+                return Err(LineError {
+                    reason: Reason::NotUtf8,
+                    at: Some(e.valid_up_to()),
+                    detail: "invalid UTF-8",
+                });
+            }
         }
-        match json::scan_object(line, &self.names, &mut self.slots, &mut self.scratch) {
+        match scanned {
             Ok(()) => Ok(Record {
                 line,
                 scratch: &self.scratch,
@@ -201,7 +205,7 @@ pub struct FieldError {
 /// How one rule's events are built from records: time, key and declared fields.
 pub struct Projection {
     time: usize,
-    format: TimeFormat,
+    parser: time::TimeParser,
     key: usize,
     fields: Vec<(usize, FieldType)>,
     names: Vec<String>,
@@ -223,7 +227,7 @@ impl Projection {
         kinds.extend(fields.iter().map(|(_, t)| t.column_kind()));
         Projection {
             time: decoder.slot(time_field),
-            format,
+            parser: time::TimeParser::new(format),
             key: decoder.slot(key_field),
             fields: fields.iter().map(|(n, t)| (decoder.slot(n), *t)).collect(),
             names,
@@ -243,7 +247,7 @@ impl Projection {
 
     /// Appends the record as a row of `out` and returns its event time, or says which field
     /// is unusable (leaving `out` unchanged).
-    pub fn project(&self, rec: &Record<'_>, out: &mut BatchWriter) -> Result<i64, FieldError> {
+    pub fn project(&mut self, rec: &Record<'_>, out: &mut BatchWriter) -> Result<i64, FieldError> {
         let fail = |reason, field, detail| FieldError {
             reason,
             field,
@@ -256,7 +260,10 @@ impl Projection {
             Value::Missing => return Err(fail(Reason::MissingField, 0, "field is missing")),
             _ => return Err(fail(Reason::WrongType, 0, type_detail(t))),
         };
-        let ms = time::parse(raw, self.format).map_err(|e| fail(Reason::BadTimestamp, 0, e))?;
+        let ms = self
+            .parser
+            .parse(raw)
+            .map_err(|e| fail(Reason::BadTimestamp, 0, e))?;
         let key = rec.value(self.key);
         match key {
             Value::Str { .. } | Value::Num(_) => {}
@@ -348,7 +355,7 @@ mod tests {
 
     fn project(line: &str) -> Result<(i64, Vec<u8>), (Reason, String)> {
         let mut d = Decoder::default();
-        let p = crash_projection(&mut d);
+        let mut p = crash_projection(&mut d);
         let mut w = BatchWriter::default();
         w.reset(p.kinds());
         let rec = d

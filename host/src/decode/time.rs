@@ -32,19 +32,37 @@ pub enum Raw<'a> {
 /// Why a timestamp was not accepted.
 pub type TimeError = &'static str;
 
-/// Parses a timestamp into epoch milliseconds (sub-millisecond digits are truncated).
-pub fn parse(raw: Raw<'_>, format: TimeFormat) -> Result<i64, TimeError> {
-    match (raw, format) {
-        (Raw::Str(s), TimeFormat::Auto | TimeFormat::Rfc3339 | TimeFormat::DateTime) => {
-            parse_text(s, format)
+/// Parses timestamps of one format into epoch milliseconds (digits past milliseconds are
+/// truncated). It remembers the last date it saw: events arrive roughly in time order, so
+/// the calendar arithmetic is rarely needed.
+pub struct TimeParser {
+    format: TimeFormat,
+    last_date: Option<([u8; 10], i64)>,
+}
+
+impl TimeParser {
+    /// A parser for `format`.
+    pub fn new(format: TimeFormat) -> Self {
+        TimeParser {
+            format,
+            last_date: None,
         }
-        (Raw::Num(n), TimeFormat::Auto | TimeFormat::EpochMillis) => epoch_millis(n),
-        (Raw::Num(n), TimeFormat::EpochSeconds) => epoch_seconds(n),
-        (Raw::Str(_), TimeFormat::EpochMillis | TimeFormat::EpochSeconds) => {
-            Err("expected a number of the epoch, found a string")
-        }
-        (Raw::Num(_), TimeFormat::Rfc3339 | TimeFormat::DateTime) => {
-            Err("expected a date-time string, found a number")
+    }
+
+    /// Parses one timestamp.
+    pub fn parse(&mut self, raw: Raw<'_>) -> Result<i64, TimeError> {
+        match (raw, self.format) {
+            (Raw::Str(s), TimeFormat::Auto | TimeFormat::Rfc3339 | TimeFormat::DateTime) => {
+                parse_text(s, self.format, &mut self.last_date)
+            }
+            (Raw::Num(n), TimeFormat::Auto | TimeFormat::EpochMillis) => epoch_millis(n),
+            (Raw::Num(n), TimeFormat::EpochSeconds) => epoch_seconds(n),
+            (Raw::Str(_), TimeFormat::EpochMillis | TimeFormat::EpochSeconds) => {
+                Err("expected a number of the epoch, found a string")
+            }
+            (Raw::Num(_), TimeFormat::Rfc3339 | TimeFormat::DateTime) => {
+                Err("expected a date-time string, found a number")
+            }
         }
     }
 }
@@ -87,13 +105,32 @@ fn expect(s: &[u8], at: usize, what: &[u8], err: TimeError) -> Result<(), TimeEr
     }
 }
 
-fn parse_text(s: &[u8], format: TimeFormat) -> Result<i64, TimeError> {
-    // YYYY-MM-DD
+/// Days since the epoch of the `YYYY-MM-DD` that starts `s`.
+fn date(s: &[u8]) -> Result<i64, TimeError> {
     let year = digits(s, 0, 4).map_err(|_| "does not start with a 4-digit year")?;
     expect(s, 4, b"-", "expected '-' after the year")?;
     let month = digits(s, 5, 2)?;
     expect(s, 7, b"-", "expected '-' after the month")?;
     let day = digits(s, 8, 2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return Err("no such date");
+    }
+    Ok(days_from_civil(year, month, day))
+}
+
+fn parse_text(
+    s: &[u8],
+    format: TimeFormat,
+    last_date: &mut Option<([u8; 10], i64)>,
+) -> Result<i64, TimeError> {
+    let days = match (s.first_chunk::<10>(), *last_date) {
+        (Some(d), Some((seen, days))) if *d == seen => days,
+        _ => {
+            let days = date(s)?;
+            *last_date = s.first_chunk::<10>().map(|d| (*d, days));
+            days
+        }
+    };
     let sep: &[u8] = match format {
         TimeFormat::Rfc3339 => b"Tt",
         TimeFormat::DateTime => b" ",
@@ -105,9 +142,6 @@ fn parse_text(s: &[u8], format: TimeFormat) -> Result<i64, TimeError> {
     let minute = digits(s, 14, 2)?;
     expect(s, 16, b":", "expected ':' after the minute")?;
     let second = digits(s, 17, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err("no such date");
-    }
     if hour > 23 || minute > 59 || second > 60 {
         return Err("no such time of day");
     }
@@ -150,7 +184,6 @@ fn parse_text(s: &[u8], format: TimeFormat) -> Result<i64, TimeError> {
         _ => return Err("unexpected characters after the time"),
     };
     // A leap second is folded into the next second, as most systems do.
-    let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
     Ok(secs * 1000 + millis)
 }
@@ -267,6 +300,10 @@ pub fn format_spark(ms: i64) -> String {
 mod tests {
     use super::*;
 
+    fn parse(raw: Raw<'_>, format: TimeFormat) -> Result<i64, TimeError> {
+        TimeParser::new(format).parse(raw)
+    }
+
     fn auto(s: &str) -> Result<i64, TimeError> {
         parse(Raw::Str(s.as_bytes()), TimeFormat::Auto)
     }
@@ -316,6 +353,18 @@ mod tests {
         assert!(parse(Raw::Num(b"1.5"), TimeFormat::EpochMillis).is_err());
         assert!(parse(Raw::Str(b"2026-01-27T22:35:51Z"), TimeFormat::DateTime).is_err());
         assert!(parse(Raw::Num(b"12"), TimeFormat::Rfc3339).is_err());
+    }
+
+    #[test]
+    fn the_date_cache_does_not_leak_between_dates() {
+        let mut p = TimeParser::new(TimeFormat::Auto);
+        let at = |p: &mut TimeParser, s: &str| p.parse(Raw::Str(s.as_bytes()));
+        assert_eq!(at(&mut p, "2026-01-27T00:00:00Z"), Ok(1_769_472_000_000));
+        assert_eq!(at(&mut p, "2026-01-27T00:00:01Z"), Ok(1_769_472_001_000));
+        assert_eq!(at(&mut p, "2026-01-28T00:00:00Z"), Ok(1_769_558_400_000));
+        assert!(at(&mut p, "2026-02-30T00:00:00Z").is_err());
+        assert!(at(&mut p, "2026-02-30T00:00:00Z").is_err());
+        assert_eq!(at(&mut p, "2026-01-28 00:00:00"), Ok(1_769_558_400_000));
     }
 
     #[test]

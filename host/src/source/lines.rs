@@ -59,7 +59,9 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Fills `out` with up to `max_lines` lines; returns false when the stream has ended and
-    /// no line was read. Ranges stay valid until the next call.
+    /// no line was read. It reads from the stream only when no complete line is buffered, so
+    /// a slow stream's lines are handed out as they come. Ranges stay valid until the next
+    /// call.
     pub fn next_batch(&mut self, max_lines: usize, out: &mut Vec<Line>) -> io::Result<bool> {
         out.clear();
         // Move the unconsumed tail to the front; earlier batches' ranges are now void.
@@ -95,11 +97,13 @@ impl<R: Read> LineReader<R> {
                 }
                 break;
             }
+            if !out.is_empty() {
+                // Hand out what we have rather than wait on a read: on a pipe that trickles,
+                // the lines already here must not wait for a full batch.
+                break;
+            }
             if self.end == self.buf.len() {
-                if !out.is_empty() {
-                    break; // hand out what we have; the next call makes room
-                }
-                // Only reachable while skipping after `start` was reset: make room.
+                // Only reachable while skipping an oversized line: make room.
                 self.start = 0;
                 self.end = 0;
             }
@@ -217,6 +221,28 @@ mod tests {
                 (Some("last".into()), 3, 6 + (9 << 20) + 1),
             ]
         );
+    }
+
+    /// A reader that hands out one chunk per call and then blocks: a live pipe.
+    struct Trickle(Vec<&'static [u8]>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            assert!(!self.0.is_empty(), "read again although complete lines were buffered");
+            let chunk = self.0.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn lines_of_a_slow_stream_are_handed_out_without_another_read() {
+        let mut r = LineReader::new(Trickle(vec![b"a\nb\npart", b"ial\n"]), 100);
+        let mut out = Vec::new();
+        assert!(r.next_batch(4096, &mut out).unwrap());
+        assert_eq!(out.len(), 2);
+        assert!(r.next_batch(4096, &mut out).unwrap());
+        assert_eq!(&r.buffer()[out[0].range.clone()], b"partial");
     }
 
     #[test]
