@@ -228,7 +228,10 @@ mod tests {
 
     impl Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            assert!(!self.0.is_empty(), "read again although complete lines were buffered");
+            assert!(
+                !self.0.is_empty(),
+                "read again although complete lines were buffered"
+            );
             let chunk = self.0.remove(0);
             buf[..chunk.len()].copy_from_slice(chunk);
             Ok(chunk.len())
