@@ -3,9 +3,9 @@
 
 use crate::config::OutputMode;
 use crate::loadgen::{GenConfig, Generator};
-use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects};
+use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
 use crate::registry;
-use crate::sink::records::RecordWriter;
+use crate::sink::records::{RecordWriter, RejectSink};
 use crate::sink::{AlertRow, Sink, jsonl::JsonLines, table::Table};
 use crate::source::{self, lines::LineReader};
 use anyhow::{Context, bail};
@@ -130,10 +130,10 @@ fn load_rules(dir: Option<&Path>) -> anyhow::Result<Vec<LoadedRule>> {
     Ok(rules)
 }
 
-fn create(path: &Path) -> anyhow::Result<RecordWriter> {
+fn create(path: &Path) -> anyhow::Result<Box<dyn RejectSink>> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(RecordWriter::new(Box::new(BufWriter::new(file))))
+    Ok(Box::new(RecordWriter::new(Box::new(BufWriter::new(file)))))
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
@@ -142,9 +142,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         dead_letter: args.dead_letter.as_deref().map(create).transpose()?,
         late: args.late.as_deref().map(create).transpose()?,
     };
-    let input_name = args.input.display().to_string();
+    let sources = Sources::file(&args.input.display().to_string());
     let input = source::open(&args.input)?;
-    let mut pipeline = Pipeline::new(&input_name, &rules, args.mode, rejects)?;
+    let mut pipeline = Pipeline::new(sources, &rules, args.mode, rejects)?;
     let stdout = io::stdout();
     let format = args.format.unwrap_or(if stdout.is_terminal() {
         Format::Table
@@ -220,7 +220,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bytes >> 20,
         started.elapsed().as_secs_f64()
     );
-    let mut pipeline = Pipeline::new("bench", &rules, Some(args.mode), Rejects::default())?;
+    let sources = Sources::file(&path.display().to_string());
+    let mut pipeline = Pipeline::new(sources, &rules, Some(args.mode), Rejects::default())?;
     let mut sink = Count(0);
     let started = Instant::now();
     let result = run(

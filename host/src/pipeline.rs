@@ -4,18 +4,20 @@
 //! Everything per event happens in reused buffers; allocation happens per batch, per new
 //! (window, key) pair and per alert.
 
+use crate::checkpoint::RuleState;
 use crate::config::{OutputMode, RuleConfig};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleStats};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
-use crate::sink::records::{Position, RecordWriter};
+use crate::sink::records::{Position, RejectSink};
 use crate::sink::{AlertRow, RuleMeta, Sink};
 use crate::source::lines::Line;
 use crate::window::{Verdict, WindowRow, Windows};
 use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
 /// batch's buffers stay in cache and `update` rows come out promptly.
@@ -41,6 +43,8 @@ struct RuleRunner {
     /// `None` once quarantined.
     instance: Option<RuleInstance>,
     windows: Windows,
+    /// Window settings the state depends on, as recorded in checkpoints.
+    window_id: String,
     events: BatchWriter,
     /// For each staged event, the index of its line in the batch.
     event_lines: Vec<u32>,
@@ -53,26 +57,73 @@ struct RuleRunner {
 #[derive(Default)]
 pub struct Rejects {
     /// Dead letters: lines that could not be used.
-    pub dead_letter: Option<RecordWriter>,
+    pub dead_letter: Option<Box<dyn RejectSink>>,
     /// Late events.
-    pub late: Option<RecordWriter>,
+    pub late: Option<Box<dyn RejectSink>>,
 }
 
 impl Rejects {
     fn flush(&mut self) -> anyhow::Result<()> {
         if let Some(w) = &mut self.dead_letter {
-            w.flush().context("cannot write the dead-letter file")?;
+            w.flush().context("cannot write dead letters")?;
         }
         if let Some(w) = &mut self.late {
-            w.flush().context("cannot write the late-events file")?;
+            w.flush().context("cannot write late events")?;
         }
         Ok(())
     }
 }
 
+/// The input sources a pipeline reads: a file (one source) or Kafka partitions.
+pub struct Sources {
+    names: Vec<String>,
+    /// Lines of files have byte offsets; messages do not.
+    files: bool,
+}
+
+impl Sources {
+    /// One file (or stdin) named `name`.
+    pub fn file(name: &str) -> Self {
+        Sources {
+            names: vec![name.to_owned()],
+            files: true,
+        }
+    }
+
+    /// Kafka partitions, named `topic/partition` as they are assigned.
+    pub fn partitions() -> Self {
+        Sources {
+            names: Vec::new(),
+            files: false,
+        }
+    }
+
+    fn position(&self, line: &Line) -> Position<'_> {
+        Position {
+            input: self
+                .names
+                .get(line.source as usize)
+                .map_or("?", String::as_str),
+            number: line.number,
+            byte: self.files.then_some(line.offset),
+        }
+    }
+}
+
+/// What an input source is doing, for the watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    /// Delivering data, or expected to: it holds the watermark back.
+    Active,
+    /// No data for a while: it does not hold the watermark back until data comes.
+    Idle,
+    /// No longer read by this instance.
+    Revoked,
+}
+
 /// Runs rules over batches of lines.
 pub struct Pipeline {
-    input_name: String,
+    sources: Sources,
     decoder: Decoder,
     rules: Vec<RuleRunner>,
     input: InputStats,
@@ -87,7 +138,7 @@ impl Pipeline {
     /// Starts every rule; `mode` overrides the rules' own output mode. A rule whose `init`
     /// fails is reported and left out.
     pub fn new(
-        input_name: &str,
+        sources: Sources,
         rules: &[LoadedRule],
         mode: Option<OutputMode>,
         rejects: Rejects,
@@ -120,6 +171,10 @@ impl Pipeline {
                 projection,
                 instance: Some(instance),
                 windows: Windows::new(c.window.size, c.window.delay),
+                window_id: format!(
+                    "size={:?} delay={:?} key={} time={}",
+                    c.window.size, c.window.delay, c.window.key, c.time.field
+                ),
                 events: BatchWriter::default(),
                 event_lines: Vec::new(),
                 encoded: Vec::new(),
@@ -128,7 +183,7 @@ impl Pipeline {
             });
         }
         Ok(Pipeline {
-            input_name: input_name.to_owned(),
+            sources,
             decoder,
             rules: runners,
             input: InputStats::default(),
@@ -157,6 +212,83 @@ impl Pipeline {
         self.rules.iter().map(|r| r.windows.open_pairs()).sum()
     }
 
+    /// Names source `index` (a partition as it is assigned) for positions and checkpoints.
+    pub fn name_source(&mut self, index: usize, name: &str) {
+        if self.sources.names.len() <= index {
+            self.sources.names.resize(index + 1, String::new());
+        }
+        self.sources.names[index] = name.to_owned();
+    }
+
+    /// Tells every rule's watermark what source `index` is doing.
+    pub fn set_source_state(&mut self, index: usize, state: SourceState) {
+        for r in &mut self.rules {
+            let w = r.windows.sources();
+            match state {
+                SourceState::Active => w.set_idle(index, false),
+                SourceState::Idle => w.set_idle(index, true),
+                SourceState::Revoked => w.remove(index),
+            }
+        }
+    }
+
+    /// The watermark of rule `rule` (by index) for source `index`, and whether it is idle.
+    pub fn source_watermark(&mut self, rule: usize, index: usize) -> (Option<i64>, bool) {
+        let w = self.rules[rule].windows.sources();
+        (w.of_source(index), w.is_idle(index))
+    }
+
+    /// Every rule's state, for a checkpoint (taken between batches).
+    pub fn snapshot(&self) -> (u64, BTreeMap<String, RuleState>, Vec<String>) {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.instance.is_some())
+            .map(|r| {
+                let state = RuleState {
+                    window: r.window_id.clone(),
+                    windows: r.windows.snapshot(),
+                };
+                (r.meta.name.clone(), state)
+            })
+            .collect();
+        (self.triggers, rules, self.sources.names.clone())
+    }
+
+    /// Restores rule state from a checkpoint. State of a rule whose window settings changed
+    /// since is not restored (the rule starts empty), and said so.
+    pub fn restore(
+        &mut self,
+        triggers: u64,
+        states: BTreeMap<String, RuleState>,
+        sources: Vec<String>,
+    ) {
+        self.triggers = triggers;
+        self.sources.names = sources;
+        for (name, state) in states {
+            match self.rules.iter_mut().find(|r| r.meta.name == name) {
+                Some(r) if r.window_id == state.window => {
+                    r.windows = Windows::restore(state.windows);
+                    info!(
+                        "rule {name}: restored {} open (window, key) pairs, watermark {}",
+                        r.windows.open_pairs(),
+                        r.windows
+                            .watermark()
+                            .map_or("none".into(), crate::decode::time::format_rfc3339)
+                    );
+                }
+                Some(r) => warn!(
+                    "rule {name}: its window settings changed since the checkpoint ({} then, \
+                     {} now); it starts with empty windows",
+                    state.window, r.window_id
+                ),
+                None => warn!(
+                    "rule {name} is in the checkpoint but no longer loaded; its state is dropped"
+                ),
+            }
+        }
+    }
+
     /// Processes one batch of lines (`buf` holds their bytes) and emits its trigger.
     pub fn process(
         &mut self,
@@ -175,7 +307,7 @@ impl Pipeline {
                 let e = LineError {
                     reason: Reason::TooLarge,
                     at: None,
-                    detail: "line longer than --max-line-bytes",
+                    detail: "longer than the maximum record size",
                 };
                 self.reject_line(line, &e, raw);
                 continue;
@@ -199,13 +331,10 @@ impl Pipeline {
                     Err(fe) => {
                         r.stats.bad.add(fe.reason);
                         let field = &r.projection.field_names()[fe.field];
-                        let pos = position(&self.input_name, line);
+                        let pos = self.sources.position(line);
                         if log_allowed(&mut self.logged, fe.reason) {
                             warn!(
-                                "{}:{} (byte {}): rule {}: field `{field}`: {} [{}]; {}",
-                                pos.input,
-                                pos.line,
-                                pos.offset,
+                                "{pos}: rule {}: field `{field}`: {} [{}]; {}",
                                 r.meta.name,
                                 fe.detail,
                                 fe.reason.label(),
@@ -221,11 +350,17 @@ impl Pipeline {
             }
         }
         for r in &mut self.rules {
-            if let Err(e) = r.run_batch(buf, lines, &self.input_name, &mut self.rejects) {
+            if let Err(e) = r.run_batch(buf, lines, &self.sources, &mut self.rejects) {
                 r.quarantine(e);
             }
         }
         self.rejects.flush()?;
+        self.trigger(false, sink)
+    }
+
+    /// Emits what the watermark alone decides (windows it closed while no data came, for
+    /// example after a source went idle).
+    pub fn tick(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.trigger(false, sink)
     }
 
@@ -235,6 +370,11 @@ impl Pipeline {
         self.rejects.flush()?;
         sink.flush()?;
         Ok(())
+    }
+
+    /// Flushes the reject sinks (before a checkpoint).
+    pub fn flush_rejects(&mut self) -> anyhow::Result<()> {
+        self.rejects.flush()
     }
 
     fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
@@ -252,24 +392,16 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Counts, logs (rate-limited) and dead-letters a line no rule can use.
     fn reject_line(&mut self, line: &Line, e: &LineError, raw: &[u8]) {
-        reject(
-            &mut self.logged,
-            &mut self.rejects,
-            &mut self.input,
-            &self.input_name,
-            line,
-            e,
-            raw,
-        );
-    }
-}
-
-fn position<'a>(input: &'a str, line: &Line) -> Position<'a> {
-    Position {
-        input,
-        line: line.number,
-        offset: line.offset,
+        self.input.bad.add(e.reason);
+        let pos = self.sources.position(line);
+        if log_allowed(&mut self.logged, e.reason) {
+            warn!("{pos}: {e} [{}]; {}", e.reason.label(), e.reason.hint());
+        }
+        if let Some(dl) = &mut self.rejects.dead_letter {
+            dl.dead_letter(pos, e.reason.label(), &e.to_string(), None, raw);
+        }
     }
 }
 
@@ -278,40 +410,12 @@ fn log_allowed(logged: &mut [u64; Reason::ALL.len()], reason: Reason) -> bool {
     *n += 1;
     if *n == LOGGED_PER_REASON + 1 {
         warn!(
-            "more {} input: counted (see the summary) and, with --dead-letter, written there, \
-             but no longer logged",
+            "more {} input: counted (see the summary) and, with a dead-letter output, written \
+             there, but no longer logged",
             reason.label()
         );
     }
     *n <= LOGGED_PER_REASON
-}
-
-/// Counts, logs (rate-limited) and dead-letters a line no rule can use.
-fn reject(
-    logged: &mut [u64; Reason::ALL.len()],
-    rejects: &mut Rejects,
-    stats: &mut InputStats,
-    input: &str,
-    line: &Line,
-    e: &LineError,
-    raw: &[u8],
-) {
-    stats.bad.add(e.reason);
-    let pos = position(input, line);
-    if log_allowed(logged, e.reason) {
-        warn!(
-            "{}:{} (byte {}): {} [{}]; {}",
-            pos.input,
-            pos.line,
-            pos.offset,
-            e,
-            e.reason.label(),
-            e.reason.hint()
-        );
-    }
-    if let Some(dl) = &mut rejects.dead_letter {
-        dl.dead_letter(pos, e.reason.label(), &e.to_string(), None, raw);
-    }
 }
 
 impl RuleRunner {
@@ -320,7 +424,7 @@ impl RuleRunner {
         &mut self,
         buf: &[u8],
         lines: &[Line],
-        input: &str,
+        sources: &Sources,
         rejects: &mut Rejects,
     ) -> Result<(), RuleError> {
         let Some(instance) = &mut self.instance else {
@@ -337,23 +441,26 @@ impl RuleRunner {
             let is_selected = abi::bit(selected, row);
             let time = batch.i64(0, row);
             let watermark = self.windows.watermark();
-            match self.windows.observe(time, batch.str(1, row), is_selected) {
+            let line = &lines[self.event_lines[row] as usize];
+            let source = line.source as usize;
+            match self
+                .windows
+                .observe(source, time, batch.str(1, row), is_selected)
+            {
                 Verdict::Counted => self.stats.matched += 1,
                 Verdict::Skipped => {}
                 Verdict::Late => {
                     self.stats.matched += 1;
                     self.stats.late += 1;
                     if let (Some(late), Some(wm)) = (&mut rejects.late, watermark) {
-                        let line = &lines[self.event_lines[row] as usize];
                         let raw = &buf[line.range.clone()];
-                        late.late(position(input, line), &self.meta.name, time, wm, raw);
+                        late.late(sources.position(line), &self.meta.name, time, wm, raw);
                     }
                 }
             }
         }
         Ok(())
     }
-
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are
     /// alerts, and frees closed windows.
     fn trigger(&mut self, end: bool, out: &mut Vec<AlertRow>) -> Result<(), RuleError> {

@@ -1,24 +1,54 @@
-//! Dead letters (input that could not be used) and late events, as JSON lines, each with
-//! its reason and position so that it can be found and replayed.
+//! Where rejected input goes: dead letters (input that could not be used) and late events,
+//! each with its reason and position so that it can be found and replayed. [`RecordWriter`]
+//! writes them as JSON lines to a file; the Kafka sink writes them to topics.
 
 use super::jsonl::quote;
 use crate::decode::time::format_rfc3339;
+use std::fmt;
 use std::io::{self, Write};
 
-/// Where a rejected record came from.
+/// Where a record came from.
 #[derive(Clone, Copy, Debug)]
 pub struct Position<'a> {
-    /// Input name (file path or `-`).
+    /// Input name: a file path, `-`, or `topic/partition`.
     pub input: &'a str,
-    /// 1-based line number.
-    pub line: u64,
-    /// Byte offset of the line.
-    pub offset: u64,
+    /// 1-based line number in a file, or the message offset in a partition.
+    pub number: u64,
+    /// Byte offset of the line in a file; none for messages.
+    pub byte: Option<u64>,
 }
 
-/// Writes rejected records as JSON lines. A write error is kept and returned by
-/// [`RecordWriter::flush`], which the pipeline calls after every batch, so that callers in
-/// the middle of a batch need not handle it.
+impl fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.byte {
+            Some(byte) => write!(f, "{}:{} (byte {byte})", self.input, self.number),
+            None => write!(f, "{} offset {}", self.input, self.number),
+        }
+    }
+}
+
+/// Receives rejected records. Writes may fail in the middle of a batch; the first error is
+/// kept and returned by [`RejectSink::flush`], which the pipeline calls after every batch.
+pub trait RejectSink: Send {
+    /// A record that could not be used: `reason` is the label, `error` the message, `rule`
+    /// the rule that rejected it (none when no rule could use it).
+    fn dead_letter(
+        &mut self,
+        pos: Position<'_>,
+        reason: &str,
+        error: &str,
+        rule: Option<&str>,
+        raw: &[u8],
+    );
+
+    /// An event the rule selected after its window had closed.
+    fn late(&mut self, pos: Position<'_>, rule: &str, event_time: i64, watermark: i64, raw: &[u8]);
+
+    /// Flushes buffered records; returns the first write error since the last call.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Writes rejected records as JSON lines.
 pub struct RecordWriter {
     out: Box<dyn Write + Send>,
     failed: Option<io::Error>,
@@ -35,10 +65,21 @@ impl RecordWriter {
             self.failed.get_or_insert(e);
         }
     }
+}
 
-    /// A line that could not be used: `reason` is the label, `error` the message, `rule`
-    /// the rule that rejected it (none when no rule could use it).
-    pub fn dead_letter(
+fn position_json(pos: &Position<'_>) -> String {
+    match pos.byte {
+        Some(byte) => format!(
+            r#""input":{},"line":{},"offset":{byte}"#,
+            quote(pos.input),
+            pos.number
+        ),
+        None => format!(r#""input":{},"offset":{}"#, quote(pos.input), pos.number),
+    }
+}
+
+impl RejectSink for RecordWriter {
+    fn dead_letter(
         &mut self,
         pos: Position<'_>,
         reason: &str,
@@ -48,43 +89,30 @@ impl RecordWriter {
     ) {
         let result = writeln!(
             self.out,
-            r#"{{"reason":"{reason}","error":{},"rule":{},"input":{},"line":{},"offset":{},"raw":{}}}"#,
+            r#"{{"reason":"{reason}","error":{},"rule":{},{},"raw":{}}}"#,
             quote(error),
             rule.map_or_else(|| "null".into(), quote),
-            quote(pos.input),
-            pos.line,
-            pos.offset,
+            position_json(&pos),
             quote(&String::from_utf8_lossy(raw)),
         );
         self.keep(result);
     }
 
-    /// An event the rule selected after its window had closed.
-    pub fn late(
-        &mut self,
-        pos: Position<'_>,
-        rule: &str,
-        event_time: i64,
-        watermark: i64,
-        raw: &[u8],
-    ) {
+    fn late(&mut self, pos: Position<'_>, rule: &str, event_time: i64, watermark: i64, raw: &[u8]) {
         let result = writeln!(
             self.out,
-            r#"{{"rule":{},"event_time":"{}","watermark":"{}","lateness_ms":{},"input":{},"line":{},"offset":{},"raw":{}}}"#,
+            r#"{{"rule":{},"event_time":"{}","watermark":"{}","lateness_ms":{},{},"raw":{}}}"#,
             quote(rule),
             format_rfc3339(event_time),
             format_rfc3339(watermark),
             watermark - event_time,
-            quote(pos.input),
-            pos.line,
-            pos.offset,
+            position_json(&pos),
             quote(&String::from_utf8_lossy(raw)),
         );
         self.keep(result);
     }
 
-    /// Flushes buffered records; returns the first write error since the last call.
-    pub fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         let result = self.out.flush();
         self.keep(result);
         self.failed.take().map_or(Ok(()), Err)

@@ -11,7 +11,9 @@ pub struct Line {
     /// The line's bytes in [`LineReader::buffer`], without `\n` or `\r\n`; empty if
     /// `too_large`.
     pub range: Range<usize>,
-    /// 1-based line number.
+    /// Which input source the line came from (a Kafka partition's index; 0 for a file).
+    pub source: u32,
+    /// 1-based line number in a file, or the message offset in a Kafka partition.
     pub number: u64,
     /// Byte offset of the line's first byte in the stream.
     pub offset: u64,
@@ -130,6 +132,7 @@ impl<R: Read> LineReader<R> {
             }
             out.push(Line {
                 range: self.start..end,
+                source: 0,
                 number: self.next_number,
                 offset: self.offset,
                 too_large: false,
@@ -143,6 +146,7 @@ impl<R: Read> LineReader<R> {
     fn report_too_large(&mut self, out: &mut Vec<Line>) {
         out.push(Line {
             range: 0..0,
+            source: 0,
             number: self.next_number,
             offset: self.offset,
             too_large: true,

@@ -1,8 +1,9 @@
 //! Event-time tumbling windows per key, under a watermark.
 //!
 //! * Windows are `[start, start + size)`, aligned to the Unix epoch.
-//! * The watermark is the largest event time seen so far minus the delay. Every decoded
-//!   event moves it, counted or not.
+//! * The watermark is the largest event time seen so far minus the delay (the minimum of
+//!   that over the active sources, see [`watermark`]). Every decoded event moves it, counted
+//!   or not.
 //! * An event is late when its window's end is at or before the watermark as it stood
 //!   before that event; a late event is not counted.
 //! * A window closes once the watermark reaches its end; its state is then freed.
@@ -10,10 +11,13 @@
 //! State is one small map per open window, so memory grows with open (window, key) pairs,
 //! never with the number of events.
 
+pub mod watermark;
+
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use watermark::Watermark;
 
 /// What happened to an observed event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +54,7 @@ type Pane = IndexMap<Box<str>, Count, FxBuildHasher>;
 /// Tumbling windows of one rule.
 pub struct Windows {
     size: i64,
-    delay: i64,
-    max_time: Option<i64>,
+    watermark: Watermark,
     open: BTreeMap<i64, Pane>,
     /// (window start, index in its pane) of counts changed since the last drain.
     changed: Vec<(i64, usize)>,
@@ -62,8 +65,7 @@ impl Windows {
     pub fn new(size: Duration, delay: Duration) -> Self {
         Windows {
             size: size.as_millis() as i64,
-            delay: delay.as_millis() as i64,
-            max_time: None,
+            watermark: Watermark::new(delay.as_millis() as i64),
             open: BTreeMap::new(),
             changed: Vec::new(),
         }
@@ -71,7 +73,12 @@ impl Windows {
 
     /// The current watermark in epoch ms, once an event has been seen.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_time.map(|t| t.saturating_sub(self.delay))
+        self.watermark.current()
+    }
+
+    /// The per-source progress behind the watermark.
+    pub fn sources(&mut self) -> &mut Watermark {
+        &mut self.watermark
     }
 
     /// The window `[start, end)` holding event time `t`.
@@ -80,12 +87,12 @@ impl Windows {
         (start, start.saturating_add(self.size))
     }
 
-    /// Observes one decoded event, in arrival order.
+    /// Observes one decoded event from `source`, in arrival order.
     #[inline]
-    pub fn observe(&mut self, time: i64, key: &str, selected: bool) -> Verdict {
+    pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
         let (start, end) = self.window_of(time);
         let late = self.watermark().is_some_and(|wm| end <= wm);
-        self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
+        self.watermark.observe(source, time);
         if !selected {
             return Verdict::Skipped;
         }
@@ -173,6 +180,50 @@ impl Windows {
     pub fn open_pairs(&self) -> usize {
         self.open.values().map(|p| p.len()).sum()
     }
+
+    /// The state to checkpoint. Taken between batches, when no change is pending.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            size: self.size,
+            watermark: self.watermark.clone(),
+            windows: self
+                .open
+                .iter()
+                .map(|(start, pane)| {
+                    let counts = pane.iter().map(|(k, c)| (k.to_string(), c.n)).collect();
+                    (*start, counts)
+                })
+                .collect(),
+        }
+    }
+
+    /// Windows restored from a checkpoint.
+    pub fn restore(snapshot: Snapshot) -> Self {
+        Windows {
+            size: snapshot.size,
+            watermark: snapshot.watermark,
+            open: snapshot
+                .windows
+                .into_iter()
+                .map(|(start, counts)| {
+                    let pane = counts
+                        .into_iter()
+                        .map(|(k, n)| (k.into_boxed_str(), Count { n, changed: false }))
+                        .collect();
+                    (start, pane)
+                })
+                .collect(),
+            changed: Vec::new(),
+        }
+    }
+}
+
+/// Checkpointed window state: open windows with their counts, and the watermark.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    size: i64,
+    watermark: Watermark,
+    windows: Vec<(i64, Vec<(String, u64)>)>,
 }
 
 #[cfg(test)]
@@ -201,31 +252,31 @@ mod tests {
     #[test]
     fn late_is_judged_against_the_watermark_before_the_event() {
         let mut w = windows();
-        assert_eq!(w.observe(25_000, "a", true), Verdict::Counted);
+        assert_eq!(w.observe(0, 25_000, "a", true), Verdict::Counted);
         // watermark 15 000: window [0, 10 000) has ended before it.
         assert_eq!(w.watermark(), Some(15_000));
-        assert_eq!(w.observe(9_999, "a", true), Verdict::Late);
+        assert_eq!(w.observe(0, 9_999, "a", true), Verdict::Late);
         // [10 000, 20 000) ends after 15 000: still open.
-        assert_eq!(w.observe(10_000, "a", true), Verdict::Counted);
+        assert_eq!(w.observe(0, 10_000, "a", true), Verdict::Counted);
         // An unselected event moves the watermark too...
-        assert_eq!(w.observe(30_000, "b", false), Verdict::Skipped);
+        assert_eq!(w.observe(0, 30_000, "b", false), Verdict::Skipped);
         assert_eq!(w.watermark(), Some(20_000));
         // ...so [10 000, 20 000) is now late: end 20 000 <= watermark 20 000.
-        assert_eq!(w.observe(19_999, "a", true), Verdict::Late);
+        assert_eq!(w.observe(0, 19_999, "a", true), Verdict::Late);
         // Out of order but not late: the max does not go back.
-        assert_eq!(w.observe(21_000, "a", true), Verdict::Counted);
+        assert_eq!(w.observe(0, 21_000, "a", true), Verdict::Counted);
         assert_eq!(w.watermark(), Some(20_000));
     }
 
     #[test]
     fn windows_close_when_the_watermark_reaches_their_end() {
         let mut w = windows();
-        w.observe(1_000, "a", true);
-        w.observe(2_000, "a", true);
-        w.observe(12_000, "b", true);
-        w.observe(19_999, "c", false); // watermark 9 999
+        w.observe(0, 1_000, "a", true);
+        w.observe(0, 2_000, "a", true);
+        w.observe(0, 12_000, "b", true);
+        w.observe(0, 19_999, "c", false); // watermark 9 999
         assert!(closed(&mut w, false).is_empty());
-        w.observe(20_000, "c", false); // watermark 10 000 = end of [0, 10 000)
+        w.observe(0, 20_000, "c", false); // watermark 10 000 = end of [0, 10 000)
         assert_eq!(closed(&mut w, false), vec![(0, "a".into(), 2)]);
         assert_eq!(w.open_pairs(), 1);
         assert_eq!(closed(&mut w, true), vec![(10_000, "b".into(), 1)]);
@@ -233,18 +284,34 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_restore_counts_and_watermark() {
+        let mut w = windows();
+        w.observe(0, 1_000, "a", true);
+        w.observe(1, 12_000, "b", true);
+        w.observe(0, 2_000, "a", true);
+        let snap = w.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let mut r = Windows::restore(serde_json::from_str(&json).unwrap());
+        assert_eq!(r.snapshot(), snap);
+        assert_eq!(r.watermark(), w.watermark());
+        // Counting goes on where it stopped.
+        r.observe(0, 3_000, "a", true);
+        assert_eq!(closed(&mut r, true)[0], (0, "a".into(), 3));
+    }
+
+    #[test]
     fn changes_are_reported_once_per_drain() {
         let mut w = windows();
-        w.observe(1_000, "a", true);
-        w.observe(1_500, "a", true);
-        w.observe(2_000, "b", true);
+        w.observe(0, 1_000, "a", true);
+        w.observe(0, 1_500, "a", true);
+        w.observe(0, 2_000, "b", true);
         let mut seen = Vec::new();
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert_eq!(seen, vec![("a".into(), 2), ("b".into(), 1)]);
         seen.clear();
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert!(seen.is_empty());
-        w.observe(3_000, "b", true);
+        w.observe(0, 3_000, "b", true);
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert_eq!(seen, vec![("b".into(), 2)]);
     }
