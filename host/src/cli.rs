@@ -2,6 +2,7 @@
 //! generated events.
 
 use crate::config::OutputMode;
+use crate::config::run::RunConfig;
 use crate::loadgen::{GenConfig, Generator};
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
 use crate::registry;
@@ -28,8 +29,122 @@ struct Cli {
 enum Command {
     /// Run rules over JSON lines from a file or stdin and print alerts.
     Replay(ReplayArgs),
+    /// Consume Kafka and run rules continuously, with checkpoints (see rulewatch.toml).
+    Run(RunArgs),
     /// Measure the pipeline on generated events: events/s and peak memory.
     Bench(BenchArgs),
+}
+
+/// Flags of `run`; each overrides the same key of the config file.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The config file.
+    #[arg(long, env = "RULEWATCH_CONFIG", default_value = "rulewatch.toml")]
+    config: PathBuf,
+    /// kafka.brokers: bootstrap servers.
+    #[arg(long, env = "RULEWATCH_BROKERS")]
+    brokers: Option<String>,
+    /// kafka.group_id.
+    #[arg(long, env = "RULEWATCH_GROUP_ID")]
+    group_id: Option<String>,
+    /// kafka.topics, comma-separated.
+    #[arg(long, env = "RULEWATCH_TOPICS", value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable.
+    #[arg(
+        long = "kafka-option",
+        env = "RULEWATCH_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    kafka_options: Vec<String>,
+    /// rules.dir: the rules folder (the built-in crash rule if none).
+    #[arg(long, env = "RULEWATCH_RULES")]
+    rules: Option<PathBuf>,
+    /// output.console.
+    #[arg(long, env = "RULEWATCH_CONSOLE", value_enum)]
+    console: Option<crate::config::run::Console>,
+    /// output.mode, for every rule.
+    #[arg(long, env = "RULEWATCH_MODE", value_enum)]
+    mode: Option<OutputMode>,
+    /// output.alerts_topic.
+    #[arg(long, env = "RULEWATCH_ALERTS_TOPIC")]
+    alerts_topic: Option<String>,
+    /// output.dead_letter_topic.
+    #[arg(long, env = "RULEWATCH_DEAD_LETTER_TOPIC")]
+    dead_letter_topic: Option<String>,
+    /// output.late_topic.
+    #[arg(long, env = "RULEWATCH_LATE_TOPIC")]
+    late_topic: Option<String>,
+    /// checkpoint.dir.
+    #[arg(long, env = "RULEWATCH_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// checkpoint.interval, e.g. 5s.
+    #[arg(long, env = "RULEWATCH_CHECKPOINT_INTERVAL", value_parser = crate::config::parse_duration)]
+    checkpoint_interval: Option<std::time::Duration>,
+    /// watermark.idle_timeout, e.g. 30s.
+    #[arg(long, env = "RULEWATCH_IDLE_TIMEOUT", value_parser = crate::config::parse_duration)]
+    idle_timeout: Option<std::time::Duration>,
+    /// watermark.quiet_close, e.g. 1m.
+    #[arg(long, env = "RULEWATCH_QUIET_CLOSE", value_parser = crate::config::parse_duration)]
+    quiet_close: Option<std::time::Duration>,
+    /// Start with empty windows even if a checkpoint exists (it is replaced at the next
+    /// checkpoint). Needed to get past a damaged checkpoint.
+    #[arg(long)]
+    fresh_start: bool,
+}
+
+impl RunArgs {
+    /// The config file with these flags applied over it.
+    fn config(&self) -> anyhow::Result<RunConfig> {
+        let explicit = std::env::args().any(|a| a.starts_with("--config"))
+            || std::env::var_os("RULEWATCH_CONFIG").is_some();
+        let mut c = RunConfig::load(&self.config, explicit)?;
+        let set = |slot: &mut Option<String>, v: &Option<String>| {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        };
+        if let Some(v) = &self.brokers {
+            c.kafka.brokers.clone_from(v);
+        }
+        if let Some(v) = &self.group_id {
+            c.kafka.group_id.clone_from(v);
+        }
+        if let Some(v) = &self.topics {
+            c.kafka.topics.clone_from(v);
+        }
+        for kv in &self.kafka_options {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--kafka-option {kv}: expected KEY=VALUE"))?;
+            c.kafka.options.insert(k.to_owned(), v.to_owned());
+        }
+        if self.rules.is_some() {
+            c.rules.dir.clone_from(&self.rules);
+        }
+        if let Some(v) = self.console {
+            c.output.console = v;
+        }
+        if self.mode.is_some() {
+            c.output.mode = self.mode;
+        }
+        set(&mut c.output.alerts_topic, &self.alerts_topic);
+        set(&mut c.output.dead_letter_topic, &self.dead_letter_topic);
+        set(&mut c.output.late_topic, &self.late_topic);
+        if let Some(v) = &self.checkpoint_dir {
+            c.checkpoint.dir.clone_from(v);
+        }
+        if let Some(v) = self.checkpoint_interval {
+            c.checkpoint.interval = v;
+        }
+        if let Some(v) = self.idle_timeout {
+            c.watermark.idle_timeout = v;
+        }
+        if self.quiet_close.is_some() {
+            c.watermark.quiet_close = self.quiet_close;
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +204,10 @@ pub fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Run(args) => args.config().and_then(|c| {
+            let rules = load_rules(c.rules.dir.as_deref())?;
+            crate::run::run(&c, &rules, args.fresh_start)
+        }),
         Command::Bench(args) => bench(args),
     };
     match result {

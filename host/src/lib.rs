@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod rules;
+pub mod run;
 pub mod sink;
 pub mod source;
 pub mod window;

@@ -358,6 +358,14 @@ impl Pipeline {
         self.trigger(false, sink)
     }
 
+    /// Moves every rule's watermark past its open windows (the input has been quiet); the
+    /// next trigger emits them.
+    pub fn close_open_windows(&mut self) {
+        for r in &mut self.rules {
+            r.windows.advance_past_open();
+        }
+    }
+
     /// Emits what the watermark alone decides (windows it closed while no data came, for
     /// example after a source went idle).
     pub fn tick(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 
 #[path = "../../host/build_rule.rs"]
 mod build_rule;
+pub mod kafka;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //!
 //! Unknown keys are errors, so a typo is reported (with its line) instead of ignored.
 
+pub mod run;
+
 use crate::decode::TimeFormat;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Deserializer};
@@ -140,13 +142,19 @@ fn default_time() -> Duration {
     Duration::from_secs(1)
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration `{s}`: {e} (write it like \"10s\", \"500ms\" or \"1m 30s\")"
-        ))
+/// Parses a duration as written in configs and flags: `10s`, `500ms`, `1m 30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration `{s}`: {e} (write it like \"10s\", \"500ms\" or \"1m 30s\")")
     })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

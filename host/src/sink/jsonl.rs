@@ -1,5 +1,5 @@
 //! Alerts as JSON lines, one object per alert:
-//! `{"rule":"crash","window_start":"2026-01-27T22:35:50Z","window_end":"2026-01-27T22:36:00Z","key":"user_1503","count":5,"watermark":"…","module_sha256":"…"}`.
+//! `{"rule":"crash","window_start":"2026-01-27T22:35:50Z","window_end":"2026-01-27T22:36:00Z","key":"user_1503","count":5,"watermark":"…","module_sha256":"…","alert_id":"…"}`.
 
 use super::{AlertRow, Sink};
 use crate::decode::time::format_rfc3339;
@@ -22,23 +22,29 @@ pub fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
+/// One alert as a JSON object (without a newline); the format of `--format jsonl` and of
+/// the alerts topic.
+pub fn alert_json(r: &AlertRow) -> String {
+    let watermark = r
+        .watermark
+        .map_or_else(|| "null".to_owned(), |w| quote(&format_rfc3339(w)));
+    format!(
+        r#"{{"rule":{},"window_start":"{}","window_end":"{}","key":{},"count":{},"watermark":{},"module_sha256":"{}","alert_id":"{}"}}"#,
+        quote(&r.rule.name),
+        format_rfc3339(r.start),
+        format_rfc3339(r.end),
+        quote(&r.key),
+        r.count,
+        watermark,
+        r.rule.sha256,
+        r.id(),
+    )
+}
+
 impl<W: Write> Sink for JsonLines<W> {
     fn emit(&mut self, _batch: u64, rows: &[AlertRow]) -> io::Result<()> {
         for r in rows {
-            let watermark = r
-                .watermark
-                .map_or_else(|| "null".to_owned(), |w| quote(&format_rfc3339(w)));
-            writeln!(
-                self.out,
-                r#"{{"rule":{},"window_start":"{}","window_end":"{}","key":{},"count":{},"watermark":{},"module_sha256":"{}"}}"#,
-                quote(&r.rule.name),
-                format_rfc3339(r.start),
-                format_rfc3339(r.end),
-                quote(&r.key),
-                r.count,
-                watermark,
-                r.rule.sha256,
-            )?;
+            writeln!(self.out, "{}", alert_json(r))?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! A pipeline hands a sink one trigger at a time: the rows its last batch produced.
 
 pub mod jsonl;
+pub mod kafka;
 pub mod records;
 pub mod table;
 
@@ -41,6 +42,41 @@ pub struct AlertRow {
     pub count: u64,
     /// The rule's watermark when the row was decided, epoch ms.
     pub watermark: Option<i64>,
+}
+
+impl AlertRow {
+    /// A deterministic id of (rule, window, key): every row about the same window and key has
+    /// it, in every run, so that consumers can deduplicate (or compact) by it.
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.rule.name.as_bytes(),
+            &self.start.to_le_bytes(),
+            &self.end.to_le_bytes(),
+            self.key.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Sends every trigger to several sinks.
+pub struct Fanout(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Fanout {
+    fn emit(&mut self, batch: u64, rows: &[AlertRow]) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.emit(batch, rows))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.flush())
+    }
 }
 
 /// Receives the rows of each trigger.

@@ -1,6 +1,7 @@
 //! Where events come from. `replay` reads JSON lines from a file or stdin; each source hands
 //! the pipeline batches of raw lines with their positions.
 
+pub mod kafka;
 pub mod lines;
 
 use anyhow::Context;

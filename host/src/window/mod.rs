@@ -176,6 +176,14 @@ impl Windows {
         self.changed.retain(|(start, _)| open.contains_key(start));
     }
 
+    /// Moves the watermark past every open window, so that the next close takes them all;
+    /// events for them that come later are late.
+    pub fn advance_past_open(&mut self) {
+        if let Some((&last, _)) = self.open.last_key_value() {
+            self.watermark.advance_to(last.saturating_add(self.size));
+        }
+    }
+
     /// Open (window, key) pairs.
     pub fn open_pairs(&self) -> usize {
         self.open.values().map(|p| p.len()).sum()

@@ -98,6 +98,11 @@ impl Watermark {
         }
     }
 
+    /// Moves the watermark to at least `to`, whatever the sources say.
+    pub fn advance_to(&mut self, to: i64) {
+        self.current = Some(self.current.map_or(to, |c| c.max(to)));
+    }
+
     /// Recomputes the minimum over active sources; never moves back.
     fn advance(&mut self) {
         let mut min: Option<i64> = None;

@@ -1,0 +1,193 @@
+//! `rulewatch run`: the long-running service. It consumes Kafka in a consumer group, runs
+//! the pipeline batch by batch, and checkpoints window state together with the offsets it
+//! covers, so that a restart after any crash resumes exactly where the last checkpoint was.
+//!
+//! Exactly-once effect without Kafka transactions: alerts carry a deterministic id of
+//! (rule, window, key); a checkpoint is written only after every alert before it is
+//! acknowledged by the broker; offsets are committed only for what a checkpoint covers.
+//! After a crash, the work since the last checkpoint is redone from the same offsets and
+//! produces the same alerts again, which consumers deduplicate by id.
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::run::{Console, RunConfig};
+use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, SourceState, Sources};
+use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
+use crate::sink::records::RejectSink;
+use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
+use crate::source::kafka::KafkaSource;
+use anyhow::Context;
+use std::io::BufWriter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How long a poll waits for messages before the loop looks at idleness and checkpoints.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Longest wait for the broker to acknowledge alerts before a checkpoint.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs until SIGTERM or SIGINT, then checkpoints and returns.
+pub fn run(config: &RunConfig, rules: &[LoadedRule], fresh_start: bool) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+
+    let dir = &config.checkpoint.dir;
+    let restored = if fresh_start {
+        if checkpoint::path(dir).exists() {
+            warn!(
+                "--fresh-start: ignoring the checkpoint in {}; windows start empty",
+                dir.display()
+            );
+        }
+        None
+    } else {
+        checkpoint::load(dir)?
+    };
+
+    let k = &config.kafka;
+    let out = &config.output;
+    let topics: Vec<&str> = [&out.alerts_topic, &out.dead_letter_topic, &out.late_topic]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let output = if topics.is_empty() {
+        None
+    } else {
+        let partitions: Vec<(&str, i32)> =
+            topics.iter().map(|t| (*t, out.topic_partitions)).collect();
+        create_topics(&k.brokers, &k.options, &partitions, out.topic_replication)?;
+        Some(Output::connect(&k.brokers, &k.options)?)
+    };
+    let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
+        let (output, topic) = (output.as_ref()?, topic.as_ref()?);
+        Some(Box::new(RejectTopic::new(output.clone(), topic)))
+    };
+    let rejects = Rejects {
+        dead_letter: reject_topic(&out.dead_letter_topic),
+        late: reject_topic(&out.late_topic),
+    };
+
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let stdout = BufWriter::new(std::io::stdout());
+    match out.console {
+        Console::Table => sinks.push(Box::new(Table::new(stdout))),
+        Console::Jsonl => sinks.push(Box::new(JsonLines::new(stdout))),
+        Console::None => {}
+    }
+    if let (Some(output), Some(topic)) = (&output, &out.alerts_topic) {
+        sinks.push(Box::new(AlertTopic::new(output.clone(), topic)));
+    }
+    let mut sink = Fanout(sinks);
+
+    let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
+    let empty = Checkpoint::default();
+    let cp = restored.as_ref().unwrap_or(&empty);
+    if restored.is_some() {
+        info!(
+            "resuming from the checkpoint in {} ({} partitions)",
+            dir.display(),
+            cp.offsets.len()
+        );
+        pipeline.restore(cp.triggers, cp.rules.clone(), cp.sources.clone());
+    }
+    let mut source = KafkaSource::connect(
+        &k.brokers,
+        &k.group_id,
+        &k.topics,
+        &k.options,
+        &cp.sources,
+        &cp.offsets,
+        k.max_message_bytes,
+    )?;
+    info!(
+        "consuming {} from {} as group {}",
+        k.topics.join(", "),
+        k.brokers,
+        k.group_id
+    );
+
+    let mut lines = Vec::with_capacity(BATCH_LINES);
+    let mut last_checkpoint = Instant::now();
+    let mut quiet_closed = false;
+    while !stop.load(Ordering::Relaxed) {
+        source.next_batch(BATCH_LINES, POLL, &mut lines)?;
+        let mut quiet_for = Duration::MAX;
+        for (i, name, assigned, since) in source.refresh() {
+            pipeline.name_source(i, &name);
+            let state = if !assigned {
+                SourceState::Revoked
+            } else if since >= config.watermark.idle_timeout {
+                SourceState::Idle
+            } else {
+                SourceState::Active
+            };
+            pipeline.set_source_state(i, state);
+            if assigned {
+                quiet_for = quiet_for.min(since);
+            }
+        }
+        if lines.is_empty() {
+            if let Some(q) = config.watermark.quiet_close
+                && quiet_for != Duration::MAX
+                && quiet_for >= q
+                && !quiet_closed
+            {
+                info!(
+                    "no data for {}: closing the open windows",
+                    humantime::format_duration(q)
+                );
+                pipeline.close_open_windows();
+                quiet_closed = true;
+            }
+            pipeline.tick(&mut sink)?;
+        } else {
+            quiet_closed = false;
+            pipeline.process(source.buffer(), &lines, &mut sink)?;
+        }
+        if last_checkpoint.elapsed() >= config.checkpoint.interval {
+            save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    info!("stopping: writing a last checkpoint");
+    save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
+    Ok(())
+}
+
+/// Makes everything emitted so far durable, then records state and offsets together, then
+/// commits the offsets.
+fn save_checkpoint(
+    pipeline: &mut Pipeline,
+    source: &KafkaSource,
+    output: Option<&Output>,
+    sink: &mut dyn Sink,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    sink.flush()?;
+    pipeline.flush_rejects()?;
+    if let Some(output) = output {
+        output
+            .flush(FLUSH_TIMEOUT)
+            .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
+    }
+    let (triggers, rules, sources) = pipeline.snapshot();
+    let offsets = source.offsets();
+    let cp = Checkpoint {
+        sources,
+        offsets,
+        triggers,
+        rules,
+    };
+    checkpoint::save(dir, &cp)?;
+    if let Err(e) = source.commit(&cp.offsets) {
+        // The checkpoint, not the group's offsets, is what a restart resumes from.
+        warn!("{e:#}");
+    }
+    Ok(())
+}

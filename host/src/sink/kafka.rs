@@ -1,0 +1,260 @@
+//! Kafka outputs: alerts to a topic (keyed by alert id, so a compacted topic keeps the last
+//! row of each window and key), dead letters and late events to topics (the original bytes
+//! as the value, the reason and position in headers, as Kafka Connect's dead-letter queues
+//! do). One idempotent producer serves all three.
+
+use super::jsonl::alert_json;
+use super::records::{Position, RejectSink};
+use super::{AlertRow, Sink};
+use crate::decode::time::format_rfc3339;
+use anyhow::{Context as _, bail};
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tracing::error;
+
+/// Counts deliveries that failed for good, so that no checkpoint is written past them.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().expect("not poisoned") = Some(e.to_string());
+        }
+    }
+}
+
+/// The shared producer.
+#[derive(Clone)]
+pub struct Output {
+    producer: Arc<ThreadedProducer<Deliveries>>,
+}
+
+impl Output {
+    /// An idempotent producer to `brokers`; `options` go to librdkafka as they are.
+    pub fn connect(brokers: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (k, v) in options {
+            config.set(k, v);
+        }
+        let producer = config
+            .create_with_context(Deliveries::default())
+            .context("cannot create the Kafka producer (check the [kafka] settings)")?;
+        Ok(Output {
+            producer: Arc::new(producer),
+        })
+    }
+
+    fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        let mut record = record;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    // The queue drains as the broker acknowledges; wait for room.
+                    std::thread::sleep(Duration::from_millis(5));
+                    record = r;
+                }
+                Err((e, _)) => {
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    error!("Kafka: cannot send to {topic}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until everything sent so far is acknowledged; fails if anything was lost, so
+    /// that the caller does not checkpoint past it.
+    pub fn flush(&self, timeout: Duration) -> io::Result<()> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| io::Error::other(format!("Kafka producer flush: {e}")))?;
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = self
+                .producer
+                .context()
+                .last_error
+                .lock()
+                .expect("not poisoned")
+                .clone();
+            return Err(io::Error::other(format!(
+                "{failed} message(s) could not be delivered to Kafka (last error: {})",
+                last.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Creates `topics` (name, partitions) unless they exist.
+pub fn create_topics(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    topics: &[(&str, i32)],
+    replication: i32,
+) -> anyhow::Result<()> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in options {
+        config.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .context("cannot create the Kafka admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| {
+            NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures_executor::block_on(admin.create_topics(&new, &opts))
+        .context("cannot create topics (is the broker reachable?)")?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!(
+                "cannot create topic {name}: {code}; create it yourself or allow this \
+                 principal to create topics"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Alerts to a topic, keyed by alert id, the value the JSON of `--format jsonl`.
+pub struct AlertTopic {
+    output: Output,
+    topic: String,
+}
+
+impl AlertTopic {
+    /// Alerts to `topic`.
+    pub fn new(output: Output, topic: &str) -> Self {
+        AlertTopic {
+            output,
+            topic: topic.to_owned(),
+        }
+    }
+}
+
+impl Sink for AlertTopic {
+    fn emit(&mut self, _batch: u64, rows: &[AlertRow]) -> io::Result<()> {
+        for r in rows {
+            self.output.send(
+                &self.topic,
+                r.id().as_bytes(),
+                alert_json(r).as_bytes(),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Delivery is confirmed at checkpoints; a flush per trigger would cost a round trip.
+        Ok(())
+    }
+}
+
+/// Dead letters or late events to a topic.
+pub struct RejectTopic {
+    output: Output,
+    topic: String,
+}
+
+impl RejectTopic {
+    /// Rejects to `topic`.
+    pub fn new(output: Output, topic: &str) -> Self {
+        RejectTopic {
+            output,
+            topic: topic.to_owned(),
+        }
+    }
+
+    fn send(&self, pos: &Position<'_>, raw: &[u8], extra: &[(&str, String)]) {
+        let (topic, partition) = pos.input.rsplit_once('/').unwrap_or((pos.input, ""));
+        let mut headers = OwnedHeaders::new();
+        let position = [
+            ("rulewatch.source.topic", topic.to_owned()),
+            ("rulewatch.source.partition", partition.to_owned()),
+            ("rulewatch.source.offset", pos.number.to_string()),
+        ];
+        for (key, value) in position.iter().chain(extra) {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        self.output.send(&self.topic, b"", raw, Some(headers));
+    }
+}
+
+impl RejectSink for RejectTopic {
+    fn dead_letter(
+        &mut self,
+        pos: Position<'_>,
+        reason: &str,
+        error: &str,
+        rule: Option<&str>,
+        raw: &[u8],
+    ) {
+        let mut extra = vec![
+            ("rulewatch.reason", reason.to_owned()),
+            ("rulewatch.error", error.to_owned()),
+        ];
+        if let Some(rule) = rule {
+            extra.push(("rulewatch.rule", rule.to_owned()));
+        }
+        self.send(&pos, raw, &extra);
+    }
+
+    fn late(&mut self, pos: Position<'_>, rule: &str, event_time: i64, watermark: i64, raw: &[u8]) {
+        let extra = [
+            ("rulewatch.rule", rule.to_owned()),
+            ("rulewatch.event_time", format_rfc3339(event_time)),
+            ("rulewatch.watermark", format_rfc3339(watermark)),
+            (
+                "rulewatch.lateness_ms",
+                (watermark - event_time).to_string(),
+            ),
+        ];
+        self.send(&pos, raw, &extra);
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

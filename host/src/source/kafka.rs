@@ -1,0 +1,308 @@
+//! The Kafka source: a consumer-group member that hands out batches of messages as lines,
+//! tracks the next offset of every partition it reads, and resumes each partition exactly
+//! where processing (or the restored checkpoint) left it.
+
+use super::lines::Line;
+use anyhow::Context as _;
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// A partition: `topic/partition`, the name used in checkpoints, metrics and positions.
+pub fn partition_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// Callbacks from librdkafka: rebalances (resume at our own offsets) and client errors
+/// (logged once per change of state).
+pub struct Callbacks {
+    /// Next offset to process per partition name: from the checkpoint, then from progress.
+    resume: Mutex<HashMap<String, i64>>,
+    /// Partitions assigned, as librdkafka last told us.
+    assigned: Mutex<Vec<String>>,
+    /// The last client error logged, to log each state change once.
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Callbacks {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let message = format!("{error}: {reason}");
+        let mut last = self.last_error.lock().expect("not poisoned");
+        if last.as_deref() != Some(message.as_str()) {
+            warn!("Kafka: {message} (retrying)");
+            *last = Some(message);
+        }
+    }
+}
+
+impl ConsumerContext for Callbacks {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let resume = self.resume.lock().expect("not poisoned");
+                let mut names = Vec::new();
+                for e in tpl.elements().iter() {
+                    names.push(partition_name(e.topic(), e.partition()));
+                }
+                for name in &names {
+                    if let Some((topic, p)) = split(name)
+                        && let Some(&offset) = resume.get(name)
+                    {
+                        tpl.set_partition_offset(topic, p, Offset::Offset(offset))
+                            .expect("the partition is in the list");
+                    }
+                }
+                info!("Kafka: assigned {}", names.join(", "));
+                if let Err(e) = consumer.assign(tpl) {
+                    warn!("Kafka: cannot take the assignment: {e}");
+                }
+                *self.assigned.lock().expect("not poisoned") = names;
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!("Kafka: partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    warn!("Kafka: cannot drop the assignment: {e}");
+                }
+                self.assigned.lock().expect("not poisoned").clear();
+            }
+            other => warn!("Kafka: rebalance error {other:?}"),
+        }
+    }
+}
+
+fn split(name: &str) -> Option<(&str, i32)> {
+    let (topic, p) = name.rsplit_once('/')?;
+    Some((topic, p.parse().ok()?))
+}
+
+/// A partition as the pipeline knows it.
+struct Partition {
+    name: String,
+    /// Next offset to process.
+    next: Option<i64>,
+    /// When its last message (or its assignment) came.
+    last_seen: Instant,
+}
+
+/// The partitions seen, by index.
+#[derive(Default)]
+struct Partitions {
+    list: Vec<Partition>,
+    index: HashMap<(String, i32), u32>,
+}
+
+impl Partitions {
+    /// The index of a partition, registering it if new.
+    fn get(&mut self, topic: &str, p: i32) -> u32 {
+        if let Some(&i) = self.index.get(&(topic.to_owned(), p)) {
+            return i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(Partition {
+            name: partition_name(topic, p),
+            next: None,
+            last_seen: Instant::now(),
+        });
+        self.index.insert((topic.to_owned(), p), i);
+        i
+    }
+}
+
+/// Reads messages in batches.
+pub struct KafkaSource {
+    consumer: BaseConsumer<Callbacks>,
+    buf: Vec<u8>,
+    partitions: Partitions,
+    max_message: usize,
+    had_error: bool,
+}
+
+impl KafkaSource {
+    /// Joins consumer group `group` on `topics`. `options` go to librdkafka as they are
+    /// (security settings, for example); `sources` and `offsets` come from a checkpoint.
+    pub fn connect(
+        brokers: &str,
+        group: &str,
+        topics: &[String],
+        options: &BTreeMap<String, String>,
+        sources: &[String],
+        offsets: &BTreeMap<String, i64>,
+        max_message: usize,
+    ) -> anyhow::Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in options {
+            config.set(k, v);
+        }
+        let context = Callbacks {
+            resume: Mutex::new(offsets.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            assigned: Mutex::default(),
+            last_error: Mutex::default(),
+        };
+        let consumer: BaseConsumer<Callbacks> = config
+            .create_with_context(context)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the Kafka consumer (check the [kafka] settings)")?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
+        let mut source = KafkaSource {
+            consumer,
+            buf: Vec::with_capacity(4 << 20),
+            partitions: Partitions::default(),
+            max_message,
+            had_error: false,
+        };
+        for name in sources {
+            let (topic, p) = split(name).unwrap_or((name, 0));
+            source.partitions.get(topic, p);
+        }
+        for (name, &offset) in offsets {
+            if let Some((topic, p)) = split(name) {
+                let i = source.partitions.get(topic, p);
+                source.partitions.list[i as usize].next = Some(offset);
+            }
+        }
+        Ok(source)
+    }
+
+    /// The bytes that the last batch's line ranges point into.
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        out: &mut Vec<Line>,
+    ) -> anyhow::Result<()> {
+        out.clear();
+        self.buf.clear();
+        let mut timeout = wait;
+        while out.len() < max {
+            let Some(result) = self.consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            let msg = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    // librdkafka retries by itself; say so once.
+                    if !self.had_error {
+                        warn!("Kafka: {e} (retrying)");
+                        self.had_error = true;
+                    }
+                    continue;
+                }
+            };
+            if self.had_error {
+                info!("Kafka: receiving again");
+                self.had_error = false;
+            }
+            let i = self.partitions.get(msg.topic(), msg.partition());
+            let offset = msg.offset();
+            let part = &mut self.partitions.list[i as usize];
+            part.last_seen = Instant::now();
+            if part.next.is_some_and(|next| offset < next) {
+                continue; // already covered by the checkpoint
+            }
+            part.next = Some(offset + 1);
+            let payload = msg.payload().unwrap_or_default();
+            let too_large = payload.len() > self.max_message;
+            let start = self.buf.len();
+            if !too_large {
+                self.buf.extend_from_slice(payload);
+            }
+            out.push(Line {
+                range: start..self.buf.len(),
+                source: i,
+                number: offset as u64,
+                offset: 0,
+                too_large,
+            });
+        }
+        let mut resume = self.consumer.context().resume.lock().expect("not poisoned");
+        for part in &self.partitions.list {
+            if let Some(next) = part.next {
+                resume.insert(part.name.clone(), next);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next offset to process, per partition name.
+    pub fn offsets(&self) -> BTreeMap<String, i64> {
+        self.partitions
+            .list
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.next?)))
+            .collect()
+    }
+
+    /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
+    /// for instances started without the checkpoint.
+    pub fn commit(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (name, &offset) in offsets {
+            if let Some((topic, p)) = split(name) {
+                tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+            }
+        }
+        if tpl.count() > 0 {
+            self.consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .map_err(anyhow::Error::from)
+                .context("committing offsets")?;
+        }
+        Ok(())
+    }
+
+    /// Every known partition: its index, its name, whether it is assigned now, and how long
+    /// since its last message (or since it was first seen). Assigned partitions without
+    /// messages yet become known here, so that they hold the watermark back until idle.
+    pub fn refresh(&mut self) -> Vec<(usize, String, bool, Duration)> {
+        let assigned = self
+            .consumer
+            .context()
+            .assigned
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        for name in &assigned {
+            if let Some((topic, p)) = split(name) {
+                self.partitions.get(topic, p);
+            }
+        }
+        self.partitions
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let is_assigned = assigned.contains(&p.name);
+                (i, p.name.clone(), is_assigned, p.last_seen.elapsed())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,207 @@
+//! A real Kafka-protocol broker for the tests: `tansu` in memory mode on a free loopback
+//! port, plus small producer/consumer helpers built on rdkafka's bundled librdkafka.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running tansu broker; killed on drop.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("tansu is installed (.ci/run installs it: cargo install tansu --locked --features dynostore)");
+        let broker = Broker {
+            child,
+            addr,
+            _log: log,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(&broker.addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    /// Freezes the broker (SIGSTOP): clients see it unreachable; no data is lost.
+    pub fn pause(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Resumes a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let result =
+            futures_executor::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+                .unwrap();
+        result[0].as_ref().unwrap();
+    }
+
+    /// Produces `(partition, key, value)` messages and waits for all acknowledgements.
+    pub fn produce(&self, topic: &str, messages: &[(Option<i32>, String, Vec<u8>)]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for (partition, key, value) in messages {
+            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            if let Some(p) = partition {
+                record = record.partition(*p);
+            }
+            let mut record = record;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    /// Reads every message of `topic` until `done` says so or `timeout` passes.
+    pub fn consume(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", format!("test-reader-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        while !done(&got) && started.elapsed() < timeout {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_owned(), v.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                got.push(Received {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+        }
+        got
+    }
+}
+
+/// A consumed message.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
+}
+
+/// The lines of a JSON-lines file as messages keyed by `user_id` (or by line number when a
+/// line has none), to be spread over partitions by the producer's partitioner.
+pub fn keyed_messages(input: &[u8]) -> Vec<(Option<i32>, String, Vec<u8>)> {
+    input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let key = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("user_id").and_then(|u| u.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| format!("line-{i}"));
+            (None, key, line.to_vec())
+        })
+        .collect()
+}
+
+/// One event per partition far in the future (severity Low: never selected), which moves
+/// every partition's watermark past all earlier windows so that they close.
+pub fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u8>)> {
+    (0..partitions)
+        .map(|p| {
+            let line = format!(
+                r#"{{"timestamp":"{time}","severity":"Low","user_id":"sentinel","content":"end of test data"}}"#
+            );
+            (Some(p), "sentinel".to_owned(), line.into_bytes())
+        })
+        .collect()
+}

@@ -1,0 +1,333 @@
+//! End-to-end tests of `rulewatch run` against a real Kafka-protocol broker (tansu): alerts
+//! against the reference, crash recovery, idle partitions, dead letters, late events,
+//! shutdown, damaged checkpoints and a broker that goes away.
+
+mod common;
+
+use common::kafka::{Broker, Received, keyed_messages, sentinels};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 4;
+/// Far past the generated data (which starts 2026-01-27T22:00Z).
+const END: &str = "2026-01-28T00:00:00Z";
+
+/// A running `rulewatch run`.
+struct Engine {
+    child: Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Engine {
+    fn start(broker: &Broker, state: &Path, extra: &[&str]) -> Engine {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
+            .args(["run", "--brokers", &broker.addr, "--topics", "logs"])
+            .args(["--group-id", "rulewatch-test", "--console", "none"])
+            .args(["--alerts-topic", "alerts", "--checkpoint-interval", "300ms"])
+            .args(["--kafka-option", "session.timeout.ms=6000"])
+            .arg("--checkpoint-dir")
+            .arg(state)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("RULEWATCH_CONFIG", "/nonexistent/rulewatch.toml")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Engine { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status within 30 s.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Alerts by id (the last row of each), as a consumer deduplicating by id sees them.
+fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
+    received
+        .iter()
+        .map(|m| {
+            let alert = parse_alerts(std::str::from_utf8(&m.value).unwrap()).remove(0);
+            (m.key.clone().unwrap(), alert)
+        })
+        .collect()
+}
+
+fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
+    let mut v: Vec<Alert> = alerts.values().cloned().collect();
+    v.sort();
+    v
+}
+
+/// Generates events with no very late ones and disorder below the delay, so that the
+/// result cannot depend on how partitions interleave; produces them keyed by user.
+fn produce_logs(broker: &Broker, dir: &Path, n: &str, seed: &str) -> Vec<u8> {
+    broker.create_topic("logs", PARTITIONS);
+    let path = gen_logs(
+        dir,
+        "logs.jsonl",
+        &[
+            "-n",
+            n,
+            "--late-share",
+            "0",
+            "--disorder",
+            "3",
+            "--seed",
+            seed,
+        ],
+    );
+    let input = std::fs::read(&path).unwrap();
+    broker.produce("logs", &keyed_messages(&input));
+    broker.produce("logs", &sentinels(PARTITIONS, END));
+    input
+}
+
+fn wait_for_alerts(broker: &Broker, expected: usize) -> Vec<Received> {
+    broker.consume("alerts", Duration::from_secs(90), |got| {
+        dedup(got).len() >= expected
+    })
+}
+
+#[test]
+fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = produce_logs(&broker, dir.path(), "40000", "21");
+    let expected = crash_reference(&input).alerts;
+    assert!(expected.len() > 50);
+    let state = dir.path().join("state");
+    let engine = Engine::start(&broker, &state, &[]);
+    let got = wait_for_alerts(&broker, expected.len());
+    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    // Each alert once: append mode emits a window's row when it closes.
+    assert_eq!(got.len(), expected.len());
+    let first = &got[0];
+    let v: serde_json::Value = serde_json::from_slice(&first.value).unwrap();
+    assert_eq!(first.key.as_deref(), v["alert_id"].as_str());
+    assert_eq!(v["module_sha256"].as_str().unwrap().len(), 64);
+
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("writing a last checkpoint"), "{log}");
+    let cp = std::fs::read_to_string(state.join("checkpoint")).unwrap();
+    let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
+    let covered: i64 = body["offsets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        covered as usize,
+        40_000 + PARTITIONS as usize,
+        "offsets cover every message"
+    );
+
+    // A restart resumes after the checkpoint: nothing is read or alerted twice.
+    let engine = Engine::start(&broker, &state, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, log) = engine.terminate();
+    assert!(
+        status.success() && log.contains("resuming from the checkpoint"),
+        "{log}"
+    );
+    let again = broker.consume("alerts", Duration::from_secs(5), |_| false);
+    assert_eq!(
+        again.len(),
+        expected.len(),
+        "no alert was repeated after the restart"
+    );
+}
+
+#[test]
+fn killed_at_any_moment_the_deduplicated_alerts_equal_an_uninterrupted_run() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = produce_logs(&broker, dir.path(), "150000", "22");
+    let expected = crash_reference(&input).alerts;
+    let state = dir.path().join("state");
+    // SIGKILL at several moments: while joining, mid-batch, around checkpoints.
+    for (i, ms) in [700u64, 1300, 2100, 2900].into_iter().enumerate() {
+        let engine = Engine::start(&broker, &state, &[]);
+        std::thread::sleep(Duration::from_millis(ms));
+        engine.kill();
+        // One kill inside a checkpoint write, between the temporary file and the rename.
+        if i == 1 {
+            let engine = Engine::start(&broker, &state, &[]);
+            std::thread::sleep(Duration::from_millis(600));
+            std::fs::write(state.join("checkpoint.tmp"), b"half a checkpoint").unwrap();
+            engine.kill();
+        }
+    }
+    let engine = Engine::start(&broker, &state, &[]);
+    let got = wait_for_alerts(&broker, expected.len());
+    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    let (status, _) = engine.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    // Data only in partition 0; partitions 1..3 stay empty.
+    let events: Vec<_> = [
+        ("2026-01-27T22:00:01Z", "u1"),
+        ("2026-01-27T22:00:02Z", "u1"),
+        ("2026-01-27T22:00:03Z", "u1"),
+        ("2026-01-27T22:00:30Z", "u2"),
+    ]
+    .iter()
+    .map(|(t, u)| {
+        let line =
+            format!(r#"{{"timestamp":"{t}","severity":"High","user_id":"{u}","content":"crash"}}"#);
+        (Some(0), u.to_string(), line.into_bytes())
+    })
+    .collect();
+    broker.produce("logs", &events);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(&broker, &dir.path().join("s"), &["--idle-timeout", "2s"]);
+    let got = broker.consume("alerts", Duration::from_secs(30), |g| !g.is_empty());
+    let alerts = sorted(&dedup(&got));
+    assert_eq!(alerts.len(), 1, "{}", engine.log());
+    assert_eq!((alerts[0].key.as_str(), alerts[0].count), ("u1", 3));
+}
+
+#[test]
+fn bad_and_late_records_go_to_their_topics_with_reason_and_position() {
+    let broker = Broker::start();
+    broker.create_topic("logs", 1);
+    let good = |t: &str| {
+        format!(r#"{{"timestamp":"{t}","severity":"High","user_id":"u1","content":"crash"}}"#)
+            .into_bytes()
+    };
+    let messages: Vec<(Option<i32>, String, Vec<u8>)> = [
+        good("2026-01-27T22:00:01Z"),
+        b"{not json".to_vec(),
+        br#"{"timestamp":"2026-01-27T22:00:02Z","severity":7,"user_id":"u1","content":"x"}"#
+            .to_vec(),
+        good("2026-01-27T22:01:00Z"),
+        good("2026-01-27T22:00:03Z"), // late: watermark 22:00:50
+    ]
+    .into_iter()
+    .map(|v| (Some(0), "k".to_owned(), v))
+    .collect();
+    broker.produce("logs", &messages);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        &broker,
+        &dir.path().join("s"),
+        &["--dead-letter-topic", "dlq", "--late-topic", "late"],
+    );
+    let dlq = broker.consume("dlq", Duration::from_secs(30), |g| g.len() >= 2);
+    let late = broker.consume("late", Duration::from_secs(30), |g| !g.is_empty());
+    assert_eq!(dlq.len(), 2, "{}", engine.log());
+    assert_eq!(dlq[0].value, b"{not json");
+    assert_eq!(dlq[0].headers["rulewatch.reason"], "not_json");
+    assert_eq!(dlq[0].headers["rulewatch.source.topic"], "logs");
+    assert_eq!(dlq[0].headers["rulewatch.source.partition"], "0");
+    assert_eq!(dlq[0].headers["rulewatch.source.offset"], "1");
+    assert_eq!(dlq[1].headers["rulewatch.reason"], "wrong_type");
+    assert_eq!(dlq[1].headers["rulewatch.rule"], "crash");
+    assert!(dlq[1].headers["rulewatch.error"].contains("severity"));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].value, good("2026-01-27T22:00:03Z"));
+    assert_eq!(late[0].headers["rulewatch.source.offset"], "4");
+    assert_eq!(
+        late[0].headers["rulewatch.watermark"],
+        "2026-01-27T22:00:50Z"
+    );
+    assert_eq!(late[0].headers["rulewatch.lateness_ms"], "47000");
+}
+
+#[test]
+fn a_damaged_checkpoint_stops_the_start_unless_told_to_start_fresh() {
+    let broker = Broker::start();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("checkpoint"),
+        b"rulewatch-checkpoint v1 sha256=00 bytes=2\n{}",
+    )
+    .unwrap();
+    let mut engine = Engine::start(&broker, &state, &[]);
+    let status = engine.child.wait().unwrap();
+    let log = engine.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("is damaged") && log.contains("--fresh-start"),
+        "{log}"
+    );
+
+    let engine = Engine::start(&broker, &state, &["--fresh-start"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("ignoring the checkpoint"), "{log}");
+    assert!(
+        checkpoint_is_readable(&state),
+        "a good checkpoint replaced the damaged one"
+    );
+}
+
+fn checkpoint_is_readable(state: &Path) -> bool {
+    let text = std::fs::read_to_string(state.join("checkpoint")).unwrap_or_default();
+    text.split_once('\n')
+        .is_some_and(|(_, body)| serde_json::from_str::<serde_json::Value>(body).is_ok())
+}
+
+#[test]
+fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = produce_logs(&broker, dir.path(), "30000", "23");
+    let expected = crash_reference(&input).alerts;
+    let engine = Engine::start(&broker, &dir.path().join("state"), &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(4));
+    broker.resume();
+    let got = wait_for_alerts(&broker, expected.len());
+    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    let (status, _) = engine.terminate();
+    assert!(status.success());
+}
