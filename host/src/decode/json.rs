@@ -34,6 +34,20 @@ pub enum Value {
 }
 
 impl Value {
+    /// The bytes of a string (decoded) or a number (as written); empty for other values.
+    pub fn bytes<'a>(&self, line: &'a [u8], scratch: &'a [u8]) -> &'a [u8] {
+        match self {
+            Value::Str {
+                range,
+                escaped: true,
+            } => &scratch[range.start as usize..range.end as usize],
+            Value::Str { range, .. } | Value::Num(range) => {
+                &line[range.start as usize..range.end as usize]
+            }
+            _ => &[],
+        }
+    }
+
     /// The JSON type's name, for messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -106,17 +120,7 @@ pub fn scan_object(
             return Err(ScanError::Syntax(s.err("expected a key in double quotes")));
         }
         let key = s.string().map_err(ScanError::Syntax)?;
-        let key_bytes: &[u8] = match &key {
-            Value::Str {
-                range,
-                escaped: false,
-            } => &line[range.start as usize..range.end as usize],
-            Value::Str {
-                range,
-                escaped: true,
-            } => &s.scratch[range.start as usize..range.end as usize],
-            _ => unreachable!("string() returns strings"),
-        };
+        let key_bytes = key.bytes(line, s.scratch);
         let slot = names.iter().position(|n| n.as_bytes() == key_bytes);
         if let Value::Str {
             escaped: true,
@@ -445,18 +449,7 @@ mod tests {
     }
 
     fn text<'a>(line: &'a [u8], scratch: &'a [u8], v: &Value) -> &'a [u8] {
-        match v {
-            Value::Str {
-                range,
-                escaped: false,
-            } => &line[range.start as usize..range.end as usize],
-            Value::Str {
-                range,
-                escaped: true,
-            } => &scratch[range.start as usize..range.end as usize],
-            Value::Num(r) => &line[r.start as usize..r.end as usize],
-            _ => b"",
-        }
+        v.bytes(line, scratch)
     }
 
     #[test]

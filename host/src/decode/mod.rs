@@ -176,18 +176,7 @@ impl<'a> Record<'a> {
 
     /// The bytes of a string (decoded) or number (as written) value.
     fn bytes(&self, v: &Value) -> &'a [u8] {
-        match v {
-            Value::Str {
-                range,
-                escaped: false,
-            }
-            | Value::Num(range) => &self.line[range.start as usize..range.end as usize],
-            Value::Str {
-                range,
-                escaped: true,
-            } => &self.scratch[range.start as usize..range.end as usize],
-            _ => &[],
-        }
+        v.bytes(self.line, self.scratch)
     }
 }
 
@@ -273,8 +262,8 @@ impl Projection {
         for (i, &(slot, ty)) in self.fields.iter().enumerate() {
             match (rec.value(slot), ty) {
                 (Value::Str { .. }, FieldType::Str) => {}
-                (Value::Num(r), FieldType::Num) => {
-                    if parse_f64(&rec.line[r.start as usize..r.end as usize]).is_none() {
+                (v @ Value::Num(_), FieldType::Num) => {
+                    if parse_f64(rec.bytes(v)).is_none() {
                         return Err(fail(Reason::WrongType, 2 + i, "number out of range"));
                     }
                 }
