@@ -33,7 +33,8 @@ impl Engine {
             .arg(state)
             .args(extra)
             .env("RUST_LOG", "info")
-            .env("RULEWATCH_CONFIG", "/nonexistent/rulewatch.toml")
+            // No rulewatch.toml there: flags and defaults only.
+            .current_dir(state.parent().unwrap())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr.reopen().unwrap())
@@ -44,6 +45,13 @@ impl Engine {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap()
+    }
+
+    /// Panics with the log if the engine has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("rulewatch run exited ({status}):\n{}", self.log());
+        }
     }
 
     fn kill(mut self) {
@@ -119,10 +127,33 @@ fn produce_logs(broker: &Broker, dir: &Path, n: &str, seed: &str) -> Vec<u8> {
     input
 }
 
-fn wait_for_alerts(broker: &Broker, expected: usize) -> Vec<Received> {
+/// Reads the alerts topic until `expected` distinct alerts are there (or 90 s pass).
+fn wait_for_alerts(broker: &Broker, engine: &mut Engine, expected: usize) -> Vec<Received> {
     broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
         dedup(got).len() >= expected
     })
+}
+
+/// Compares alert sets, showing only the differences.
+fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|a| !got.contains(a))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|a| !expected.contains(a))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
+        "{} alerts, {} expected; missing (first 5): {missing:?}; unexpected (first 5): \
+         {extra:?}\nengine log:\n{log}",
+        got.len(),
+        expected.len()
+    );
 }
 
 #[test]
@@ -133,9 +164,9 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     let expected = crash_reference(&input).alerts;
     assert!(expected.len() > 50);
     let state = dir.path().join("state");
-    let engine = Engine::start(&broker, &state, &[]);
-    let got = wait_for_alerts(&broker, expected.len());
-    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    let mut engine = Engine::start(&broker, &state, &[]);
+    let got = wait_for_alerts(&broker, &mut engine, expected.len());
+    assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
     // Each alert once: append mode emits a window's row when it closes.
     assert_eq!(got.len(), expected.len());
     let first = &got[0];
@@ -196,9 +227,9 @@ fn killed_at_any_moment_the_deduplicated_alerts_equal_an_uninterrupted_run() {
             engine.kill();
         }
     }
-    let engine = Engine::start(&broker, &state, &[]);
-    let got = wait_for_alerts(&broker, expected.len());
-    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    let mut engine = Engine::start(&broker, &state, &[]);
+    let got = wait_for_alerts(&broker, &mut engine, expected.len());
+    assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
     let (status, _) = engine.terminate();
     assert!(status.success());
 }
@@ -321,13 +352,13 @@ fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let input = produce_logs(&broker, dir.path(), "30000", "23");
     let expected = crash_reference(&input).alerts;
-    let engine = Engine::start(&broker, &dir.path().join("state"), &[]);
+    let mut engine = Engine::start(&broker, &dir.path().join("state"), &[]);
     std::thread::sleep(Duration::from_millis(800));
     broker.pause();
     std::thread::sleep(Duration::from_secs(4));
     broker.resume();
-    let got = wait_for_alerts(&broker, expected.len());
-    assert_eq!(sorted(&dedup(&got)), expected, "{}", engine.log());
+    let got = wait_for_alerts(&broker, &mut engine, expected.len());
+    assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
     let (status, _) = engine.terminate();
     assert!(status.success());
 }

@@ -50,11 +50,12 @@ struct RunArgs {
     /// kafka.topics, comma-separated.
     #[arg(long, env = "RULEWATCH_TOPICS", value_delimiter = ',')]
     topics: Option<Vec<String>>,
-    /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable.
+    /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable (`;` separates them in
+    /// the environment variable, as values may hold commas).
     #[arg(
         long = "kafka-option",
         env = "RULEWATCH_KAFKA_OPTIONS",
-        value_delimiter = ','
+        value_delimiter = ';'
     )]
     kafka_options: Vec<String>,
     /// rules.dir: the rules folder (the built-in crash rule if none).

@@ -119,16 +119,22 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
+        let started = Instant::now();
+        // The topic may not exist yet (rulewatch creates its output topics as it starts).
         let mut tpl = TopicPartitionList::new();
-        for p in metadata.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+        while tpl.count() == 0 && started.elapsed() < timeout {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
                 .unwrap();
+            for p in metadata.topics()[0].partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .unwrap();
+            }
+            if tpl.count() == 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
         consumer.assign(&tpl).unwrap();
-        let started = Instant::now();
         let mut got = Vec::new();
         while !done(&got) && started.elapsed() < timeout {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {

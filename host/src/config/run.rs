@@ -98,7 +98,7 @@ pub enum Console {
 }
 
 /// `[output]`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunOutputConfig {
     /// Alerts on stdout.
@@ -122,6 +122,20 @@ pub struct RunOutputConfig {
 
 fn one() -> i32 {
     1
+}
+
+impl Default for RunOutputConfig {
+    fn default() -> Self {
+        RunOutputConfig {
+            console: Console::default(),
+            mode: None,
+            alerts_topic: None,
+            dead_letter_topic: None,
+            late_topic: None,
+            topic_partitions: one(),
+            topic_replication: one(),
+        }
+    }
 }
 
 /// `[checkpoint]`.
@@ -218,6 +232,13 @@ mod tests {
         assert_eq!(c.checkpoint.interval, Duration::from_millis(500));
         assert_eq!(c.watermark.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.watermark.quiet_close, Some(Duration::from_secs(30)));
+        // Sections left out and a missing file mean the same defaults.
+        assert_eq!(c.output, RunOutputConfig::default());
+        assert_eq!(
+            toml::from_str::<RunConfig>("").unwrap(),
+            RunConfig::default()
+        );
+        assert_eq!(RunConfig::default().output.topic_partitions, 1);
         let e = toml::from_str::<RunConfig>("[kafka]\nbroker = \"x\"").unwrap_err();
         assert!(e.to_string().contains("unknown field `broker`"), "{e}");
     }

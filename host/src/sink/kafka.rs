@@ -30,7 +30,11 @@ pub struct Deliveries {
     last_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::source::kafka::log(level, fac, message);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -60,6 +64,8 @@ impl Output {
         for (k, v) in options {
             config.set(k, v);
         }
+        // librdkafka logs what its `debug` setting asks for; tracing filters.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         let producer = config
             .create_with_context(Deliveries::default())
             .context("cannot create the Kafka producer (check the [kafka] settings)")?;

@@ -32,7 +32,24 @@ pub struct Callbacks {
     last_error: Mutex<Option<String>>,
 }
 
+/// librdkafka's own log lines, through tracing (debug and below unless they are worse).
+pub fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!("librdkafka {fac}: {message}")
+        }
+        L::Warning => tracing::warn!("librdkafka {fac}: {message}"),
+        L::Notice | L::Info => tracing::info!("librdkafka {fac}: {message}"),
+        L::Debug => tracing::debug!("librdkafka {fac}: {message}"),
+    }
+}
+
 impl ClientContext for Callbacks {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let message = format!("{error}: {reason}");
         let mut last = self.last_error.lock().expect("not poisoned");
@@ -158,6 +175,8 @@ impl KafkaSource {
             assigned: Mutex::default(),
             last_error: Mutex::default(),
         };
+        // librdkafka logs what its `debug` setting asks for; tracing filters.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         let consumer: BaseConsumer<Callbacks> = config
             .create_with_context(context)
             .map_err(anyhow::Error::from)
