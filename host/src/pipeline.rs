@@ -110,17 +110,6 @@ impl Sources {
     }
 }
 
-/// What an input source is doing, for the watermark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceState {
-    /// Delivering data, or expected to: it holds the watermark back.
-    Active,
-    /// No data for a while: it does not hold the watermark back until data comes.
-    Idle,
-    /// No longer read by this instance.
-    Revoked,
-}
-
 /// Runs rules over batches of lines.
 pub struct Pipeline {
     sources: Sources,
@@ -207,11 +196,6 @@ impl Pipeline {
             .collect()
     }
 
-    /// Open (window, key) pairs over all rules.
-    pub fn open_pairs(&self) -> usize {
-        self.rules.iter().map(|r| r.windows.open_pairs()).sum()
-    }
-
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.
     pub fn name_source(&mut self, index: usize, name: &str) {
         if self.sources.names.len() <= index {
@@ -220,22 +204,12 @@ impl Pipeline {
         self.sources.names[index] = name.to_owned();
     }
 
-    /// Tells every rule's watermark what source `index` is doing.
-    pub fn set_source_state(&mut self, index: usize, state: SourceState) {
+    /// Tells every rule's watermark whether source `index` is idle (no data for a while: it
+    /// stops holding the watermark back until data comes).
+    pub fn set_source_idle(&mut self, index: usize, idle: bool) {
         for r in &mut self.rules {
-            let w = r.windows.sources();
-            match state {
-                SourceState::Active => w.set_idle(index, false),
-                SourceState::Idle => w.set_idle(index, true),
-                SourceState::Revoked => w.remove(index),
-            }
+            r.windows.sources().set_idle(index, idle);
         }
-    }
-
-    /// The watermark of rule `rule` (by index) for source `index`, and whether it is idle.
-    pub fn source_watermark(&mut self, rule: usize, index: usize) -> (Option<i64>, bool) {
-        let w = self.rules[rule].windows.sources();
-        (w.of_source(index), w.is_idle(index))
     }
 
     /// Every rule's state, for a checkpoint (taken between batches).

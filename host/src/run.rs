@@ -10,7 +10,7 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::run::{Console, RunConfig};
-use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, SourceState, Sources};
+use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
@@ -118,19 +118,10 @@ pub fn run(config: &RunConfig, rules: &[LoadedRule], fresh_start: bool) -> anyho
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
         let mut quiet_for = Duration::MAX;
-        for (i, name, assigned, since) in source.refresh() {
+        for (i, name, since) in source.refresh() {
             pipeline.name_source(i, &name);
-            let state = if !assigned {
-                SourceState::Revoked
-            } else if since >= config.watermark.idle_timeout {
-                SourceState::Idle
-            } else {
-                SourceState::Active
-            };
-            pipeline.set_source_state(i, state);
-            if assigned {
-                quiet_for = quiet_for.min(since);
-            }
+            pipeline.set_source_idle(i, since >= config.watermark.idle_timeout);
+            quiet_for = quiet_for.min(since);
         }
         if lines.is_empty() {
             if let Some(q) = config.watermark.quiet_close

@@ -196,6 +196,22 @@ impl KafkaSource {
             let (topic, p) = split(name).unwrap_or((name, 0));
             source.partitions.get(topic, p);
         }
+        // Every partition of the topics holds the watermark back until it has been idle for
+        // a while, assigned to us yet or not: otherwise the partitions assigned first (while
+        // the group settles) would move the watermark past the others' data.
+        for topic in &topics {
+            match source
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+            {
+                Ok(m) => {
+                    for p in m.topics().iter().flat_map(|t| t.partitions()) {
+                        source.partitions.get(topic, p.id());
+                    }
+                }
+                Err(e) => warn!("Kafka: no metadata for {topic} yet ({e}); continuing"),
+            }
+        }
         for (name, &offset) in offsets {
             if let Some((topic, p)) = split(name) {
                 let i = source.partitions.get(topic, p);
@@ -298,10 +314,9 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition: its index, its name, whether it is assigned now, and how long
-    /// since its last message (or since it was first seen). Assigned partitions without
-    /// messages yet become known here, so that they hold the watermark back until idle.
-    pub fn refresh(&mut self) -> Vec<(usize, String, bool, Duration)> {
+    /// Every known partition: its index, its name and how long since its last message (or
+    /// since it became known). Assigned partitions without messages yet become known here.
+    pub fn refresh(&mut self) -> Vec<(usize, String, Duration)> {
         let assigned = self
             .consumer
             .context()
@@ -318,10 +333,7 @@ impl KafkaSource {
             .list
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let is_assigned = assigned.contains(&p.name);
-                (i, p.name.clone(), is_assigned, p.last_seen.elapsed())
-            })
+            .map(|(i, p)| (i, p.name.clone(), p.last_seen.elapsed()))
             .collect()
     }
 }

@@ -3,7 +3,8 @@
 //! Each source's own watermark is the largest event time seen in it minus the delay. The
 //! rule's watermark is the minimum over sources that are not idle, and never goes back:
 //! a slow partition holds it back, an idle one does not, and one that wakes up with old
-//! data does not rewind it.
+//! data does not rewind it. A known source that has seen no data yet holds it back too,
+//! until it is idle.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,14 +39,6 @@ impl Watermark {
     #[inline]
     pub fn current(&self) -> Option<i64> {
         self.current
-    }
-
-    /// The watermark of one source, if it has seen data.
-    pub fn of_source(&self, source: usize) -> Option<i64> {
-        self.sources
-            .get(source)
-            .and_then(|s| s.max)
-            .map(|m| m.saturating_sub(self.delay))
     }
 
     /// Whether a source is idle.
@@ -87,17 +80,6 @@ impl Watermark {
         }
     }
 
-    /// Forgets a source (a partition this instance no longer reads).
-    pub fn remove(&mut self, source: usize) {
-        if let Some(s) = self.sources.get_mut(source) {
-            *s = Source {
-                max: None,
-                idle: true,
-            };
-            self.advance();
-        }
-    }
-
     /// Moves the watermark to at least `to`, whatever the sources say.
     pub fn advance_to(&mut self, to: i64) {
         self.current = Some(self.current.map_or(to, |c| c.max(to)));
@@ -135,7 +117,6 @@ mod tests {
         w.observe(1, 150);
         w.observe(0, 120);
         assert_eq!(w.current(), Some(110));
-        assert_eq!(w.of_source(1), Some(140));
     }
 
     #[test]
