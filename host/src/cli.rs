@@ -33,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// Measure the pipeline on generated events: events/s and peak memory.
     Bench(BenchArgs),
+    /// Generate log events to Kafka or a file, at a rate or as fast as possible.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 /// Flags of `run`; each overrides the same key of the config file.
@@ -210,6 +212,7 @@ pub fn main() -> ExitCode {
             crate::run::run(&c, &rules, args.fresh_start)
         }),
         Command::Bench(args) => bench(args),
+        Command::Loadgen(args) => crate::loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

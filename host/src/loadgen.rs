@@ -106,6 +106,7 @@ pub struct Generator {
     next: u64,
     line: Vec<u8>,
     pending: std::ops::Range<usize>,
+    last_user: Option<u32>,
 }
 
 impl Generator {
@@ -122,6 +123,7 @@ impl Generator {
             next: 0,
             line: Vec::with_capacity(256),
             pending: 0..0,
+            last_user: None,
         }
     }
 
@@ -138,6 +140,7 @@ impl Generator {
         if c.bad > 0.0 && r.f64() < c.bad {
             out.extend_from_slice(BAD_LINES[r.usize(0..BAD_LINES.len())].as_bytes());
             out.push(b'\n');
+            self.last_user = None;
             return true;
         }
         let mut t = i as f64 / c.event_rate;
@@ -168,6 +171,7 @@ impl Generator {
             PLAIN[r.usize(0..PLAIN.len())]
         };
         let app = APPS[r.usize(0..APPS.len())];
+        self.last_user = Some(1000 + user);
         write!(
             out,
             r#"{{"timestamp":"{}","severity":"{severity}","user_id":"user_{}","content":"{content}","app":"{app}","seq":{i}"#,
@@ -183,6 +187,125 @@ impl Generator {
         out.extend_from_slice(b"}\n");
         true
     }
+}
+
+impl Generator {
+    /// The user id number of the last line, if it was an event.
+    pub fn last_user(&self) -> Option<u32> {
+        self.last_user
+    }
+}
+
+/// Where `rulewatch loadgen` sends events.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadgenArgs {
+    #[command(flatten)]
+    pub generator: GenConfig,
+    /// Events per second of wall-clock time; 0 sends as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Event times follow the wall clock (start now, advance at --rate), for latency tests.
+    #[arg(long)]
+    pub live: bool,
+    /// Kafka bootstrap servers; without them, events go to --output.
+    #[arg(long, env = "RULEWATCH_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topic to produce to (created with --partitions if missing).
+    #[arg(long, default_value = "logs")]
+    pub topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Send without keys (round-robin), instead of keyed by user id.
+    #[arg(long)]
+    pub unkeyed: bool,
+    /// File to write when no brokers are given; `-` for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: std::path::PathBuf,
+}
+
+/// Runs the load generator; prints progress on a terminal and a summary to stderr.
+pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::{IsTerminal, Write};
+    use std::time::{Duration, Instant};
+    if args.live {
+        args.generator.start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        if args.rate > 0.0 {
+            args.generator.event_rate = args.rate;
+        }
+    }
+    let total = args.generator.events;
+    let mut generator = Generator::new(args.generator.clone());
+    let producer = match &args.brokers {
+        Some(brokers) => {
+            let options = Default::default();
+            crate::sink::kafka::create_topics(
+                brokers,
+                &options,
+                &[(&args.topic, args.partitions)],
+                1,
+            )?;
+            Some(crate::sink::kafka::Output::connect(brokers, &options)?)
+        }
+        None => None,
+    };
+    let mut file: Box<dyn Write> = match (&producer, args.output.to_str()) {
+        (Some(_), _) | (None, Some("-")) => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        (None, _) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(&args.output)
+                .with_context(|| format!("cannot create {}", args.output.display()))?,
+        )),
+    };
+    let progress = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut line = Vec::with_capacity(256);
+    let mut sent = 0u64;
+    loop {
+        line.clear();
+        if !generator.next_line(&mut line) {
+            break;
+        }
+        match &producer {
+            Some(p) => {
+                let key = match (args.unkeyed, generator.last_user()) {
+                    (false, Some(u)) => format!("user_{u}"),
+                    _ => String::new(),
+                };
+                p.send(&args.topic, key.as_bytes(), &line[..line.len() - 1], None);
+            }
+            None => file.write_all(&line)?,
+        }
+        sent += 1;
+        if args.rate > 0.0 && sent % 100 == 0 {
+            let due = Duration::from_secs_f64(sent as f64 / args.rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if progress && last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            eprint!(
+                "\rsent {sent} of {total} ({:.0} events/s)   ",
+                sent as f64 / secs
+            );
+        }
+    }
+    file.flush()?;
+    if let Some(p) = &producer {
+        p.flush(Duration::from_secs(120))?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{}sent {sent} events in {secs:.2} s ({:.0} events/s)",
+        if progress { "\n" } else { "" },
+        sent as f64 / secs
+    );
+    Ok(())
 }
 
 impl Read for Generator {

@@ -74,8 +74,12 @@ impl Output {
         })
     }
 
-    fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
-        let mut record = BaseRecord::to(topic).key(key).payload(value);
+    /// Queues one message (waiting for room if the queue is full).
+    pub fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
+        let mut record = BaseRecord::to(topic).payload(value);
+        if !key.is_empty() {
+            record = record.key(key);
+        }
         if let Some(h) = headers {
             record = record.headers(h);
         }

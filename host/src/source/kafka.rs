@@ -166,7 +166,12 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Answer fetches promptly and keep a deep local queue: alerts are wanted within a
+            // second, and some brokers hold a fetch for the whole wait when little is new.
+            .set("fetch.wait.max.ms", "10")
+            .set("queued.min.messages", "1000000")
+            .set("max.partition.fetch.bytes", "10485760");
         for (k, v) in options {
             config.set(k, v);
         }

@@ -1,0 +1,63 @@
+//! Measures event-to-alert latency: reads the alerts topic and, for each alert, compares its
+//! arrival with the time of the newest event the engine had seen when it decided the row
+//! (the row's watermark plus the rule's delay). With `rulewatch loadgen --live`, event time
+//! is the wall-clock time the event was produced, so the difference is the time from the
+//! producer sending the event to this consumer receiving the alert.
+//!
+//! Usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, brokers, topic, delay, seconds] = &args[..] else {
+        eprintln!("usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS");
+        std::process::exit(2);
+    };
+    let delay: i64 = delay.parse().expect("DELAY_MS is a number");
+    let seconds: u64 = seconds.parse().expect("SECONDS is a number");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("alert-latency-{}", std::process::id()))
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+        let Some(wm) = v["watermark"].as_str() else {
+            continue;
+        };
+        let wm = chrono::DateTime::parse_from_rfc3339(wm)
+            .unwrap()
+            .timestamp_millis();
+        latencies.push(now - (wm + delay));
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    if latencies.is_empty() {
+        println!("no alerts arrived");
+    } else {
+        println!(
+            "alerts {}  latency ms: p50 {}  p99 {}  p99.9 {}  max {}",
+            latencies.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(0.999),
+            latencies[latencies.len() - 1]
+        );
+    }
+}
