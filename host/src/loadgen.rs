@@ -280,7 +280,7 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
             None => file.write_all(&line)?,
         }
         sent += 1;
-        if args.rate > 0.0 && sent % 100 == 0 {
+        if args.rate > 0.0 && sent.is_multiple_of(100) {
             let due = Duration::from_secs_f64(sent as f64 / args.rate);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
