@@ -5,7 +5,7 @@ use crate::config::OutputMode;
 use crate::config::run::RunConfig;
 use crate::loadgen::{GenConfig, Generator};
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
-use crate::registry;
+use crate::registry::{self, watch::Changes};
 use crate::sink::records::{RecordWriter, RejectSink};
 use crate::sink::{AlertRow, Sink, jsonl::JsonLines, table::Table};
 use crate::source::{self, lines::LineReader};
@@ -35,6 +35,11 @@ enum Command {
     Bench(BenchArgs),
     /// Generate log events to Kafka or a file, at a rate or as fast as possible.
     Loadgen(crate::loadgen::LoadgenArgs),
+    /// Validate a rules folder as `run` would load it; exits non-zero on any error.
+    Check {
+        /// The rules folder.
+        dir: PathBuf,
+    },
 }
 
 /// Flags of `run`; each overrides the same key of the config file.
@@ -208,9 +213,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay(args),
         Command::Run(args) => args.config().and_then(|c| {
-            let rules = load_rules(c.rules.dir.as_deref())?;
-            crate::run::run(&c, &rules, args.fresh_start)
+            let (rules, changes) = load_rules(c.rules.dir.as_deref(), true)?;
+            crate::run::run(&c, &rules, changes, args.fresh_start)
         }),
+        Command::Check { dir } => check(&dir),
         Command::Bench(args) => bench(args),
         Command::Loadgen(args) => crate::loadgen::run(args),
     };
@@ -231,18 +237,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The rules of `--rules DIR`, or the built-in crash rule. Broken rules are reported; it is an
-/// error only if no rule is left.
-fn load_rules(dir: Option<&Path>) -> anyhow::Result<Vec<LoadedRule>> {
+/// The rules of `--rules DIR`, or the built-in crash rule; with `watch`, also the changes of
+/// the folder from now on. Broken rules are reported; it is an error only if no rule is left.
+fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<LoadedRule>, Changes)> {
     let Some(dir) = dir else {
-        return Ok(vec![registry::builtin()?]);
+        return Ok((vec![registry::builtin()?], None));
     };
-    let (rules, errors) = registry::load_dir(dir)?;
-    for e in &errors {
+    let folder = registry::load_dir(dir)?;
+    for e in &folder.errors {
         error!("rule rejected: {e:#}");
     }
-    if rules.is_empty() {
-        if errors.is_empty() {
+    if folder.rules.is_empty() {
+        if folder.errors.is_empty() {
             bail!(
                 "no rules in {}: it has no *.toml rule configs",
                 dir.display()
@@ -250,7 +256,43 @@ fn load_rules(dir: Option<&Path>) -> anyhow::Result<Vec<LoadedRule>> {
         }
         bail!("no usable rule in {} (see the errors above)", dir.display());
     }
-    Ok(rules)
+    let changes = if watch {
+        Some(registry::watch::watch(dir, &folder.paths)?)
+    } else {
+        None
+    };
+    Ok((folder.rules, changes))
+}
+
+/// `rulewatch check DIR`: loads every rule as `run` would, and reports.
+fn check(dir: &Path) -> anyhow::Result<()> {
+    let folder = registry::load_dir(dir)?;
+    for (rule, (path, _)) in folder.rules.iter().zip(&folder.paths) {
+        let fields: Vec<String> = rule
+            .module
+            .fields()
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", t.as_str()))
+            .collect();
+        println!(
+            "ok     {}: rule {} (module sha256 {}; reads {})",
+            path.display(),
+            rule.name,
+            rule.module.sha256(),
+            fields.join(", ")
+        );
+    }
+    for e in &folder.errors {
+        println!("error  {e:#}");
+    }
+    match (folder.errors.len(), folder.rules.len()) {
+        (0, 0) => bail!(
+            "no rules in {}: it has no *.toml rule configs",
+            dir.display()
+        ),
+        (0, _) => Ok(()),
+        (n, _) => bail!("{n} rule(s) in {} do not load", dir.display()),
+    }
 }
 
 fn create(path: &Path) -> anyhow::Result<Box<dyn RejectSink>> {
@@ -260,7 +302,7 @@ fn create(path: &Path) -> anyhow::Result<Box<dyn RejectSink>> {
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let rules = load_rules(args.rules.as_deref())?;
+    let (rules, changes) = load_rules(args.rules.as_deref(), true)?;
     let rejects = Rejects {
         dead_letter: args.dead_letter.as_deref().map(create).transpose()?,
         late: args.late.as_deref().map(create).transpose()?,
@@ -280,7 +322,13 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Format::Jsonl => Box::new(JsonLines::new(out)),
     };
     let started = Instant::now();
-    let result = run(&mut pipeline, input, args.max_line_bytes, sink.as_mut());
+    let result = run(
+        &mut pipeline,
+        input,
+        args.max_line_bytes,
+        sink.as_mut(),
+        &changes,
+    );
     eprintln!(
         "{}",
         crate::metrics::summary(
@@ -298,6 +346,7 @@ fn run(
     input: impl Read,
     max_line: usize,
     sink: &mut dyn Sink,
+    changes: &Changes,
 ) -> anyhow::Result<()> {
     let mut reader = LineReader::new(input, max_line);
     let mut lines = Vec::with_capacity(BATCH_LINES);
@@ -305,6 +354,7 @@ fn run(
         .next_batch(BATCH_LINES, &mut lines)
         .context("reading the input")?
     {
+        pipeline.apply_ready(changes, sink)?;
         pipeline.process(reader.buffer(), &lines, sink)?;
     }
     pipeline.finish(sink)
@@ -325,7 +375,7 @@ impl Sink for Count {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let rules = load_rules(args.rules.as_deref())?;
+    let (rules, _) = load_rules(args.rules.as_deref(), false)?;
     let events = args.generator.events;
     // Generate to a file first, so that neither generation time nor the input's size count.
     let dir = std::env::temp_dir().join(format!("rulewatch-bench-{}", std::process::id()));
@@ -352,6 +402,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::File::open(&path)?,
         1 << 20,
         &mut sink,
+        &None,
     );
     let secs = started.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&dir).ok();

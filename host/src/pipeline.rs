@@ -8,6 +8,7 @@ use crate::checkpoint::RuleState;
 use crate::config::{OutputMode, RuleConfig};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleStats};
+use crate::registry::watch::{Change, Changes};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
 use crate::sink::records::{Position, RejectSink};
 use crate::sink::{AlertRow, RuleMeta, Sink};
@@ -115,6 +116,8 @@ pub struct Pipeline {
     sources: Sources,
     decoder: Decoder,
     rules: Vec<RuleRunner>,
+    /// Output mode for every rule, if overridden.
+    mode: Option<OutputMode>,
     input: InputStats,
     rejects: Rejects,
     /// Problems logged so far, per reason, for rate limiting.
@@ -124,8 +127,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts every rule; `mode` overrides the rules' own output mode. A rule whose `init`
-    /// fails is reported and left out.
+    /// Starts every rule; `mode` overrides the rules' own output mode.
     pub fn new(
         sources: Sources,
         rules: &[LoadedRule],
@@ -133,54 +135,101 @@ impl Pipeline {
         rejects: Rejects,
     ) -> Result<Self, RuleError> {
         let mut decoder = Decoder::default();
-        let mut runners = Vec::with_capacity(rules.len());
-        for rule in rules {
-            let c = &rule.config;
-            let instance = rule.module.instantiate(
-                &c.params_json(),
-                c.limits.memory,
-                c.limits.time_per_batch,
-            )?;
-            let projection = Projection::new(
-                &mut decoder,
-                &c.time.field,
-                c.time.format,
-                &c.window.key,
-                rule.module.fields(),
-            );
-            let meta = RuleMeta {
-                name: rule.name.clone(),
-                sha256: rule.module.sha256().to_owned(),
-                key_column: c.output.key_column.clone().unwrap_or(c.window.key.clone()),
-                count_column: c.output.count_column.clone().unwrap_or("count".into()),
-                mode: mode.unwrap_or(c.output.mode),
-            };
-            runners.push(RuleRunner {
-                meta: Arc::new(meta),
-                projection,
-                instance: Some(instance),
-                windows: Windows::new(c.window.size, c.window.delay),
-                window_id: format!(
-                    "size={:?} delay={:?} key={} time={}",
-                    c.window.size, c.window.delay, c.window.key, c.time.field
-                ),
-                events: BatchWriter::default(),
-                event_lines: Vec::new(),
-                encoded: Vec::new(),
-                candidates: BatchWriter::default(),
-                stats: RuleStats::default(),
-            });
-        }
+        let runners = rules
+            .iter()
+            .map(|rule| RuleRunner::new(rule, &mut decoder, mode))
+            .collect::<Result<_, _>>()?;
         Ok(Pipeline {
             sources,
             decoder,
             rules: runners,
+            mode,
             input: InputStats::default(),
             rejects,
             logged: [0; Reason::ALL.len()],
             triggers: 0,
             rows: Vec::new(),
         })
+    }
+
+    /// Applies a change of the rules folder, between batches. A new version of a rule with
+    /// the same window settings takes over its windows; with other window settings the old
+    /// windows are closed and emitted first, as at the end of input. A rule that fails to
+    /// start keeps its previous version.
+    pub fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let name = match &change {
+            Change::Upsert(rule) => rule.name.clone(),
+            Change::Remove(name) => name.clone(),
+        };
+        let index = self.rules.iter().position(|r| r.meta.name == name);
+        let rule = match change {
+            Change::Remove(_) => {
+                if let Some(i) = index {
+                    self.close_rule(i, sink)?;
+                    self.rules.remove(i);
+                    info!("rule {name}: removed; its open windows were closed and emitted");
+                }
+                return Ok(());
+            }
+            Change::Upsert(rule) => rule,
+        };
+        let mut runner = match RuleRunner::new(&rule, &mut self.decoder, self.mode) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(
+                    "rule {name}: the new version does not start ({e}); the running version stays"
+                );
+                return Ok(());
+            }
+        };
+        let sha = &runner.meta.sha256;
+        match index {
+            None => {
+                info!("rule {name}: added (module sha256 {sha}); its windows start empty");
+                self.rules.push(runner);
+            }
+            Some(i) if self.rules[i].window_id == runner.window_id => {
+                let old = &mut self.rules[i];
+                info!(
+                    "rule {name}: now running module sha256 {sha} (was {}); windows kept",
+                    old.meta.sha256
+                );
+                runner.windows = std::mem::replace(&mut old.windows, Windows::empty());
+                runner.stats = std::mem::take(&mut old.stats);
+                *old = runner;
+            }
+            Some(i) => {
+                let was = self.rules[i].window_id.clone();
+                self.close_rule(i, sink)?;
+                info!(
+                    "rule {name}: window settings changed ({was} -> {}); its open windows were \
+                     closed and emitted, and it restarts with empty windows (module sha256 {sha})",
+                    runner.window_id
+                );
+                runner.stats = std::mem::take(&mut self.rules[i].stats);
+                self.rules[i] = runner;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the rule changes that are ready.
+    pub fn apply_ready(&mut self, changes: &Changes, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        if let Some(rx) = changes {
+            while let Ok(change) = rx.try_recv() {
+                self.apply(change, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every window of rule `i` and emits the result, as at the end of input.
+    fn close_rule(&mut self, i: usize, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.rows.clear();
+        if let Err(e) = self.rules[i].trigger(true, &mut self.rows) {
+            self.rules[i].quarantine(e);
+        }
+        self.emit(sink)
     }
 
     /// Input counters so far.
@@ -366,6 +415,11 @@ impl Pipeline {
                 r.quarantine(e);
             }
         }
+        self.emit(sink)
+    }
+
+    /// Sends the collected rows as one trigger.
+    fn emit(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         if !self.rows.is_empty() {
             sink.emit(self.triggers, &self.rows)?;
             sink.flush()?;
@@ -401,6 +455,47 @@ fn log_allowed(logged: &mut [u64; Reason::ALL.len()], reason: Reason) -> bool {
 }
 
 impl RuleRunner {
+    /// Starts a rule: instantiates its module with its params and registers its fields.
+    fn new(
+        rule: &LoadedRule,
+        decoder: &mut Decoder,
+        mode: Option<OutputMode>,
+    ) -> Result<Self, RuleError> {
+        let c = &rule.config;
+        let instance =
+            rule.module
+                .instantiate(&c.params_json(), c.limits.memory, c.limits.time_per_batch)?;
+        let projection = Projection::new(
+            decoder,
+            &c.time.field,
+            c.time.format,
+            &c.window.key,
+            rule.module.fields(),
+        );
+        let meta = RuleMeta {
+            name: rule.name.clone(),
+            sha256: rule.module.sha256().to_owned(),
+            key_column: c.output.key_column.clone().unwrap_or(c.window.key.clone()),
+            count_column: c.output.count_column.clone().unwrap_or("count".into()),
+            mode: mode.unwrap_or(c.output.mode),
+        };
+        Ok(RuleRunner {
+            meta: Arc::new(meta),
+            projection,
+            instance: Some(instance),
+            windows: Windows::new(c.window.size, c.window.delay),
+            window_id: format!(
+                "size={:?} delay={:?} key={} time={}",
+                c.window.size, c.window.delay, c.window.key, c.time.field
+            ),
+            events: BatchWriter::default(),
+            event_lines: Vec::new(),
+            encoded: Vec::new(),
+            candidates: BatchWriter::default(),
+            stats: RuleStats::default(),
+        })
+    }
+
     /// Filters the staged events and updates the windows.
     fn run_batch(
         &mut self,
@@ -501,7 +596,7 @@ impl RuleRunner {
             self.meta.name, self.meta.sha256
         );
         self.instance = None;
-        self.windows = Windows::new(std::time::Duration::from_millis(1), Default::default());
+        self.windows = Windows::empty();
         self.stats.quarantined = Some(e.to_string());
     }
 }

@@ -11,6 +11,7 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::run::{Console, RunConfig};
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
+use crate::registry::watch::Changes;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
@@ -29,7 +30,12 @@ const POLL: Duration = Duration::from_millis(100);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs until SIGTERM or SIGINT, then checkpoints and returns.
-pub fn run(config: &RunConfig, rules: &[LoadedRule], fresh_start: bool) -> anyhow::Result<()> {
+pub fn run(
+    config: &RunConfig,
+    rules: &[LoadedRule],
+    changes: Changes,
+    fresh_start: bool,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -117,6 +123,7 @@ pub fn run(config: &RunConfig, rules: &[LoadedRule], fresh_start: bool) -> anyho
     let mut quiet_closed = false;
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
+        pipeline.apply_ready(&changes, &mut sink)?;
         let mut quiet_for = Duration::MAX;
         for (i, name, since) in source.refresh() {
             pipeline.name_source(i, &name);

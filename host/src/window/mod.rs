@@ -71,6 +71,11 @@ impl Windows {
         }
     }
 
+    /// Placeholder windows holding nothing (for a stopped rule).
+    pub fn empty() -> Self {
+        Self::new(Duration::from_millis(1), Duration::ZERO)
+    }
+
     /// The current watermark in epoch ms, once an event has been seen.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark.current()

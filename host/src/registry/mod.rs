@@ -1,5 +1,8 @@
 //! The rule registry: finds rule configs (`*.toml`) in a rules folder, loads the module each
-//! names, and validates both — or uses the built-in crash rule.
+//! names, and validates both — or uses the built-in crash rule. [`watch`] follows the folder
+//! for changes.
+
+pub mod watch;
 
 use crate::config::RuleConfig;
 use crate::pipeline::LoadedRule;
@@ -72,35 +75,58 @@ fn validate_init(config: &RuleConfig, module: &RuleModule, origin: &str) -> anyh
         .with_context(|| format!("{origin}: [params]"))
 }
 
-/// The rule configs in `dir`, sorted by name.
+/// The module a rule config names, resolved next to it, if the text says.
+fn module_path(toml: &Path, text: &[u8]) -> Option<PathBuf> {
+    let table: toml::Table = toml::from_str(std::str::from_utf8(text).ok()?).ok()?;
+    let module = table.get("module")?.as_str()?;
+    Some(toml.parent().unwrap_or(Path::new(".")).join(module))
+}
+
+/// The rule configs in `dir`, sorted by name, leaving out editors' temporary files.
 pub fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the rules folder {}", dir.display()))?;
     let mut tomls: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && !watch::is_temporary(p))
         .collect();
     tomls.sort();
     Ok(tomls)
 }
 
-/// Loads every rule in `dir`. Rules that fail are returned as errors beside the good ones,
-/// so that one broken rule does not stop the others.
-pub fn load_dir(dir: &Path) -> anyhow::Result<(Vec<LoadedRule>, Vec<anyhow::Error>)> {
-    let mut rules = Vec::new();
-    let mut errors = Vec::new();
+/// Every rule in a folder: the good ones with their config files, and the errors of the
+/// others, so that one broken rule does not stop the rest.
+pub struct Folder {
+    /// Loaded rules.
+    pub rules: Vec<LoadedRule>,
+    /// Config file and rule name of each loaded rule.
+    pub paths: Vec<(PathBuf, String)>,
+    /// Why the other configs did not load.
+    pub errors: Vec<anyhow::Error>,
+}
+
+/// Loads every rule in `dir`.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
+    let mut folder = Folder {
+        rules: Vec::new(),
+        paths: Vec::new(),
+        errors: Vec::new(),
+    };
     for toml in configs_in(dir)? {
         match load(&toml) {
-            Ok(rule) if rules.iter().any(|r: &LoadedRule| r.name == rule.name) => {
-                errors.push(anyhow::anyhow!(
+            Ok(rule) if folder.rules.iter().any(|r| r.name == rule.name) => {
+                folder.errors.push(anyhow::anyhow!(
                     "{}: another rule is already named `{}`",
                     toml.display(),
                     rule.name
                 ))
             }
-            Ok(rule) => rules.push(rule),
-            Err(e) => errors.push(e),
+            Ok(rule) => {
+                folder.paths.push((toml, rule.name.clone()));
+                folder.rules.push(rule);
+            }
+            Err(e) => folder.errors.push(e),
         }
     }
-    Ok((rules, errors))
+    Ok(folder)
 }
