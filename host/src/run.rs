@@ -119,16 +119,20 @@ pub fn run(
     );
 
     let mut lines = Vec::with_capacity(BATCH_LINES);
+    let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut quiet_closed = false;
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
         pipeline.apply_ready(&changes, &mut sink)?;
         let mut quiet_for = Duration::MAX;
-        for (i, name, since) in source.refresh() {
+        for (i, name, assigned, since) in source.refresh() {
             pipeline.name_source(i, &name);
             pipeline.set_source_idle(i, since >= config.watermark.idle_timeout);
-            quiet_for = quiet_for.min(since);
+            // Quiet means: partitions we read have nothing new (not: we read none yet).
+            if assigned {
+                quiet_for = quiet_for.min(since);
+            }
         }
         if lines.is_empty() {
             if let Some(q) = config.watermark.quiet_close
@@ -155,6 +159,14 @@ pub fn run(
     }
     info!("stopping: writing a last checkpoint");
     save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
+    eprintln!(
+        "{}",
+        crate::metrics::summary(
+            pipeline.input_stats(),
+            &pipeline.rule_stats(),
+            started.elapsed()
+        )
+    );
     Ok(())
 }
 

@@ -16,6 +16,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+/// How many messages before its resume point a partition is read again (and skipped) when it
+/// is assigned; more than a producer puts in one record batch.
+const RESUME_LOOKBACK: i64 = 20_000;
+
 /// A partition: `topic/partition`, the name used in checkpoints, metrics and positions.
 pub fn partition_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -78,7 +82,11 @@ impl ConsumerContext for Callbacks {
                     if let Some((topic, p)) = split(name)
                         && let Some(&offset) = resume.get(name)
                     {
-                        tpl.set_partition_offset(topic, p, Offset::Offset(offset))
+                        // Start a little before the resume point and skip what is below it:
+                        // some brokers (tansu 0.6) answer a fetch from the middle of a record
+                        // batch with the next batch, which would silently skip the rest of it.
+                        let from = offset.saturating_sub(RESUME_LOOKBACK).max(0);
+                        tpl.set_partition_offset(topic, p, Offset::Offset(from))
                             .expect("the partition is in the list");
                     }
                 }
@@ -143,6 +151,8 @@ pub struct KafkaSource {
     consumer: BaseConsumer<Callbacks>,
     buf: Vec<u8>,
     partitions: Partitions,
+    /// The assignment as last seen by `refresh`.
+    assigned: Vec<String>,
     max_message: usize,
     had_error: bool,
 }
@@ -194,6 +204,7 @@ impl KafkaSource {
             consumer,
             buf: Vec::with_capacity(4 << 20),
             partitions: Partitions::default(),
+            assigned: Vec::new(),
             max_message,
             had_error: false,
         };
@@ -268,6 +279,14 @@ impl KafkaSource {
             if part.next.is_some_and(|next| offset < next) {
                 continue; // already covered by the checkpoint
             }
+            if let Some(next) = part.next.filter(|&next| offset > next) {
+                info!(
+                    "Kafka: {}: offsets {next} to {} were not delivered (compacted away, \
+                     transaction markers, or skipped by the broker)",
+                    part.name,
+                    offset - 1
+                );
+            }
             part.next = Some(offset + 1);
             let payload = msg.payload().unwrap_or_default();
             let too_large = payload.len() > self.max_message;
@@ -319,9 +338,10 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition: its index, its name and how long since its last message (or
-    /// since it became known). Assigned partitions without messages yet become known here.
-    pub fn refresh(&mut self) -> Vec<(usize, String, Duration)> {
+    /// Every known partition: its index, its name, whether it is assigned to this consumer,
+    /// and how long since its last message (or since it became known). Assigned partitions
+    /// without messages yet become known here.
+    pub fn refresh(&mut self) -> Vec<(usize, String, bool, Duration)> {
         let assigned = self
             .consumer
             .context()
@@ -331,14 +351,22 @@ impl KafkaSource {
             .clone();
         for name in &assigned {
             if let Some((topic, p)) = split(name) {
-                self.partitions.get(topic, p);
+                let i = self.partitions.get(topic, p) as usize;
+                // Newly assigned: its quiet time counts from now.
+                if !self.assigned.contains(name) {
+                    self.partitions.list[i].last_seen = Instant::now();
+                }
             }
         }
+        self.assigned.clone_from(&assigned);
         self.partitions
             .list
             .iter()
             .enumerate()
-            .map(|(i, p)| (i, p.name.clone(), p.last_seen.elapsed()))
+            .map(|(i, p)| {
+                let is_assigned = assigned.contains(&p.name);
+                (i, p.name.clone(), is_assigned, p.last_seen.elapsed())
+            })
             .collect()
     }
 }
