@@ -378,3 +378,49 @@ fn rules_folder_runs_rules_built_from_source() {
     );
     assert!(stderr.contains("unknown field `dealy`"), "{stderr}");
 }
+
+/// `[output] cooldown` holds back a key's alerts in later windows for a while.
+#[test]
+fn cooldown_suppresses_repeats_of_a_key_across_windows() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let toml = crash_toml().replace(
+        "count_column = \"crash_count\"",
+        "count_column = \"crash_count\"\ncooldown = \"30s\"",
+    );
+    let rules = rules_dir(&[("crash", &toml, &crash)]);
+    let at = |second: u32, user: &str| {
+        event(
+            &format!("\"2026-01-27T22:{:02}:{:02}Z\"", second / 60, second % 60),
+            user,
+        )
+    };
+    let mut lines = Vec::new();
+    for (first, user) in [(1, "u1"), (11, "u1"), (12, "u2"), (51, "u1")] {
+        lines.extend((0..3).map(|i| at(first + i, user)));
+    }
+    let input = lines.join("\n");
+    let (out, stderr) = rulewatch_ok(
+        &[
+            "replay",
+            "--format",
+            "jsonl",
+            "--rules",
+            rules.path().to_str().unwrap(),
+        ],
+        Some(input.as_bytes()),
+    );
+    let got: Vec<(String, String)> = parse_alerts(&out)
+        .into_iter()
+        .map(|a| (a.window_start[14..19].to_owned(), a.key))
+        .collect();
+    // u1's alert in [22:00:10, 22:00:20) comes within 30 s of its first window's end.
+    assert_eq!(
+        got,
+        [
+            ("00:00".into(), "u1".into()),
+            ("00:10".into(), "u2".into()),
+            ("00:50".into(), "u1".into())
+        ]
+    );
+    assert!(stderr.contains("alerts 3 (1 more in cooldown)"), "{stderr}");
+}

@@ -58,6 +58,8 @@ pub struct RuleStats {
     pub bad: ReasonCounts,
     /// Alert rows emitted.
     pub alerts: u64,
+    /// Alert rows held back by the rule's cooldown.
+    pub suppressed: u64,
     /// Why the rule was stopped, if it was.
     pub quarantined: Option<String>,
 }
@@ -94,6 +96,9 @@ pub fn summary(input: &InputStats, rules: &[(&str, &RuleStats)], elapsed: Durati
             write!(s, " ({})", r.bad.describe()).unwrap();
         }
         write!(s, ", alerts {}", r.alerts).unwrap();
+        if r.suppressed > 0 {
+            write!(s, " ({} more in cooldown)", r.suppressed).unwrap();
+        }
         if let Some(q) = &r.quarantined {
             write!(s, ", QUARANTINED: {q}").unwrap();
         }

@@ -16,7 +16,7 @@ use crate::source::lines::Line;
 use crate::window::{Verdict, WindowRow, Windows};
 use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -46,6 +46,10 @@ struct RuleRunner {
     windows: Windows,
     /// Window settings the state depends on, as recorded in checkpoints.
     window_id: String,
+    /// `[output] cooldown`, in ms.
+    cooldown: Option<i64>,
+    /// Per key in cooldown: the window (start, end) of its last alert.
+    last_alert: HashMap<String, (i64, i64)>,
     events: BatchWriter,
     /// For each staged event, the index of its line in the batch.
     event_lines: Vec<u32>,
@@ -271,6 +275,11 @@ impl Pipeline {
                 let state = RuleState {
                     window: r.window_id.clone(),
                     windows: r.windows.snapshot(),
+                    cooldown: r
+                        .last_alert
+                        .iter()
+                        .map(|(k, &(s, e))| (k.clone(), s, e))
+                        .collect(),
                 };
                 (r.meta.name.clone(), state)
             })
@@ -292,6 +301,11 @@ impl Pipeline {
             match self.rules.iter_mut().find(|r| r.meta.name == name) {
                 Some(r) if r.window_id == state.window => {
                     r.windows = Windows::restore(state.windows);
+                    r.last_alert = state
+                        .cooldown
+                        .into_iter()
+                        .map(|(k, s, e)| (k, (s, e)))
+                        .collect();
                     info!(
                         "rule {name}: restored {} open (window, key) pairs, watermark {}",
                         r.windows.open_pairs(),
@@ -488,6 +502,8 @@ impl RuleRunner {
                 "size={:?} delay={:?} key={} time={}",
                 c.window.size, c.window.delay, c.window.key, c.time.field
             ),
+            cooldown: c.output.cooldown.map(|d| d.as_millis() as i64),
+            last_alert: HashMap::new(),
             events: BatchWriter::default(),
             event_lines: Vec::new(),
             encoded: Vec::new(),
@@ -575,15 +591,31 @@ impl RuleRunner {
         let alerts = instance.alert(&self.encoded, rows)?;
         let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
         for row in (0..rows).filter(|&row| abi::bit(alerts, row)) {
+            let (start, end, key) = (batch.i64(0, row), batch.i64(1, row), batch.str(2, row));
+            if let Some(cooldown) = self.cooldown {
+                match self.last_alert.get(key) {
+                    Some(&(s, e)) if s != start && start >= s && start < e + cooldown => {
+                        self.stats.suppressed += 1;
+                        continue;
+                    }
+                    _ => {
+                        self.last_alert.insert(key.to_owned(), (start, end));
+                    }
+                }
+            }
             self.stats.alerts += 1;
             out.push(AlertRow {
                 rule: self.meta.clone(),
-                start: batch.i64(0, row),
-                end: batch.i64(1, row),
-                key: batch.str(2, row).to_owned(),
+                start,
+                end,
+                key: key.to_owned(),
                 count: batch.i64(3, row) as u64,
                 watermark,
             });
+        }
+        // A cooldown whose end the watermark has passed can suppress nothing more.
+        if let (Some(cooldown), Some(wm)) = (self.cooldown, self.windows.watermark()) {
+            self.last_alert.retain(|_, &mut (_, e)| e + cooldown > wm);
         }
         Ok(())
     }

@@ -36,6 +36,9 @@ pub struct RuleState {
     pub window: String,
     /// Open windows and the watermark.
     pub windows: Snapshot,
+    /// Keys in cooldown: key, start and end of the window of their last alert.
+    #[serde(default)]
+    pub cooldown: Vec<(String, i64, i64)>,
 }
 
 /// The checkpoint file in `dir`.
@@ -141,6 +144,7 @@ mod tests {
                 RuleState {
                     window: "10000/10000/user_id".into(),
                     windows: w.snapshot(),
+                    cooldown: vec![("user_1".into(), 0, 10_000)],
                 },
             )]
             .into(),

@@ -111,6 +111,11 @@ pub struct OutputConfig {
     pub key_column: Option<String>,
     /// Column title of the count in table output; defaults to `count`.
     pub count_column: Option<String>,
+    /// After a key alerts, its alerts in other windows starting within this long after that
+    /// window's end are suppressed (event time), e.g. `"5m"`. Rows of the same window still
+    /// come (in `update` mode, as the count grows).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cooldown: Option<Duration>,
 }
 
 /// `[limits]`: the sandbox around the module.
