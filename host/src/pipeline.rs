@@ -161,6 +161,13 @@ impl Pipeline {
     /// windows are closed and emitted first, as at the end of input. A rule that fails to
     /// start keeps its previous version.
     pub fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        self.apply_change(change, sink)?;
+        tracing::debug!("rule change applied in {:?}", started.elapsed());
+        Ok(())
+    }
+
+    fn apply_change(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let name = match &change {
             Change::Upsert(rule) => rule.name.clone(),
             Change::Remove(name) => name.clone(),
