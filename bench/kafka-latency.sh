@@ -8,20 +8,7 @@ cd "$(dirname "$0")/.."
 rate=${1:-100000}
 seconds=${2:-20}
 cargo build --release --quiet --bin rulewatch --example alert_latency
-bin=target/release/rulewatch
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-tansu broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-broker=$!
-engine=
-cleanup() {
-  [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
-  kill "$broker" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-until (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.1; done
+source bench/broker.sh
 # Create the topic with a first event, then start the engine and the latency reader.
 RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic logs --partitions 4 --events 1 --live
 (cd "$work" && RUST_LOG=warn exec "$OLDPWD/$bin" run --brokers 127.0.0.1:$port --topics logs \

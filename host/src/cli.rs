@@ -329,14 +329,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         sink.as_mut(),
         &changes,
     );
-    eprintln!(
-        "{}",
-        crate::metrics::summary(
-            pipeline.input_stats(),
-            &pipeline.rule_stats(),
-            started.elapsed()
-        )
-    );
+    eprintln!("{}", pipeline.summary(started.elapsed()));
     result
 }
 

@@ -243,17 +243,14 @@ impl Pipeline {
         self.emit(sink)
     }
 
-    /// Input counters so far.
-    pub fn input_stats(&self) -> &InputStats {
-        &self.input
-    }
-
-    /// Each rule's name and counters so far.
-    pub fn rule_stats(&self) -> Vec<(&str, &RuleStats)> {
-        self.rules
+    /// The run summary for stderr: input and per-rule counters over `elapsed`.
+    pub fn summary(&self, elapsed: std::time::Duration) -> String {
+        let rules: Vec<(&str, &RuleStats)> = self
+            .rules
             .iter()
             .map(|r| (r.meta.name.as_str(), &r.stats))
-            .collect()
+            .collect();
+        crate::metrics::summary(&self.input, &rules, elapsed)
     }
 
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.

@@ -159,14 +159,7 @@ pub fn run(
     }
     info!("stopping: writing a last checkpoint");
     save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
-    eprintln!(
-        "{}",
-        crate::metrics::summary(
-            pipeline.input_stats(),
-            &pipeline.rule_stats(),
-            started.elapsed()
-        )
-    );
+    eprintln!("{}", pipeline.summary(started.elapsed()));
     Ok(())
 }
 

@@ -1,0 +1,17 @@
+# Sourced by the bench scripts: starts tansu (memory storage) on a free loopback port and
+# cleans up on exit. Sets: bin (the release binary), work (a scratch folder), port, broker;
+# a script that starts an engine sets `engine` to its pid so that it is stopped first.
+bin=target/release/rulewatch
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+tansu broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+broker=$!
+engine=
+cleanup() {
+  [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
+  kill "$broker" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+until (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.1; done
