@@ -224,6 +224,24 @@ fn a_deleted_rule_flushes_and_stops() {
 }
 
 #[test]
+fn a_deleted_rule_can_drop_its_windows_instead() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let toml = crash_toml().replace(
+        "count_column = \"crash_count\"",
+        "count_column = \"crash_count\"\non_delete = \"drop\"",
+    );
+    let dir = rules_dir(&[("crash", &toml, &crash)]);
+    let mut live = Live::start(dir.path());
+    live.send(&crashes(1..4, "u1"));
+    std::fs::remove_file(dir.path().join("crash.toml")).unwrap();
+    live.wait_log("deleted; stopping rule crash", 1);
+    live.send(&crashes(4..5, "u2"));
+    let (alerts, log) = live.finish();
+    assert!(log.contains("were dropped (on_delete = \"drop\")"), "{log}");
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+#[test]
 fn broken_changes_are_rejected_and_the_running_version_stays() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());

@@ -5,7 +5,7 @@
 //! (window, key) pair and per alert.
 
 use crate::checkpoint::RuleState;
-use crate::config::{OutputMode, RuleConfig};
+use crate::config::{OnDelete, OutputMode, RuleConfig};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleStats};
 use crate::registry::watch::{Change, Changes};
@@ -48,6 +48,8 @@ struct RuleRunner {
     window_id: String,
     /// `[output] cooldown`, in ms.
     cooldown: Option<i64>,
+    /// `[output] on_delete`.
+    on_delete: OnDelete,
     /// Per key in cooldown: the window (start, end) of its last alert.
     last_alert: HashMap<String, (i64, i64)>,
     events: BatchWriter,
@@ -176,9 +178,15 @@ impl Pipeline {
         let rule = match change {
             Change::Remove(_) => {
                 if let Some(i) = index {
-                    self.close_rule(i, sink)?;
+                    let fate = match self.rules[i].on_delete {
+                        OnDelete::Flush => {
+                            self.close_rule(i, sink)?;
+                            "closed and emitted"
+                        }
+                        OnDelete::Drop => "dropped (on_delete = \"drop\")",
+                    };
                     self.rules.remove(i);
-                    info!("rule {name}: removed; its open windows were closed and emitted");
+                    info!("rule {name}: removed; its open windows were {fate}");
                 }
                 return Ok(());
             }
@@ -507,6 +515,7 @@ impl RuleRunner {
                 c.window.size, c.window.delay, c.window.key, c.time.field
             ),
             cooldown: c.output.cooldown.map(|d| d.as_millis() as i64),
+            on_delete: c.output.on_delete,
             last_alert: HashMap::new(),
             events: BatchWriter::default(),
             event_lines: Vec::new(),

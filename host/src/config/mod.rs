@@ -116,6 +116,20 @@ pub struct OutputConfig {
     /// come (in `update` mode, as the count grows).
     #[serde(default, deserialize_with = "optional_duration")]
     pub cooldown: Option<Duration>,
+    /// What happens to the open windows when the rule's file is deleted from a watched folder.
+    #[serde(default)]
+    pub on_delete: OnDelete,
+}
+
+/// What a deleted rule does with its open windows.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    /// Close them and emit their alerts, as at the end of input.
+    #[default]
+    Flush,
+    /// Discard them.
+    Drop,
 }
 
 /// `[limits]`: the sandbox around the module.
