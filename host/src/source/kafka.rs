@@ -194,7 +194,6 @@ impl KafkaSource {
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         let consumer: BaseConsumer<Callbacks> = config
             .create_with_context(context)
-            .map_err(anyhow::Error::from)
             .context("cannot create the Kafka consumer (check the [kafka] settings)")?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
@@ -332,7 +331,6 @@ impl KafkaSource {
         if tpl.count() > 0 {
             self.consumer
                 .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-                .map_err(anyhow::Error::from)
                 .context("committing offsets")?;
         }
         Ok(())

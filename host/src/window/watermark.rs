@@ -42,13 +42,9 @@ impl Watermark {
     }
 
     /// Whether a source is idle.
+    #[cfg(test)]
     pub fn is_idle(&self, source: usize) -> bool {
         self.sources.get(source).is_some_and(|s| s.idle)
-    }
-
-    /// Number of sources known.
-    pub fn sources(&self) -> usize {
-        self.sources.len()
     }
 
     fn source(&mut self, source: usize) -> &mut Source {
