@@ -424,3 +424,42 @@ fn cooldown_suppresses_repeats_of_a_key_across_windows() {
     );
     assert!(stderr.contains("alerts 3 (1 more in cooldown)"), "{stderr}");
 }
+
+/// A `shadow = true` rule runs beside the rule it names; only differences are reported.
+#[test]
+fn a_shadow_rule_reports_differences_and_publishes_nothing() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let next = crash_toml()
+        .replace(
+            "module = \"crash.wasm\"",
+            "name = \"crash\"\nshadow = true\nmodule = \"next.wasm\"",
+        )
+        .replace("threshold = 2", "threshold = 3");
+    let rules = rules_dir(&[("crash", &crash_toml(), &crash), ("next", &next, &crash)]);
+    let at = |second: u32, user: &str| event(&format!("\"2026-01-27T22:00:0{second}Z\""), user);
+    let mut lines: Vec<String> = (1..4).map(|s| at(s, "u1")).collect();
+    lines.extend((1..5).map(|s| at(s, "u2")));
+    let (out, stderr) = rulewatch_ok(
+        &[
+            "replay",
+            "--format",
+            "jsonl",
+            "--rules",
+            rules.path().to_str().unwrap(),
+        ],
+        Some(lines.join("\n").as_bytes()),
+    );
+    let alerts = parse_alerts(&out);
+    assert!(alerts.iter().all(|a| a.rule == "crash"), "{out}");
+    assert_eq!(alerts.len(), 2);
+    assert!(
+        stderr.contains(
+            "rule crash (shadow): does not alert 2026-01-27T22:00:00Z u1 with count 3, crash does"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(not published), differences 1"),
+        "{stderr}"
+    );
+}

@@ -60,6 +60,8 @@ pub struct RuleStats {
     pub alerts: u64,
     /// Alert rows held back by the rule's cooldown.
     pub suppressed: u64,
+    /// For a shadow rule: rows in which its alerts differed from the rule it shadows.
+    pub shadow_diffs: u64,
     /// Why the rule was stopped, if it was.
     pub quarantined: Option<String>,
 }
@@ -98,6 +100,9 @@ pub fn summary(input: &InputStats, rules: &[(&str, &RuleStats)], elapsed: Durati
         write!(s, ", alerts {}", r.alerts).unwrap();
         if r.suppressed > 0 {
             write!(s, " ({} more in cooldown)", r.suppressed).unwrap();
+        }
+        if name.ends_with(crate::config::SHADOW_SUFFIX) {
+            write!(s, " (not published), differences {}", r.shadow_diffs).unwrap();
         }
         if let Some(q) = &r.quarantined {
             write!(s, ", QUARANTINED: {q}").unwrap();

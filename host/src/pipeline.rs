@@ -5,7 +5,7 @@
 //! (window, key) pair and per alert.
 
 use crate::checkpoint::RuleState;
-use crate::config::{OnDelete, OutputMode, RuleConfig};
+use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleStats};
 use crate::registry::watch::{Change, Changes};
@@ -248,6 +248,8 @@ impl Pipeline {
         if let Err(e) = self.rules[i].trigger(true, &mut self.rows) {
             self.rules[i].quarantine(e);
         }
+        // A shadow's rows are never published.
+        self.rows.retain(|r| !r.rule.name.ends_with(SHADOW_SUFFIX));
         self.emit(sink)
     }
 
@@ -441,7 +443,53 @@ impl Pipeline {
                 r.quarantine(e);
             }
         }
+        self.compare_shadows();
         self.emit(sink)
+    }
+
+    /// Takes the shadows' rows out of this trigger and reports where they differ from the
+    /// rows of the rules they shadow.
+    fn compare_shadows(&mut self) {
+        let (shadow, rows): (Vec<AlertRow>, Vec<AlertRow>) = std::mem::take(&mut self.rows)
+            .into_iter()
+            .partition(|r| r.rule.name.ends_with(SHADOW_SUFFIX));
+        self.rows = rows;
+        for r in self.rules.iter_mut() {
+            let Some(primary) = r.meta.name.strip_suffix(SHADOW_SUFFIX) else {
+                continue;
+            };
+            let view = |rows: &[AlertRow], name: &str| {
+                let mut v: Vec<(i64, String, u64)> = rows
+                    .iter()
+                    .filter(|row| row.rule.name == name)
+                    .map(|row| (row.start, row.key.clone(), row.count))
+                    .collect();
+                v.sort();
+                v
+            };
+            let theirs = view(&self.rows, primary);
+            let ours = view(&shadow, &r.meta.name);
+            for row in ours.iter().filter(|x| !theirs.contains(x)) {
+                r.stats.shadow_diffs += 1;
+                warn!(
+                    "rule {}: alerts {} {} with count {}, {primary} does not",
+                    r.meta.name,
+                    crate::decode::time::format_rfc3339(row.0),
+                    row.1,
+                    row.2
+                );
+            }
+            for row in theirs.iter().filter(|x| !ours.contains(x)) {
+                r.stats.shadow_diffs += 1;
+                warn!(
+                    "rule {}: does not alert {} {} with count {}, {primary} does",
+                    r.meta.name,
+                    crate::decode::time::format_rfc3339(row.0),
+                    row.1,
+                    row.2
+                );
+            }
+        }
     }
 
     /// Sends the collected rows as one trigger.

@@ -11,12 +11,19 @@ use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How a shadow rule's name ends: it is the shadow of the rule named by the rest.
+pub const SHADOW_SUFFIX: &str = " (shadow)";
+
 /// A rule's configuration, as written in its `.toml` file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// The rule's name in output and metrics; defaults to the file's stem.
     pub name: Option<String>,
+    /// Run this as a shadow of the rule named `name`: on the same events, beside it, with its
+    /// alerts compared to the rule's and the differences reported, never published.
+    #[serde(default)]
+    pub shadow: bool,
     /// The `.wasm` module, relative to the TOML file.
     pub module: PathBuf,
     /// Windowing.
@@ -246,11 +253,16 @@ impl RuleConfig {
 
     /// The rule's name: `name`, or the file stem of `path`.
     pub fn name_or(&self, path: &Path) -> String {
-        self.name.clone().unwrap_or_else(|| {
+        let name = self.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "rule".into())
-        })
+        });
+        if self.shadow {
+            format!("{name}{SHADOW_SUFFIX}")
+        } else {
+            name
+        }
     }
 
     /// The params as the JSON the module's `init` receives.
