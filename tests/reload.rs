@@ -166,6 +166,7 @@ fn new_params_and_new_modules_keep_the_counts() {
     live.send(&crashes(5..6, "u1"));
     let (alerts, log) = live.finish();
     assert_eq!(log.matches("windows kept").count(), 2, "{log}");
+    assert!(log.contains("rule changes: added 0, swapped 2,"), "{log}");
     assert_eq!(
         summary(&alerts, "crash"),
         [("22:00:00".into(), "u1".into(), 5)]
@@ -268,6 +269,10 @@ fn broken_changes_are_rejected_and_the_running_version_stays() {
     live.send(&crashes(3..5, "u1"));
     let (alerts, log) = live.finish();
     assert_eq!(log.matches("the running version stays").count(), 3, "{log}");
+    assert!(
+        log.contains("rule changes: added 0, swapped 0, restarted 0, removed 0, rejected 3"),
+        "{log}"
+    );
     assert!(
         log.contains("crash.toml: TOML parse error at line"),
         "{log}"

@@ -45,6 +45,21 @@ pub struct InputStats {
     pub bad: ReasonCounts,
 }
 
+/// Counters of changes to the set of running rules.
+#[derive(Clone, Debug, Default)]
+pub struct RuleChanges {
+    /// Rules added while running.
+    pub added: u64,
+    /// New versions (module or params) swapped in with their windows kept.
+    pub swapped: u64,
+    /// New versions with new window settings (old windows flushed).
+    pub restarted: u64,
+    /// Rules removed.
+    pub removed: u64,
+    /// Changes rejected (the running version stayed).
+    pub rejected: u64,
+}
+
 /// Counters of one rule.
 #[derive(Clone, Debug, Default)]
 pub struct RuleStats {
@@ -67,7 +82,12 @@ pub struct RuleStats {
 }
 
 /// The end-of-run summary for stderr.
-pub fn summary(input: &InputStats, rules: &[(&str, &RuleStats)], elapsed: Duration) -> String {
+pub fn summary(
+    input: &InputStats,
+    rules: &[(&str, &RuleStats)],
+    changes: &RuleChanges,
+    elapsed: Duration,
+) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
         input.lines as f64 / secs
@@ -83,6 +103,15 @@ pub fn summary(input: &InputStats, rules: &[(&str, &RuleStats)], elapsed: Durati
     );
     if input.bad.total() > 0 {
         write!(s, " ({})", input.bad.describe()).unwrap();
+    }
+    let c = changes;
+    if c.added + c.swapped + c.restarted + c.removed + c.rejected > 0 {
+        write!(
+            s,
+            "\nrule changes: added {}, swapped {}, restarted {}, removed {}, rejected {}",
+            c.added, c.swapped, c.restarted, c.removed, c.rejected
+        )
+        .unwrap();
     }
     for (name, r) in rules {
         write!(

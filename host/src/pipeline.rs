@@ -7,7 +7,7 @@
 use crate::checkpoint::RuleState;
 use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
-use crate::metrics::{InputStats, RuleStats};
+use crate::metrics::{InputStats, RuleChanges, RuleStats};
 use crate::registry::watch::{Change, Changes};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
 use crate::sink::records::{Position, RejectSink};
@@ -124,6 +124,7 @@ pub struct Pipeline {
     rules: Vec<RuleRunner>,
     /// Output mode for every rule, if overridden.
     mode: Option<OutputMode>,
+    changes: RuleChanges,
     input: InputStats,
     rejects: Rejects,
     /// Problems logged so far, per reason, for rate limiting.
@@ -150,6 +151,7 @@ impl Pipeline {
             decoder,
             rules: runners,
             mode,
+            changes: RuleChanges::default(),
             input: InputStats::default(),
             rejects,
             logged: [0; Reason::ALL.len()],
@@ -173,9 +175,14 @@ impl Pipeline {
         let name = match &change {
             Change::Upsert(rule) => rule.name.clone(),
             Change::Remove(name) => name.clone(),
+            Change::Rejected => {
+                self.changes.rejected += 1;
+                return Ok(());
+            }
         };
         let index = self.rules.iter().position(|r| r.meta.name == name);
         let rule = match change {
+            Change::Rejected => unreachable!("handled above"),
             Change::Remove(_) => {
                 if let Some(i) = index {
                     let fate = match self.rules[i].on_delete {
@@ -186,6 +193,7 @@ impl Pipeline {
                         OnDelete::Drop => "dropped (on_delete = \"drop\")",
                     };
                     self.rules.remove(i);
+                    self.changes.removed += 1;
                     info!("rule {name}: removed; its open windows were {fate}");
                 }
                 return Ok(());
@@ -206,6 +214,7 @@ impl Pipeline {
             None => {
                 info!("rule {name}: added (module sha256 {sha}); its windows start empty");
                 self.rules.push(runner);
+                self.changes.added += 1;
             }
             Some(i) if self.rules[i].window_id == runner.window_id => {
                 let old = &mut self.rules[i];
@@ -216,6 +225,7 @@ impl Pipeline {
                 runner.windows = std::mem::replace(&mut old.windows, Windows::empty());
                 runner.stats = std::mem::take(&mut old.stats);
                 *old = runner;
+                self.changes.swapped += 1;
             }
             Some(i) => {
                 let was = self.rules[i].window_id.clone();
@@ -227,6 +237,7 @@ impl Pipeline {
                 );
                 runner.stats = std::mem::take(&mut self.rules[i].stats);
                 self.rules[i] = runner;
+                self.changes.restarted += 1;
             }
         }
         Ok(())
@@ -260,7 +271,7 @@ impl Pipeline {
             .iter()
             .map(|r| (r.meta.name.as_str(), &r.stats))
             .collect();
-        crate::metrics::summary(&self.input, &rules, elapsed)
+        crate::metrics::summary(&self.input, &rules, &self.changes, elapsed)
     }
 
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.

@@ -25,6 +25,8 @@ pub enum Change {
     Upsert(Box<LoadedRule>),
     /// The rule of this name was deleted.
     Remove(String),
+    /// A change was rejected (already logged); for the counters.
+    Rejected,
 }
 
 /// Rule changes from a watched folder, if it is watched.
@@ -178,6 +180,9 @@ fn rescan(
             }
             Err(e) => {
                 error!("rule change rejected, the running version stays: {e:#}");
+                if tx.send(Change::Rejected).is_err() {
+                    return false;
+                }
                 // Remember it, so the same broken files are not reported again and again.
                 let name = known.get(&path).map(|(n, _)| n.clone()).unwrap_or_default();
                 known.insert(path, (name, print));
