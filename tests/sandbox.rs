@@ -151,8 +151,9 @@ fn bytes_that_are_not_wasm_are_refused() {
     std::fs::write(&garbage, b"\0asm but not really").unwrap();
     let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "14"]);
     let (alerts, stderr) = run_beside_crash(&misbehave_toml("none", ""), &garbage, &input);
+    assert!(stderr.contains("bad.wasm (sha256 "), "{stderr}");
     assert!(
-        stderr.contains("bad.wasm: invalid module: not a valid WebAssembly module"),
+        stderr.contains("invalid module: not a valid WebAssembly module"),
         "{stderr}"
     );
     assert!(!alerts.is_empty());

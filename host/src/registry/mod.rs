@@ -53,7 +53,13 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     }
     let bytes = std::fs::read(&wasm)
         .with_context(|| format!("{origin}: cannot read {}", wasm.display()))?;
-    let module = RuleModule::compile(&bytes).with_context(|| format!("{}", wasm.display()))?;
+    let module = RuleModule::compile(&bytes).with_context(|| {
+        format!(
+            "{} (sha256 {})",
+            wasm.display(),
+            crate::rules::sha256(&bytes)
+        )
+    })?;
     validate_init(&config, &module, &origin)?;
     Ok(LoadedRule {
         name,
@@ -72,7 +78,7 @@ fn validate_init(config: &RuleConfig, module: &RuleModule, origin: &str) -> anyh
             config.limits.time_per_batch,
         )
         .map(drop)
-        .with_context(|| format!("{origin}: [params]"))
+        .with_context(|| format!("{origin}: [params] (module sha256 {})", module.sha256()))
 }
 
 /// The module a rule config names, resolved next to it, if the text says.

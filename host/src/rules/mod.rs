@@ -80,7 +80,7 @@ impl RuleModule {
     /// the same ABI version, a well-formed field declaration.
     pub fn compile(bytes: &[u8]) -> Result<Self, RuleError> {
         let invalid = |m: String| RuleError::Invalid(m);
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = sha256(bytes);
         let engine = sandbox::engine();
         let module = Module::new(engine, bytes)
             .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
@@ -182,8 +182,12 @@ fn parse_fields(text: &str) -> Result<Vec<(String, FieldType)>, String> {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The sha256 of a module's bytes, in hex: how modules are named in logs and alerts.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A store with its instance and memory: the plumbing shared by validation and running.
