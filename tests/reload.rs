@@ -24,7 +24,7 @@ impl Live {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
             .args(["replay", "-", "--format", "jsonl", "--rules"])
             .arg(rules)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,rulewatch=debug")
             .stdin(Stdio::piped())
             .stdout(stdout.reopen().unwrap())
             .stderr(stderr.reopen().unwrap())
@@ -64,6 +64,14 @@ impl Live {
             writeln!(stdin, "{l}").unwrap();
         }
         stdin.flush().unwrap();
+    }
+
+    /// Sends `lines` and waits until the pipeline has processed them, so that a file change
+    /// made next cannot take effect before them.
+    fn send_processed(&mut self, lines: &[String]) {
+        let before = self.log().matches("processed a batch").count();
+        self.send(lines);
+        self.wait_log("processed a batch", before + 1);
     }
 
     /// Ends the input; returns the alerts and the log.
@@ -123,7 +131,7 @@ fn crash_dir() -> tempfile::TempDir {
 fn a_new_rule_starts_on_the_events_after_it_arrives() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..4, "u1"));
+    live.send_processed(&crashes(1..4, "u1"));
     std::fs::copy(dir.path().join("crash.wasm"), dir.path().join("copy.wasm")).unwrap();
     let copy = crash_toml()
         .replace("crash.wasm", "copy.wasm")
@@ -151,7 +159,7 @@ fn a_new_rule_starts_on_the_events_after_it_arrives() {
 fn new_params_and_new_modules_keep_the_counts() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..4, "u1"));
+    live.send_processed(&crashes(1..4, "u1"));
     // Params: threshold 2 -> 3. u1 has 3 (no alert at 3 > 3); one more makes 4.
     let toml = crash_toml().replace("threshold = 2", "threshold = 3");
     write_atomically(&dir.path().join("crash.toml"), toml.as_bytes());
@@ -177,7 +185,7 @@ fn new_params_and_new_modules_keep_the_counts() {
 fn new_window_settings_flush_the_old_windows_first() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..4, "u1"));
+    live.send_processed(&crashes(1..4, "u1"));
     let toml = crash_toml().replace("size = \"10s\"", "size = \"20s\"");
     write_atomically(&dir.path().join("crash.toml"), toml.as_bytes());
     live.wait_log("loaded rule crash", 1);
@@ -212,7 +220,7 @@ fn new_window_settings_flush_the_old_windows_first() {
 fn a_deleted_rule_flushes_and_stops() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..4, "u1"));
+    live.send_processed(&crashes(1..4, "u1"));
     std::fs::remove_file(dir.path().join("crash.toml")).unwrap();
     live.wait_log("deleted; stopping rule crash", 1);
     live.send(&crashes(4..9, "u2"));
@@ -233,7 +241,7 @@ fn a_deleted_rule_can_drop_its_windows_instead() {
     );
     let dir = rules_dir(&[("crash", &toml, &crash)]);
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..4, "u1"));
+    live.send_processed(&crashes(1..4, "u1"));
     std::fs::remove_file(dir.path().join("crash.toml")).unwrap();
     live.wait_log("deleted; stopping rule crash", 1);
     live.send(&crashes(4..5, "u2"));
@@ -246,7 +254,7 @@ fn a_deleted_rule_can_drop_its_windows_instead() {
 fn broken_changes_are_rejected_and_the_running_version_stays() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..3, "u1"));
+    live.send_processed(&crashes(1..3, "u1"));
     let path = dir.path().join("crash.toml");
     // TOML typo.
     write_atomically(&path, crash_toml().replace("delay =", "dealy =").as_bytes());
@@ -288,7 +296,7 @@ fn broken_changes_are_rejected_and_the_running_version_stays() {
 fn rapid_writes_settle_into_one_change_without_errors() {
     let dir = crash_dir();
     let mut live = Live::start(dir.path());
-    live.send(&crashes(1..2, "u1"));
+    live.send_processed(&crashes(1..2, "u1"));
     let path = dir.path().join("crash.toml");
     for threshold in 3..20 {
         let toml = crash_toml().replace("threshold = 2", &format!("threshold = {threshold}"));
@@ -321,7 +329,7 @@ fn a_logic_preserving_swap_under_load_gives_the_alerts_of_a_run_from_the_start()
     let mut live = Live::start(dir.path());
     let (first, rest) = lines.split_at(lines.len() / 3);
     let (during, after) = rest.split_at(rest.len() / 2);
-    live.send(first);
+    live.send_processed(first);
     let mut module = std::fs::read(dir.path().join("crash.wasm")).unwrap();
     module.extend_from_slice(&[0, 4, 3, b'r', b'w', b'x']);
     write_atomically(&dir.path().join("crash.wasm"), &module);

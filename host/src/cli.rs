@@ -349,6 +349,7 @@ fn run(
     {
         pipeline.apply_ready(changes, sink)?;
         pipeline.process(reader.buffer(), &lines, sink)?;
+        tracing::debug!("processed a batch of {} lines", lines.len());
     }
     pipeline.finish(sink)
 }
