@@ -480,25 +480,18 @@ impl Pipeline {
             };
             let theirs = view(&self.rows, primary);
             let ours = view(&shadow, &r.meta.name);
-            for row in ours.iter().filter(|x| !theirs.contains(x)) {
-                r.stats.shadow_diffs += 1;
-                warn!(
-                    "rule {}: alerts {} {} with count {}, {primary} does not",
-                    r.meta.name,
-                    crate::decode::time::format_rfc3339(row.0),
-                    row.1,
-                    row.2
-                );
-            }
-            for row in theirs.iter().filter(|x| !ours.contains(x)) {
-                r.stats.shadow_diffs += 1;
-                warn!(
-                    "rule {}: does not alert {} {} with count {}, {primary} does",
-                    r.meta.name,
-                    crate::decode::time::format_rfc3339(row.0),
-                    row.1,
-                    row.2
-                );
+            for (only, other, verb, primary_verb) in [
+                (&ours, &theirs, "alerts", "does not"),
+                (&theirs, &ours, "does not alert", "does"),
+            ] {
+                for (start, key, count) in only.iter().filter(|x| !other.contains(x)) {
+                    r.stats.shadow_diffs += 1;
+                    warn!(
+                        "rule {}: {verb} {} {key} with count {count}, {primary} {primary_verb}",
+                        r.meta.name,
+                        crate::decode::time::format_rfc3339(*start),
+                    );
+                }
             }
         }
     }
