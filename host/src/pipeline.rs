@@ -279,7 +279,9 @@ impl Pipeline {
         if self.sources.names.len() <= index {
             self.sources.names.resize(index + 1, String::new());
         }
-        self.sources.names[index] = name.to_owned();
+        if self.sources.names[index] != name {
+            self.sources.names[index] = name.to_owned();
+        }
     }
 
     /// Tells every rule's watermark whether source `index` is idle (no data for a while: it

@@ -127,7 +127,7 @@ pub fn run(
         pipeline.apply_ready(&changes, &mut sink)?;
         let mut quiet_for = Duration::MAX;
         for (i, name, assigned, since) in source.refresh() {
-            pipeline.name_source(i, &name);
+            pipeline.name_source(i, name);
             pipeline.set_source_idle(i, since >= config.watermark.idle_timeout);
             // Quiet means: partitions we read have nothing new (not: we read none yet).
             if assigned {

@@ -91,7 +91,6 @@ impl Broker {
             if let Some(p) = partition {
                 record = record.partition(*p);
             }
-            let mut record = record;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

@@ -83,7 +83,6 @@ impl Output {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        let mut record = record;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,

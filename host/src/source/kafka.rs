@@ -304,7 +304,12 @@ impl KafkaSource {
         let mut resume = self.consumer.context().resume.lock().expect("not poisoned");
         for part in &self.partitions.list {
             if let Some(next) = part.next {
-                resume.insert(part.name.clone(), next);
+                match resume.get_mut(&part.name) {
+                    Some(offset) => *offset = next,
+                    None => {
+                        resume.insert(part.name.clone(), next);
+                    }
+                }
             }
         }
         Ok(())
@@ -339,7 +344,7 @@ impl KafkaSource {
     /// Every known partition: its index, its name, whether it is assigned to this consumer,
     /// and how long since its last message (or since it became known). Assigned partitions
     /// without messages yet become known here.
-    pub fn refresh(&mut self) -> Vec<(usize, String, bool, Duration)> {
+    pub fn refresh(&mut self) -> Vec<(usize, &str, bool, Duration)> {
         let assigned = self
             .consumer
             .context()
@@ -363,7 +368,7 @@ impl KafkaSource {
             .enumerate()
             .map(|(i, p)| {
                 let is_assigned = assigned.contains(&p.name);
-                (i, p.name.clone(), is_assigned, p.last_seen.elapsed())
+                (i, p.name.as_str(), is_assigned, p.last_seen.elapsed())
             })
             .collect()
     }
