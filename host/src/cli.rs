@@ -9,6 +9,7 @@ use crate::registry::{self, watch::Changes};
 use crate::sink::records::{RecordWriter, RejectSink};
 use crate::sink::{AlertRow, Sink, jsonl::JsonLines, table::Table};
 use crate::source::{self, lines::LineReader};
+use crate::status::{Publisher, Shared, Status};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
@@ -39,6 +40,16 @@ enum Command {
     Check {
         /// The rules folder.
         dir: PathBuf,
+    },
+    /// Ask a running engine's /healthz; exits 0 when healthy (for container health checks).
+    Health {
+        /// The URL to ask.
+        #[arg(
+            long,
+            env = "RULEWATCH_HEALTH_URL",
+            default_value = "http://127.0.0.1:9898/healthz"
+        )]
+        url: String,
     },
 }
 
@@ -95,6 +106,10 @@ struct RunArgs {
     /// watermark.quiet_close, e.g. 1m.
     #[arg(long, env = "RULEWATCH_QUIET_CLOSE", value_parser = crate::config::parse_duration)]
     quiet_close: Option<std::time::Duration>,
+    /// http.listen: where to serve the status page, /metrics, /healthz and /readyz
+    /// (`host:port`, or `off`).
+    #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// Start with empty windows even if a checkpoint exists (it is replaced at the next
     /// checkpoint). Needed to get past a damaged checkpoint.
     #[arg(long)]
@@ -151,6 +166,9 @@ impl RunArgs {
         if self.quiet_close.is_some() {
             c.watermark.quiet_close = self.quiet_close;
         }
+        if let Some(v) = &self.http_listen {
+            c.http.listen.clone_from(v);
+        }
         Ok(c)
     }
 }
@@ -186,6 +204,9 @@ struct ReplayArgs {
     /// Lines longer than this are rejected as too_large.
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
+    /// Serve the status page, /metrics and /healthz on this `host:port` while replaying.
+    #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
+    http_listen: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -217,6 +238,7 @@ pub fn main() -> ExitCode {
             crate::run::run(&c, &rules, changes, args.fresh_start)
         }),
         Command::Check { dir } => check(&dir),
+        Command::Health { url } => crate::http::check(&url),
         Command::Bench(args) => bench(args),
         Command::Loadgen(args) => crate::loadgen::run(args),
     };
@@ -321,6 +343,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Format::Table => Box::new(Table::new(out)),
         Format::Jsonl => Box::new(JsonLines::new(out)),
     };
+    let mut status = match &args.http_listen {
+        Some(listen) => {
+            let shared = Shared::new(Status::new("file"));
+            crate::http::serve(listen, shared.clone())?;
+            Some(Publisher::new(shared, "file"))
+        }
+        None => None,
+    };
     let started = Instant::now();
     let result = run(
         &mut pipeline,
@@ -328,9 +358,16 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         args.max_line_bytes,
         sink.as_mut(),
         &changes,
+        status.as_mut(),
     );
     eprintln!("{}", pipeline.summary(started.elapsed()));
     result
+}
+
+/// The status of a file replay: ready while a rule runs.
+fn file_status(pipeline: &Pipeline, s: &mut Status) {
+    pipeline.status(s);
+    s.ready = s.rules.iter().any(|r| r.state == "running");
 }
 
 /// Feeds a whole stream through the pipeline, then ends it.
@@ -340,6 +377,7 @@ fn run(
     max_line: usize,
     sink: &mut dyn Sink,
     changes: &Changes,
+    mut status: Option<&mut Publisher>,
 ) -> anyhow::Result<()> {
     let mut reader = LineReader::new(input, max_line);
     let mut lines = Vec::with_capacity(BATCH_LINES);
@@ -350,8 +388,16 @@ fn run(
         pipeline.apply_ready(changes, sink)?;
         pipeline.process(reader.buffer(), &lines, sink)?;
         tracing::debug!("processed a batch of {} lines", lines.len());
+        if let Some(p) = status.as_mut() {
+            // A short batch means the input is slower than we are: show it at once.
+            p.publish(lines.len() < BATCH_LINES, |s| file_status(pipeline, s));
+        }
     }
-    pipeline.finish(sink)
+    pipeline.finish(sink)?;
+    if let Some(p) = status {
+        p.publish(true, |s| file_status(pipeline, s));
+    }
+    Ok(())
 }
 
 /// A sink that only counts, for benchmarks.
@@ -397,6 +443,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         1 << 20,
         &mut sink,
         &None,
+        None,
     );
     let secs = started.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&dir).ok();

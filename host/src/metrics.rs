@@ -46,7 +46,7 @@ pub struct InputStats {
 }
 
 /// Counters of changes to the set of running rules.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RuleChanges {
     /// Rules added while running.
     pub added: u64,
@@ -79,6 +79,50 @@ pub struct RuleStats {
     pub shadow_diffs: u64,
     /// Why the rule was stopped, if it was.
     pub quarantined: Option<String>,
+    /// Time per batch: the filter call and the window updates.
+    pub batch_seconds: Histogram,
+}
+
+/// Upper bounds, in seconds, of the buckets of latency histograms: 50 µs to 5 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+
+/// A latency histogram over [`LATENCY_BUCKETS`] (plus one bucket for anything longer).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        let i = LATENCY_BUCKETS.partition_point(|&b| b < seconds);
+        self.counts[i] += 1;
+        self.sum += seconds;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Their sum, in seconds.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// (upper bound, observations in that bucket alone); the last bound is `f64::MAX`.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        LATENCY_BUCKETS
+            .iter()
+            .chain([&f64::MAX])
+            .zip(self.counts)
+            .map(|(&b, n)| (b, n))
+            .collect()
+    }
 }
 
 /// The end-of-run summary for stderr.
@@ -138,4 +182,23 @@ pub fn summary(
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let mut h = Histogram::default();
+        for s in [0.00005, 0.0003, 0.0003, 7.0] {
+            h.observe(s);
+        }
+        let b = h.buckets();
+        assert_eq!(b[0], (0.00005, 1), "a bound includes its own value");
+        assert_eq!(b[3], (0.0005, 2));
+        assert_eq!(b.last(), Some(&(f64::MAX, 1)));
+        assert_eq!(h.count(), 4);
+        assert!((h.sum() - 7.0006).abs() < 1e-9);
+    }
 }

@@ -13,10 +13,11 @@ use crate::rules::{RuleError, RuleInstance, RuleModule};
 use crate::sink::records::{Position, RejectSink};
 use crate::sink::{AlertRow, RuleMeta, Sink};
 use crate::source::lines::Line;
+use crate::status::{self, AlertStatus, PartitionStatus, RuleStatus, Status, WindowStatus};
 use crate::window::{Verdict, WindowRow, Windows};
 use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -58,6 +59,14 @@ struct RuleRunner {
     encoded: Vec<u8>,
     candidates: BatchWriter,
     stats: RuleStats,
+    /// 1 for the version loaded first, one more per version swapped in.
+    version: u64,
+    /// Why its last change was rejected or why it was quarantined.
+    last_error: Option<String>,
+    /// `[params]`, for the status.
+    params: serde_json::Value,
+    /// Window settings, for the status.
+    window: WindowStatus,
 }
 
 /// Optional outputs for rejected input.
@@ -131,6 +140,8 @@ pub struct Pipeline {
     logged: [u64; Reason::ALL.len()],
     triggers: u64,
     rows: Vec<AlertRow>,
+    /// The latest published alerts, newest last.
+    recent: VecDeque<AlertStatus>,
 }
 
 impl Pipeline {
@@ -157,6 +168,7 @@ impl Pipeline {
             logged: [0; Reason::ALL.len()],
             triggers: 0,
             rows: Vec::new(),
+            recent: VecDeque::with_capacity(status::RECENT_ALERTS),
         })
     }
 
@@ -175,14 +187,21 @@ impl Pipeline {
         let name = match &change {
             Change::Upsert(rule) => rule.name.clone(),
             Change::Remove(name) => name.clone(),
-            Change::Rejected => {
+            Change::Rejected { rule, error } => {
                 self.changes.rejected += 1;
+                if let Some(r) = self
+                    .rules
+                    .iter_mut()
+                    .find(|r| Some(&r.meta.name) == rule.as_ref())
+                {
+                    r.last_error = Some(error.clone());
+                }
                 return Ok(());
             }
         };
         let index = self.rules.iter().position(|r| r.meta.name == name);
         let rule = match change {
-            Change::Rejected => unreachable!("handled above"),
+            Change::Rejected { .. } => unreachable!("handled above"),
             Change::Remove(_) => {
                 if let Some(i) = index {
                     let fate = match self.rules[i].on_delete {
@@ -224,6 +243,7 @@ impl Pipeline {
                 );
                 runner.windows = std::mem::replace(&mut old.windows, Windows::empty());
                 runner.stats = std::mem::take(&mut old.stats);
+                runner.version = old.version + 1;
                 *old = runner;
                 self.changes.swapped += 1;
             }
@@ -236,6 +256,7 @@ impl Pipeline {
                     runner.window_id
                 );
                 runner.stats = std::mem::take(&mut self.rules[i].stats);
+                runner.version = self.rules[i].version + 1;
                 self.rules[i] = runner;
                 self.changes.restarted += 1;
             }
@@ -272,6 +293,87 @@ impl Pipeline {
             .map(|r| (r.meta.name.as_str(), &r.stats))
             .collect();
         crate::metrics::summary(&self.input, &rules, &self.changes, elapsed)
+    }
+
+    /// Fills `s` with the counters, rules, latest alerts and per-source watermarks; the
+    /// caller adds what the source knows (assignment, idleness, lag) to `s.partitions`.
+    pub fn status(&self, s: &mut Status) {
+        s.totals.events = self.input.lines;
+        s.totals.alerts = 0;
+        s.totals.late = 0;
+        s.bad.clear();
+        for r in crate::decode::Reason::ALL {
+            let n =
+                self.input.bad.get(r) + self.rules.iter().map(|x| x.stats.bad.get(r)).sum::<u64>();
+            if n > 0 {
+                s.bad.insert(r.label(), n);
+            }
+        }
+        s.totals.bad = s.bad.values().sum();
+        s.rules.clear();
+        for r in &self.rules {
+            let shadow = r.meta.name.ends_with(SHADOW_SUFFIX);
+            if !shadow {
+                s.totals.alerts += r.stats.alerts;
+                s.totals.late += r.stats.late;
+            }
+            s.rules.push(RuleStatus {
+                name: r.meta.name.clone(),
+                state: match (&r.instance, shadow) {
+                    (None, _) => "quarantined",
+                    (Some(_), true) => "shadow",
+                    (Some(_), false) => "running",
+                },
+                version: r.version,
+                sha256: r.meta.sha256.clone(),
+                last_error: r.stats.quarantined.clone().or(r.last_error.clone()),
+                matched: r.stats.matched,
+                late: r.stats.late,
+                bad: r.stats.bad.total(),
+                bad_by_reason: crate::decode::Reason::ALL
+                    .iter()
+                    .map(|&x| (x.label(), r.stats.bad.get(x)))
+                    .filter(|&(_, n)| n > 0)
+                    .collect(),
+                alerts: r.stats.alerts,
+                watermark_ms: r.windows.watermark(),
+                open_pairs: r.windows.open_pairs(),
+                window: r.window.clone(),
+                key_column: r.meta.key_column.clone(),
+                count_column: r.meta.count_column.clone(),
+                params: r.params.clone(),
+                batch_seconds: r.stats.batch_seconds.clone(),
+            });
+        }
+        s.alerts.clear();
+        s.alerts.extend(self.recent.iter().rev().cloned());
+        s.rule_changes = self.changes.clone();
+        s.partitions.clear();
+        for (i, name) in self.sources.names.iter().enumerate() {
+            let (topic, partition) = match name.rsplit_once('/') {
+                Some((t, p)) if !self.sources.files => (t, p.parse().unwrap_or(0)),
+                _ => (name.as_str(), 0),
+            };
+            let rule_watermarks: Vec<(String, i64)> = self
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.meta.name.clone(),
+                        r.windows.source_progress().of_source(i)?,
+                    ))
+                })
+                .collect();
+            s.partitions.push(PartitionStatus {
+                topic: topic.to_owned(),
+                partition,
+                assigned: true,
+                watermark_ms: rule_watermarks.iter().map(|(_, w)| *w).min(),
+                rule_watermarks,
+                idle: false,
+                lag: None,
+            });
+        }
     }
 
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.
@@ -500,6 +602,18 @@ impl Pipeline {
 
     /// Sends the collected rows as one trigger.
     fn emit(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        for row in self.rows.iter().rev().take(status::RECENT_ALERTS).rev() {
+            if self.recent.len() == status::RECENT_ALERTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(AlertStatus {
+                rule: row.rule.name.clone(),
+                window_start_ms: row.start,
+                window_end_ms: row.end,
+                key: row.key.clone(),
+                count: row.count,
+            });
+        }
         if !self.rows.is_empty() {
             sink.emit(self.triggers, &self.rows)?;
             sink.flush()?;
@@ -576,6 +690,15 @@ impl RuleRunner {
             encoded: Vec::new(),
             candidates: BatchWriter::default(),
             stats: RuleStats::default(),
+            version: 1,
+            last_error: None,
+            params: serde_json::to_value(&c.params).expect("TOML values convert to JSON"),
+            window: WindowStatus {
+                key: c.window.key.clone(),
+                size_ms: c.window.size.as_millis() as i64,
+                slide_ms: c.window.size.as_millis() as i64,
+                delay_ms: c.window.delay.as_millis() as i64,
+            },
         })
     }
 
@@ -594,6 +717,7 @@ impl RuleRunner {
         if rows == 0 {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.events.finish(&mut self.encoded);
         let selected = instance.filter(&self.encoded, rows)?;
         let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
@@ -619,6 +743,9 @@ impl RuleRunner {
                 }
             }
         }
+        self.stats
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are

@@ -10,12 +10,14 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::run::{Console, RunConfig};
+use crate::metrics::Histogram;
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
 use crate::registry::watch::Changes;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
 use crate::source::kafka::KafkaSource;
+use crate::status::{CheckpointStatus, Publisher, Shared, Status};
 use anyhow::Context;
 use std::io::BufWriter;
 use std::sync::Arc;
@@ -118,21 +120,36 @@ pub fn run(
         k.group_id
     );
 
+    let mut status = match config.http.address() {
+        Some(listen) => {
+            let shared = Shared::new(Status::new("kafka"));
+            crate::http::serve(listen, shared.clone())?;
+            Some(Publisher::new(shared, "kafka"))
+        }
+        None => None,
+    };
     let mut lines = Vec::with_capacity(BATCH_LINES);
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
+    let mut checkpoint_seconds = Histogram::default();
     let mut quiet_closed = false;
+    // Per partition index: (assigned, idle).
+    let mut partitions: Vec<(bool, bool)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
         pipeline.apply_ready(&changes, &mut sink)?;
         let mut quiet_for = Duration::MAX;
+        partitions.clear();
         for (i, name, assigned, since) in source.refresh() {
+            let idle = since >= config.watermark.idle_timeout;
             pipeline.name_source(i, name);
-            pipeline.set_source_idle(i, since >= config.watermark.idle_timeout);
+            pipeline.set_source_idle(i, idle);
             // Quiet means: partitions we read have nothing new (not: we read none yet).
             if assigned {
                 quiet_for = quiet_for.min(since);
             }
+            partitions.resize(partitions.len().max(i + 1), (false, false));
+            partitions[i] = (assigned, idle);
         }
         if lines.is_empty() {
             if let Some(q) = config.watermark.quiet_close
@@ -153,8 +170,27 @@ pub fn run(
             pipeline.process(source.buffer(), &lines, &mut sink)?;
         }
         if last_checkpoint.elapsed() >= config.checkpoint.interval {
+            let began = Instant::now();
             save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
+            checkpoint_seconds.observe(began.elapsed().as_secs_f64());
             last_checkpoint = Instant::now();
+        }
+        if let Some(p) = status.as_mut() {
+            p.publish(false, |s| {
+                pipeline.status(s);
+                for (i, part) in s.partitions.iter_mut().enumerate() {
+                    let (assigned, idle) = partitions.get(i).copied().unwrap_or_default();
+                    part.assigned = assigned;
+                    part.idle = idle;
+                    part.lag = if assigned { source.lag(i) } else { None };
+                }
+                let assigned = s.partitions.iter().any(|p| p.assigned);
+                s.ready = assigned && s.rules.iter().any(|r| r.state == "running");
+                s.checkpoint = Some(CheckpointStatus {
+                    age_seconds: last_checkpoint.elapsed().as_secs_f64(),
+                    duration_seconds: checkpoint_seconds.clone(),
+                });
+            });
         }
     }
     info!("stopping: writing a last checkpoint");

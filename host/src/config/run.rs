@@ -28,6 +28,38 @@ pub struct RunConfig {
     /// Watermark policy across partitions.
     #[serde(default)]
     pub watermark: WatermarkConfig,
+    /// The status page, metrics and health endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `host:port` to serve the status page, `/metrics`, `/healthz` and `/readyz` on;
+    /// `off` to serve nothing. Loopback by default: set `0.0.0.0:9898` in a container.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9898".into()
+}
+
+impl HttpConfig {
+    /// The address to listen on, unless switched off.
+    pub fn address(&self) -> Option<&str> {
+        (self.listen != "off").then_some(self.listen.as_str())
+    }
 }
 
 /// `[kafka]`.

@@ -25,8 +25,13 @@ pub enum Change {
     Upsert(Box<LoadedRule>),
     /// The rule of this name was deleted.
     Remove(String),
-    /// A change was rejected (already logged); for the counters.
-    Rejected,
+    /// A change was rejected (already logged): for the counters and the rule's last error.
+    Rejected {
+        /// The rule it was meant for, if the file held one before.
+        rule: Option<String>,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Rule changes from a watched folder, if it is watched.
@@ -180,11 +185,15 @@ fn rescan(
             }
             Err(e) => {
                 error!("rule change rejected, the running version stays: {e:#}");
-                if tx.send(Change::Rejected).is_err() {
-                    return false;
-                }
                 // Remember it, so the same broken files are not reported again and again.
                 let name = known.get(&path).map(|(n, _)| n.clone()).unwrap_or_default();
+                let rejected = Change::Rejected {
+                    rule: Some(name.clone()).filter(|n| !n.is_empty()),
+                    error: format!("{e:#}"),
+                };
+                if tx.send(rejected).is_err() {
+                    return false;
+                }
                 known.insert(path, (name, print));
             }
         }

@@ -324,6 +324,30 @@ impl KafkaSource {
             .collect()
     }
 
+    /// Messages of partition `index` not read yet, from the high watermark in the broker's
+    /// last fetch answer (librdkafka's cached value: no request is made).
+    pub fn lag(&self, index: usize) -> Option<i64> {
+        let part = self.partitions.list.get(index)?;
+        let (topic, p) = split(&part.name)?;
+        let topic = std::ffi::CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client handle lives as long as the consumer; the call only reads
+        // librdkafka's cached offsets of one partition into the two integers.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                p,
+                &mut low,
+                &mut high,
+            )
+        };
+        if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+            return None;
+        }
+        Some((high - part.next.unwrap_or(low.max(0))).max(0))
+    }
+
     /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
     /// for instances started without the checkpoint.
     pub fn commit(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<()> {

@@ -82,6 +82,11 @@ impl Windows {
     }
 
     /// The per-source progress behind the watermark.
+    pub fn source_progress(&self) -> &Watermark {
+        &self.watermark
+    }
+
+    /// The per-source progress behind the watermark, to mark sources idle.
     pub fn sources(&mut self) -> &mut Watermark {
         &mut self.watermark
     }

@@ -41,6 +41,11 @@ impl Watermark {
         self.current
     }
 
+    /// One source's own watermark: the largest event time it showed minus the delay.
+    pub fn of_source(&self, source: usize) -> Option<i64> {
+        Some(self.sources.get(source)?.max?.saturating_sub(self.delay))
+    }
+
     /// Whether a source is idle.
     #[cfg(test)]
     pub fn is_idle(&self, source: usize) -> bool {

@@ -1,0 +1,149 @@
+//! The HTTP endpoint of a running engine: the live status page (`/`), `/metrics`,
+//! `/healthz`, `/readyz`, `/api/status` and `/api/rules`. It serves the snapshot the
+//! processing loop publishes ([`crate::status`]) from a thread of its own, so a slow or
+//! stuck client never slows the pipeline.
+
+mod prometheus;
+
+use crate::status::Shared;
+use anyhow::Context;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+use tracing::info;
+
+/// `/healthz` fails when the processing loop has not published for this long: it is stuck.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// The status page: plain HTML and JavaScript that polls `/api/status`.
+const PAGE: &str = include_str!("page.html");
+
+/// Starts serving on `listen` (`host:port`; port 0 picks a free one) and returns the
+/// address it listens on.
+pub fn serve(listen: &str, status: Shared) -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(listen).with_context(|| {
+        format!("cannot listen on {listen} for the status page and metrics (is the port in use? set --http-listen, or `off`)")
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    std::thread::Builder::new()
+        .name("rulewatch-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                axum::serve(listener, router(status)).await
+            })
+        })?;
+    info!(
+        "status page on http://{addr}/ (also /metrics, /healthz, /readyz, /api/status, /api/rules)"
+    );
+    Ok(addr)
+}
+
+fn router(status: Shared) -> Router {
+    let json = |body: String| ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let (s1, s2, s3, s4, s5) = (
+        status.clone(),
+        status.clone(),
+        status.clone(),
+        status.clone(),
+        status,
+    );
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/metrics",
+            get(|| async move {
+                let body = prometheus::render(s1.get());
+                let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([(header::CONTENT_TYPE, kind)], body)
+            }),
+        )
+        .route("/healthz", get(|| async move { healthz(&s2) }))
+        .route("/readyz", get(|| async move { readyz(&s3) }))
+        .route(
+            "/api/status",
+            get(move || async move { json(serde_json::to_string(&s4.get()).expect("serializable")) }),
+        )
+        .route(
+            "/api/rules",
+            get(move || async move { json(serde_json::to_string(&s5.get().rules).expect("serializable")) }),
+        )
+}
+
+/// Live: the processing loop keeps publishing.
+fn healthz(status: &Shared) -> Response {
+    let age = status.get().published.elapsed();
+    if age < STALE_AFTER {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let msg = format!(
+            "unhealthy: the processing loop has not made progress for {} s\n",
+            age.as_secs()
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
+    }
+}
+
+/// Ready: rules are running and the source has partitions (or a file) to read.
+fn readyz(status: &Shared) -> Response {
+    let s = status.get();
+    if s.ready {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let running = s.rules.iter().any(|r| r.state == "running");
+    let why = if running {
+        "no input partitions assigned yet"
+    } else {
+        "no rule is running"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {why}\n"),
+    )
+        .into_response()
+}
+
+/// `rulewatch health`: asks `url` (`http://host:port/path`) and succeeds on a 200 answer.
+/// For container health checks, where no HTTP client is installed.
+pub fn check(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("{url}: cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{url}: {host} has no address"))?;
+    let timeout = Duration::from_secs(5);
+    let mut conn = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+        format!("{url}: cannot connect (is rulewatch running with its HTTP endpoint on?)")
+    })?;
+    conn.set_read_timeout(Some(timeout))?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .with_context(|| format!("{url}: no answer"))?;
+    let status_line = answer.lines().next().unwrap_or_default();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        println!("{body}");
+        Ok(())
+    } else {
+        anyhow::bail!("{url}: {status_line}: {body}")
+    }
+}

@@ -1,0 +1,279 @@
+//! `/metrics`: the status snapshot in the Prometheus (OpenMetrics) text format.
+
+use crate::metrics::Histogram;
+use crate::status::Status;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::fmt::Error;
+
+/// Renders `status` as the body of `/metrics`.
+pub fn render(status: Status) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot(status)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+#[derive(Debug)]
+struct Snapshot(Status);
+
+/// One metric family: writes its descriptor, then a sample per label set.
+fn family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl FnOnce(MetricEncoder<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    samples(encoder.encode_descriptor(name, help, None, kind)?)
+}
+
+fn counter(m: &mut MetricEncoder<'_>, labels: &[(&str, &str)], v: u64) -> Result<(), Error> {
+    ConstCounter::new(v).encode(m.encode_family(&labels)?)
+}
+
+fn gauge(m: &mut MetricEncoder<'_>, labels: &[(&str, &str)], v: f64) -> Result<(), Error> {
+    ConstGauge::new(v).encode(m.encode_family(&labels)?)
+}
+
+fn histogram(
+    m: &mut MetricEncoder<'_>,
+    labels: &[(&str, &str)],
+    h: &Histogram,
+) -> Result<(), Error> {
+    m.encode_family(&labels)?
+        .encode_histogram::<NoLabelSet>(h.sum(), h.count(), &h.buckets(), None)
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), Error> {
+        use MetricType::{Counter, Gauge, Histogram as Hist};
+        let s = &self.0;
+        let e = &mut e;
+        family(
+            e,
+            "rulewatch_ready",
+            "1 when rules are loaded and the source is assigned",
+            Gauge,
+            |m| ConstGauge::new(i64::from(s.ready)).encode(m),
+        )?;
+        family(
+            e,
+            "rulewatch_events",
+            "Lines (messages) read",
+            Counter,
+            |m| ConstCounter::new(s.totals.events).encode(m),
+        )?;
+        family(
+            e,
+            "rulewatch_events_bad",
+            "Events rejected as bad input, by reason (line-level and per rule)",
+            Counter,
+            |mut m| {
+                s.bad
+                    .iter()
+                    .try_for_each(|(reason, &n)| counter(&mut m, &[("reason", reason)], n))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_matched",
+            "Events a rule's filter selected",
+            Counter,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| counter(&mut m, &[("rule", &r.name)], r.matched))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_late",
+            "Selected events that came after their window closed",
+            Counter,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| counter(&mut m, &[("rule", &r.name)], r.late))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_bad",
+            "Events rejected for a rule (its fields missing or mistyped, bad timestamps)",
+            Counter,
+            |mut m| {
+                s.rules.iter().try_for_each(|r| {
+                    r.bad_by_reason.iter().try_for_each(|(reason, n)| {
+                        counter(&mut m, &[("rule", &r.name), ("reason", reason)], *n)
+                    })
+                })
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_alerts",
+            "Alert rows emitted",
+            Counter,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| counter(&mut m, &[("rule", &r.name)], r.alerts))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_batch_seconds",
+            "Time a rule spends on a batch: its filter call and the window updates",
+            Hist,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| histogram(&mut m, &[("rule", &r.name)], &r.batch_seconds))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_quarantined",
+            "1 when a rule was stopped for misbehaving",
+            Gauge,
+            |mut m| {
+                s.rules.iter().try_for_each(|r| {
+                    gauge(
+                        &mut m,
+                        &[("rule", &r.name)],
+                        f64::from(u8::from(r.state == "quarantined")),
+                    )
+                })
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_open_pairs",
+            "Open (window, key) pairs a rule holds",
+            Gauge,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| gauge(&mut m, &[("rule", &r.name)], r.open_pairs as f64))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_rule_watermark_seconds",
+            "A rule's watermark, Unix time",
+            Gauge,
+            |mut m| {
+                s.rules.iter().try_for_each(|r| match r.watermark_ms {
+                    Some(w) => gauge(&mut m, &[("rule", &r.name)], seconds(w)),
+                    None => Ok(()),
+                })
+            },
+        )?;
+        let c = &s.rule_changes;
+        family(
+            e,
+            "rulewatch_rule_changes",
+            "Changes to the running rules: loaded, swapped, restarted, removed, rejected",
+            Counter,
+            |mut m| {
+                [
+                    ("loaded", c.added),
+                    ("swapped", c.swapped),
+                    ("restarted", c.restarted),
+                    ("removed", c.removed),
+                    ("rejected", c.rejected),
+                ]
+                .iter()
+                .try_for_each(|(change, n)| counter(&mut m, &[("change", change)], *n))
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_partition_watermark_seconds",
+            "A rule's watermark from one input partition (largest event time minus the delay), Unix time",
+            Gauge,
+            |mut m| {
+                s.partitions.iter().try_for_each(|p| {
+                    let partition = p.partition.to_string();
+                    p.rule_watermarks.iter().try_for_each(|(rule, w)| {
+                        gauge(
+                            &mut m,
+                            &[
+                                ("rule", rule),
+                                ("topic", &p.topic),
+                                ("partition", &partition),
+                            ],
+                            seconds(*w),
+                        )
+                    })
+                })
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_partition_idle",
+            "1 when a partition has been quiet for idle_timeout and no longer holds watermarks back",
+            Gauge,
+            |mut m| {
+                s.partitions.iter().try_for_each(|p| {
+                    let partition = p.partition.to_string();
+                    gauge(
+                        &mut m,
+                        &[("topic", &p.topic), ("partition", &partition)],
+                        f64::from(u8::from(p.idle)),
+                    )
+                })
+            },
+        )?;
+        family(
+            e,
+            "rulewatch_consumer_lag",
+            "Messages of a partition not yet read (from the broker's last fetch answer)",
+            Gauge,
+            |mut m| {
+                s.partitions.iter().try_for_each(|p| match p.lag {
+                    Some(lag) => {
+                        let partition = p.partition.to_string();
+                        gauge(
+                            &mut m,
+                            &[("topic", &p.topic), ("partition", &partition)],
+                            lag as f64,
+                        )
+                    }
+                    None => Ok(()),
+                })
+            },
+        )?;
+        if let Some(cp) = &s.checkpoint {
+            family(
+                e,
+                "rulewatch_checkpoint_age_seconds",
+                "Seconds since the last checkpoint",
+                Gauge,
+                |m| ConstGauge::new(cp.age_seconds).encode(m),
+            )?;
+            family(
+                e,
+                "rulewatch_checkpoint_duration_seconds",
+                "Time to write a checkpoint, outputs flushed first",
+                Hist,
+                |mut m| {
+                    let h = &cp.duration_seconds;
+                    m.encode_histogram::<NoLabelSet>(h.sum(), h.count(), &h.buckets(), None)
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
