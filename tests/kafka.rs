@@ -33,6 +33,8 @@ impl Engine {
             .arg(state)
             .args(extra)
             .env("RUST_LOG", "info")
+            // A free port for the status endpoint: tests run side by side.
+            .env("RULEWATCH_HTTP_LISTEN", "127.0.0.1:0")
             // No rulewatch.toml there: flags and defaults only.
             .current_dir(state.parent().unwrap())
             .stdin(Stdio::null())
@@ -394,4 +396,84 @@ fn quiet_close_emits_open_windows_when_no_data_comes() {
             .log()
             .contains("no data for 2s: closing the open windows")
     );
+}
+
+#[test]
+fn health_readiness_lag_and_partition_watermarks() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    broker.create_topic("logs", PARTITIONS);
+    let state = dir.path().join("state");
+    // Frozen broker: the engine is alive (healthz) but has no partitions (not ready).
+    broker.pause();
+    let mut engine = Engine::start(&broker, &state, &[]);
+    let addr = http_addr(|| engine.log());
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let (code, body) = http_get(&addr, "/readyz");
+    assert_eq!(code, 503);
+    assert!(body.starts_with("not ready: "), "{body}");
+    broker.resume();
+    let started = Instant::now();
+    while http_get(&addr, "/readyz").0 != 200 {
+        engine.assert_running();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let path = gen_logs(
+        dir.path(),
+        "logs.jsonl",
+        &["-n", "20000", "--late-share", "0"],
+    );
+    let input = std::fs::read(&path).unwrap();
+    let expected = crash_reference(&input);
+    broker.produce("logs", &keyed_messages(&input));
+    broker.produce("logs", &sentinels(PARTITIONS, END));
+    let total = 20_000.0 + f64::from(PARTITIONS);
+    let alerts = r#"rulewatch_alerts_total{rule="crash"}"#;
+    let started = Instant::now();
+    let text = loop {
+        let (_, text) = http_get(&addr, "/metrics");
+        if metric(&text, "rulewatch_events_total") == Some(total)
+            && metric(&text, alerts) == Some(expected.alerts.len() as f64)
+        {
+            break text;
+        }
+        engine.assert_running();
+        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let get = |sample: &str| metric(&text, sample).unwrap_or_else(|| panic!("{sample}:\n{text}"));
+    assert_eq!(
+        get(r#"rulewatch_rule_matched_total{rule="crash"}"#),
+        expected.matched as f64
+    );
+    // Each partition ends with a sentinel at END: its watermark is END minus the 10 s delay.
+    let end = chrono::DateTime::parse_from_rfc3339(END)
+        .unwrap()
+        .timestamp() as f64;
+    for p in 0..PARTITIONS {
+        let labels = format!(r#"topic="logs",partition="{p}""#);
+        assert_eq!(get(&format!("rulewatch_consumer_lag{{{labels}}}")), 0.0);
+        assert_eq!(get(&format!("rulewatch_partition_idle{{{labels}}}")), 0.0);
+        assert_eq!(
+            get(&format!(
+                r#"rulewatch_partition_watermark_seconds{{rule="crash",{labels}}}"#
+            )),
+            end - 10.0
+        );
+    }
+    assert_eq!(
+        get(r#"rulewatch_rule_watermark_seconds{rule="crash"}"#),
+        end - 10.0
+    );
+    assert!(get("rulewatch_checkpoint_age_seconds") < 30.0);
+    assert!(get("rulewatch_checkpoint_duration_seconds_count") >= 1.0);
+    assert_eq!(get("rulewatch_ready"), 1.0);
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
 }

@@ -367,7 +367,8 @@ impl Pipeline {
             s.partitions.push(PartitionStatus {
                 topic: topic.to_owned(),
                 partition,
-                assigned: true,
+                // A file is read at once; partitions are marked by the caller.
+                assigned: self.sources.files,
                 watermark_ms: rule_watermarks.iter().map(|(_, w)| *w).min(),
                 rule_watermarks,
                 idle: false,

@@ -44,6 +44,15 @@ pub fn run(
             .context("cannot install the signal handlers")?;
     }
 
+    // Up first, so that health and readiness answer while the broker is being reached.
+    let mut status = match config.http.address() {
+        Some(listen) => {
+            let shared = Shared::new(Status::new("kafka"));
+            crate::http::serve(listen, shared.clone())?;
+            Some(Publisher::new(shared, "kafka"))
+        }
+        None => None,
+    };
     let dir = &config.checkpoint.dir;
     let restored = if fresh_start {
         if checkpoint::path(dir).exists() {
@@ -104,6 +113,9 @@ pub fn run(
         );
         pipeline.restore(cp.triggers, cp.rules.clone(), cp.sources.clone());
     }
+    if let Some(p) = status.as_mut() {
+        p.publish(true, |s| pipeline.status(s));
+    }
     let mut source = KafkaSource::connect(
         &k.brokers,
         &k.group_id,
@@ -120,14 +132,6 @@ pub fn run(
         k.group_id
     );
 
-    let mut status = match config.http.address() {
-        Some(listen) => {
-            let shared = Shared::new(Status::new("kafka"));
-            crate::http::serve(listen, shared.clone())?;
-            Some(Publisher::new(shared, "kafka"))
-        }
-        None => None,
-    };
     let mut lines = Vec::with_capacity(BATCH_LINES);
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();

@@ -293,3 +293,40 @@ pub fn reference(
 pub fn crash_reference(input: &[u8]) -> Expected {
     reference(input, 10_000, 10_000, "crash", &["High", "Critical"], 2)
 }
+
+/// `GET path` from a running engine's HTTP endpoint: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+/// The address in the engine's "status page on http://ADDR/" log line, once it is there.
+pub fn http_addr(log: impl Fn() -> String) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let text = log();
+        if let Some(at) = text.find("status page on http://") {
+            let rest = &text[at + "status page on http://".len()..];
+            return rest[..rest.find('/').unwrap()].to_owned();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no HTTP endpoint in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The value of one sample in Prometheus text, e.g.
+/// `metric(text, r#"rulewatch_rule_matched_total{rule="crash"}"#)`.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}

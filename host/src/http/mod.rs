@@ -99,8 +99,9 @@ fn readyz(status: &Shared) -> Response {
     if s.ready {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let running = s.rules.iter().any(|r| r.state == "running");
-    let why = if running {
+    let why = if s.rules.is_empty() {
+        "starting (reaching the broker, restoring the checkpoint)"
+    } else if s.rules.iter().any(|r| r.state == "running") {
         "no input partitions assigned yet"
     } else {
         "no rule is running"
@@ -145,5 +146,47 @@ pub fn check(url: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("{url}: {status_line}: {body}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+    use axum::body::to_bytes;
+    use std::time::Instant;
+
+    fn answer(r: Response) -> (u16, String) {
+        let code = r.status().as_u16();
+        let body = futures_executor::block_on(to_bytes(r.into_body(), 1 << 16)).unwrap();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn healthz_fails_once_the_loop_stops_publishing() {
+        let mut status = Status::new("kafka");
+        let shared = Shared::new(status.clone());
+        assert_eq!(answer(healthz(&shared)).0, 200);
+        status.published = Instant::now() - STALE_AFTER - Duration::from_secs(1);
+        shared.publish(status);
+        let (code, body) = answer(healthz(&shared));
+        assert_eq!(code, 503);
+        assert!(body.contains("has not made progress for 31 s"), "{body}");
+    }
+
+    #[test]
+    fn health_check_command_reads_the_status_code() {
+        let shared = Shared::new(Status::new("file"));
+        let addr = serve("127.0.0.1:0", shared.clone()).unwrap();
+        check(&format!("http://{addr}/healthz")).unwrap();
+        let e = check(&format!("http://{addr}/readyz"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("503") && e.contains("not ready: starting"),
+            "{e}"
+        );
+        let e = check("https://localhost/healthz").unwrap_err().to_string();
+        assert!(e.contains("only http://"), "{e}");
     }
 }
