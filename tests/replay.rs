@@ -463,3 +463,28 @@ fn a_shadow_rule_reports_differences_and_publishes_nothing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_logs_hold_one_object_per_event_with_level_and_position() {
+    let sample = workspace().join("examples/data/sample.jsonl");
+    let out = rulewatch(
+        &["replay", sample.to_str().unwrap(), "--log-format", "json"],
+        None,
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(logs.len() >= 3, "{stderr}");
+    let first = &logs[0];
+    assert_eq!(first["level"], "WARN");
+    assert!(first["timestamp"].is_string());
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.contains("sample.jsonl:") && message.contains("(byte "),
+        "{message}"
+    );
+}

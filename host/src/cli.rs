@@ -24,6 +24,24 @@ use tracing::error;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr; levels come from RUST_LOG (e.g. `info`, `rulewatch=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "RULEWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One readable line per event (coloured on a terminal).
+    Human,
+    /// One JSON object per event, for log collectors.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -224,13 +242,16 @@ struct BenchArgs {
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Human => logs.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let result = match cli.command {
         Command::Replay(args) => replay(args),
         Command::Run(args) => args.config().and_then(|c| {
