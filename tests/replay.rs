@@ -488,3 +488,86 @@ fn json_logs_hold_one_object_per_event_with_level_and_position() {
         "{message}"
     );
 }
+
+/// Hopping windows (`kind = "hopping"`, `size`, `slide`) give the reference's alerts, late
+/// and matched counts on disordered data with very late events.
+#[test]
+fn hopping_windows_match_the_reference() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let dir = tempfile::tempdir().unwrap();
+    let path = gen_logs(
+        dir.path(),
+        "in.jsonl",
+        &[
+            "-n",
+            "60000",
+            "--disorder",
+            "8",
+            "--late-share",
+            "0.02",
+            "--seed",
+            "9",
+        ],
+    );
+    let input = std::fs::read(&path).unwrap();
+    for (size, slide, delay) in [("20s", "5s", "10s"), ("10s", "3s", "4s")] {
+        let ms = |d: &str| d.trim_end_matches('s').parse::<i64>().unwrap() * 1000;
+        let toml = crash_toml()
+            .replace(
+                "size = \"10s\"",
+                &format!("kind = \"hopping\"\nsize = \"{size}\"\nslide = \"{slide}\""),
+            )
+            .replace("delay = \"10s\"", &format!("delay = \"{delay}\""));
+        let rules = rules_dir(&[("crash", &toml, &crash)]);
+        let (stdout, stderr) = rulewatch_ok(
+            &[
+                "replay",
+                path.to_str().unwrap(),
+                "--format",
+                "jsonl",
+                "--rules",
+                rules.path().to_str().unwrap(),
+            ],
+            None,
+        );
+        let exp = reference(
+            &input,
+            ms(size),
+            ms(slide),
+            ms(delay),
+            "crash",
+            &["High", "Critical"],
+            2,
+        );
+        assert!(
+            exp.alerts.len() > 100 && exp.late > 0,
+            "{size}/{slide}: too easy"
+        );
+        let mut got = parse_alerts(&stdout);
+        got.sort();
+        assert_eq!(
+            got, exp.alerts,
+            "{size}/{slide}: alerts differ from the reference"
+        );
+        assert_eq!(
+            summary_count(&stderr, "late"),
+            exp.late,
+            "{size}/{slide}: late"
+        );
+        assert_eq!(
+            summary_count(&stderr, "matched"),
+            exp.matched,
+            "{size}/{slide}: matched"
+        );
+    }
+    // A hopping window without its slide is refused with the fix.
+    let toml = crash_toml().replace("size = \"10s\"", "kind = \"hopping\"\nsize = \"10s\"");
+    let rules = rules_dir(&[("crash", &toml, &crash)]);
+    let out = rulewatch(&["check", rules.path().to_str().unwrap()], None);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("needs window.slide, e.g. slide = \"1m\""),
+        "{stdout}"
+    );
+}

@@ -199,6 +199,6 @@ mod tests {
         assert_eq!(b[3], (0.0005, 2));
         assert_eq!(b.last(), Some(&(f64::MAX, 1)));
         assert_eq!(h.count(), 4);
-        assert!((h.sum() - 7.0006).abs() < 1e-9);
+        assert!((h.sum() - 7.00065).abs() < 1e-9);
     }
 }

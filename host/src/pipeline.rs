@@ -678,10 +678,14 @@ impl RuleRunner {
             meta: Arc::new(meta),
             projection,
             instance: Some(instance),
-            windows: Windows::new(c.window.size, c.window.delay),
+            windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay),
             window_id: format!(
-                "size={:?} delay={:?} key={} time={}",
-                c.window.size, c.window.delay, c.window.key, c.time.field
+                "size={:?} slide={:?} delay={:?} key={} time={}",
+                c.window.size,
+                c.window.slide(),
+                c.window.delay,
+                c.window.key,
+                c.time.field
             ),
             cooldown: c.output.cooldown.map(|d| d.as_millis() as i64),
             on_delete: c.output.on_delete,
@@ -697,7 +701,7 @@ impl RuleRunner {
             window: WindowStatus {
                 key: c.window.key.clone(),
                 size_ms: c.window.size.as_millis() as i64,
-                slide_ms: c.window.size.as_millis() as i64,
+                slide_ms: c.window.slide().as_millis() as i64,
                 delay_ms: c.window.delay.as_millis() as i64,
             },
         })

@@ -151,10 +151,12 @@ pub struct Expected {
 
 /// An independent implementation of the documented semantics for the crash rule (key
 /// `user_id`, content contains `keyword` in any case, severity in `severities`, count >
-/// `threshold`), written plainly over serde_json and chrono.
+/// `threshold`), written plainly over serde_json and chrono. Windows of `size_ms` start
+/// every `slide_ms` (tumbling when the two are equal).
 pub fn reference(
     input: &[u8],
     size_ms: i64,
+    slide_ms: i64,
     delay_ms: i64,
     keyword: &str,
     severities: &[&str],
@@ -257,12 +259,20 @@ pub fn reference(
             continue;
         }
         exp.matched += 1;
-        let start = time.div_euclid(size_ms) * size_ms;
-        if watermark.is_some_and(|w| start + size_ms <= w) {
+        // The windows covering `time`: starts k * slide with time - size < start <= time.
+        let first = (time - size_ms).div_euclid(slide_ms) + 1;
+        let last = time.div_euclid(slide_ms);
+        let open: Vec<i64> = (first..=last)
+            .map(|k| k * slide_ms)
+            .filter(|start| watermark.is_none_or(|w| start + size_ms > w))
+            .collect();
+        if open.is_empty() {
             exp.late += 1;
             continue;
         }
-        *counts.entry((start, key)).or_insert(0) += 1;
+        for start in open {
+            *counts.entry((start, key.clone())).or_insert(0) += 1;
+        }
     }
     let fmt = |ms: i64| {
         DateTime::from_timestamp_millis(ms)
@@ -291,7 +301,15 @@ pub fn reference(
 
 /// The reference with the shipped crash rule's settings.
 pub fn crash_reference(input: &[u8]) -> Expected {
-    reference(input, 10_000, 10_000, "crash", &["High", "Critical"], 2)
+    reference(
+        input,
+        10_000,
+        10_000,
+        10_000,
+        "crash",
+        &["High", "Critical"],
+        2,
+    )
 }
 
 /// `GET path` from a running engine's HTTP endpoint: (status code, body).

@@ -42,11 +42,11 @@ pub struct RuleConfig {
     pub params: toml::Table,
 }
 
-/// `[window]`: tumbling event-time windows per key.
+/// `[window]`: event-time windows per key.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    /// Window kind; only `tumbling` so far.
+    /// `tumbling` (the default) or `hopping`.
     #[serde(default)]
     pub kind: WindowKind,
     /// Top-level field whose value groups events.
@@ -54,6 +54,10 @@ pub struct WindowConfig {
     /// Window length, e.g. `"10s"`.
     #[serde(deserialize_with = "duration")]
     pub size: Duration,
+    /// Hopping windows only: how far apart window starts are, e.g. `"1m"` for 5-minute
+    /// windows every minute. At most `size`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub slide: Option<Duration>,
     /// Watermark delay: how far behind the largest event time seen an event may arrive and
     /// still be counted, e.g. `"10s"`.
     #[serde(default, deserialize_with = "duration")]
@@ -67,6 +71,15 @@ pub enum WindowKind {
     /// Fixed-size, non-overlapping windows aligned to the Unix epoch.
     #[default]
     Tumbling,
+    /// Fixed-size windows starting every `slide`: an event counts in each that covers it.
+    Hopping,
+}
+
+impl WindowConfig {
+    /// Distance between window starts: `slide` for hopping windows, `size` for tumbling.
+    pub fn slide(&self) -> Duration {
+        self.slide.unwrap_or(self.size)
+    }
 }
 
 /// `[time]`: where event time comes from.
@@ -238,6 +251,24 @@ impl RuleConfig {
         }
         if !w.delay.subsec_nanos().is_multiple_of(1_000_000) {
             bail!("window.delay must be a whole number of milliseconds");
+        }
+        match (w.kind, w.slide) {
+            (WindowKind::Tumbling, Some(_)) => bail!(
+                "window.slide is only for kind = \"hopping\" (tumbling windows follow each \
+                 other without overlap)"
+            ),
+            (WindowKind::Hopping, None) => {
+                bail!("window.kind = \"hopping\" needs window.slide, e.g. slide = \"1m\"")
+            }
+            (WindowKind::Hopping, Some(s))
+                if s.is_zero() || s > w.size || !s.subsec_nanos().is_multiple_of(1_000_000) =>
+            {
+                bail!(
+                    "window.slide must be a positive whole number of milliseconds, at most \
+                     window.size"
+                )
+            }
+            _ => {}
         }
         if w.key.is_empty() || self.time.field.is_empty() {
             bail!("window.key and time.field must name a top-level field");

@@ -1,11 +1,16 @@
-//! Event-time tumbling windows per key, under a watermark.
+//! Event-time windows per key, under a watermark: tumbling, or hopping (overlapping).
 //!
-//! * Windows are `[start, start + size)`, aligned to the Unix epoch.
+//! * Windows are `[start, start + size)` with `start` a multiple of `slide`, aligned to the
+//!   Unix epoch. Tumbling windows have `slide = size`: each event is in one window. Hopping
+//!   windows have `slide < size`: each event is in every window that covers its time
+//!   (`size / slide` of them when `slide` divides `size`), as Spark's `window(ts, size,
+//!   slide)`.
 //! * The watermark is the largest event time seen so far minus the delay (the minimum of
 //!   that over the active sources, see [`watermark`]). Every decoded event moves it, counted
 //!   or not.
 //! * An event is late when its window's end is at or before the watermark as it stood
-//!   before that event; a late event is not counted.
+//!   before that event; a late event is not counted. With hopping windows it is counted in
+//!   those of its windows that are still open, and late only when all of them are closed.
 //! * A window closes once the watermark reaches its end; its state is then freed.
 //!
 //! State is one small map per open window, so memory grows with open (window, key) pairs,
@@ -51,9 +56,10 @@ struct Count {
 
 type Pane = IndexMap<Box<str>, Count, FxBuildHasher>;
 
-/// Tumbling windows of one rule.
+/// The windows of one rule.
 pub struct Windows {
     size: i64,
+    slide: i64,
     watermark: Watermark,
     open: BTreeMap<i64, Pane>,
     /// (window start, index in its pane) of counts changed since the last drain.
@@ -61,10 +67,17 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// Windows of `size` under a watermark that trails the largest event time by `delay`.
+    /// Tumbling windows of `size` under a watermark that trails the largest event time by
+    /// `delay`.
     pub fn new(size: Duration, delay: Duration) -> Self {
+        Self::hopping(size, size, delay)
+    }
+
+    /// Windows of `size` starting every `slide` (`0 < slide <= size`).
+    pub fn hopping(size: Duration, slide: Duration, delay: Duration) -> Self {
         Windows {
             size: size.as_millis() as i64,
+            slide: slide.as_millis() as i64,
             watermark: Watermark::new(delay.as_millis() as i64),
             open: BTreeMap::new(),
             changed: Vec::new(),
@@ -91,30 +104,47 @@ impl Windows {
         &mut self.watermark
     }
 
-    /// The window `[start, end)` holding event time `t`.
+    /// The latest window `[start, end)` holding event time `t` (the only one when tumbling).
     pub fn window_of(&self, t: i64) -> (i64, i64) {
-        let start = t.div_euclid(self.size) * self.size;
+        let start = t.div_euclid(self.slide) * self.slide;
         (start, start.saturating_add(self.size))
     }
 
     /// Observes one decoded event from `source`, in arrival order.
     #[inline]
     pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
-        let (start, end) = self.window_of(time);
-        let late = self.watermark().is_some_and(|wm| end <= wm);
+        let (latest, end) = self.window_of(time);
+        let watermark = self.watermark();
         self.watermark.observe(source, time);
         if !selected {
             return Verdict::Skipped;
         }
-        if late {
+        // The latest window ends last: if it is closed, all of the event's windows are.
+        if watermark.is_some_and(|wm| end <= wm) {
             return Verdict::Late;
         }
+        let mut start = latest;
+        while start.saturating_add(self.size) > time {
+            if watermark.is_none_or(|wm| start.saturating_add(self.size) > wm) {
+                self.count(start, key);
+            }
+            if self.slide == self.size {
+                break;
+            }
+            start -= self.slide;
+        }
+        Verdict::Counted
+    }
+
+    /// Counts one event for `key` in the window starting at `start`.
+    #[inline]
+    fn count(&mut self, start: i64, key: &str) {
         let pane = self.open.entry(start).or_default();
         let index = match pane.get_full_mut(key) {
             Some((i, _, c)) => {
                 c.n += 1;
                 if c.changed {
-                    return Verdict::Counted;
+                    return;
                 }
                 c.changed = true;
                 i
@@ -131,7 +161,6 @@ impl Windows {
             }
         };
         self.changed.push((start, index));
-        Verdict::Counted
     }
 
     /// Hands out every count changed since the last call (in first-change order).
@@ -203,6 +232,7 @@ impl Windows {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             size: self.size,
+            slide: Some(self.slide),
             watermark: self.watermark.clone(),
             windows: self
                 .open
@@ -219,6 +249,7 @@ impl Windows {
     pub fn restore(snapshot: Snapshot) -> Self {
         Windows {
             size: snapshot.size,
+            slide: snapshot.slide.unwrap_or(snapshot.size),
             watermark: snapshot.watermark,
             open: snapshot
                 .windows
@@ -240,6 +271,9 @@ impl Windows {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     size: i64,
+    /// Absent in checkpoints from before hopping windows: tumbling.
+    #[serde(default)]
+    slide: Option<i64>,
     watermark: Watermark,
     windows: Vec<(i64, Vec<(String, u64)>)>,
 }
@@ -332,5 +366,27 @@ mod tests {
         w.observe(0, 3_000, "b", true);
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert_eq!(seen, vec![("b".into(), 2)]);
+    }
+
+    #[test]
+    fn hopping_windows_count_an_event_in_each_window_covering_it() {
+        let mut w = Windows::hopping(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        );
+        assert_eq!(w.observe(0, 12_000, "a", true), Verdict::Counted);
+        let mut all = Vec::new();
+        w.for_each(|r| all.push((r.start, r.end, r.count)));
+        assert_eq!(all, [(5_000, 15_000, 1), (10_000, 20_000, 1)]);
+        // Watermark 14 s: [5, 15) is open, an event at 6 s counts there only; [0, 10) is
+        // closed, so an event at 3 s (all its windows closed) is late.
+        w.observe(0, 24_000, "b", false);
+        assert_eq!(w.observe(0, 6_000, "a", true), Verdict::Counted);
+        assert_eq!(w.observe(0, 3_000, "a", true), Verdict::Late);
+        assert_eq!(closed(&mut w, false), []);
+        w.observe(0, 25_000, "b", false);
+        assert_eq!(closed(&mut w, false), [(5_000, "a".to_owned(), 2)]);
+        assert_eq!(closed(&mut w, true), [(10_000, "a".to_owned(), 1)]);
     }
 }
