@@ -252,6 +252,7 @@ pub fn main() -> ExitCode {
         LogFormat::Human => logs.with_ansi(io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    let health = matches!(cli.command, Command::Health { .. });
     let result = match cli.command {
         Command::Replay(args) => replay(args),
         Command::Run(args) => args.config().and_then(|c| {
@@ -265,6 +266,11 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Container runtimes read 1 as unhealthy (2 is reserved).
+        Err(e) if health => {
+            eprintln!("rulewatch: unhealthy: {e:#}");
+            ExitCode::from(1)
+        }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rulewatch: error: {e:#}");
