@@ -4,112 +4,38 @@
 
 mod common;
 
+use common::live::Live;
 use common::*;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `rulewatch replay -` with its HTTP endpoint on a free port, fed through a pipe that stays
-/// open (so the engine keeps running and serving) until it is dropped.
-struct Live {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: tempfile::NamedTempFile,
-    stderr: tempfile::NamedTempFile,
-    addr: String,
+/// GET `path` from the engine's endpoint.
+fn http(live: &Live, path: &str) -> (u16, String) {
+    http_get(live.addr.as_deref().unwrap(), path)
 }
 
-impl Live {
-    fn start(rules: Option<&Path>) -> Live {
-        let stdout = tempfile::NamedTempFile::new().unwrap();
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rulewatch"));
-        cmd.args([
-            "replay",
-            "-",
-            "--format",
-            "jsonl",
-            "--http-listen",
-            "127.0.0.1:0",
-        ]);
-        if let Some(dir) = rules {
-            cmd.arg("--rules").arg(dir);
-        }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(stdout.reopen().unwrap())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let log = stderr.path().to_owned();
-        let addr = http_addr(|| std::fs::read_to_string(&log).unwrap());
-        Live {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            addr,
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        self.stdin.as_mut().unwrap().write_all(bytes).unwrap();
-        self.stdin.as_mut().unwrap().flush().unwrap();
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.addr, path)
-    }
-
-    fn json(&self, path: &str) -> serde_json::Value {
-        let (code, body) = self.get(path);
-        assert_eq!(code, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Waits until the published status has seen `lines` lines, and returns it.
-    fn wait_for_lines(&mut self, lines: u64) -> serde_json::Value {
-        let started = Instant::now();
-        loop {
-            let status = self.json("/api/status");
-            if status["totals"]["events"] == lines {
-                return status;
-            }
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!("rulewatch exited ({exit}):\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "status stuck at {} of {lines} lines",
-                status["totals"]["events"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alerts_so_far(&self) -> Vec<Alert> {
-        parse_alerts(&std::fs::read_to_string(self.stdout.path()).unwrap())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap()
-    }
-
-    /// Closes the input and expects a clean exit.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{}", self.log());
-    }
+/// GET `path` as JSON.
+fn json(live: &Live, path: &str) -> serde_json::Value {
+    let (code, body) = http(live, path);
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until the published status has seen `lines` lines, and returns it.
+fn wait_for_lines(live: &mut Live, lines: u64) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let status = json(live, "/api/status");
+        if status["totals"]["events"] == lines {
+            return status;
+        }
+        live.assert_running();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "status stuck at {} of {lines} lines",
+            status["totals"]["events"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -138,10 +64,10 @@ fn metrics_after_a_known_input_match_the_reference() {
     );
     let input = std::fs::read(&path).unwrap();
     let expected = crash_reference(&input);
-    let mut live = Live::start(None);
+    let mut live = Live::start(None, true);
     live.feed(&input);
-    let status = live.wait_for_lines(lines_in(&input));
-    let (code, text) = live.get("/metrics");
+    let status = wait_for_lines(&mut live, lines_in(&input));
+    let (code, text) = http(&live, "/metrics");
     assert_eq!(code, 200);
     let get = |sample: &str| metric(&text, sample).unwrap_or_else(|| panic!("{sample}:\n{text}"));
 
@@ -180,8 +106,8 @@ fn metrics_after_a_known_input_match_the_reference() {
     );
     assert_eq!(get("rulewatch_ready"), 1.0);
     assert_eq!(get(r#"rulewatch_rule_quarantined{rule="crash"}"#), 0.0);
-    assert_eq!(live.get("/healthz").0, 200);
-    assert_eq!(live.get("/readyz").0, 200);
+    assert_eq!(http(&live, "/healthz").0, 200);
+    assert_eq!(http(&live, "/readyz").0, 200);
     live.finish();
 }
 
@@ -204,11 +130,11 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
     let rules = rules_dir(&[("crash", &crash_toml(), &crash), ("bad", bad_toml, &bad)]);
     let dir = tempfile::tempdir().unwrap();
     let input = std::fs::read(gen_logs(dir.path(), "in.jsonl", &["-n", "20000"])).unwrap();
-    let mut live = Live::start(Some(rules.path()));
+    let mut live = Live::start(Some(rules.path()), true);
     live.feed(&input);
-    live.wait_for_lines(lines_in(&input));
+    wait_for_lines(&mut live, lines_in(&input));
 
-    let api = live.json("/api/rules");
+    let api = json(&live, "/api/rules");
     let (bad, good) = (rule(&api, "bad"), rule(&api, "crash"));
     assert_eq!(bad["state"], "quarantined");
     assert!(
@@ -219,13 +145,13 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
     assert_eq!(good["version"], 1);
     assert_eq!(good["params"]["threshold"], 2);
     assert_eq!(good["sha256"].as_str().unwrap().len(), 64);
-    let (_, text) = live.get("/metrics");
+    let (_, text) = http(&live, "/metrics");
     assert_eq!(
         metric(&text, r#"rulewatch_rule_quarantined{rule="bad"}"#),
         Some(1.0)
     );
     // One running rule is enough to be ready.
-    assert_eq!(live.get("/readyz").0, 200);
+    assert_eq!(http(&live, "/readyz").0, 200);
 
     // A broken edit of crash.toml is rejected: the running version stays, and says why.
     let toml = rules.path().join("crash.toml");
@@ -237,7 +163,7 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
     std::fs::rename(rules.path().join("tmp"), &toml).unwrap();
     let started = Instant::now();
     let error = loop {
-        let crash = rule(&live.json("/api/rules"), "crash");
+        let crash = rule(&json(&live, "/api/rules"), "crash");
         if let Some(e) = crash["last_error"].as_str() {
             break e.to_owned();
         }
@@ -251,12 +177,15 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(error.contains("crash.toml"), "{error}");
-    let (_, text) = live.get("/metrics");
+    let (_, text) = http(&live, "/metrics");
     assert_eq!(
         metric(&text, r#"rulewatch_rule_changes_total{change="rejected"}"#),
         Some(1.0)
     );
-    assert_eq!(rule(&live.json("/api/rules"), "crash")["state"], "running");
+    assert_eq!(
+        rule(&json(&live, "/api/rules"), "crash")["state"],
+        "running"
+    );
     live.finish();
 }
 
@@ -292,11 +221,11 @@ fn chromium(args: &[&str]) -> String {
 fn the_status_page_shows_rules_and_alerts_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let input = std::fs::read(gen_logs(dir.path(), "in.jsonl", &["-n", "30000"])).unwrap();
-    let mut live = Live::start(None);
+    let mut live = Live::start(None, true);
     live.feed(&input);
-    live.wait_for_lines(lines_in(&input));
+    wait_for_lines(&mut live, lines_in(&input));
     let newest = live.alerts_so_far().pop().expect("alerts so far");
-    let url = format!("http://{}/", live.addr);
+    let url = format!("http://{}/", live.addr.as_deref().unwrap());
 
     let dom = chromium(&["--dump-dom", &url]);
     assert!(dom.contains(r#"data-rule="crash""#), "{dom}");

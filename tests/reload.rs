@@ -3,91 +3,10 @@
 
 mod common;
 
+use common::live::Live;
 use common::*;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A `rulewatch replay -` fed through a pipe, watching a rules folder.
-struct Live {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: tempfile::NamedTempFile,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Live {
-    fn start(rules: &Path) -> Live {
-        let stdout = tempfile::NamedTempFile::new().unwrap();
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
-            .args(["replay", "-", "--format", "jsonl", "--rules"])
-            .arg(rules)
-            .env("RUST_LOG", "info,rulewatch=debug")
-            .stdin(Stdio::piped())
-            .stdout(stdout.reopen().unwrap())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let live = Live {
-            child,
-            stdin,
-            stdout,
-            stderr,
-        };
-        live.wait_log("watching", 1);
-        live
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap()
-    }
-
-    /// Waits until `needle` appears `times` times in the log (30 s at most).
-    fn wait_log(&self, needle: &str, times: usize) {
-        let started = Instant::now();
-        while self.log().matches(needle).count() < times {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "`{needle}` did not appear {times} time(s) in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, lines: &[String]) {
-        let stdin = self.stdin.as_mut().unwrap();
-        for l in lines {
-            writeln!(stdin, "{l}").unwrap();
-        }
-        stdin.flush().unwrap();
-    }
-
-    /// Sends `lines` and waits until the pipeline has processed them, so that a file change
-    /// made next cannot take effect before them.
-    fn send_processed(&mut self, lines: &[String]) {
-        let before = self.log().matches("processed a batch").count();
-        self.send(lines);
-        self.wait_log("processed a batch", before + 1);
-    }
-
-    /// Ends the input; returns the alerts and the log.
-    fn finish(mut self) -> (Vec<Alert>, String) {
-        drop(self.stdin.take());
-        assert!(self.child.wait().unwrap().success(), "{}", self.log());
-        let out = std::fs::read_to_string(self.stdout.path()).unwrap();
-        (parse_alerts(&out), self.log())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
+use std::time::Duration;
 
 fn crash(second: u32, user: &str) -> String {
     format!(
@@ -130,7 +49,7 @@ fn crash_dir() -> tempfile::TempDir {
 #[test]
 fn a_new_rule_starts_on_the_events_after_it_arrives() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..4, "u1"));
     std::fs::copy(dir.path().join("crash.wasm"), dir.path().join("copy.wasm")).unwrap();
     let copy = crash_toml()
@@ -158,7 +77,7 @@ fn a_new_rule_starts_on_the_events_after_it_arrives() {
 #[test]
 fn new_params_and_new_modules_keep_the_counts() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..4, "u1"));
     // Params: threshold 2 -> 3. u1 has 3 (no alert at 3 > 3); one more makes 4.
     let toml = crash_toml().replace("threshold = 2", "threshold = 3");
@@ -184,7 +103,7 @@ fn new_params_and_new_modules_keep_the_counts() {
 #[test]
 fn new_window_settings_flush_the_old_windows_first() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..4, "u1"));
     let toml = crash_toml().replace("size = \"10s\"", "size = \"20s\"");
     write_atomically(&dir.path().join("crash.toml"), toml.as_bytes());
@@ -219,7 +138,7 @@ fn new_window_settings_flush_the_old_windows_first() {
 #[test]
 fn a_deleted_rule_flushes_and_stops() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..4, "u1"));
     std::fs::remove_file(dir.path().join("crash.toml")).unwrap();
     live.wait_log("deleted; stopping rule crash", 1);
@@ -240,7 +159,7 @@ fn a_deleted_rule_can_drop_its_windows_instead() {
         "count_column = \"crash_count\"\non_delete = \"drop\"",
     );
     let dir = rules_dir(&[("crash", &toml, &crash)]);
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..4, "u1"));
     std::fs::remove_file(dir.path().join("crash.toml")).unwrap();
     live.wait_log("deleted; stopping rule crash", 1);
@@ -253,7 +172,7 @@ fn a_deleted_rule_can_drop_its_windows_instead() {
 #[test]
 fn broken_changes_are_rejected_and_the_running_version_stays() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..3, "u1"));
     let path = dir.path().join("crash.toml");
     // TOML typo.
@@ -295,7 +214,7 @@ fn broken_changes_are_rejected_and_the_running_version_stays() {
 #[test]
 fn rapid_writes_settle_into_one_change_without_errors() {
     let dir = crash_dir();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     live.send_processed(&crashes(1..2, "u1"));
     let path = dir.path().join("crash.toml");
     for threshold in 3..20 {
@@ -326,7 +245,7 @@ fn a_logic_preserving_swap_under_load_gives_the_alerts_of_a_run_from_the_start()
         .lines()
         .map(str::to_owned)
         .collect();
-    let mut live = Live::start(dir.path());
+    let mut live = Live::start(Some(dir.path()), false);
     let (first, rest) = lines.split_at(lines.len() / 3);
     let (during, after) = rest.split_at(rest.len() / 2);
     live.send_processed(first);

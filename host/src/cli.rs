@@ -59,6 +59,27 @@ enum Command {
         /// The rules folder.
         dir: PathBuf,
     },
+    /// Scaffold a rule crate: logic, TOML, unit tests, sample events and expectations.
+    New {
+        /// The rule's name, e.g. `failed-logins`.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The rulewatch-sdk dependency: a path or a version (default: the SDK of this
+        /// source tree if present, else this version from crates.io).
+        #[arg(long)]
+        sdk: Option<String>,
+    },
+    /// Compile a rule crate to WebAssembly and put the module beside its TOML.
+    Build {
+        /// The rule crate.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a rule's real module over sample events and compare its alerts with expectations;
+    /// exits 1 on a difference.
+    Test(crate::author::test::TestArgs),
     /// Ask a running engine's /healthz; exits 0 when healthy (for container health checks).
     Health {
         /// The URL to ask.
@@ -261,6 +282,16 @@ pub fn main() -> ExitCode {
         }),
         Command::Check { dir } => check(&dir),
         Command::Health { url } => crate::http::check(&url),
+        Command::New { name, dir, sdk } => crate::author::new::run(&name, dir, sdk),
+        Command::Build { dir } => crate::author::build::run(&dir).map(drop),
+        Command::Test(args) => match crate::author::test::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                eprintln!("rulewatch: the rule's output differs from the expectations");
+                return ExitCode::from(1);
+            }
+            Err(e) => Err(e),
+        },
         Command::Bench(args) => bench(args),
         Command::Loadgen(args) => crate::loadgen::run(args),
     };

@@ -1,6 +1,7 @@
 //! rulewatch: a stream rule engine. JSON events flow
 //! source → decode → rules (WebAssembly) → window → sink.
 
+pub mod author;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,7 @@
 #[path = "../../host/build_rule.rs"]
 mod build_rule;
 pub mod kafka;
+pub mod live;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

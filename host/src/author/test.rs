@@ -1,0 +1,179 @@
+//! `rulewatch test RULE.toml --events FILE --expect FILE`: runs the real module over sample
+//! events, in event time as `replay` does (the end of the file closes every window), and
+//! compares its alerts — and optionally its late and bad records — with expectations.
+//!
+//! Expectation files are JSON lines. Only these fields are compared, in any order, so that
+//! output of `replay --format jsonl` (or `--late`, `--dead-letter`) can be used as it is:
+//! alerts `window_start`, `window_end`, `key`, `count`; late events `line`; bad input `line`,
+//! `reason`.
+
+use crate::pipeline::{Pipeline, Rejects, Sources};
+use crate::registry;
+use crate::sink::jsonl::JsonLines;
+use crate::sink::jsonl::quote;
+use crate::sink::records::RecordWriter;
+use crate::source::lines::LineReader;
+use anyhow::Context;
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The compared fields of each kind of record.
+const ALERT_FIELDS: &[&str] = &["window_start", "window_end", "key", "count"];
+const LATE_FIELDS: &[&str] = &["line"];
+const BAD_FIELDS: &[&str] = &["line", "reason"];
+
+/// What to test (the flags of `rulewatch test`).
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// The rule's TOML; its module is found as in a rules folder.
+    pub rule: PathBuf,
+    /// Sample events, JSON lines (event time comes from them; the end closes every window).
+    #[arg(long)]
+    pub events: PathBuf,
+    /// Expected alerts, JSON lines (`window_start`, `window_end`, `key`, `count` compared).
+    #[arg(long)]
+    pub expect: PathBuf,
+    /// Expected late events, JSON lines (`line` compared).
+    #[arg(long)]
+    pub late: Option<PathBuf>,
+    /// Expected bad input, JSON lines (`line` and `reason` compared).
+    #[arg(long)]
+    pub bad: Option<PathBuf>,
+    /// Write what the rule produces to the expectation files instead of comparing.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// A `Write` into a buffer shared with the caller.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn records(&self, fields: &[&str]) -> Vec<String> {
+        let bytes = self.0.lock().expect("not poisoned");
+        let text = String::from_utf8_lossy(&bytes);
+        let mut v: Vec<String> = text
+            .lines()
+            .map(|l| {
+                project(
+                    &serde_json::from_str(l).expect("rulewatch writes JSON"),
+                    fields,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The record with only `fields`, in that order, as compact JSON.
+fn project(record: &Value, fields: &[&str]) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{}:{}", quote(f), record.get(*f).unwrap_or(&Value::Null)))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
+fn read_expected(path: &Path, fields: &[&str]) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} (or create it with --write)", path.display()))?;
+    let mut v = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let record: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+        v.push(project(&record, fields));
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Prints a comparison; whether the two agree.
+fn compare(what: &str, path: &Path, expected: &[String], got: &[String]) -> bool {
+    let missing: Vec<&String> = expected.iter().filter(|e| !got.contains(e)).collect();
+    let extra: Vec<&String> = got.iter().filter(|g| !expected.contains(g)).collect();
+    if missing.is_empty() && extra.is_empty() && expected.len() == got.len() {
+        println!(
+            "ok      {what}: {} as expected ({})",
+            got.len(),
+            path.display()
+        );
+        return true;
+    }
+    println!(
+        "FAILED  {what}: {} expected ({}), {} produced",
+        expected.len(),
+        path.display(),
+        got.len()
+    );
+    for m in missing {
+        println!("  - {m}    (expected, not produced)");
+    }
+    for x in extra {
+        println!("  + {x}    (produced, not expected)");
+    }
+    false
+}
+
+/// Runs the test and prints the comparison; `Ok(false)` when the output differs.
+pub fn run(args: &TestArgs) -> anyhow::Result<bool> {
+    let rule = registry::load(&args.rule)?;
+    let (alerts, late, bad) = (Buffer::default(), Buffer::default(), Buffer::default());
+    let rejects = Rejects {
+        dead_letter: Some(Box::new(RecordWriter::new(Box::new(bad.clone())))),
+        late: Some(Box::new(RecordWriter::new(Box::new(late.clone())))),
+    };
+    let sources = Sources::file(&args.events.display().to_string());
+    let mut pipeline = Pipeline::new(sources, std::slice::from_ref(&rule), None, rejects)?;
+    let mut sink = JsonLines::new(alerts.clone());
+    let input = std::fs::File::open(&args.events)
+        .with_context(|| format!("cannot read events {}", args.events.display()))?;
+    let mut reader = LineReader::new(input, 1 << 20);
+    let mut lines = Vec::new();
+    while reader.next_batch(crate::pipeline::BATCH_LINES, &mut lines)? {
+        pipeline.process(reader.buffer(), &lines, &mut sink)?;
+    }
+    pipeline.finish(&mut sink)?;
+
+    let checks = [
+        ("alerts", Some(&args.expect), &alerts, ALERT_FIELDS),
+        ("late events", args.late.as_ref(), &late, LATE_FIELDS),
+        ("bad input", args.bad.as_ref(), &bad, BAD_FIELDS),
+    ];
+    println!(
+        "rule {} (module sha256 {}) over {}",
+        rule.name,
+        rule.module.sha256(),
+        args.events.display()
+    );
+    let mut ok = true;
+    for (what, path, produced, fields) in checks {
+        let Some(path) = path else { continue };
+        let got = produced.records(fields);
+        if args.write {
+            let text: String = got.iter().map(|r| format!("{r}\n")).collect();
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote   {what}: {} to {}", got.len(), path.display());
+        } else {
+            ok &= compare(what, path, &read_expected(path, fields)?, &got);
+        }
+    }
+    Ok(ok)
+}

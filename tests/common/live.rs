@@ -1,0 +1,120 @@
+//! A running `rulewatch replay -`, fed through a pipe that stays open until it is finished or
+//! dropped: for tests that change things (rules, files) while the engine runs.
+
+use super::{Alert, http_addr, parse_alerts};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Live {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: tempfile::NamedTempFile,
+    stderr: tempfile::NamedTempFile,
+    /// The HTTP endpoint, when started with it.
+    pub addr: Option<String>,
+}
+
+impl Live {
+    /// Starts `replay -` with `--format jsonl`, the rules folder `rules` (the built-in rule if
+    /// none; waits until it is watched), and with `http` its endpoint on a free port.
+    pub fn start(rules: Option<&Path>, http: bool) -> Live {
+        let stdout = tempfile::NamedTempFile::new().unwrap();
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rulewatch"));
+        cmd.args(["replay", "-", "--format", "jsonl"]);
+        if let Some(dir) = rules {
+            cmd.arg("--rules").arg(dir);
+        }
+        if http {
+            cmd.args(["--http-listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info,rulewatch=debug")
+            .stdin(Stdio::piped())
+            .stdout(stdout.reopen().unwrap())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut live = Live {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            addr: None,
+        };
+        if rules.is_some() {
+            live.wait_log("watching", 1);
+        }
+        if http {
+            live.addr = Some(http_addr(|| live.log()));
+        }
+        live
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap()
+    }
+
+    /// Waits until `needle` appears `times` times in the log (30 s at most).
+    pub fn wait_log(&self, needle: &str, times: usize) {
+        let started = Instant::now();
+        while self.log().matches(needle).count() < times {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "`{needle}` did not appear {times} time(s) in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Writes raw bytes to the engine's input.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Writes lines to the engine's input.
+    pub fn send(&mut self, lines: &[String]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        self.feed(text.as_bytes());
+    }
+
+    /// Sends `lines` and waits until the pipeline has processed them, so that a file change
+    /// made next cannot take effect before them.
+    pub fn send_processed(&mut self, lines: &[String]) {
+        let before = self.log().matches("processed a batch").count();
+        self.send(lines);
+        self.wait_log("processed a batch", before + 1);
+    }
+
+    /// Panics with the log if the engine has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(exit) = self.child.try_wait().unwrap() {
+            panic!("rulewatch exited ({exit}):\n{}", self.log());
+        }
+    }
+
+    /// The alerts printed so far.
+    pub fn alerts_so_far(&self) -> Vec<Alert> {
+        parse_alerts(&std::fs::read_to_string(self.stdout.path()).unwrap())
+    }
+
+    /// Ends the input and expects a clean exit; returns the alerts and the log.
+    pub fn finish(mut self) -> (Vec<Alert>, String) {
+        drop(self.stdin.take());
+        assert!(self.child.wait().unwrap().success(), "{}", self.log());
+        (self.alerts_so_far(), self.log())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
