@@ -114,6 +114,10 @@ fn init_rejection_names_the_file_and_the_reason() {
     );
     assert!(alerts.iter().all(|a| a.rule == "crash") && !alerts.is_empty());
 
+    // A panic in init comes back with the module's own message.
+    let (_, stderr) = run_beside_crash(&misbehave_toml("init-panic", ""), &bad, &input);
+    assert!(stderr.contains("panicking in init on purpose"), "{stderr}");
+
     // A params typo reaches the module's serde and comes back with the field's name.
     let typo = misbehave_toml("none", "").replace("fail =", "fial =");
     let (_, stderr) = run_beside_crash(&typo, &bad, &input);

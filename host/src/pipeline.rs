@@ -697,7 +697,7 @@ impl RuleRunner {
             stats: RuleStats::default(),
             version: 1,
             last_error: None,
-            params: serde_json::to_value(&c.params).expect("TOML values convert to JSON"),
+            params: c.params_value(),
             window: WindowStatus {
                 key: c.window.key.clone(),
                 size_ms: c.window.size.as_millis() as i64,

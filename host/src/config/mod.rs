@@ -298,7 +298,27 @@ impl RuleConfig {
 
     /// The params as the JSON the module's `init` receives.
     pub fn params_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.params).expect("TOML values convert to JSON")
+        self.params_value().to_string().into_bytes()
+    }
+
+    /// `[params]` as a JSON value: each TOML value as the JSON value of the same kind, and
+    /// datetimes as their RFC 3339 text.
+    pub fn params_value(&self) -> serde_json::Value {
+        fn json(v: &toml::Value) -> serde_json::Value {
+            use serde_json::Value as J;
+            match v {
+                toml::Value::String(s) => J::String(s.clone()),
+                toml::Value::Integer(i) => J::from(*i),
+                toml::Value::Float(f) => J::from(*f),
+                toml::Value::Boolean(b) => J::Bool(*b),
+                toml::Value::Datetime(d) => J::String(d.to_string()),
+                toml::Value::Array(a) => J::Array(a.iter().map(json).collect()),
+                toml::Value::Table(t) => {
+                    J::Object(t.iter().map(|(k, v)| (k.clone(), json(v))).collect())
+                }
+            }
+        }
+        json(&toml::Value::Table(self.params.clone()))
     }
 }
 
@@ -307,6 +327,20 @@ mod tests {
     use super::*;
 
     const CRASH: &str = include_str!("../../../rules/crash/crash.toml");
+
+    #[test]
+    fn params_become_json_of_the_same_kinds() {
+        let toml = "module = \"m.wasm\"\n[window]\nkey = \"k\"\nsize = \"1s\"\n[params]\n\
+                    s = \"x\"\ni = 2\nf = 0.5\nb = true\na = [1, \"y\"]\nt = { u = 1 }\n\
+                    d = 1979-05-27T07:32:00Z\n";
+        let c = RuleConfig::parse(toml, "test.toml").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&c.params_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"s": "x", "i": 2, "f": 0.5, "b": true, "a": [1, "y"],
+                               "t": {"u": 1}, "d": "1979-05-27T07:32:00Z"})
+        );
+    }
 
     #[test]
     fn the_crash_rule_config_parses() {

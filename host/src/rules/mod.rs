@@ -158,7 +158,8 @@ impl RuleModule {
             funcs,
             bitmap: Vec::new(),
         };
-        let status = rule.call_with_input(params_json, |i, f, len| i.call(&f.init, len))?;
+        let status = rule.call_with_input(params_json, |i, f, len| i.call(&f.init, len));
+        let status = rule.explain_trap(status)?;
         if status != 0 {
             let message = rule.last_error();
             return Err(RuleError::Init(message));
@@ -312,6 +313,17 @@ impl RuleInstance {
         f(&mut self.inst, &self.funcs, len)
     }
 
+    /// Adds the module's own message (a panic's, say) to a trap.
+    fn explain_trap<T>(&mut self, result: Result<T, RuleError>) -> Result<T, RuleError> {
+        match result {
+            Err(RuleError::Trap(reason)) => {
+                let message = self.last_error();
+                Err(RuleError::Trap(format!("{reason}: {message}")))
+            }
+            other => other,
+        }
+    }
+
     /// The module's last error message (from `init` or a panic), if any.
     fn last_error(&mut self) -> String {
         let f = &self.funcs.error;
@@ -328,14 +340,7 @@ impl RuleInstance {
         which: fn(&Funcs) -> &TypedFunc<u32, u64>,
     ) -> Result<&[u8], RuleError> {
         let packed = self.call_with_input(batch, |i, f, len| i.call(which(f), len));
-        let packed = match packed {
-            Ok(p) => p,
-            Err(RuleError::Trap(reason)) => {
-                let message = self.last_error();
-                return Err(RuleError::Trap(format!("{reason}: {message}")));
-            }
-            Err(e) => return Err(e),
-        };
+        let packed = self.explain_trap(packed)?;
         let bits = self.inst.read(packed)?;
         if bits.len() != rows.div_ceil(8) {
             return Err(RuleError::Trap(format!(

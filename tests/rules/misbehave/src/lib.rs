@@ -1,7 +1,7 @@
 //! A rule that behaves like the crash rule's filter (content mentions "crash") until it
 //! has seen `after` events, then does what `fail` says: `trap` (panics), `loop` (never
 //! returns) or `memory` (allocates without end). `fail = "none"` never misbehaves;
-//! `fail = "init"` rejects its params.
+//! `fail = "init"` rejects its params; `fail = "init-panic"` panics (traps) in `init`.
 
 use rulewatch_sdk::{Event, Field, Rule, WindowCount, contains_ignore_ascii_case};
 use std::cell::Cell;
@@ -32,6 +32,7 @@ impl Rule for Misbehave {
                 hoard: Default::default(),
             }),
             "init" => Err("init refused on purpose (fail = \"init\")".into()),
+            "init-panic" => panic!("misbehave: panicking in init on purpose"),
             other => Err(format!("unknown fail mode `{other}`")),
         }
     }
