@@ -477,3 +477,39 @@ fn health_readiness_lag_and_partition_watermarks() {
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn loadgen_produces_keyed_or_unkeyed_events_to_a_topic_it_creates() {
+    let broker = Broker::start();
+    for (topic, unkeyed) in [("keyed", false), ("unkeyed", true)] {
+        let mut args = vec!["loadgen", "--brokers", &broker.addr, "--topic", topic];
+        args.extend(["--partitions", "3", "--events", "3000"]);
+        if unkeyed {
+            args.push("--unkeyed");
+        }
+        rulewatch_ok(&args, None);
+        let got = broker.consume(topic, Duration::from_secs(30), |got| got.len() >= 3000);
+        assert_eq!(got.len(), 3000, "{topic}");
+        let partitions: std::collections::BTreeSet<i32> = got.iter().map(|m| m.partition).collect();
+        assert_eq!(
+            partitions.len(),
+            3,
+            "{topic}: spread over the 3 partitions it created"
+        );
+        let mut owner: BTreeMap<String, i32> = BTreeMap::new();
+        for m in &got {
+            let event: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
+            let user = event["user_id"].as_str().unwrap();
+            if unkeyed {
+                assert_eq!(m.key, None);
+            } else {
+                assert_eq!(m.key.as_deref(), Some(user));
+                // Keyed by user: each user's events stay in one partition.
+                assert_eq!(
+                    *owner.entry(user.to_owned()).or_insert(m.partition),
+                    m.partition
+                );
+            }
+        }
+    }
+}

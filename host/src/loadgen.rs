@@ -24,6 +24,10 @@ pub struct GenConfig {
     /// Share of events whose content mentions a crash.
     #[arg(long, default_value_t = 0.08)]
     pub crash_share: f64,
+    /// Relative weights of the severities Low,Medium,High,Critical (crash events lean to
+    /// High and Critical on top of this).
+    #[arg(long, value_parser = parse_mix, default_value = "50,30,15,5")]
+    pub severity_mix: [u32; 4],
     /// Largest disorder, in seconds, of an on-time event.
     #[arg(long, default_value_t = 3.0)]
     pub disorder: f64,
@@ -55,6 +59,7 @@ impl Default for GenConfig {
             hot_users: 20,
             event_rate: 1000.0,
             crash_share: 0.08,
+            severity_mix: [50, 30, 15, 5],
             disorder: 3.0,
             late_share: 0.002,
             late_by: 30.0,
@@ -67,6 +72,20 @@ impl Default for GenConfig {
 }
 
 const SEVERITIES: [&str; 4] = ["Low", "Medium", "High", "Critical"];
+
+fn parse_mix(s: &str) -> Result<[u32; 4], String> {
+    let parts: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{s}`: {e}"))?;
+    match <[u32; 4]>::try_from(parts) {
+        Ok(mix) if mix.iter().sum::<u32>() > 0 => Ok(mix),
+        _ => Err(format!(
+            "`{s}`: give four weights for Low,Medium,High,Critical, e.g. 50,30,15,5"
+        )),
+    }
+}
 const PLAIN: [&str; 9] = [
     "User logged in",
     "Page rendered in 120 ms",
@@ -156,12 +175,14 @@ impl Generator {
         } else {
             r.u32(0..c.users.max(1))
         };
-        let mut severity = SEVERITIES[match r.u32(0..100) {
-            0..50 => 0,
-            50..80 => 1,
-            80..95 => 2,
-            _ => 3,
-        }];
+        let mix = &c.severity_mix;
+        let mut pick = r.u32(0..mix.iter().sum::<u32>());
+        let mut level = 0;
+        while pick >= mix[level] {
+            pick -= mix[level];
+            level += 1;
+        }
+        let mut severity = SEVERITIES[level];
         if crash && r.f64() < 0.6 {
             severity = SEVERITIES[2 + r.usize(0..2)];
         }
@@ -263,6 +284,7 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_report = started;
     let mut line = Vec::with_capacity(256);
+    let mut key = Vec::with_capacity(16);
     let mut sent = 0u64;
     loop {
         line.clear();
@@ -271,18 +293,20 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
         }
         match &producer {
             Some(p) => {
-                let key = match (args.unkeyed, generator.last_user()) {
-                    (false, Some(u)) => format!("user_{u}"),
-                    _ => String::new(),
-                };
-                p.send(&args.topic, key.as_bytes(), &line[..line.len() - 1], None);
+                key.clear();
+                if let (false, Some(u)) = (args.unkeyed, generator.last_user()) {
+                    write!(key, "user_{u}")?;
+                }
+                p.send(&args.topic, &key, &line[..line.len() - 1], None);
             }
             None => file.write_all(&line)?,
         }
         sent += 1;
         if args.rate > 0.0 && sent.is_multiple_of(100) {
+            // An absolute schedule: pauses and oversleeping do not add up.
             let due = Duration::from_secs_f64(sent as f64 / args.rate);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
+                file.flush()?;
                 std::thread::sleep(wait);
             }
         }

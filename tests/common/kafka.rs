@@ -149,6 +149,7 @@ impl Broker {
                     })
                     .unwrap_or_default();
                 got.push(Received {
+                    partition: m.partition(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     value: m.payload().unwrap_or_default().to_vec(),
                     headers,
@@ -162,6 +163,7 @@ impl Broker {
 /// A consumed message.
 #[derive(Clone, Debug)]
 pub struct Received {
+    pub partition: i32,
     pub key: Option<String>,
     pub value: Vec<u8>,
     pub headers: BTreeMap<String, String>,
