@@ -208,12 +208,12 @@ pub enum Column<'a> {
     I64(&'a [u8]),
     /// f64 values.
     F64(&'a [u8]),
-    /// Strings: end offsets and bytes.
+    /// Strings: end offsets and text.
     Str {
         /// `rows + 1` little-endian u32 offsets.
         ends: &'a [u8],
-        /// The concatenated UTF-8 bytes.
-        bytes: &'a [u8],
+        /// The concatenated strings, validated as UTF-8 once for the whole column.
+        text: &'a str,
     },
 }
 
@@ -254,7 +254,10 @@ impl<'a> Batch<'a> {
                     if u32_at(ends, rows * 4)? as usize != bytes.len() {
                         return Err(LayoutError("string bytes of the wrong length"));
                     }
-                    Column::Str { ends, bytes }
+                    // One validation per column, instead of one per string read.
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| LayoutError("string column is not UTF-8"))?;
+                    Column::Str { ends, text }
                 }
                 _ => return Err(LayoutError("unknown column kind")),
             };
@@ -291,12 +294,12 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// The string at `row` of column `col` ("" if the column has another kind or the bytes
-    /// are not UTF-8, which the host never sends).
+    /// The string at `row` of column `col` ("" if the column has another kind, or its
+    /// offsets do not fall between characters, which the host never sends).
     #[inline]
     pub fn str(&self, col: usize, row: usize) -> &'a str {
         match self.columns[col] {
-            Column::Str { ends, bytes } => {
+            Column::Str { ends, text } => {
                 let start = if row == 0 {
                     0
                 } else {
@@ -304,9 +307,20 @@ impl<'a> Batch<'a> {
                 };
                 let end =
                     u32::from_le_bytes(ends[row * 4 + 4..row * 4 + 8].try_into().unwrap()) as usize;
-                std::str::from_utf8(&bytes[start..end]).unwrap_or("")
+                text.get(start..end).unwrap_or("")
             }
             _ => "",
+        }
+    }
+}
+
+/// Answers a batch: bit *row* of `out` is `each(batch, row)` (the layout of [`bit`]).
+pub fn bitmap(batch: &Batch<'_>, out: &mut Vec<u8>, each: impl Fn(&Batch<'_>, usize) -> bool) {
+    out.clear();
+    out.resize(batch.rows().div_ceil(8), 0);
+    for row in 0..batch.rows() {
+        if each(batch, row) {
+            set_bit(out, row);
         }
     }
 }

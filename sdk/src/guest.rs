@@ -106,13 +106,7 @@ fn answer(
     io: &'static mut Io,
 ) -> Result<u64, String> {
     let batch = Batch::parse(&io.input[..len as usize]).map_err(|e| e.to_string())?;
-    io.output.clear();
-    io.output.resize(batch.rows().div_ceil(8), 0);
-    for row in 0..batch.rows() {
-        if each(&batch, row) {
-            abi::set_bit(&mut io.output, row);
-        }
-    }
+    abi::bitmap(&batch, &mut io.output, each);
     Ok(packed(&io.output))
 }
 

@@ -143,16 +143,40 @@ pub struct WindowCount<'a> {
 }
 
 /// Whether `haystack` contains `needle`, ignoring ASCII case; no allocation.
+///
+/// Candidates for the needle's first byte are found eight bytes at a time (SWAR), then
+/// checked: few loop iterations per byte, which matters most inside WebAssembly, where every
+/// loop iteration also checks the host's time budget.
 pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    if n.is_empty() {
+    let Some(&first) = n.first() else {
         return true;
+    };
+    if h.len() < n.len() {
+        return false;
     }
-    let first = n[0].to_ascii_lowercase();
-    h.len() >= n.len()
-        && (0..=h.len() - n.len()).any(|i| {
-            h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n)
-        })
+    let last = h.len() - n.len();
+    let at = |i: usize| h[i..i + n.len()].eq_ignore_ascii_case(n);
+    // Letters compare with bit 0x20 set (lowercase); other bytes exactly.
+    let fold = if first.is_ascii_alphabetic() { ONES * 0x20 } else { 0 };
+    let pattern = ONES * u64::from(first.to_ascii_lowercase());
+    let mut i = 0;
+    while i + 8 <= last + 1 {
+        let word = u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes")) | fold;
+        let x = word ^ pattern;
+        // High bit set in each byte of x that is zero (plus, rarely, a false candidate).
+        let mut candidates = x.wrapping_sub(ONES) & !x & HIGH;
+        while candidates != 0 {
+            if at(i + candidates.trailing_zeros() as usize / 8) {
+                return true;
+            }
+            candidates &= candidates - 1;
+        }
+        i += 8;
+    }
+    (i..=last).any(|i| h[i].eq_ignore_ascii_case(&first) && at(i))
 }
 
 /// Exports a [`Rule`] type as a rulewatch module (ABI [`abi::VERSION`]).
@@ -211,5 +235,26 @@ mod tests {
         assert!(!contains_ignore_ascii_case("cras", "crash"));
         assert!(!contains_ignore_ascii_case("c r a s h", "crash"));
         assert!(contains_ignore_ascii_case("ééCrAsH", "crash"));
+        assert!(contains_ignore_ascii_case("a long line where the CRASH is late", "crash"));
+        assert!(contains_ignore_ascii_case("0123456789[x]", "[X]"));
+        assert!(!contains_ignore_ascii_case("0123456789{x}", "[x]"));
+    }
+
+    #[test]
+    fn contains_agrees_with_the_plain_definition() {
+        let plain = |h: &str, n: &str| h.to_ascii_lowercase().contains(&n.to_ascii_lowercase());
+        let alphabet = ["a", "A", "b", "c", "C", "@", "`", "[", "{", "é", " ", "crash", "CrA"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize % m
+        };
+        for _ in 0..20_000 {
+            let h: String = (0..next(40)).map(|_| alphabet[next(alphabet.len())]).collect();
+            let n: String = (0..next(4)).map(|_| alphabet[next(alphabet.len())]).collect();
+            assert_eq!(contains_ignore_ascii_case(&h, &n), plain(&h, &n), "{h:?} {n:?}");
+        }
     }
 }

@@ -106,6 +106,20 @@ pub fn filter<R: Rule>(rule: &R, events: &[TestEvent]) -> Vec<bool> {
         .collect()
 }
 
+/// Runs `rule.filter` natively over an encoded event batch (as the host writes it) into a
+/// selection bitmap, exactly as the module does inside WebAssembly: for benchmarks and for
+/// comparing a module with its native build.
+pub fn filter_encoded<R: Rule>(rule: &R, batch: &[u8], bitmap: &mut Vec<u8>) {
+    let batch = Batch::parse(batch).expect("an event batch in the ABI layout");
+    abi::bitmap(&batch, bitmap, |batch, row| {
+        rule.filter(&Event {
+            batch,
+            fields: R::FIELDS,
+            row,
+        })
+    });
+}
+
 /// Runs `rule.alert` over window counts.
 pub fn alert<R: Rule>(rule: &R, windows: &[WindowCount<'_>]) -> Vec<bool> {
     windows.iter().map(|w| rule.alert(w)).collect()
