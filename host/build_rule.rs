@@ -27,7 +27,10 @@ pub fn build_rule(workspace: &Path, package: &str, lib: &str) -> Result<PathBuf,
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", "-Ctarget-feature=+simd128")
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            "-Ctarget-feature=+simd128",
+        )
         .env_remove("CARGO_MAKEFLAGS")
         .status()
         .map_err(|e| format!("cannot run cargo to build {package}: {e}"))?;

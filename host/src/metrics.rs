@@ -83,6 +83,19 @@ pub struct RuleStats {
     pub batch_seconds: Histogram,
 }
 
+/// Time spent per pipeline stage, summed over batches (a few clock reads per batch).
+#[derive(Clone, Debug, Default)]
+pub struct StageTimes {
+    /// Decoding lines and projecting each rule's fields.
+    pub decode: Duration,
+    /// The rules' filter calls (WebAssembly).
+    pub filter: Duration,
+    /// Window and watermark updates.
+    pub window: Duration,
+    /// Triggers: collecting rows, the alert calls, and the sink.
+    pub trigger: Duration,
+}
+
 /// Upper bounds, in seconds, of the buckets of latency histograms: 50 µs to 5 s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

@@ -7,7 +7,7 @@
 use crate::checkpoint::RuleState;
 use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
-use crate::metrics::{InputStats, RuleChanges, RuleStats};
+use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
 use crate::registry::watch::{Change, Changes};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
 use crate::sink::records::{Position, RejectSink};
@@ -19,6 +19,7 @@ use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::{error, info, warn};
 
 /// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
@@ -142,6 +143,7 @@ pub struct Pipeline {
     rows: Vec<AlertRow>,
     /// The latest published alerts, newest last.
     recent: VecDeque<AlertStatus>,
+    times: StageTimes,
 }
 
 impl Pipeline {
@@ -169,6 +171,7 @@ impl Pipeline {
             triggers: 0,
             rows: Vec::new(),
             recent: VecDeque::with_capacity(status::RECENT_ALERTS),
+            times: StageTimes::default(),
         })
     }
 
@@ -177,7 +180,7 @@ impl Pipeline {
     /// windows are closed and emitted first, as at the end of input. A rule that fails to
     /// start keeps its previous version.
     pub fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         self.apply_change(change, sink)?;
         tracing::debug!("rule change applied in {:?}", started.elapsed());
         Ok(())
@@ -463,6 +466,7 @@ impl Pipeline {
         lines: &[Line],
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
+        let started = Instant::now();
         for r in &mut self.rules {
             r.events.reset(r.projection.kinds());
             r.event_lines.clear();
@@ -516,13 +520,26 @@ impl Pipeline {
                 }
             }
         }
+        self.times.decode += started.elapsed();
         for r in &mut self.rules {
-            if let Err(e) = r.run_batch(buf, lines, &self.sources, &mut self.rejects) {
+            let result = r.run_batch(
+                buf,
+                lines,
+                &self.sources,
+                &mut self.rejects,
+                &mut self.times,
+            );
+            if let Err(e) = result {
                 r.quarantine(e);
             }
         }
         self.rejects.flush()?;
         self.trigger(false, sink)
+    }
+
+    /// Time spent per stage so far.
+    pub fn stage_times(&self) -> &StageTimes {
+        &self.times
     }
 
     /// Moves every rule's watermark past its open windows (the input has been quiet); the
@@ -553,6 +570,7 @@ impl Pipeline {
     }
 
     fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let started = Instant::now();
         self.rows.clear();
         for r in &mut self.rules {
             if let Err(e) = r.trigger(end, &mut self.rows) {
@@ -560,7 +578,9 @@ impl Pipeline {
             }
         }
         self.compare_shadows();
-        self.emit(sink)
+        let emitted = self.emit(sink);
+        self.times.trigger += started.elapsed();
+        emitted
     }
 
     /// Takes the shadows' rows out of this trigger and reports where they differ from the
@@ -714,6 +734,7 @@ impl RuleRunner {
         lines: &[Line],
         sources: &Sources,
         rejects: &mut Rejects,
+        times: &mut StageTimes,
     ) -> Result<(), RuleError> {
         let Some(instance) = &mut self.instance else {
             return Ok(());
@@ -722,9 +743,11 @@ impl RuleRunner {
         if rows == 0 {
             return Ok(());
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         self.events.finish(&mut self.encoded);
         let selected = instance.filter(&self.encoded, rows)?;
+        let filtered = Instant::now();
+        times.filter += filtered - started;
         let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
         for row in 0..rows {
             let is_selected = abi::bit(selected, row);
@@ -748,6 +771,7 @@ impl RuleRunner {
                 }
             }
         }
+        times.window += filtered.elapsed();
         self.stats
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -160,7 +160,11 @@ pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     let last = h.len() - n.len();
     let at = |i: usize| h[i..i + n.len()].eq_ignore_ascii_case(n);
     // Letters compare with bit 0x20 set (lowercase); other bytes exactly.
-    let fold = if first.is_ascii_alphabetic() { ONES * 0x20 } else { 0 };
+    let fold = if first.is_ascii_alphabetic() {
+        ONES * 0x20
+    } else {
+        0
+    };
     let pattern = ONES * u64::from(first.to_ascii_lowercase());
     let mut i = 0;
     while i + 8 <= last + 1 {
@@ -235,7 +239,10 @@ mod tests {
         assert!(!contains_ignore_ascii_case("cras", "crash"));
         assert!(!contains_ignore_ascii_case("c r a s h", "crash"));
         assert!(contains_ignore_ascii_case("ééCrAsH", "crash"));
-        assert!(contains_ignore_ascii_case("a long line where the CRASH is late", "crash"));
+        assert!(contains_ignore_ascii_case(
+            "a long line where the CRASH is late",
+            "crash"
+        ));
         assert!(contains_ignore_ascii_case("0123456789[x]", "[X]"));
         assert!(!contains_ignore_ascii_case("0123456789{x}", "[x]"));
     }
@@ -243,7 +250,9 @@ mod tests {
     #[test]
     fn contains_agrees_with_the_plain_definition() {
         let plain = |h: &str, n: &str| h.to_ascii_lowercase().contains(&n.to_ascii_lowercase());
-        let alphabet = ["a", "A", "b", "c", "C", "@", "`", "[", "{", "é", " ", "crash", "CrA"];
+        let alphabet = [
+            "a", "A", "b", "c", "C", "@", "`", "[", "{", "é", " ", "crash", "CrA",
+        ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = |m: usize| {
             seed ^= seed << 13;
@@ -252,9 +261,17 @@ mod tests {
             seed as usize % m
         };
         for _ in 0..20_000 {
-            let h: String = (0..next(40)).map(|_| alphabet[next(alphabet.len())]).collect();
-            let n: String = (0..next(4)).map(|_| alphabet[next(alphabet.len())]).collect();
-            assert_eq!(contains_ignore_ascii_case(&h, &n), plain(&h, &n), "{h:?} {n:?}");
+            let h: String = (0..next(40))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let n: String = (0..next(4))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            assert_eq!(
+                contains_ignore_ascii_case(&h, &n),
+                plain(&h, &n),
+                "{h:?} {n:?}"
+            );
         }
     }
 }
