@@ -250,16 +250,7 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use std::io::{IsTerminal, Write};
     use std::time::{Duration, Instant};
-    if args.live {
-        args.generator.start_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
-        if args.rate > 0.0 {
-            args.generator.event_rate = args.rate;
-        }
-    }
     let total = args.generator.events;
-    let mut generator = Generator::new(args.generator.clone());
     let producer = match &args.brokers {
         Some(brokers) => {
             let options = Default::default();
@@ -281,6 +272,16 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
         )),
     };
     let progress = std::io::stderr().is_terminal();
+    // Live event times start now, once connected: setting up must not age the events.
+    if args.live {
+        args.generator.start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        if args.rate > 0.0 {
+            args.generator.event_rate = args.rate;
+        }
+    }
+    let mut generator = Generator::new(args.generator.clone());
     let started = Instant::now();
     let mut last_report = started;
     let mut line = Vec::with_capacity(256);
