@@ -124,18 +124,8 @@ fn the_c_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
         rules.path().join("crash-c.wasm"),
     )
     .unwrap();
+    let (c, c_log) = replay_rules(&input, rules.path());
     let path = input.to_str().unwrap();
-    let (c, c_log) = rulewatch_ok(
-        &[
-            "replay",
-            path,
-            "--format",
-            "jsonl",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        None,
-    );
     let (rust, rust_log) = rulewatch_ok(&["replay", path, "--format", "jsonl"], None);
     let (c, rust) = (parse_alerts(&c), parse_alerts(&rust));
     assert!(rust.len() > 100);

@@ -359,17 +359,7 @@ fn rules_folder_runs_rules_built_from_source() {
         &["replay", path.to_str().unwrap(), "--format", "jsonl"],
         None,
     );
-    let (folder, stderr) = rulewatch_ok(
-        &[
-            "replay",
-            path.to_str().unwrap(),
-            "--format",
-            "jsonl",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        None,
-    );
+    let (folder, stderr) = replay_rules(&path, rules.path());
     assert!(!builtin.is_empty());
     assert_eq!(parse_alerts(&builtin), parse_alerts(&folder));
     assert!(
@@ -519,17 +509,7 @@ fn hopping_windows_match_the_reference() {
             )
             .replace("delay = \"10s\"", &format!("delay = \"{delay}\""));
         let rules = rules_dir(&[("crash", &toml, &crash)]);
-        let (stdout, stderr) = rulewatch_ok(
-            &[
-                "replay",
-                path.to_str().unwrap(),
-                "--format",
-                "jsonl",
-                "--rules",
-                rules.path().to_str().unwrap(),
-            ],
-            None,
-        );
+        let (stdout, stderr) = replay_rules(&path, rules.path());
         let exp = reference(
             &input,
             ms(size),

@@ -29,17 +29,7 @@ fn run_beside_crash(bad_toml: &str, bad_wasm: &Path, input: &Path) -> (Vec<Alert
         ("crash", &crash_toml(), &crash),
         ("bad", bad_toml, bad_wasm),
     ]);
-    let (out, stderr) = rulewatch_ok(
-        &[
-            "replay",
-            input.to_str().unwrap(),
-            "--format",
-            "jsonl",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        None,
-    );
+    let (out, stderr) = replay_rules(input, rules.path());
     (parse_alerts(&out), stderr)
 }
 

@@ -35,23 +35,19 @@ fn lines() -> Vec<Vec<u8>> {
     lines
 }
 
-fn crash_fields() -> Vec<(String, FieldType)> {
-    vec![
+/// The crash rule's projection (time, key, severity, content), registered with `decoder`.
+fn crash_projection(decoder: &mut Decoder) -> Projection {
+    let fields = [
         ("severity".into(), FieldType::Str),
         ("content".into(), FieldType::Str),
-    ]
+    ];
+    Projection::new(decoder, "timestamp", TimeFormat::Auto, "user_id", &fields)
 }
 
 /// The lines decoded and projected for the crash rule: the batch encoding the host sends.
 fn encoded(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut decoder = Decoder::default();
-    let mut projection = Projection::new(
-        &mut decoder,
-        "timestamp",
-        TimeFormat::Auto,
-        "user_id",
-        &crash_fields(),
-    );
+    let mut projection = crash_projection(&mut decoder);
     let mut batch = BatchWriter::default();
     batch.reset(projection.kinds());
     for line in lines {
@@ -69,13 +65,7 @@ fn decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(ROWS as u64));
     g.bench_function("rulewatch scanner + projection", |b| {
         let mut decoder = Decoder::default();
-        let mut projection = Projection::new(
-            &mut decoder,
-            "timestamp",
-            TimeFormat::Auto,
-            "user_id",
-            &crash_fields(),
-        );
+        let mut projection = crash_projection(&mut decoder);
         let mut batch = BatchWriter::default();
         b.iter(|| {
             batch.reset(projection.kinds());

@@ -92,6 +92,15 @@ pub fn rulewatch_ok(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
     (String::from_utf8(out.stdout).unwrap(), stderr)
 }
 
+/// `replay INPUT --format jsonl --rules DIR`, which must succeed: (stdout, stderr).
+pub fn replay_rules(input: &Path, rules: &Path) -> (String, String) {
+    let (input, rules) = (input.to_str().unwrap(), rules.to_str().unwrap());
+    rulewatch_ok(
+        &["replay", input, "--format", "jsonl", "--rules", rules],
+        None,
+    )
+}
+
 /// One alert, as the tests compare them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Alert {
