@@ -8,6 +8,7 @@
 //! After a crash, the work since the last checkpoint is redone from the same offsets and
 //! produces the same alerts again, which consumers deduplicate by id.
 
+use crate::checkpoint::writer::{Writer, Written};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
@@ -27,9 +28,6 @@ use tracing::{info, warn};
 
 /// How long a poll waits for messages before the loop looks at idleness and checkpoints.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Longest wait for the broker to acknowledge alerts before a checkpoint.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs until SIGTERM or SIGINT, then checkpoints and returns.
 pub fn run(
@@ -136,6 +134,7 @@ pub fn run(
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut checkpoint_seconds = Histogram::default();
+    let mut writer = Writer::start(dir.clone(), output.clone())?;
     let mut quiet_closed = false;
     // Per partition index: (assigned, idle).
     let mut partitions: Vec<(bool, bool)> = Vec::new();
@@ -173,11 +172,13 @@ pub fn run(
             quiet_closed = false;
             pipeline.process(source.buffer(), &lines, &mut sink)?;
         }
-        if last_checkpoint.elapsed() >= config.checkpoint.interval {
-            let began = Instant::now();
-            save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
-            checkpoint_seconds.observe(began.elapsed().as_secs_f64());
+        if let Some(written) = writer.finished(false)? {
+            commit(&source, &written, false);
+            checkpoint_seconds.observe(written.took.as_secs_f64());
             last_checkpoint = Instant::now();
+        }
+        if !writer.busy() && last_checkpoint.elapsed() >= config.checkpoint.interval {
+            writer.submit(snapshot(&mut pipeline, &source, &mut sink)?);
         }
         if let Some(p) = status.as_mut() {
             p.publish(false, |s| {
@@ -198,39 +199,37 @@ pub fn run(
         }
     }
     info!("stopping: writing a last checkpoint");
-    save_checkpoint(&mut pipeline, &source, output.as_ref(), &mut sink, dir)?;
+    writer.finished(true)?;
+    writer.submit(snapshot(&mut pipeline, &source, &mut sink)?);
+    if let Some(written) = writer.finished(true)? {
+        commit(&source, &written, true);
+    }
     eprintln!("{}", pipeline.summary(started.elapsed()));
     Ok(())
 }
 
-/// Makes everything emitted so far durable, then records state and offsets together, then
-/// commits the offsets.
-fn save_checkpoint(
+/// The checkpoint of the pipeline's state and the source's offsets, taken between batches
+/// after the console and reject files are flushed.
+fn snapshot(
     pipeline: &mut Pipeline,
     source: &KafkaSource,
-    output: Option<&Output>,
     sink: &mut dyn Sink,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Checkpoint> {
     sink.flush()?;
     pipeline.flush_rejects()?;
-    if let Some(output) = output {
-        output
-            .flush(FLUSH_TIMEOUT)
-            .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
-    }
     let (triggers, rules, sources) = pipeline.snapshot();
-    let offsets = source.offsets();
-    let cp = Checkpoint {
+    Ok(Checkpoint {
         sources,
-        offsets,
+        offsets: source.offsets(),
         triggers,
         rules,
-    };
-    checkpoint::save(dir, &cp)?;
-    if let Err(e) = source.commit(&cp.offsets) {
+    })
+}
+
+/// Commits a written checkpoint's offsets to the group.
+fn commit(source: &KafkaSource, written: &Written, wait: bool) {
+    if let Err(e) = source.commit(&written.offsets, wait) {
         // The checkpoint, not the group's offsets, is what a restart resumes from.
         warn!("{e:#}");
     }
-    Ok(())
 }

@@ -2,6 +2,8 @@
 //! cover, written atomically (temporary file, fsync, rename), with a checksum so that a
 //! damaged file is refused instead of silently resetting state.
 
+pub mod writer;
+
 use crate::window::Snapshot;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};

@@ -15,17 +15,20 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tracing::error;
 
-/// Counts deliveries that failed for good, so that no checkpoint is written past them.
+/// Tracks deliveries: the sequence numbers of messages not settled yet (delivered or
+/// failed), to know when every message before a checkpoint is, and those that failed for
+/// good, so that no checkpoint is written past them.
 #[derive(Default)]
 pub struct Deliveries {
+    outstanding: Mutex<BTreeSet<usize>>,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -37,9 +40,10 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        self.outstanding.lock().expect("not poisoned").remove(&seq);
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             *self.last_error.lock().expect("not poisoned") = Some(e.to_string());
@@ -51,6 +55,8 @@ impl ProducerContext for Deliveries {
 #[derive(Clone)]
 pub struct Output {
     producer: Arc<ThreadedProducer<Deliveries>>,
+    /// The sequence number of the next message.
+    next: Arc<AtomicUsize>,
 }
 
 impl Output {
@@ -71,12 +77,16 @@ impl Output {
             .context("cannot create the Kafka producer (check the [kafka] settings)")?;
         Ok(Output {
             producer: Arc::new(producer),
+            next: Arc::default(),
         })
     }
 
     /// Queues one message (waiting for room if the queue is full).
     pub fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
-        let mut record = BaseRecord::to(topic).payload(value);
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let outstanding = &self.producer.context().outstanding;
+        outstanding.lock().expect("not poisoned").insert(seq);
+        let mut record = BaseRecord::with_opaque_to(topic, seq).payload(value);
         if !key.is_empty() {
             record = record.key(key);
         }
@@ -92,6 +102,7 @@ impl Output {
                     record = r;
                 }
                 Err((e, _)) => {
+                    outstanding.lock().expect("not poisoned").remove(&seq);
                     self.producer
                         .context()
                         .failed
@@ -103,12 +114,44 @@ impl Output {
         }
     }
 
+    /// Messages queued so far (see [`Output::settle`]).
+    pub fn sent(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the first `upto` messages queued are settled, while later ones may still
+    /// be in flight; fails if any message was lost, so that the caller does not checkpoint
+    /// past it.
+    pub fn settle(&self, upto: usize, timeout: Duration) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let pending = || {
+            let outstanding = self.producer.context().outstanding.lock();
+            outstanding
+                .expect("not poisoned")
+                .first()
+                .is_some_and(|&s| s < upto)
+        };
+        while pending() {
+            if started.elapsed() > timeout {
+                return Err(io::Error::other(format!(
+                    "Kafka producer: messages not acknowledged within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.check_failures()
+    }
+
     /// Waits until everything sent so far is acknowledged; fails if anything was lost, so
     /// that the caller does not checkpoint past it.
     pub fn flush(&self, timeout: Duration) -> io::Result<()> {
         self.producer
             .flush(timeout)
             .map_err(|e| io::Error::other(format!("Kafka producer flush: {e}")))?;
+        self.check_failures()
+    }
+
+    fn check_failures(&self) -> io::Result<()> {
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let last = self

@@ -349,8 +349,8 @@ impl KafkaSource {
     }
 
     /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
-    /// for instances started without the checkpoint.
-    pub fn commit(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+    /// for instances started without the checkpoint; with `wait`, synchronously.
+    pub fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for (name, &offset) in offsets {
             if let Some((topic, p)) = split(name) {
@@ -358,8 +358,13 @@ impl KafkaSource {
             }
         }
         if tpl.count() > 0 {
+            let mode = if wait {
+                rdkafka::consumer::CommitMode::Sync
+            } else {
+                rdkafka::consumer::CommitMode::Async
+            };
             self.consumer
-                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .commit(&tpl, mode)
                 .context("committing offsets")?;
         }
         Ok(())
