@@ -463,11 +463,13 @@ fn json_logs_hold_one_object_per_event_with_level_and_position() {
     );
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
+    // Every line is JSON, the summary included.
     let logs: Vec<serde_json::Value> = stderr
         .lines()
-        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
+    let summary = logs.last().unwrap()["summary"].as_str().unwrap();
+    assert!(summary.contains("rule crash: events"), "{summary}");
     assert!(logs.len() >= 3, "{stderr}");
     let first = &logs[0];
     assert_eq!(first["level"], "WARN");

@@ -271,7 +271,10 @@ pub fn main() -> ExitCode {
         .with_target(false);
     match cli.log_format {
         LogFormat::Human => logs.with_ansi(io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Json => {
+            crate::metrics::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            logs.json().flatten_event(true).init()
+        }
     }
     let health = matches!(cli.command, Command::Health { .. });
     let result = match cli.command {
@@ -418,7 +421,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         &changes,
         status.as_mut(),
     );
-    eprintln!("{}", pipeline.summary(started.elapsed()));
+    crate::metrics::print_summary(&pipeline.summary(started.elapsed()));
     result
 }
 

@@ -138,6 +138,19 @@ impl Histogram {
     }
 }
 
+/// Whether stderr carries JSON logs (`--log-format json`), so that the summary is JSON too.
+pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints the end-of-run summary on stderr: as it is, or with JSON logs as one object
+/// `{"summary": "..."}` so that every line stays parseable.
+pub fn print_summary(text: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", serde_json::json!({ "summary": text }));
+    } else {
+        eprintln!("{text}");
+    }
+}
+
 /// The end-of-run summary for stderr.
 pub fn summary(
     input: &InputStats,

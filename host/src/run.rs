@@ -204,7 +204,7 @@ pub fn run(
     if let Some(written) = writer.finished(true)? {
         commit(&source, &written, true);
     }
-    eprintln!("{}", pipeline.summary(started.elapsed()));
+    crate::metrics::print_summary(&pipeline.summary(started.elapsed()));
     Ok(())
 }
 
