@@ -10,7 +10,8 @@ broker=$!
 engine=
 cleanup() {
   [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
-  kill "$broker" 2>/dev/null
+  # tansu does not always stop on SIGTERM while clients are connected.
+  kill "$broker" 2>/dev/null && sleep 0.5 && kill -9 "$broker" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
