@@ -87,11 +87,13 @@ pub struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// Event time in milliseconds since the Unix epoch (UTC).
+    #[inline]
     pub fn time_ms(&self) -> i64 {
         self.batch.i64(0, self.row)
     }
 
     /// The value of the rule's key field (for example the `user_id`).
+    #[inline]
     pub fn key(&self) -> &'a str {
         self.batch.str(1, self.row)
     }
@@ -101,6 +103,7 @@ impl<'a> Event<'a> {
     /// # Panics
     /// If `name` is not a string field in [`Rule::FIELDS`]: the rule would otherwise read
     /// a field the host never sent.
+    #[inline]
     pub fn str(&self, name: &str) -> &'a str {
         self.batch.str(self.column(name, FieldType::Str), self.row)
     }
@@ -109,6 +112,7 @@ impl<'a> Event<'a> {
     ///
     /// # Panics
     /// If `name` is not a number field in [`Rule::FIELDS`].
+    #[inline]
     pub fn num(&self, name: &str) -> f64 {
         self.batch.f64(self.column(name, FieldType::Num), self.row)
     }
