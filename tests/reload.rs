@@ -89,7 +89,7 @@ fn new_params_and_new_modules_keep_the_counts() {
     let mut module = std::fs::read(dir.path().join("crash.wasm")).unwrap();
     module.extend_from_slice(&[0, 4, 3, b'r', b'w', b'x']);
     write_atomically(&dir.path().join("crash.wasm"), &module);
-    live.wait_log("loaded rule crash", 2);
+    live.wait_log("loaded rule crash", 1);
     live.send(&crashes(5..6, "u1"));
     let (alerts, log) = live.finish();
     assert_eq!(log.matches("windows kept").count(), 2, "{log}");
@@ -292,4 +292,44 @@ fn check_validates_a_folder_offline() {
         "{out}"
     );
     assert!(err.contains("1 rule(s) in"), "{err}");
+}
+
+/// A Kubernetes ConfigMap volume: the visible files are symlinks through `..data`, and an
+/// update swaps `..data` to a new hidden folder. The swap is a rule change.
+#[test]
+fn a_configmap_style_symlink_swap_is_a_rule_change() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let version = |n: u32, threshold: u32| {
+        let folder = dir.path().join(format!("..2026_11_26_0{n}"));
+        std::fs::create_dir(&folder).unwrap();
+        let toml = crash_toml()
+            .replace(
+                "module = \"crash.wasm\"",
+                &format!("module = {:?}", crash.display().to_string()),
+            )
+            .replace("threshold = 2", &format!("threshold = {threshold}"));
+        std::fs::write(folder.join("crash.toml"), toml).unwrap();
+        folder
+    };
+    let first = version(1, 2);
+    symlink(first.file_name().unwrap(), dir.path().join("..data")).unwrap();
+    symlink("..data/crash.toml", dir.path().join("crash.toml")).unwrap();
+    let mut live = Live::start(Some(dir.path()), false);
+    // Four crashes of u1 in the first window, closed by a later event: an alert at
+    // threshold 2.
+    live.send_processed(&[crashes(0..4, "u1"), crashes(25..26, "u3")].concat());
+    let second = version(2, 5);
+    symlink(second.file_name().unwrap(), dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    live.wait_log("loaded rule crash", 1);
+    // Four crashes of u2 in a later window: no alert at threshold 5.
+    live.send(&crashes(30..34, "u2"));
+    let (alerts, log) = live.finish();
+    assert_eq!(
+        summary(&alerts, "crash"),
+        [("22:00:00".into(), "u1".into(), 4)],
+        "{log}"
+    );
 }

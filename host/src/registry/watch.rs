@@ -89,8 +89,13 @@ fn dir_display(loaded: &[(PathBuf, String)]) -> String {
 /// Waits for a file event, then until none has come for [`SETTLE`]. False when the watcher
 /// stopped.
 fn wait_for_quiet(events: &Receiver<notify::Result<notify::Event>>) -> bool {
+    // Kubernetes updates ConfigMap and Secret volumes by swapping the `..data` symlink that
+    // the visible files point through: the files themselves never change.
     let relevant = |e: &notify::Result<notify::Event>| match e {
-        Ok(e) => e.paths.iter().any(|p| !is_temporary(p)),
+        Ok(e) => e
+            .paths
+            .iter()
+            .any(|p| !is_temporary(p) || p.file_name() == Some("..data".as_ref())),
         Err(_) => true,
     };
     loop {
