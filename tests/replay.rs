@@ -389,16 +389,7 @@ fn cooldown_suppresses_repeats_of_a_key_across_windows() {
         lines.extend((0..3).map(|i| at(first + i, user)));
     }
     let input = lines.join("\n");
-    let (out, stderr) = rulewatch_ok(
-        &[
-            "replay",
-            "--format",
-            "jsonl",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        Some(input.as_bytes()),
-    );
+    let (out, stderr) = replay_rules_stdin(rules.path(), input.as_bytes());
     let got: Vec<(String, String)> = parse_alerts(&out)
         .into_iter()
         .map(|a| (a.window_start[14..19].to_owned(), a.key))
@@ -429,16 +420,7 @@ fn a_shadow_rule_reports_differences_and_publishes_nothing() {
     let at = |second: u32, user: &str| event(&format!("\"2026-01-27T22:00:0{second}Z\""), user);
     let mut lines: Vec<String> = (1..4).map(|s| at(s, "u1")).collect();
     lines.extend((1..5).map(|s| at(s, "u2")));
-    let (out, stderr) = rulewatch_ok(
-        &[
-            "replay",
-            "--format",
-            "jsonl",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        Some(lines.join("\n").as_bytes()),
-    );
+    let (out, stderr) = replay_rules_stdin(rules.path(), lines.join("\n").as_bytes());
     let alerts = parse_alerts(&out);
     assert!(alerts.iter().all(|a| a.rule == "crash"), "{out}");
     assert_eq!(alerts.len(), 2);

@@ -101,6 +101,15 @@ pub fn replay_rules(input: &Path, rules: &Path) -> (String, String) {
     )
 }
 
+/// `replay --format jsonl --rules DIR` of `input` on stdin, which must succeed.
+pub fn replay_rules_stdin(rules: &Path, input: &[u8]) -> (String, String) {
+    let rules = rules.to_str().unwrap();
+    rulewatch_ok(
+        &["replay", "--format", "jsonl", "--rules", rules],
+        Some(input),
+    )
+}
+
 /// One alert, as the tests compare them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Alert {
