@@ -39,6 +39,9 @@ pub struct Status {
     /// When the processing loop last published; `/healthz` fails when this gets old.
     #[serde(skip)]
     pub published: Instant,
+    /// When the engine started (uptime is computed when asked, not when published).
+    #[serde(skip)]
+    pub started: Instant,
 }
 
 impl Status {
@@ -57,6 +60,7 @@ impl Status {
             rule_changes: RuleChanges::default(),
             checkpoint: None,
             published: Instant::now(),
+            started: Instant::now(),
         }
     }
 }
@@ -189,9 +193,11 @@ impl Shared {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
-    /// A copy of the snapshot.
+    /// A copy of the snapshot, its uptime as of now.
     pub fn get(&self) -> Status {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        status.uptime_seconds = status.started.elapsed().as_secs_f64();
+        status
     }
 }
 
@@ -202,7 +208,6 @@ pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(
 pub struct Publisher {
     shared: Shared,
     status: Status,
-    started: Instant,
     last: Option<Instant>,
 }
 
@@ -212,7 +217,6 @@ impl Publisher {
         Publisher {
             shared,
             status: Status::new(kind),
-            started: Instant::now(),
             last: None,
         }
     }
@@ -224,7 +228,6 @@ impl Publisher {
             return;
         }
         fill(&mut self.status);
-        self.status.uptime_seconds = self.started.elapsed().as_secs_f64();
         self.status.published = Instant::now();
         self.last = Some(self.status.published);
         self.shared.publish(self.status.clone());
