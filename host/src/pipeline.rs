@@ -4,7 +4,7 @@
 //! Everything per event happens in reused buffers; allocation happens per batch, per new
 //! (window, key) pair and per alert.
 
-use crate::checkpoint::RuleState;
+use crate::checkpoint::{self, CheckpointRef, RuleState, RuleStateRef};
 use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
@@ -14,7 +14,7 @@ use crate::sink::records::{Position, RejectSink};
 use crate::sink::{AlertRow, RuleMeta, Sink};
 use crate::source::lines::Line;
 use crate::status::{self, AlertStatus, PartitionStatus, RuleStatus, Status, WindowStatus};
-use crate::window::{Verdict, WindowRow, Windows};
+use crate::window::{SnapshotRef, Verdict, WindowRow, Windows};
 use anyhow::Context;
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -398,26 +398,32 @@ impl Pipeline {
         }
     }
 
-    /// Every rule's state, for a checkpoint (taken between batches).
-    pub fn snapshot(&self) -> (u64, BTreeMap<String, RuleState>, Vec<String>) {
+    /// A checkpoint of every rule's state with the source `offsets` it covers, serialised
+    /// straight from the live state (taken between batches).
+    pub fn checkpoint(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<Vec<u8>> {
         let rules = self
             .rules
             .iter()
             .filter(|r| r.instance.is_some())
             .map(|r| {
-                let state = RuleState {
-                    window: r.window_id.clone(),
-                    windows: r.windows.snapshot(),
+                let state = RuleStateRef {
+                    window: &r.window_id,
+                    windows: SnapshotRef(&r.windows),
                     cooldown: r
                         .last_alert
                         .iter()
-                        .map(|(k, &(s, e))| (k.clone(), s, e))
+                        .map(|(k, &(s, e))| (k.as_str(), s, e))
                         .collect(),
                 };
-                (r.meta.name.clone(), state)
+                (r.meta.name.as_str(), state)
             })
             .collect();
-        (self.triggers, rules, self.sources.names.clone())
+        checkpoint::encode(&CheckpointRef {
+            sources: &self.sources.names,
+            offsets,
+            triggers: self.triggers,
+            rules,
+        })
     }
 
     /// Restores rule state from a checkpoint. State of a rule whose window settings changed

@@ -178,7 +178,7 @@ pub fn run(
             last_checkpoint = Instant::now();
         }
         if !writer.busy() && last_checkpoint.elapsed() >= config.checkpoint.interval {
-            writer.submit(snapshot(&mut pipeline, &source, &mut sink)?);
+            checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
         }
         if let Some(p) = status.as_mut() {
             p.publish(false, |s| {
@@ -200,7 +200,7 @@ pub fn run(
     }
     info!("stopping: writing a last checkpoint");
     writer.finished(true)?;
-    writer.submit(snapshot(&mut pipeline, &source, &mut sink)?);
+    checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
     if let Some(written) = writer.finished(true)? {
         commit(&source, &written, true);
     }
@@ -208,22 +208,19 @@ pub fn run(
     Ok(())
 }
 
-/// The checkpoint of the pipeline's state and the source's offsets, taken between batches
-/// after the console and reject files are flushed.
-fn snapshot(
+/// Hands the checkpoint of the pipeline's state and the source's offsets, taken between
+/// batches after the console and reject files are flushed, to the writer.
+fn checkpoint(
+    writer: &mut Writer,
     pipeline: &mut Pipeline,
     source: &KafkaSource,
     sink: &mut dyn Sink,
-) -> anyhow::Result<Checkpoint> {
+) -> anyhow::Result<()> {
     sink.flush()?;
     pipeline.flush_rejects()?;
-    let (triggers, rules, sources) = pipeline.snapshot();
-    Ok(Checkpoint {
-        sources,
-        offsets: source.offsets(),
-        triggers,
-        rules,
-    })
+    let offsets = source.offsets();
+    writer.submit(pipeline.checkpoint(&offsets)?, offsets);
+    Ok(())
 }
 
 /// Commits a written checkpoint's offsets to the group.

@@ -4,7 +4,7 @@
 
 pub mod writer;
 
-use crate::window::Snapshot;
+use crate::window::{Snapshot, SnapshotRef};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,6 +43,35 @@ pub struct RuleState {
     pub cooldown: Vec<(String, i64, i64)>,
 }
 
+/// A [`Checkpoint`] as it is written, borrowing the live state instead of copying it.
+#[derive(Serialize)]
+pub struct CheckpointRef<'a> {
+    /// As [`Checkpoint::sources`].
+    pub sources: &'a [String],
+    /// As [`Checkpoint::offsets`].
+    pub offsets: &'a BTreeMap<String, i64>,
+    /// As [`Checkpoint::triggers`].
+    pub triggers: u64,
+    /// As [`Checkpoint::rules`].
+    pub rules: BTreeMap<&'a str, RuleStateRef<'a>>,
+}
+
+/// A [`RuleState`] as it is written.
+#[derive(Serialize)]
+pub struct RuleStateRef<'a> {
+    /// As [`RuleState::window`].
+    pub window: &'a str,
+    /// As [`RuleState::windows`].
+    pub windows: SnapshotRef<'a>,
+    /// As [`RuleState::cooldown`].
+    pub cooldown: Vec<(&'a str, i64, i64)>,
+}
+
+/// The bytes of a checkpoint's body (what [`save_encoded`] writes).
+pub fn encode(cp: &impl Serialize) -> anyhow::Result<Vec<u8>> {
+    serde_json::to_vec(cp).context("serialising the checkpoint")
+}
+
 /// The checkpoint file in `dir`.
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
@@ -50,19 +79,23 @@ pub fn path(dir: &Path) -> PathBuf {
 
 /// Writes `cp` to `dir` atomically: readers see the old checkpoint or the new one, whole.
 pub fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
+    save_encoded(dir, &encode(cp)?)
+}
+
+/// Writes an [`encode`]d checkpoint body to `dir` atomically.
+pub fn save_encoded(dir: &Path, body: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
-    let body = serde_json::to_vec(cp).context("serialising the checkpoint")?;
     let header = format!(
         "rulewatch-checkpoint v{VERSION} sha256={} bytes={}\n",
-        hex(&Sha256::digest(&body)),
+        hex(&Sha256::digest(body)),
         body.len()
     );
     let tmp = dir.join(format!("{FILE}.tmp"));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(header.as_bytes())?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path(dir))?;
         std::fs::File::open(dir)?.sync_all()
@@ -151,6 +184,31 @@ mod tests {
             )]
             .into(),
         }
+    }
+
+    #[test]
+    fn the_borrowed_form_writes_what_the_owned_form_reads() {
+        let mut w = crate::window::Windows::new(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(10),
+        );
+        w.observe(0, 1_000, "user_1", true);
+        let cp = sample();
+        let by_ref = CheckpointRef {
+            sources: &cp.sources,
+            offsets: &cp.offsets,
+            triggers: cp.triggers,
+            rules: [(
+                "crash",
+                RuleStateRef {
+                    window: "10000/10000/user_id",
+                    windows: SnapshotRef(&w),
+                    cooldown: vec![("user_1", 0, 10_000)],
+                },
+            )]
+            .into(),
+        };
+        assert_eq!(encode(&by_ref).unwrap(), encode(&cp).unwrap());
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! the file. The loop commits the offsets when it hears back. One checkpoint is in flight at
 //! a time, so they are written in order.
 
-use super::Checkpoint;
 use crate::sink::kafka::Output;
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// to file.
 pub struct Written {
     /// The checkpoint's offsets, to commit to the group.
-    pub offsets: std::collections::BTreeMap<String, i64>,
+    pub offsets: BTreeMap<String, i64>,
     /// From the snapshot to the renamed file.
     pub took: Duration,
 }
@@ -42,7 +42,7 @@ impl Writer {
             .spawn(move || {
                 for job in inbox {
                     let result = write(&dir, out.as_ref(), &job).map(|()| Written {
-                        offsets: job.cp.offsets,
+                        offsets: job.offsets,
                         took: job.taken.elapsed(),
                     });
                     if report.send(result).is_err() {
@@ -63,11 +63,13 @@ impl Writer {
         self.busy
     }
 
-    /// Hands a snapshot over (the caller checks [`Writer::busy`] first).
-    pub fn submit(&mut self, cp: Checkpoint) {
+    /// Hands an encoded checkpoint (see [`super::encode`]) covering `offsets` over; the
+    /// caller checks [`Writer::busy`] first.
+    pub fn submit(&mut self, body: Vec<u8>, offsets: BTreeMap<String, i64>) {
         debug_assert!(!self.busy);
         let job = Job {
-            cp,
+            body,
+            offsets,
             sent: self.output.as_ref().map_or(0, Output::sent),
             taken: Instant::now(),
         };
@@ -98,7 +100,8 @@ impl Writer {
 
 /// A snapshot and what had been sent when it was taken.
 struct Job {
-    cp: Checkpoint,
+    body: Vec<u8>,
+    offsets: BTreeMap<String, i64>,
     /// Records queued on the output before the snapshot.
     sent: usize,
     taken: Instant,
@@ -111,5 +114,5 @@ fn write(dir: &std::path::Path, output: Option<&Output>, job: &Job) -> anyhow::R
             .settle(job.sent, FLUSH_TIMEOUT)
             .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
     }
-    super::save(dir, &job.cp)
+    super::save_encoded(dir, &job.body)
 }

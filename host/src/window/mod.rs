@@ -228,7 +228,9 @@ impl Windows {
         self.open.values().map(|p| p.len()).sum()
     }
 
-    /// The state to checkpoint. Taken between batches, when no change is pending.
+    /// The state as a checkpoint reads it back (checkpoints are written from
+    /// [`SnapshotRef`], without this copy).
+    #[cfg(test)]
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             size: self.size,
@@ -264,6 +266,34 @@ impl Windows {
                 .collect(),
             changed: Vec::new(),
         }
+    }
+}
+
+/// The windows as a [`Snapshot`] serialises, without copying them first: checkpoints are
+/// written from this, and read back as a [`Snapshot`].
+pub struct SnapshotRef<'a>(pub &'a Windows);
+
+impl serde::Serialize for SnapshotRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct PaneRef<'a>(&'a Pane);
+        impl serde::Serialize for PaneRef<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|(k, c)| (&**k, c.n)))
+            }
+        }
+        let w = self.0;
+        let mut out = s.serialize_struct("Snapshot", 4)?;
+        out.serialize_field("size", &w.size)?;
+        out.serialize_field("slide", &Some(w.slide))?;
+        out.serialize_field("watermark", &w.watermark)?;
+        let windows: Vec<(i64, PaneRef<'_>)> = w
+            .open
+            .iter()
+            .map(|(&start, pane)| (start, PaneRef(pane)))
+            .collect();
+        out.serialize_field("windows", &windows)?;
+        out.end()
     }
 }
 
@@ -388,5 +418,21 @@ mod tests {
         w.observe(0, 25_000, "b", false);
         assert_eq!(closed(&mut w, false), [(5_000, "a".to_owned(), 2)]);
         assert_eq!(closed(&mut w, true), [(10_000, "a".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_snapshot_serialises_the_same_from_a_reference() {
+        let mut w = Windows::hopping(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        );
+        for (t, key) in [(1_000, "a"), (7_000, "b\"q"), (12_000, "a")] {
+            w.observe(t as usize % 2, t, key, true);
+        }
+        let by_ref = serde_json::to_string(&SnapshotRef(&w)).unwrap();
+        assert_eq!(by_ref, serde_json::to_string(&w.snapshot()).unwrap());
+        let back: Snapshot = serde_json::from_str(&by_ref).unwrap();
+        assert_eq!(back, w.snapshot());
     }
 }
