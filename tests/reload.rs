@@ -89,7 +89,7 @@ fn new_params_and_new_modules_keep_the_counts() {
     let mut module = std::fs::read(dir.path().join("crash.wasm")).unwrap();
     module.extend_from_slice(&[0, 4, 3, b'r', b'w', b'x']);
     write_atomically(&dir.path().join("crash.wasm"), &module);
-    live.wait_log("loaded rule crash", 1);
+    live.wait_log("loaded rule crash", 2);
     live.send(&crashes(5..6, "u1"));
     let (alerts, log) = live.finish();
     assert_eq!(log.matches("windows kept").count(), 2, "{log}");
