@@ -543,23 +543,11 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 /// A bare native JSON parse of every line of `path` (read into memory first, not timed):
 /// (lines parsed, seconds).
 fn bare_parse(path: &Path) -> anyhow::Result<(u64, f64)> {
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)] // only parsed
-    struct Event<'a> {
-        #[serde(borrow)]
-        timestamp: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        severity: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        user_id: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        content: std::borrow::Cow<'a, str>,
-    }
     let data = std::fs::read(path)?;
     let started = Instant::now();
     let parsed = data
         .split(|&b| b == b'\n')
-        .filter(|line| serde_json::from_slice::<Event<'_>>(line).is_ok())
+        .filter(|line| crate::decode::serde_baseline(line))
         .count();
     Ok((parsed as u64, started.elapsed().as_secs_f64()))
 }

@@ -324,6 +324,26 @@ fn expected(what: &'static str, v: &Value) -> &'static str {
     }
 }
 
+/// The bare native parse that benchmarks measure the scanner against (`rulewatch bench`,
+/// `cargo bench`): serde_json deserialising a line's four crash-rule fields into borrowed
+/// strings (copied only when escaped). Whether the line parsed.
+pub fn serde_baseline(line: &[u8]) -> bool {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)] // only parsed
+    struct Event<'a> {
+        #[serde(borrow)]
+        timestamp: Cow<'a, str>,
+        #[serde(borrow)]
+        severity: Cow<'a, str>,
+        #[serde(borrow)]
+        user_id: Cow<'a, str>,
+        #[serde(borrow)]
+        content: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Event<'_>>(line).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

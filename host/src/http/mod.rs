@@ -8,6 +8,7 @@ mod prometheus;
 use crate::status::Shared;
 use anyhow::Context;
 use axum::Router;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -49,34 +50,36 @@ pub fn serve(listen: &str, status: Shared) -> anyhow::Result<SocketAddr> {
 }
 
 fn router(status: Shared) -> Router {
-    let json = |body: String| ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    let (s1, s2, s3, s4, s5) = (
-        status.clone(),
-        status.clone(),
-        status.clone(),
-        status.clone(),
-        status,
-    );
+    fn json(body: &impl serde::Serialize) -> Response {
+        let body = serde_json::to_string(body).expect("serializable");
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/metrics",
-            get(|| async move {
-                let body = prometheus::render(s1.get());
+            get(|State(s): State<Shared>| async move {
                 let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-                ([(header::CONTENT_TYPE, kind)], body)
+                ([(header::CONTENT_TYPE, kind)], prometheus::render(s.get()))
             }),
         )
-        .route("/healthz", get(|| async move { healthz(&s2) }))
-        .route("/readyz", get(|| async move { readyz(&s3) }))
+        .route(
+            "/healthz",
+            get(|State(s): State<Shared>| async move { healthz(&s) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<Shared>| async move { readyz(&s) }),
+        )
         .route(
             "/api/status",
-            get(move || async move { json(serde_json::to_string(&s4.get()).expect("serializable")) }),
+            get(|State(s): State<Shared>| async move { json(&s.get()) }),
         )
         .route(
             "/api/rules",
-            get(move || async move { json(serde_json::to_string(&s5.get().rules).expect("serializable")) }),
+            get(|State(s): State<Shared>| async move { json(&s.get().rules) }),
         )
+        .with_state(status)
 }
 
 /// Live: the processing loop keeps publishing. Consuming Kafka it never waits long for
