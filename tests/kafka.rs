@@ -4,105 +4,26 @@
 
 mod common;
 
-use common::kafka::{Broker, Received, keyed_messages, sentinels};
+use common::kafka::{
+    Broker, Engine, Received, assert_same, dedup, keyed_messages, sentinels, sorted,
+};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
 /// Far past the generated data (which starts 2026-01-27T22:00Z).
 const END: &str = "2026-01-28T00:00:00Z";
 
-/// A running `rulewatch run`.
-struct Engine {
-    child: Child,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Engine {
-    fn start(broker: &Broker, state: &Path, extra: &[&str]) -> Engine {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
-            .args(["run", "--brokers", &broker.addr, "--topics", "logs"])
-            .args(["--group-id", "rulewatch-test", "--console", "none"])
-            .args(["--alerts-topic", "alerts", "--checkpoint-interval", "300ms"])
-            .args(["--kafka-option", "session.timeout.ms=6000"])
-            .arg("--checkpoint-dir")
-            .arg(state)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            // A free port for the status endpoint: tests run side by side.
-            .env("RULEWATCH_HTTP_LISTEN", "127.0.0.1:0")
-            // No rulewatch.toml there: flags and defaults only.
-            .current_dir(state.parent().unwrap())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        Engine { child, stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap()
-    }
-
-    /// Panics with the log if the engine has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("rulewatch run exited ({status}):\n{}", self.log());
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status within 30 s.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Alerts by id (the last row of each), as a consumer deduplicating by id sees them.
-fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
-    received
-        .iter()
-        .map(|m| {
-            let alert = parse_alerts(std::str::from_utf8(&m.value).unwrap()).remove(0);
-            (m.key.clone().unwrap(), alert)
-        })
-        .collect()
-}
-
-fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
-    let mut v: Vec<Alert> = alerts.values().cloned().collect();
-    v.sort();
-    v
+/// `rulewatch run` as the single-instance tests run it: group `rulewatch-test`, alerts to
+/// `alerts`, checkpoints in `state`.
+fn start(broker: &Broker, state: &Path, extra: &[&str]) -> Engine {
+    let state_arg = state.to_str().unwrap();
+    let mut args = vec!["--group-id", "rulewatch-test", "--alerts-topic", "alerts"];
+    args.extend(["--checkpoint-dir", state_arg]);
+    args.extend(extra);
+    Engine::start(broker, state.parent().unwrap(), &args)
 }
 
 /// Generates events with no very late ones and disorder below the delay, so that the
@@ -137,27 +58,6 @@ fn wait_for_alerts(broker: &Broker, engine: &mut Engine, expected: usize) -> Vec
     })
 }
 
-/// Compares alert sets, showing only the differences.
-fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|a| !got.contains(a))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .iter()
-        .filter(|a| !expected.contains(a))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
-        "{} alerts, {} expected; missing (first 5): {missing:?}; unexpected (first 5): \
-         {extra:?}\nengine log:\n{log}",
-        got.len(),
-        expected.len()
-    );
-}
-
 #[test]
 fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     let broker = Broker::start();
@@ -166,7 +66,7 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     let expected = crash_reference(&input).alerts;
     assert!(expected.len() > 50);
     let state = dir.path().join("state");
-    let mut engine = Engine::start(&broker, &state, &[]);
+    let mut engine = start(&broker, &state, &[]);
     let got = wait_for_alerts(&broker, &mut engine, expected.len());
     assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
     // Each alert once: append mode emits a window's row when it closes.
@@ -181,11 +81,11 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     assert!(log.contains("writing a last checkpoint"), "{log}");
     let cp = std::fs::read_to_string(state.join("checkpoint")).unwrap();
     let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
-    let covered: i64 = body["offsets"]
+    let covered: i64 = body["partitions"]
         .as_object()
         .unwrap()
         .values()
-        .map(|v| v.as_i64().unwrap())
+        .map(|p| p["offset"].as_i64().unwrap())
         .sum();
     assert_eq!(
         covered as usize,
@@ -194,11 +94,11 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     );
 
     // A restart resumes after the checkpoint: nothing is read or alerted twice.
-    let engine = Engine::start(&broker, &state, &[]);
+    let engine = start(&broker, &state, &[]);
     std::thread::sleep(Duration::from_secs(3));
     let (status, log) = engine.terminate();
     assert!(
-        status.success() && log.contains("resuming from the checkpoint"),
+        status.success() && log.contains("restored 4 of 4 partition(s)"),
         "{log}"
     );
     let again = broker.consume("alerts", Duration::from_secs(5), |_| false);
@@ -219,7 +119,7 @@ fn killed_at_any_moment_the_deduplicated_alerts_equal_an_uninterrupted_run() {
     // SIGKILL at several moments: while joining, mid-batch, around checkpoints.
     let mut logs = String::new();
     for (i, ms) in [700u64, 1300, 2100, 2900].into_iter().enumerate() {
-        let engine = Engine::start(&broker, &state, &[]);
+        let engine = start(&broker, &state, &[]);
         std::thread::sleep(Duration::from_millis(ms));
         logs += &format!("--- run {i}, killed after {ms} ms:\n{}", engine.log());
         engine.kill();
@@ -228,7 +128,7 @@ fn killed_at_any_moment_the_deduplicated_alerts_equal_an_uninterrupted_run() {
             std::fs::write(state.join("checkpoint.tmp"), b"half a checkpoint").unwrap();
         }
     }
-    let mut engine = Engine::start(&broker, &state, &[]);
+    let mut engine = start(&broker, &state, &[]);
     let got = wait_for_alerts(&broker, &mut engine, expected.len());
     let cp = std::fs::read_to_string(state.join("checkpoint")).unwrap_or_default();
     logs += &format!(
@@ -260,7 +160,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     .collect();
     broker.produce("logs", &events);
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(&broker, &dir.path().join("s"), &["--idle-timeout", "2s"]);
+    let engine = start(&broker, &dir.path().join("s"), &["--idle-timeout", "2s"]);
     let got = broker.consume("alerts", Duration::from_secs(30), |g| !g.is_empty());
     let alerts = sorted(&dedup(&got));
     assert_eq!(alerts.len(), 1, "{}", engine.log());
@@ -288,7 +188,7 @@ fn bad_and_late_records_go_to_their_topics_with_reason_and_position() {
     .collect();
     broker.produce("logs", &messages);
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(
+    let engine = start(
         &broker,
         &dir.path().join("s"),
         &["--dead-letter-topic", "dlq", "--late-topic", "late"],
@@ -326,7 +226,7 @@ fn a_damaged_checkpoint_stops_the_start_unless_told_to_start_fresh() {
         b"rulewatch-checkpoint v1 sha256=00 bytes=2\n{}",
     )
     .unwrap();
-    let mut engine = Engine::start(&broker, &state, &[]);
+    let mut engine = start(&broker, &state, &[]);
     let status = engine.child.wait().unwrap();
     let log = engine.log();
     assert_eq!(status.code(), Some(2), "{log}");
@@ -335,7 +235,7 @@ fn a_damaged_checkpoint_stops_the_start_unless_told_to_start_fresh() {
         "{log}"
     );
 
-    let engine = Engine::start(&broker, &state, &["--fresh-start"]);
+    let engine = start(&broker, &state, &["--fresh-start"]);
     std::thread::sleep(Duration::from_secs(2));
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
@@ -358,7 +258,7 @@ fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let input = produce_logs(&broker, dir.path(), "30000", "23");
     let expected = crash_reference(&input).alerts;
-    let mut engine = Engine::start(&broker, &dir.path().join("state"), &[]);
+    let mut engine = start(&broker, &dir.path().join("state"), &[]);
     std::thread::sleep(Duration::from_millis(800));
     broker.pause();
     std::thread::sleep(Duration::from_secs(4));
@@ -383,7 +283,7 @@ fn quiet_close_emits_open_windows_when_no_data_comes() {
         .collect();
     broker.produce("logs", &events);
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::start(&broker, &dir.path().join("s"), &["--quiet-close", "2s"]);
+    let mut engine = start(&broker, &dir.path().join("s"), &["--quiet-close", "2s"]);
     let got = broker.consume("alerts", Duration::from_secs(30), |g| {
         engine.assert_running();
         !g.is_empty()
@@ -406,7 +306,7 @@ fn health_readiness_lag_and_partition_watermarks() {
     let state = dir.path().join("state");
     // Frozen broker: the engine is alive (healthz) but has no partitions (not ready).
     broker.pause();
-    let mut engine = Engine::start(&broker, &state, &[]);
+    let mut engine = start(&broker, &state, &[]);
     let addr = http_addr(|| engine.log());
     assert_eq!(http_get(&addr, "/healthz").0, 200);
     let (code, body) = http_get(&addr, "/readyz");

@@ -14,7 +14,7 @@ use rulewatch::decode::TimeFormat;
 use rulewatch::decode::{Decoder, Projection, serde_baseline};
 use rulewatch::loadgen::{GenConfig, Generator};
 use rulewatch::rules::{RuleModule, builtin::CRASH_WASM};
-use rulewatch::window::{Windows, watermark::Watermark};
+use rulewatch::window::Windows;
 use rulewatch_sdk::abi::{Batch, BatchWriter, FieldType};
 use rulewatch_sdk::{Rule, testing};
 use std::hint::black_box;
@@ -130,14 +130,16 @@ fn window(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("watermark, 4 sources", |b| {
-        let mut wm = Watermark::new(10_000);
-        b.iter(|| {
-            for (i, &(t, _)) in events.iter().enumerate() {
-                wm.observe(i % 4, t);
-            }
-            black_box(wm.current())
-        })
+    g.bench_function("count 4096 events from 4 partitions", |b| {
+        b.iter_batched_ref(
+            || Windows::new(Duration::from_secs(10), Duration::from_secs(10)),
+            |w| {
+                for (i, &(t, key)) in events.iter().enumerate() {
+                    black_box(w.observe(i % 4, t, key, true));
+                }
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }

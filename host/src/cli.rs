@@ -136,6 +136,9 @@ struct RunArgs {
     /// checkpoint.dir.
     #[arg(long, env = "RULEWATCH_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// checkpoint.topic: keep checkpoints in this compacted topic (for several instances).
+    #[arg(long, env = "RULEWATCH_CHECKPOINT_TOPIC")]
+    checkpoint_topic: Option<String>,
     /// checkpoint.interval, e.g. 5s.
     #[arg(long, env = "RULEWATCH_CHECKPOINT_INTERVAL", value_parser = crate::config::parse_duration)]
     checkpoint_interval: Option<std::time::Duration>,
@@ -196,6 +199,7 @@ impl RunArgs {
         if let Some(v) = &self.checkpoint_dir {
             c.checkpoint.dir.clone_from(v);
         }
+        set(&mut c.checkpoint.topic, &self.checkpoint_topic);
         if let Some(v) = self.checkpoint_interval {
             c.checkpoint.interval = v;
         }

@@ -259,6 +259,7 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
                 &options,
                 &[(&args.topic, args.partitions)],
                 1,
+                &[],
             )?;
             Some(crate::sink::kafka::Output::connect(brokers, &options)?)
         }

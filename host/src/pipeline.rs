@@ -4,7 +4,7 @@
 //! Everything per event happens in reused buffers; allocation happens per batch, per new
 //! (window, key) pair and per alert.
 
-use crate::checkpoint::{self, CheckpointRef, RuleState, RuleStateRef};
+use crate::checkpoint::{self, PartitionState, PartitionStateRef, Record, RuleStateRef};
 use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
@@ -52,13 +52,15 @@ struct RuleRunner {
     cooldown: Option<i64>,
     /// `[output] on_delete`.
     on_delete: OnDelete,
-    /// Per key in cooldown: the window (start, end) of its last alert.
-    last_alert: HashMap<String, (i64, i64)>,
+    /// Per key in cooldown: the window (start, end) of its last alert, and its source.
+    last_alert: HashMap<String, (i64, i64, usize)>,
     events: BatchWriter,
     /// For each staged event, the index of its line in the batch.
     event_lines: Vec<u32>,
     encoded: Vec<u8>,
     candidates: BatchWriter,
+    /// Per candidate row: its source and that source's watermark.
+    candidate_sources: Vec<(usize, Option<i64>)>,
     stats: RuleStats,
     /// 1 for the version loaded first, one more per version swapped in.
     version: u64,
@@ -360,12 +362,7 @@ impl Pipeline {
             let rule_watermarks: Vec<(String, i64)> = self
                 .rules
                 .iter()
-                .filter_map(|r| {
-                    Some((
-                        r.meta.name.clone(),
-                        r.windows.source_progress().of_source(i)?,
-                    ))
-                })
+                .filter_map(|r| Some((r.meta.name.clone(), r.windows.watermark_of(i)?)))
                 .collect();
             s.partitions.push(PartitionStatus {
                 topic: topic.to_owned(),
@@ -394,74 +391,96 @@ impl Pipeline {
     /// stops holding the watermark back until data comes).
     pub fn set_source_idle(&mut self, index: usize, idle: bool) {
         for r in &mut self.rules {
-            r.windows.sources().set_idle(index, idle);
+            r.windows.set_idle(index, idle);
         }
     }
 
-    /// A checkpoint of every rule's state with the source `offsets` it covers, serialised
-    /// straight from the live state (taken between batches).
-    pub fn checkpoint(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<Vec<u8>> {
-        let rules = self
-            .rules
-            .iter()
-            .filter(|r| r.instance.is_some())
-            .map(|r| {
-                let state = RuleStateRef {
-                    window: &r.window_id,
-                    windows: SnapshotRef(&r.windows),
-                    cooldown: r
-                        .last_alert
-                        .iter()
-                        .map(|(k, &(s, e))| (k.as_str(), s, e))
-                        .collect(),
-                };
-                (r.meta.name.as_str(), state)
-            })
-            .collect();
-        checkpoint::encode(&CheckpointRef {
-            sources: &self.sources.names,
-            offsets,
-            triggers: self.triggers,
-            rules,
-        })
+    /// Every rule's state per partition in `offsets` (the partitions this instance reads,
+    /// with the next offset of each), encoded straight from the live state between batches.
+    pub fn checkpoint(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<Vec<Record>> {
+        let mut records = Vec::with_capacity(offsets.len());
+        for (name, &offset) in offsets {
+            let Some(source) = self.sources.names.iter().position(|n| n == name) else {
+                continue;
+            };
+            let rules = self
+                .rules
+                .iter()
+                .filter(|r| r.instance.is_some())
+                .map(|r| {
+                    let state = RuleStateRef {
+                        window: &r.window_id,
+                        windows: SnapshotRef {
+                            windows: &r.windows,
+                            source,
+                        },
+                        cooldown: r
+                            .last_alert
+                            .iter()
+                            .filter(|(_, v)| v.2 == source)
+                            .map(|(k, &(s, e, _))| (k.as_str(), s, e))
+                            .collect(),
+                    };
+                    (r.meta.name.as_str(), state)
+                })
+                .collect();
+            let body = checkpoint::encode(&PartitionStateRef { offset, rules })?;
+            records.push(Record {
+                partition: name.clone(),
+                body,
+            });
+        }
+        Ok(records)
     }
 
-    /// Restores rule state from a checkpoint. State of a rule whose window settings changed
-    /// since is not restored (the rule starts empty), and said so.
-    pub fn restore(
-        &mut self,
-        triggers: u64,
-        states: BTreeMap<String, RuleState>,
-        sources: Vec<String>,
-    ) {
+    /// Triggers emitted so far (the console's batch number).
+    pub fn triggers(&self) -> u64 {
+        self.triggers
+    }
+
+    /// Goes on numbering triggers from `triggers` (restored from a checkpoint).
+    pub fn set_triggers(&mut self, triggers: u64) {
         self.triggers = triggers;
-        self.sources.names = sources;
-        for (name, state) in states {
-            match self.rules.iter_mut().find(|r| r.meta.name == name) {
-                Some(r) if r.window_id == state.window => {
-                    r.windows = Windows::restore(state.windows);
-                    r.last_alert = state
-                        .cooldown
-                        .into_iter()
-                        .map(|(k, s, e)| (k, (s, e)))
-                        .collect();
-                    info!(
-                        "rule {name}: restored {} open (window, key) pairs, watermark {}",
-                        r.windows.open_pairs(),
+    }
+
+    /// Restores partition `source`'s state from its checkpoint record. State of a rule
+    /// whose window settings changed since is not restored (it starts empty there), and
+    /// said so.
+    pub fn restore_partition(&mut self, source: usize, state: PartitionState) {
+        let name = self.sources.names.get(source).cloned().unwrap_or_default();
+        for (rule, st) in state.rules {
+            match self.rules.iter_mut().find(|r| r.meta.name == rule) {
+                Some(r) if r.window_id == st.window => {
+                    r.windows.restore(source, st.windows);
+                    r.last_alert.retain(|_, v| v.2 != source);
+                    for (k, s, e) in st.cooldown {
+                        r.last_alert.insert(k, (s, e, source));
+                    }
+                    tracing::debug!(
+                        "rule {rule}: {name}: restored, watermark {}",
                         r.windows
-                            .watermark()
+                            .watermark_of(source)
                             .map_or("none".into(), crate::decode::time::format_rfc3339)
                     );
                 }
                 Some(r) => warn!(
-                    "rule {name}: its window settings changed since the checkpoint ({} then, \
-                     {} now); it starts with empty windows",
-                    state.window, r.window_id
+                    "rule {rule}: its window settings changed since the checkpoint of {name} \
+                     ({} then, {} now); it starts with empty windows there",
+                    st.window, r.window_id
                 ),
                 None => warn!(
-                    "rule {name} is in the checkpoint but no longer loaded; its state is dropped"
+                    "rule {rule} is in the checkpoint of {name} but no longer loaded; its state \
+                     is dropped"
                 ),
             }
+        }
+    }
+
+    /// Drops partition `source`'s state in every rule (it went to another instance).
+    pub fn drop_partition(&mut self, source: usize) {
+        for r in &mut self.rules {
+            r.windows.drop_source(source);
+            r.last_alert.retain(|_, v| v.2 != source);
         }
     }
 
@@ -720,6 +739,7 @@ impl RuleRunner {
             event_lines: Vec::new(),
             encoded: Vec::new(),
             candidates: BatchWriter::default(),
+            candidate_sources: Vec::new(),
             stats: RuleStats::default(),
             version: 1,
             last_error: None,
@@ -758,9 +778,9 @@ impl RuleRunner {
         for row in 0..rows {
             let is_selected = abi::bit(selected, row);
             let time = batch.i64(0, row);
-            let watermark = self.windows.watermark();
             let line = &lines[self.event_lines[row] as usize];
             let source = line.source as usize;
+            let watermark = self.windows.watermark_of(source);
             match self
                 .windows
                 .observe(source, time, batch.str(1, row), is_selected)
@@ -791,15 +811,16 @@ impl RuleRunner {
         }
         self.candidates
             .reset(&[abi::KIND_I64, abi::KIND_I64, abi::KIND_STR, abi::KIND_I64]);
-        let c = &mut self.candidates;
+        self.candidate_sources.clear();
+        let (c, sources) = (&mut self.candidates, &mut self.candidate_sources);
         let mut push = |w: WindowRow<'_>| {
+            sources.push((w.source, w.watermark));
             c.push_i64(0, w.start);
             c.push_i64(1, w.end);
             c.push_str(2, w.key.as_bytes());
             c.push_i64(3, w.count as i64);
             c.end_row();
         };
-        let watermark = if end { None } else { self.windows.watermark() };
         match self.meta.mode {
             OutputMode::Append => self.windows.close(end, &mut push),
             OutputMode::Update => {
@@ -820,15 +841,18 @@ impl RuleRunner {
         let alerts = instance.alert(&self.encoded, rows)?;
         let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
         for row in (0..rows).filter(|&row| abi::bit(alerts, row)) {
-            let (start, end, key) = (batch.i64(0, row), batch.i64(1, row), batch.str(2, row));
+            let (start, window_end, key) =
+                (batch.i64(0, row), batch.i64(1, row), batch.str(2, row));
+            let (source, watermark) = self.candidate_sources[row];
             if let Some(cooldown) = self.cooldown {
                 match self.last_alert.get(key) {
-                    Some(&(s, e)) if s != start && start >= s && start < e + cooldown => {
+                    Some(&(s, e, _)) if s != start && start >= s && start < e + cooldown => {
                         self.stats.suppressed += 1;
                         continue;
                     }
                     _ => {
-                        self.last_alert.insert(key.to_owned(), (start, end));
+                        self.last_alert
+                            .insert(key.to_owned(), (start, window_end, source));
                     }
                 }
             }
@@ -836,15 +860,20 @@ impl RuleRunner {
             out.push(AlertRow {
                 rule: self.meta.clone(),
                 start,
-                end,
+                end: window_end,
                 key: key.to_owned(),
                 count: batch.i64(3, row) as u64,
-                watermark,
+                watermark: if end { None } else { watermark },
             });
         }
         // A cooldown whose end the watermark has passed can suppress nothing more.
-        if let (Some(cooldown), Some(wm)) = (self.cooldown, self.windows.watermark()) {
-            self.last_alert.retain(|_, &mut (_, e)| e + cooldown > wm);
+        if let Some(cooldown) = self.cooldown {
+            let windows = &self.windows;
+            self.last_alert.retain(|_, &mut (_, e, source)| {
+                windows
+                    .watermark_of(source)
+                    .is_none_or(|wm| e + cooldown > wm)
+            });
         }
         Ok(())
     }

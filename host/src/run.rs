@@ -7,9 +7,15 @@
 //! acknowledged by the broker; offsets are committed only for what a checkpoint covers.
 //! After a crash, the work since the last checkpoint is redone from the same offsets and
 //! produces the same alerts again, which consumers deduplicate by id.
+//!
+//! Scale-out: instances in one group split the partitions. State is per partition and so
+//! is the watermark that closes its windows, so a partition's results do not depend on
+//! which instance reads it. On a rebalance, revoked partitions are checkpointed before they
+//! are released, and assigned ones are restored from the store before they are read; an
+//! instance that dies leaves its last checkpoint, from which the new owner redoes the rest.
 
+use crate::checkpoint::store::Store;
 use crate::checkpoint::writer::{Writer, Written};
-use crate::checkpoint::{self, Checkpoint};
 use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
@@ -17,7 +23,7 @@ use crate::registry::watch::Changes;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
-use crate::source::kafka::KafkaSource;
+use crate::source::kafka::{KafkaSource, Rebalance};
 use crate::status::{CheckpointStatus, Publisher, Shared, Status};
 use anyhow::Context;
 use std::io::BufWriter;
@@ -51,19 +57,6 @@ pub fn run(
         }
         None => None,
     };
-    let dir = &config.checkpoint.dir;
-    let restored = if fresh_start {
-        if checkpoint::path(dir).exists() {
-            warn!(
-                "--fresh-start: ignoring the checkpoint in {}; windows start empty",
-                dir.display()
-            );
-        }
-        None
-    } else {
-        checkpoint::load(dir)?
-    };
-
     let k = &config.kafka;
     let out = &config.output;
     let topics: Vec<&str> = [&out.alerts_topic, &out.dead_letter_topic, &out.late_topic]
@@ -71,12 +64,39 @@ pub fn run(
         .flatten()
         .map(String::as_str)
         .collect();
-    let output = if topics.is_empty() {
-        None
-    } else {
+    let store = match &config.checkpoint.topic {
+        Some(topic) => Store::Kafka {
+            brokers: k.brokers.clone(),
+            options: k.options.clone(),
+            topic: topic.clone(),
+        },
+        None => Store::File(config.checkpoint.dir.clone()),
+    };
+    if !topics.is_empty() {
         let partitions: Vec<(&str, i32)> =
             topics.iter().map(|t| (*t, out.topic_partitions)).collect();
-        create_topics(&k.brokers, &k.options, &partitions, out.topic_replication)?;
+        create_topics(
+            &k.brokers,
+            &k.options,
+            &partitions,
+            out.topic_replication,
+            &[],
+        )?;
+    }
+    if let Store::Kafka { topic, .. } = &store {
+        let compact = [("cleanup.policy", "compact")];
+        let spec = [(topic.as_str(), 1)];
+        create_topics(
+            &k.brokers,
+            &k.options,
+            &spec,
+            out.topic_replication,
+            &compact,
+        )?;
+    }
+    let output = if topics.is_empty() && config.checkpoint.topic.is_none() {
+        None
+    } else {
         Some(Output::connect(&k.brokers, &k.options)?)
     };
     let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
@@ -101,16 +121,19 @@ pub fn run(
     let mut sink = Fanout(sinks);
 
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
-    let empty = Checkpoint::default();
-    let cp = restored.as_ref().unwrap_or(&empty);
-    if restored.is_some() {
-        info!(
-            "resuming from the checkpoint in {} ({} partitions)",
-            dir.display(),
-            cp.offsets.len()
+    let file = if fresh_start {
+        warn!(
+            "--fresh-start: ignoring the checkpoints in {}; windows start empty",
+            store.describe()
         );
-        pipeline.restore(cp.triggers, cp.rules.clone(), cp.sources.clone());
-    }
+        Default::default()
+    } else {
+        store.load_file()?
+    };
+    pipeline.set_triggers(file.triggers);
+    // With --fresh-start, the first assignment ignores the store (later ones are hand-overs
+    // between instances and restore what the others wrote).
+    let mut ignore_store = fresh_start;
     if let Some(p) = status.as_mut() {
         p.publish(true, |s| pipeline.status(s));
     }
@@ -119,28 +142,106 @@ pub fn run(
         &k.group_id,
         &k.topics,
         &k.options,
-        &cp.sources,
-        &cp.offsets,
         k.max_message_bytes,
     )?;
     info!(
-        "consuming {} from {} as group {}",
+        "consuming {} from {} as group {}; checkpoints in {}",
         k.topics.join(", "),
         k.brokers,
-        k.group_id
+        k.group_id,
+        store.describe()
     );
 
     let mut lines = Vec::with_capacity(BATCH_LINES);
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut checkpoint_seconds = Histogram::default();
-    let mut writer = Writer::start(dir.clone(), output.clone())?;
+    let mut writer = Writer::start(&store, output.clone(), &file)?;
+    drop(file);
     let mut quiet_closed = false;
     // Per partition index: (assigned, idle).
     let mut partitions: Vec<(bool, bool)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
         pipeline.apply_ready(&changes, &mut sink)?;
+        let processed = !lines.is_empty();
+        if processed {
+            quiet_closed = false;
+            pipeline.process(source.buffer(), &lines, &mut sink)?;
+        }
+        while let Some(change) = source.take_rebalance() {
+            match change {
+                // Cooperative rebalances also announce empty changes; librdkafka still
+                // waits for them to be acknowledged.
+                Rebalance::Revoke(names) if names.is_empty() => source.revoke(&names)?,
+                Rebalance::Assign(names) if names.is_empty() => {
+                    source.assign(&names, &Default::default())?
+                }
+                Rebalance::Revoke(names) => {
+                    // Checkpointed first, so that the next owner starts where this one ended.
+                    let started = Instant::now();
+                    finish_checkpoint(
+                        &mut writer,
+                        &source,
+                        &mut last_checkpoint,
+                        &mut checkpoint_seconds,
+                    )?;
+                    checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
+                    finish_checkpoint(
+                        &mut writer,
+                        &source,
+                        &mut last_checkpoint,
+                        &mut checkpoint_seconds,
+                    )?;
+                    for name in &names {
+                        let i = source.index(name);
+                        pipeline.drop_partition(i);
+                    }
+                    source.revoke(&names)?;
+                    info!(
+                        "rebalance: checkpointed and released {} partition(s) in {:?}",
+                        names.len(),
+                        started.elapsed()
+                    );
+                }
+                Rebalance::Assign(names) => {
+                    let started = Instant::now();
+                    let records = if std::mem::take(&mut ignore_store) {
+                        Default::default()
+                    } else {
+                        store.load(&names)?
+                    };
+                    let mut offsets = std::collections::BTreeMap::new();
+                    let mut pairs = 0;
+                    for name in &names {
+                        let i = source.index(name);
+                        pipeline.name_source(i, name);
+                        pipeline.drop_partition(i);
+                        if let Some(state) = records.get(name) {
+                            offsets.insert(name.clone(), state.offset);
+                            pairs += state
+                                .rules
+                                .values()
+                                .map(|r| r.windows.pairs())
+                                .sum::<usize>();
+                        }
+                    }
+                    for (name, state) in records {
+                        let i = source.index(&name);
+                        pipeline.restore_partition(i, state);
+                    }
+                    source.assign(&names, &offsets)?;
+                    info!(
+                        "rebalance: restored {} of {} partition(s) from {} ({pairs} open \
+                         (window, key) pairs) in {:?}",
+                        offsets.len(),
+                        names.len(),
+                        store.describe(),
+                        started.elapsed()
+                    );
+                }
+            }
+        }
         let mut quiet_for = Duration::MAX;
         partitions.clear();
         for (i, name, assigned, since) in source.refresh() {
@@ -154,23 +255,20 @@ pub fn run(
             partitions.resize(partitions.len().max(i + 1), (false, false));
             partitions[i] = (assigned, idle);
         }
-        if lines.is_empty() {
-            if let Some(q) = config.watermark.quiet_close
-                && quiet_for != Duration::MAX
-                && quiet_for >= q
-                && !quiet_closed
-            {
-                info!(
-                    "no data for {}: closing the open windows",
-                    humantime::format_duration(q)
-                );
-                pipeline.close_open_windows();
-                quiet_closed = true;
-            }
+        if let Some(q) = config.watermark.quiet_close
+            && quiet_for != Duration::MAX
+            && quiet_for >= q
+            && !quiet_closed
+        {
+            info!(
+                "no data for {}: closing the open windows",
+                humantime::format_duration(q)
+            );
+            pipeline.close_open_windows();
+            quiet_closed = true;
+        }
+        if !processed {
             pipeline.tick(&mut sink)?;
-        } else {
-            quiet_closed = false;
-            pipeline.process(source.buffer(), &lines, &mut sink)?;
         }
         if let Some(written) = writer.finished(false)? {
             commit(&source, &written, false);
@@ -219,7 +317,22 @@ fn checkpoint(
     sink.flush()?;
     pipeline.flush_rejects()?;
     let offsets = source.offsets();
-    writer.submit(pipeline.checkpoint(&offsets)?, offsets);
+    writer.submit(pipeline.checkpoint(&offsets)?, offsets, pipeline.triggers());
+    Ok(())
+}
+
+/// Waits for the checkpoint in flight, if any, and commits its offsets.
+fn finish_checkpoint(
+    writer: &mut Writer,
+    source: &KafkaSource,
+    last: &mut Instant,
+    seconds: &mut Histogram,
+) -> anyhow::Result<()> {
+    if let Some(written) = writer.finished(true)? {
+        commit(source, &written, true);
+        seconds.observe(written.took.as_secs_f64());
+        *last = Instant::now();
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! A real Kafka-protocol broker for the tests: `tansu` in memory mode on a free loopback
 //! port, plus small producer/consumer helpers built on rdkafka's bundled librdkafka.
 
+use super::{Alert, parse_alerts};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -10,6 +11,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -211,4 +213,142 @@ pub fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u
             (Some(p), "sentinel".to_owned(), line.into_bytes())
         })
         .collect()
+}
+
+/// A running `rulewatch run`.
+pub struct Engine {
+    pub child: Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Engine {
+    /// `rulewatch run` on topic `logs` of `broker`, in folder `dir`, with checkpoints every
+    /// 300 ms, a 6 s session timeout and `args` (group, outputs, state).
+    pub fn start(broker: &Broker, dir: &Path, args: &[&str]) -> Engine {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
+            .args(["run", "--brokers", &broker.addr, "--topics", "logs"])
+            .args(["--console", "none", "--checkpoint-interval", "300ms"])
+            .args(["--kafka-option", "session.timeout.ms=6000"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            // A free port for the status endpoint: tests run side by side.
+            .env("RULEWATCH_HTTP_LISTEN", "127.0.0.1:0")
+            // No rulewatch.toml there: flags and defaults only.
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Engine { child, stderr }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap()
+    }
+
+    /// Panics with the log if the engine has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("rulewatch run exited ({status}):\n{}", self.log());
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status within 30 s.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Alerts by id (the last row of each), as a consumer deduplicating by id sees them.
+pub fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
+    received
+        .iter()
+        .map(|m| {
+            let alert = parse_alerts(std::str::from_utf8(&m.value).unwrap()).remove(0);
+            (m.key.clone().unwrap(), alert)
+        })
+        .collect()
+}
+
+pub fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
+    let mut v: Vec<Alert> = alerts.values().cloned().collect();
+    v.sort();
+    v
+}
+
+/// Compares alert sets, showing only the differences.
+pub fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|a| !got.contains(a))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|a| !expected.contains(a))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
+        "{} alerts, {} expected; missing (first 5): {missing:?}; unexpected (first 5): \
+         {extra:?}\nengine log:\n{log}",
+        got.len(),
+        expected.len()
+    );
+}
+
+impl Broker {
+    /// Every message of `topic` as it stands now, partition by partition in offset order.
+    pub fn read_all(&self, topic: &str) -> BTreeMap<i32, Vec<Received>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", "test-reader")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut total = 0;
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            total += (high - low) as usize;
+        }
+        let got = self.consume(topic, Duration::from_secs(60), |g| g.len() >= total);
+        assert_eq!(got.len(), total, "{topic}: not all messages read");
+        let mut by_partition: BTreeMap<i32, Vec<Received>> = BTreeMap::new();
+        for m in got {
+            by_partition.entry(m.partition).or_default().push(m);
+        }
+        by_partition
+    }
 }

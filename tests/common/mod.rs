@@ -181,116 +181,141 @@ pub fn reference(
     severities: &[&str],
     threshold: u64,
 ) -> Expected {
+    reference_partitions(
+        &[input],
+        size_ms,
+        slide_ms,
+        delay_ms,
+        keyword,
+        severities,
+        threshold,
+    )
+}
+
+/// [`reference`] over several inputs (Kafka partitions): lateness is judged against each
+/// input's own watermark, and the events that are on time count together, whichever input
+/// they came from.
+pub fn reference_partitions(
+    inputs: &[&[u8]],
+    size_ms: i64,
+    slide_ms: i64,
+    delay_ms: i64,
+    keyword: &str,
+    severities: &[&str],
+    threshold: u64,
+) -> Expected {
     use chrono::{DateTime, NaiveDateTime};
     let mut exp = Expected::default();
     let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
-    let mut max_seen: Option<i64> = None;
     let mut bad = |reason| *exp.bad.entry(reason).or_insert(0) += 1;
-    let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    if lines.last() == Some(&&b""[..]) {
-        lines.pop();
-    }
-    for line in lines {
-        let Ok(text) = std::str::from_utf8(line) else {
-            bad("not_utf8");
-            continue;
-        };
-        let v: serde_json::Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(_) => {
-                bad("not_json");
+    for input in inputs {
+        let mut max_seen: Option<i64> = None;
+        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if lines.last() == Some(&&b""[..]) {
+            lines.pop();
+        }
+        for line in lines {
+            let Ok(text) = std::str::from_utf8(line) else {
+                bad("not_utf8");
                 continue;
-            }
-        };
-        let Some(obj) = v.as_object() else {
-            bad("not_object");
-            continue;
-        };
-        let time = match obj.get("timestamp") {
-            None => {
-                bad("missing_field");
+            };
+            let v: serde_json::Value = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(_) => {
+                    bad("not_json");
+                    continue;
+                }
+            };
+            let Some(obj) = v.as_object() else {
+                bad("not_object");
                 continue;
-            }
-            Some(serde_json::Value::String(s)) => {
-                let parsed = DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_millis())
-                    .or_else(|_| {
-                        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-                            .map(|t| t.and_utc().timestamp_millis())
-                    });
-                match parsed {
-                    Ok(t) => t,
-                    Err(_) => {
+            };
+            let time = match obj.get("timestamp") {
+                None => {
+                    bad("missing_field");
+                    continue;
+                }
+                Some(serde_json::Value::String(s)) => {
+                    let parsed = DateTime::parse_from_rfc3339(s)
+                        .map(|t| t.timestamp_millis())
+                        .or_else(|_| {
+                            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                                .map(|t| t.and_utc().timestamp_millis())
+                        });
+                    match parsed {
+                        Ok(t) => t,
+                        Err(_) => {
+                            bad("bad_timestamp");
+                            continue;
+                        }
+                    }
+                }
+                Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                    Some(t) => t,
+                    None => {
                         bad("bad_timestamp");
                         continue;
                     }
-                }
-            }
-            Some(serde_json::Value::Number(n)) => match n.as_i64() {
-                Some(t) => t,
-                None => {
-                    bad("bad_timestamp");
+                },
+                Some(_) => {
+                    bad("wrong_type");
                     continue;
                 }
-            },
-            Some(_) => {
-                bad("wrong_type");
+            };
+            let key = match obj.get("user_id") {
+                None => {
+                    bad("missing_field");
+                    continue;
+                }
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => {
+                    bad("wrong_type");
+                    continue;
+                }
+            };
+            let mut fields = Vec::new();
+            for name in ["severity", "content"] {
+                match obj.get(name) {
+                    None => {}
+                    Some(serde_json::Value::String(s)) => fields.push(s.clone()),
+                    Some(_) => fields.push(String::new()),
+                }
+            }
+            match (obj.get("severity"), obj.get("content")) {
+                (None, _) | (_, None) => {
+                    bad("missing_field");
+                    continue;
+                }
+                (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(_))) => {}
+                _ => {
+                    bad("wrong_type");
+                    continue;
+                }
+            }
+            let (severity, content) = (&fields[0], &fields[1]);
+            let watermark = max_seen.map(|m| m - delay_ms);
+            max_seen = Some(max_seen.map_or(time, |m| m.max(time)));
+            let selected = severities.contains(&severity.as_str())
+                && content.to_lowercase().contains(&keyword.to_lowercase());
+            if !selected {
                 continue;
             }
-        };
-        let key = match obj.get("user_id") {
-            None => {
-                bad("missing_field");
+            exp.matched += 1;
+            // The windows covering `time`: starts k * slide with time - size < start <= time.
+            let first = (time - size_ms).div_euclid(slide_ms) + 1;
+            let last = time.div_euclid(slide_ms);
+            let open: Vec<i64> = (first..=last)
+                .map(|k| k * slide_ms)
+                .filter(|start| watermark.is_none_or(|w| start + size_ms > w))
+                .collect();
+            if open.is_empty() {
+                exp.late += 1;
                 continue;
             }
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(_) => {
-                bad("wrong_type");
-                continue;
+            for start in open {
+                *counts.entry((start, key.clone())).or_insert(0) += 1;
             }
-        };
-        let mut fields = Vec::new();
-        for name in ["severity", "content"] {
-            match obj.get(name) {
-                None => {}
-                Some(serde_json::Value::String(s)) => fields.push(s.clone()),
-                Some(_) => fields.push(String::new()),
-            }
-        }
-        match (obj.get("severity"), obj.get("content")) {
-            (None, _) | (_, None) => {
-                bad("missing_field");
-                continue;
-            }
-            (Some(serde_json::Value::String(_)), Some(serde_json::Value::String(_))) => {}
-            _ => {
-                bad("wrong_type");
-                continue;
-            }
-        }
-        let (severity, content) = (&fields[0], &fields[1]);
-        let watermark = max_seen.map(|m| m - delay_ms);
-        max_seen = Some(max_seen.map_or(time, |m| m.max(time)));
-        let selected = severities.contains(&severity.as_str())
-            && content.to_lowercase().contains(&keyword.to_lowercase());
-        if !selected {
-            continue;
-        }
-        exp.matched += 1;
-        // The windows covering `time`: starts k * slide with time - size < start <= time.
-        let first = (time - size_ms).div_euclid(slide_ms) + 1;
-        let last = time.div_euclid(slide_ms);
-        let open: Vec<i64> = (first..=last)
-            .map(|k| k * slide_ms)
-            .filter(|start| watermark.is_none_or(|w| start + size_ms > w))
-            .collect();
-        if open.is_empty() {
-            exp.late += 1;
-            continue;
-        }
-        for start in open {
-            *counts.entry((start, key.clone())).or_insert(0) += 1;
         }
     }
     let fmt = |ms: i64| {
@@ -316,6 +341,19 @@ pub fn reference(
         .collect();
     exp.alerts.sort();
     exp
+}
+
+/// The reference with the shipped crash rule's settings, over partitions.
+pub fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
+    reference_partitions(
+        inputs,
+        10_000,
+        10_000,
+        10_000,
+        "crash",
+        &["High", "Critical"],
+        2,
+    )
 }
 
 /// The reference with the shipped crash rule's settings.

@@ -1,7 +1,14 @@
-//! Checkpoints: each rule's windows and watermark together with the input offsets they
-//! cover, written atomically (temporary file, fsync, rename), with a checksum so that a
-//! damaged file is refused instead of silently resetting state.
+//! Checkpoints: per input partition, every rule's windows and watermark for that partition
+//! together with the offset they cover. A partition's record is the unit of hand-over: the
+//! instance that gets the partition restores its record and reads on from its offset.
+//!
+//! Two stores (see [`store`]): a local file holding every partition's record, written
+//! atomically (temporary file, fsync, rename), the single-node default; or a compacted
+//! Kafka topic with one record per partition, so that state can move between machines.
+//! Both carry a checksum so that a damaged checkpoint is refused instead of silently
+//! resetting state.
 
+pub mod store;
 pub mod writer;
 
 use crate::window::{Snapshot, SnapshotRef};
@@ -13,28 +20,33 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format version written in the header.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const FILE: &str = "checkpoint";
 
-/// Everything needed to resume: per-source offsets and every rule's state.
+/// The local checkpoint file: every partition's record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// Source names (`topic/partition`) by source index, as the watermarks refer to them.
-    pub sources: Vec<String>,
-    /// The next offset to read, per source name.
-    pub offsets: BTreeMap<String, i64>,
     /// Triggers that produced rows so far (the console's batch numbers go on from here).
     pub triggers: u64,
+    /// Record per partition name (`topic/partition`).
+    pub partitions: BTreeMap<String, PartitionState>,
+}
+
+/// One partition's record: the next offset to read and every rule's state for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next offset to read.
+    pub offset: i64,
     /// State per rule name.
     pub rules: BTreeMap<String, RuleState>,
 }
 
-/// One rule's checkpointed state and the settings it is valid for.
+/// One rule's checkpointed state for one partition and the settings it is valid for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
-    /// The window settings the state was built with (`size/delay/key`); state built with
-    /// other settings is not restored.
+    /// The window settings the state was built with; state built with other settings is
+    /// not restored.
     pub window: String,
     /// Open windows and the watermark.
     pub windows: Snapshot,
@@ -43,16 +55,12 @@ pub struct RuleState {
     pub cooldown: Vec<(String, i64, i64)>,
 }
 
-/// A [`Checkpoint`] as it is written, borrowing the live state instead of copying it.
+/// A [`PartitionState`] as it is written, borrowing the live state instead of copying it.
 #[derive(Serialize)]
-pub struct CheckpointRef<'a> {
-    /// As [`Checkpoint::sources`].
-    pub sources: &'a [String],
-    /// As [`Checkpoint::offsets`].
-    pub offsets: &'a BTreeMap<String, i64>,
-    /// As [`Checkpoint::triggers`].
-    pub triggers: u64,
-    /// As [`Checkpoint::rules`].
+pub struct PartitionStateRef<'a> {
+    /// As [`PartitionState::offset`].
+    pub offset: i64,
+    /// As [`PartitionState::rules`].
     pub rules: BTreeMap<&'a str, RuleStateRef<'a>>,
 }
 
@@ -65,6 +73,33 @@ pub struct RuleStateRef<'a> {
     pub windows: SnapshotRef<'a>,
     /// As [`RuleState::cooldown`].
     pub cooldown: Vec<(&'a str, i64, i64)>,
+}
+
+/// A partition's record, encoded: its name and the bytes of its [`PartitionState`].
+pub struct Record {
+    /// `topic/partition`.
+    pub partition: String,
+    /// The JSON of its [`PartitionState`].
+    pub body: Vec<u8>,
+}
+
+/// The body of the checkpoint file holding `records` (each an encoded [`PartitionState`]),
+/// without decoding them again.
+pub fn compose<'a>(
+    triggers: u64,
+    records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = format!(r#"{{"triggers":{triggers},"partitions":{{"#).into_bytes();
+    for (i, (name, body)) in records.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend(serde_json::to_vec(name).expect("a string serialises"));
+        out.push(b':');
+        out.extend_from_slice(body);
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 /// The bytes of a checkpoint's body (what [`save_encoded`] writes).
@@ -86,11 +121,7 @@ pub fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
 pub fn save_encoded(dir: &Path, body: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
-    let header = format!(
-        "rulewatch-checkpoint v{VERSION} sha256={} bytes={}\n",
-        hex(&Sha256::digest(body)),
-        body.len()
-    );
+    let header = header(body);
     let tmp = dir.join(format!("{FILE}.tmp"));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -123,7 +154,24 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
         .map(Some)
 }
 
-fn parse(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+/// The header line that frames a checkpoint body: format version, checksum and length.
+pub fn header(body: &[u8]) -> String {
+    format!(
+        "rulewatch-checkpoint v{VERSION} sha256={} bytes={}\n",
+        hex(&Sha256::digest(body)),
+        body.len()
+    )
+}
+
+/// A framed body ([`header`] + body), as a Kafka record value.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = header(body).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Checks a framed body and decodes it.
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     let nl = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -136,7 +184,10 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
     }
     let version = words.next().unwrap_or("");
     if version != format!("v{VERSION}") {
-        bail!("checkpoint format {version}, but this rulewatch reads v{VERSION}");
+        bail!(
+            "checkpoint format {version}, but this rulewatch reads v{VERSION} (v1 held all \
+             partitions together and cannot be split per partition)"
+        );
     }
     let sum = words
         .next()
@@ -164,51 +215,62 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn sample() -> Checkpoint {
+    fn windows() -> crate::window::Windows {
         let mut w = crate::window::Windows::new(
             std::time::Duration::from_secs(10),
             std::time::Duration::from_secs(10),
         );
         w.observe(0, 1_000, "user_1", true);
-        Checkpoint {
-            sources: vec!["logs/0".into()],
-            offsets: [("logs/0".to_owned(), 42)].into(),
-            triggers: 3,
+        w
+    }
+
+    fn sample() -> Checkpoint {
+        let state = PartitionState {
+            offset: 42,
             rules: [(
                 "crash".to_owned(),
                 RuleState {
                     window: "10000/10000/user_id".into(),
-                    windows: w.snapshot(),
+                    windows: windows().snapshot(0),
                     cooldown: vec![("user_1".into(), 0, 10_000)],
                 },
             )]
             .into(),
+        };
+        Checkpoint {
+            triggers: 3,
+            partitions: [("logs/0".to_owned(), state)].into(),
         }
     }
 
     #[test]
-    fn the_borrowed_form_writes_what_the_owned_form_reads() {
-        let mut w = crate::window::Windows::new(
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_secs(10),
-        );
-        w.observe(0, 1_000, "user_1", true);
+    fn the_borrowed_form_and_composed_file_write_what_the_owned_form_reads() {
+        let w = windows();
         let cp = sample();
-        let by_ref = CheckpointRef {
-            sources: &cp.sources,
-            offsets: &cp.offsets,
-            triggers: cp.triggers,
+        let by_ref = PartitionStateRef {
+            offset: 42,
             rules: [(
                 "crash",
                 RuleStateRef {
                     window: "10000/10000/user_id",
-                    windows: SnapshotRef(&w),
+                    windows: SnapshotRef {
+                        windows: &w,
+                        source: 0,
+                    },
                     cooldown: vec![("user_1", 0, 10_000)],
                 },
             )]
             .into(),
         };
-        assert_eq!(encode(&by_ref).unwrap(), encode(&cp).unwrap());
+        let body = encode(&by_ref).unwrap();
+        assert_eq!(body, encode(&cp.partitions["logs/0"]).unwrap());
+        let file = compose(3, [("logs/0", body.as_slice())]);
+        assert_eq!(file, encode(&cp).unwrap());
+        let framed = frame(&body);
+        assert_eq!(
+            parse::<PartitionState>(&framed).unwrap(),
+            cp.partitions["logs/0"]
+        );
     }
 
     #[test]
@@ -219,7 +281,7 @@ mod tests {
         save(dir.path(), &cp).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(cp.clone()));
         let mut next = cp;
-        next.offsets.insert("logs/0".into(), 99);
+        next.partitions.get_mut("logs/0").unwrap().offset = 99;
         save(dir.path(), &next).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(next));
         assert!(!dir.path().join("checkpoint.tmp").exists());

@@ -1,13 +1,14 @@
 //! Writes checkpoints off the processing loop. The loop takes a snapshot between batches
 //! (cheap) and hands it over with the number of records sent until then; this thread waits
 //! until the broker has acknowledged those (later ones may still be in flight), then saves
-//! the file. The loop commits the offsets when it hears back. One checkpoint is in flight at
-//! a time, so they are written in order.
+//! the partitions' records to the store. The loop commits the offsets when it hears back.
+//! One checkpoint is in flight at a time, so they are written in order.
 
+use super::Record;
+use super::store::Store;
 use crate::sink::kafka::Output;
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A checkpoint that was written: the offsets it covers, and how long it took from snapshot
-/// to file.
+/// to store.
 pub struct Written {
     /// The checkpoint's offsets, to commit to the group.
     pub offsets: BTreeMap<String, i64>,
-    /// From the snapshot to the renamed file.
+    /// From the snapshot to the stored records.
     pub took: Duration,
 }
 
@@ -31,9 +32,44 @@ pub struct Writer {
     busy: bool,
 }
 
+/// Where the thread writes: the file (it keeps every partition's latest record, also those
+/// of partitions now read elsewhere, and rewrites the file) or the topic.
+enum Target {
+    File {
+        dir: std::path::PathBuf,
+        records: BTreeMap<String, Vec<u8>>,
+    },
+    Kafka {
+        output: Output,
+        topic: String,
+    },
+}
+
 impl Writer {
-    /// Starts the thread, writing into `dir` after flushing `output` (if any).
-    pub fn start(dir: PathBuf, output: Option<Output>) -> anyhow::Result<Self> {
+    /// Starts the thread, writing to `store` after flushing `output` (if any), which also
+    /// carries the records when the store is a topic. `file` is the checkpoint file read at
+    /// start, whose records of other partitions are kept.
+    pub fn start(
+        store: &Store,
+        output: Option<Output>,
+        file: &super::Checkpoint,
+    ) -> anyhow::Result<Self> {
+        let mut target = match store {
+            Store::File(dir) => Target::File {
+                dir: dir.clone(),
+                records: file
+                    .partitions
+                    .iter()
+                    .map(|(name, state)| Ok((name.clone(), super::encode(state)?)))
+                    .collect::<anyhow::Result<_>>()?,
+            },
+            Store::Kafka { topic, .. } => Target::Kafka {
+                output: output
+                    .clone()
+                    .context("a checkpoint topic needs the Kafka producer")?,
+                topic: topic.clone(),
+            },
+        };
         let (jobs, inbox) = sync_channel::<Job>(1);
         let (report, done) = sync_channel(1);
         let out = output.clone();
@@ -41,7 +77,7 @@ impl Writer {
             .name("rulewatch-checkpoint".into())
             .spawn(move || {
                 for job in inbox {
-                    let result = write(&dir, out.as_ref(), &job).map(|()| Written {
+                    let result = write(&mut target, out.as_ref(), &job).map(|()| Written {
                         offsets: job.offsets,
                         took: job.taken.elapsed(),
                     });
@@ -63,13 +99,14 @@ impl Writer {
         self.busy
     }
 
-    /// Hands an encoded checkpoint (see [`super::encode`]) covering `offsets` over; the
-    /// caller checks [`Writer::busy`] first.
-    pub fn submit(&mut self, body: Vec<u8>, offsets: BTreeMap<String, i64>) {
+    /// Hands encoded partition records (see [`super::encode`]) covering `offsets` over;
+    /// the caller checks [`Writer::busy`] first.
+    pub fn submit(&mut self, records: Vec<Record>, offsets: BTreeMap<String, i64>, triggers: u64) {
         debug_assert!(!self.busy);
         let job = Job {
-            body,
+            records,
             offsets,
+            triggers,
             sent: self.output.as_ref().map_or(0, Output::sent),
             taken: Instant::now(),
         };
@@ -100,19 +137,39 @@ impl Writer {
 
 /// A snapshot and what had been sent when it was taken.
 struct Job {
-    body: Vec<u8>,
+    records: Vec<Record>,
     offsets: BTreeMap<String, i64>,
+    triggers: u64,
     /// Records queued on the output before the snapshot.
     sent: usize,
     taken: Instant,
 }
 
-/// Makes what was sent before the snapshot durable, then saves it.
-fn write(dir: &std::path::Path, output: Option<&Output>, job: &Job) -> anyhow::Result<()> {
+/// Makes what was sent before the snapshot durable, then stores the records.
+fn write(target: &mut Target, output: Option<&Output>, job: &Job) -> anyhow::Result<()> {
     if let Some(output) = output {
         output
             .settle(job.sent, FLUSH_TIMEOUT)
             .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
     }
-    super::save_encoded(dir, &job.body)
+    match target {
+        Target::File { dir, records } => {
+            for r in &job.records {
+                records.insert(r.partition.clone(), r.body.clone());
+            }
+            let body = super::compose(
+                job.triggers,
+                records.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            );
+            super::save_encoded(dir, &body)
+        }
+        Target::Kafka { output, topic } => {
+            for r in &job.records {
+                output.send(topic, r.partition.as_bytes(), &super::frame(&r.body), None);
+            }
+            output
+                .settle(output.sent(), FLUSH_TIMEOUT)
+                .with_context(|| format!("not checkpointed: records to {topic} not delivered"))
+        }
+    }
 }

@@ -180,6 +180,10 @@ pub struct CheckpointConfig {
     /// How often state and offsets are checkpointed.
     #[serde(default = "default_interval", deserialize_with = "super::duration")]
     pub interval: Duration,
+    /// A compacted topic to keep partition checkpoints in instead of the folder, so that
+    /// a partition's state follows it to whichever instance of the group reads it (needed
+    /// to run more than one instance). Created if missing.
+    pub topic: Option<String>,
 }
 
 impl Default for CheckpointConfig {
@@ -187,6 +191,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             dir: default_checkpoint_dir(),
             interval: default_interval(),
+            topic: None,
         }
     }
 }

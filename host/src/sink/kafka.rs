@@ -170,12 +170,13 @@ impl Output {
     }
 }
 
-/// Creates `topics` (name, partitions) unless they exist.
+/// Creates `topics` (name, partitions) with topic settings `settings` unless they exist.
 pub fn create_topics(
     brokers: &str,
     options: &BTreeMap<String, String>,
     topics: &[(&str, i32)],
     replication: i32,
+    settings: &[(&str, &str)],
 ) -> anyhow::Result<()> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
@@ -188,7 +189,11 @@ pub fn create_topics(
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
+            let mut topic = NewTopic::new(name, *partitions, TopicReplication::Fixed(replication));
+            for (k, v) in settings {
+                topic = topic.set(k, v);
+            }
+            topic
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

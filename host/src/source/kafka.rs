@@ -1,6 +1,12 @@
 //! The Kafka source: a consumer-group member that hands out batches of messages as lines,
 //! tracks the next offset of every partition it reads, and resumes each partition exactly
 //! where processing (or the restored checkpoint) left it.
+//!
+//! Rebalances are carried out between batches, not inside librdkafka's callback: the
+//! callback only records what the group asked for and ends the batch; the run loop then
+//! checkpoints revoked partitions before releasing them and restores assigned ones before
+//! reading them ([`KafkaSource::take_rebalance`], [`KafkaSource::assign`],
+//! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
 
 use super::lines::Line;
 use anyhow::Context as _;
@@ -11,8 +17,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -25,13 +32,25 @@ pub fn partition_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
-/// Callbacks from librdkafka: rebalances (resume at our own offsets) and client errors
+/// A change of assignment the group asked for, to carry out between batches.
+#[derive(Debug)]
+pub enum Rebalance {
+    /// Partitions given to this instance (`topic/partition`).
+    Assign(Vec<String>),
+    /// Partitions taken away (with the eager protocol: all of them).
+    Revoke(Vec<String>),
+}
+
+/// Callbacks from librdkafka: rebalances (recorded for the run loop) and client errors
 /// (logged once per change of state).
 pub struct Callbacks {
-    /// Next offset to process per partition name: from the checkpoint, then from progress.
-    resume: Mutex<HashMap<String, i64>>,
-    /// Partitions assigned, as librdkafka last told us.
-    assigned: Mutex<Vec<String>>,
+    /// Rebalances asked for and not carried out yet.
+    pending: Mutex<VecDeque<Rebalance>>,
+    /// Whether `pending` has any.
+    waiting: AtomicBool,
+    /// The consumer is closing: rebalances are carried out at once (librdkafka revokes
+    /// the assignment while closing and waits for it to be released).
+    closing: AtomicBool,
     /// The last client error logged, to log each state change once.
     last_error: Mutex<Option<String>>,
 }
@@ -71,40 +90,33 @@ impl ConsumerContext for Callbacks {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let resume = self.resume.lock().expect("not poisoned");
-                let mut names = Vec::new();
-                for e in tpl.elements().iter() {
-                    names.push(partition_name(e.topic(), e.partition()));
+        if self.closing.load(Ordering::Relaxed) {
+            let released = match consumer.rebalance_protocol() {
+                rdkafka::consumer::RebalanceProtocol::Cooperative => {
+                    consumer.incremental_unassign(tpl)
                 }
-                for name in &names {
-                    if let Some((topic, p)) = split(name)
-                        && let Some(&offset) = resume.get(name)
-                    {
-                        // Start a little before the resume point and skip what is below it:
-                        // some brokers (tansu 0.6) answer a fetch from the middle of a record
-                        // batch with the next batch, which would silently skip the rest of it.
-                        let from = offset.saturating_sub(RESUME_LOOKBACK).max(0);
-                        tpl.set_partition_offset(topic, p, Offset::Offset(from))
-                            .expect("the partition is in the list");
-                    }
-                }
-                info!("Kafka: assigned {}", names.join(", "));
-                if let Err(e) = consumer.assign(tpl) {
-                    warn!("Kafka: cannot take the assignment: {e}");
-                }
-                *self.assigned.lock().expect("not poisoned") = names;
+                _ => consumer.unassign(),
+            };
+            if let Err(e) = released {
+                warn!("Kafka: cannot release the assignment while closing: {e}");
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                info!("Kafka: partitions revoked");
-                if let Err(e) = consumer.unassign() {
-                    warn!("Kafka: cannot drop the assignment: {e}");
-                }
-                self.assigned.lock().expect("not poisoned").clear();
-            }
-            other => warn!("Kafka: rebalance error {other:?}"),
+            return;
         }
+        let names = tpl
+            .elements()
+            .iter()
+            .map(|e| partition_name(e.topic(), e.partition()))
+            .collect();
+        let change = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(names),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(names),
+            other => {
+                warn!("Kafka: rebalance error {other:?}");
+                return;
+            }
+        };
+        self.pending.lock().expect("not poisoned").push_back(change);
+        self.waiting.store(true, Ordering::Relaxed);
     }
 }
 
@@ -159,14 +171,12 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Joins consumer group `group` on `topics`. `options` go to librdkafka as they are
-    /// (security settings, for example); `sources` and `offsets` come from a checkpoint.
+    /// (security settings, for example).
     pub fn connect(
         brokers: &str,
         group: &str,
         topics: &[String],
         options: &BTreeMap<String, String>,
-        sources: &[String],
-        offsets: &BTreeMap<String, i64>,
         max_message: usize,
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
@@ -181,13 +191,17 @@ impl KafkaSource {
             // second, and some brokers hold a fetch for the whole wait when little is new.
             .set("fetch.wait.max.ms", "10")
             .set("queued.min.messages", "1000000")
-            .set("max.partition.fetch.bytes", "10485760");
+            .set("max.partition.fetch.bytes", "10485760")
+            // Move only the partitions that must move on a rebalance: the others keep
+            // their state in memory instead of being checkpointed, released and restored.
+            .set("partition.assignment.strategy", "cooperative-sticky");
         for (k, v) in options {
             config.set(k, v);
         }
         let context = Callbacks {
-            resume: Mutex::new(offsets.iter().map(|(k, v)| (k.clone(), *v)).collect()),
-            assigned: Mutex::default(),
+            pending: Mutex::default(),
+            waiting: AtomicBool::default(),
+            closing: AtomicBool::default(),
             last_error: Mutex::default(),
         };
         // librdkafka logs what its `debug` setting asks for; tracing filters.
@@ -199,7 +213,7 @@ impl KafkaSource {
         consumer
             .subscribe(&topics)
             .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
-        let mut source = KafkaSource {
+        let source = KafkaSource {
             consumer,
             buf: Vec::with_capacity(4 << 20),
             partitions: Partitions::default(),
@@ -207,32 +221,6 @@ impl KafkaSource {
             max_message,
             had_error: false,
         };
-        for name in sources {
-            let (topic, p) = split(name).unwrap_or((name, 0));
-            source.partitions.get(topic, p);
-        }
-        // Every partition of the topics holds the watermark back until it has been idle for
-        // a while, assigned to us yet or not: otherwise the partitions assigned first (while
-        // the group settles) would move the watermark past the others' data.
-        for topic in &topics {
-            match source
-                .consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(10))
-            {
-                Ok(m) => {
-                    for p in m.topics().iter().flat_map(|t| t.partitions()) {
-                        source.partitions.get(topic, p.id());
-                    }
-                }
-                Err(e) => warn!("Kafka: no metadata for {topic} yet ({e}); continuing"),
-            }
-        }
-        for (name, &offset) in offsets {
-            if let Some((topic, p)) = split(name) {
-                let i = source.partitions.get(topic, p);
-                source.partitions.list[i as usize].next = Some(offset);
-            }
-        }
         Ok(source)
     }
 
@@ -251,7 +239,7 @@ impl KafkaSource {
         out.clear();
         self.buf.clear();
         let mut timeout = wait;
-        while out.len() < max {
+        while out.len() < max && !self.rebalance_pending() {
             let Some(result) = self.consumer.poll(timeout) else {
                 break;
             };
@@ -301,27 +289,108 @@ impl KafkaSource {
                 too_large,
             });
         }
-        let mut resume = self.consumer.context().resume.lock().expect("not poisoned");
-        for part in &self.partitions.list {
-            if let Some(next) = part.next {
-                match resume.get_mut(&part.name) {
-                    Some(offset) => *offset = next,
-                    None => {
-                        resume.insert(part.name.clone(), next);
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    /// The next offset to process, per partition name.
+    /// The next offset to process, per assigned partition name.
     pub fn offsets(&self) -> BTreeMap<String, i64> {
         self.partitions
             .list
             .iter()
+            .filter(|p| self.assigned.contains(&p.name))
             .filter_map(|p| Some((p.name.clone(), p.next?)))
             .collect()
+    }
+
+    /// Whether a rebalance waits: the batch then ends, so that it is carried out before
+    /// any message that follows.
+    #[inline]
+    fn rebalance_pending(&self) -> bool {
+        self.consumer.context().waiting.load(Ordering::Relaxed)
+    }
+
+    /// The oldest rebalance asked for and not carried out yet.
+    pub fn take_rebalance(&self) -> Option<Rebalance> {
+        let context = self.consumer.context();
+        let mut pending = context.pending.lock().expect("not poisoned");
+        let next = pending.pop_front();
+        context
+            .waiting
+            .store(!pending.is_empty(), Ordering::Relaxed);
+        next
+    }
+
+    /// The index of partition `name` (registering it).
+    pub fn index(&mut self, name: &str) -> usize {
+        let (topic, p) = split(name).unwrap_or((name, 0));
+        self.partitions.get(topic, p) as usize
+    }
+
+    /// Takes partitions `names`, each from its offset in `offsets` (a restored checkpoint),
+    /// else from the group's committed offset, else from the start.
+    pub fn assign(
+        &mut self,
+        names: &[String],
+        offsets: &BTreeMap<String, i64>,
+    ) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for name in names {
+            let i = self.index(name);
+            let (topic, p) = split(name).unwrap_or((name, 0));
+            let part = &mut self.partitions.list[i];
+            part.next = offsets.get(name).copied();
+            part.last_seen = Instant::now();
+            let from = match part.next {
+                // Start a little before the resume point and skip what is below it: some
+                // brokers (tansu 0.6) answer a fetch from the middle of a record batch with
+                // the next batch, which would silently skip the rest of it.
+                Some(next) => Offset::Offset(next.saturating_sub(RESUME_LOOKBACK).max(0)),
+                None => Offset::Stored,
+            };
+            tpl.add_partition_offset(topic, p, from)?;
+            if !self.assigned.contains(name) {
+                self.assigned.push(name.clone());
+            }
+        }
+        let taken = if self.incremental() {
+            self.consumer.incremental_assign(&tpl)
+        } else {
+            self.consumer.assign(&tpl)
+        };
+        taken.context("Kafka: cannot take the assignment")?;
+        if !names.is_empty() {
+            info!("Kafka: assigned {}", names.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Releases partitions `names` (after the caller checkpointed them).
+    pub fn revoke(&mut self, names: &[String]) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for name in names {
+            let (topic, p) = split(name).unwrap_or((name, 0));
+            tpl.add_partition(topic, p);
+            let i = self.index(name);
+            self.partitions.list[i].next = None;
+        }
+        self.assigned.retain(|a| !names.contains(a));
+        let released = if self.incremental() {
+            self.consumer.incremental_unassign(&tpl)
+        } else {
+            self.consumer.unassign()
+        };
+        released.context("Kafka: cannot release the assignment")?;
+        if !names.is_empty() {
+            info!("Kafka: released {}", names.join(", "));
+        }
+        Ok(())
+    }
+
+    fn incremental(&self) -> bool {
+        matches!(
+            self.consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        )
     }
 
     /// Messages of partition `index` not read yet, from the high watermark in the broker's
@@ -371,34 +440,31 @@ impl KafkaSource {
     }
 
     /// Every known partition: its index, its name, whether it is assigned to this consumer,
-    /// and how long since its last message (or since it became known). Assigned partitions
-    /// without messages yet become known here.
-    pub fn refresh(&mut self) -> Vec<(usize, &str, bool, Duration)> {
-        let assigned = self
-            .consumer
-            .context()
-            .assigned
-            .lock()
-            .expect("not poisoned")
-            .clone();
-        for name in &assigned {
-            if let Some((topic, p)) = split(name) {
-                let i = self.partitions.get(topic, p) as usize;
-                // Newly assigned: its quiet time counts from now.
-                if !self.assigned.contains(name) {
-                    self.partitions.list[i].last_seen = Instant::now();
-                }
-            }
-        }
-        self.assigned.clone_from(&assigned);
+    /// and how long since its last message (or since it was assigned).
+    pub fn refresh(&self) -> Vec<(usize, &str, bool, Duration)> {
         self.partitions
             .list
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let is_assigned = assigned.contains(&p.name);
+                let is_assigned = self.assigned.contains(&p.name);
                 (i, p.name.as_str(), is_assigned, p.last_seen.elapsed())
             })
             .collect()
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // The consumer's close (after this) revokes the assignment and waits for it to be
+        // released, which the deferred handling would never do.
+        let context = self.consumer.context();
+        context.closing.store(true, Ordering::Relaxed);
+        context.pending.lock().expect("not poisoned").clear();
+        if !self.assigned.is_empty()
+            && let Err(e) = self.consumer.unassign()
+        {
+            warn!("Kafka: cannot release the assignment: {e}");
+        }
     }
 }

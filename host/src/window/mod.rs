@@ -5,16 +5,19 @@
 //!   windows have `slide < size`: each event is in every window that covers its time
 //!   (`size / slide` of them when `slide` divides `size`), as Spark's `window(ts, size,
 //!   slide)`.
-//! * The watermark is the largest event time seen so far minus the delay (the minimum of
-//!   that over the active sources, see [`watermark`]). Every decoded event moves it, counted
-//!   or not.
-//! * An event is late when its window's end is at or before the watermark as it stood
-//!   before that event; a late event is not counted. With hopping windows it is counted in
-//!   those of its windows that are still open, and late only when all of them are closed.
-//! * A window closes once the watermark reaches its end; its state is then freed.
+//! * State is kept per input source (Kafka partition): its own open windows and its own
+//!   watermark, the largest event time seen in it minus the delay (see [`watermark`]).
+//!   Every decoded event moves it, counted or not. Keyed input puts all events of a key in
+//!   one partition, so per-partition counts are the counts; and a partition's state can be
+//!   checkpointed, dropped and restored on its own when it moves to another instance.
+//! * An event is late when its window's end is at or before its source's watermark as it
+//!   stood before that event; a late event is not counted. With hopping windows it is
+//!   counted in those of its windows that are still open, and late only when all of them
+//!   are closed.
+//! * A window closes once its source's watermark reaches its end; its state is then freed.
+//!   An idle source is moved along to the watermark of the active ones.
 //!
-//! State is one small map per open window, so memory grows with open (window, key) pairs,
-//! never with the number of events.
+//! Memory grows with open (window, key) pairs, never with the number of events.
 
 pub mod watermark;
 
@@ -46,6 +49,10 @@ pub struct WindowRow<'a> {
     pub key: &'a str,
     /// Events counted.
     pub count: u64,
+    /// The source whose events these are.
+    pub source: usize,
+    /// That source's watermark.
+    pub watermark: Option<i64>,
 }
 
 #[derive(Clone, Copy)]
@@ -56,84 +63,23 @@ struct Count {
 
 type Pane = IndexMap<Box<str>, Count, FxBuildHasher>;
 
-/// The windows of one rule.
-pub struct Windows {
-    size: i64,
-    slide: i64,
+/// The windows of one source.
+struct Part {
     watermark: Watermark,
+    idle: bool,
     open: BTreeMap<i64, Pane>,
     /// (window start, index in its pane) of counts changed since the last drain.
     changed: Vec<(i64, usize)>,
 }
 
-impl Windows {
-    /// Tumbling windows of `size` under a watermark that trails the largest event time by
-    /// `delay`.
-    pub fn new(size: Duration, delay: Duration) -> Self {
-        Self::hopping(size, size, delay)
-    }
-
-    /// Windows of `size` starting every `slide` (`0 < slide <= size`).
-    pub fn hopping(size: Duration, slide: Duration, delay: Duration) -> Self {
-        Windows {
-            size: size.as_millis() as i64,
-            slide: slide.as_millis() as i64,
-            watermark: Watermark::new(delay.as_millis() as i64),
+impl Part {
+    fn new(delay: i64) -> Self {
+        Part {
+            watermark: Watermark::new(delay),
+            idle: false,
             open: BTreeMap::new(),
             changed: Vec::new(),
         }
-    }
-
-    /// Placeholder windows holding nothing (for a stopped rule).
-    pub fn empty() -> Self {
-        Self::new(Duration::from_millis(1), Duration::ZERO)
-    }
-
-    /// The current watermark in epoch ms, once an event has been seen.
-    pub fn watermark(&self) -> Option<i64> {
-        self.watermark.current()
-    }
-
-    /// The per-source progress behind the watermark.
-    pub fn source_progress(&self) -> &Watermark {
-        &self.watermark
-    }
-
-    /// The per-source progress behind the watermark, to mark sources idle.
-    pub fn sources(&mut self) -> &mut Watermark {
-        &mut self.watermark
-    }
-
-    /// The latest window `[start, end)` holding event time `t` (the only one when tumbling).
-    pub fn window_of(&self, t: i64) -> (i64, i64) {
-        let start = t.div_euclid(self.slide) * self.slide;
-        (start, start.saturating_add(self.size))
-    }
-
-    /// Observes one decoded event from `source`, in arrival order.
-    #[inline]
-    pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
-        let (latest, end) = self.window_of(time);
-        let watermark = self.watermark();
-        self.watermark.observe(source, time);
-        if !selected {
-            return Verdict::Skipped;
-        }
-        // The latest window ends last: if it is closed, all of the event's windows are.
-        if watermark.is_some_and(|wm| end <= wm) {
-            return Verdict::Late;
-        }
-        let mut start = latest;
-        while start.saturating_add(self.size) > time {
-            if watermark.is_none_or(|wm| start.saturating_add(self.size) > wm) {
-                self.count(start, key);
-            }
-            if self.slide == self.size {
-                break;
-            }
-            start -= self.slide;
-        }
-        Verdict::Counted
     }
 
     /// Counts one event for `key` in the window starting at `start`.
@@ -162,81 +108,239 @@ impl Windows {
         };
         self.changed.push((start, index));
     }
+}
 
-    /// Hands out every count changed since the last call (in first-change order).
-    pub fn drain_changed(&mut self, mut f: impl FnMut(WindowRow<'_>)) {
-        for (start, i) in self.changed.drain(..) {
-            if let Some((key, c)) = self.open.get_mut(&start).and_then(|p| p.get_index_mut(i)) {
-                c.changed = false;
-                f(WindowRow {
-                    start,
-                    end: start.saturating_add(self.size),
-                    key,
-                    count: c.n,
-                });
-            }
+/// The windows of one rule, per source.
+pub struct Windows {
+    size: i64,
+    slide: i64,
+    delay: i64,
+    /// By source index; `None` for sources without state here (no data yet, or revoked).
+    parts: Vec<Option<Part>>,
+}
+
+impl Windows {
+    /// Tumbling windows of `size` under a watermark that trails the largest event time by
+    /// `delay`.
+    pub fn new(size: Duration, delay: Duration) -> Self {
+        Self::hopping(size, size, delay)
+    }
+
+    /// Windows of `size` starting every `slide` (`0 < slide <= size`).
+    pub fn hopping(size: Duration, slide: Duration, delay: Duration) -> Self {
+        Windows {
+            size: size.as_millis() as i64,
+            slide: slide.as_millis() as i64,
+            delay: delay.as_millis() as i64,
+            parts: Vec::new(),
         }
     }
 
-    /// Hands out every count still held, oldest window first.
-    pub fn for_each(&self, mut f: impl FnMut(WindowRow<'_>)) {
-        for (&start, pane) in &self.open {
-            for (key, c) in pane {
-                f(WindowRow {
-                    start,
-                    end: start.saturating_add(self.size),
-                    key,
-                    count: c.n,
-                });
-            }
+    /// Placeholder windows holding nothing (for a stopped rule).
+    pub fn empty() -> Self {
+        Self::new(Duration::from_millis(1), Duration::ZERO)
+    }
+
+    fn parts(&self) -> impl Iterator<Item = (usize, &Part)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+    }
+
+    /// The rule's watermark on this instance: the slowest active source's (the fastest idle
+    /// one's when all are idle), once a source has data.
+    pub fn watermark(&self) -> Option<i64> {
+        let active = self
+            .parts()
+            .filter(|(_, p)| !p.idle)
+            .filter_map(|(_, p)| p.watermark.current())
+            .min();
+        active.or_else(|| {
+            self.parts()
+                .filter_map(|(_, p)| p.watermark.current())
+                .max()
+        })
+    }
+
+    /// Source `source`'s watermark, once it has data.
+    pub fn watermark_of(&self, source: usize) -> Option<i64> {
+        self.parts.get(source)?.as_ref()?.watermark.current()
+    }
+
+    /// Marks source `source` idle (no data for a while) or not. An idle source is moved to
+    /// the active sources' watermark at the next [`Windows::close`], so that its windows
+    /// close although no data comes; data wakes it up.
+    pub fn set_idle(&mut self, source: usize, idle: bool) {
+        if let Some(Some(p)) = self.parts.get_mut(source) {
+            p.idle = idle;
         }
     }
 
-    /// Closes the windows the watermark has passed (every window if `all`, at the end of
-    /// the input), handing out their final counts and freeing them.
-    pub fn close(&mut self, all: bool, mut f: impl FnMut(WindowRow<'_>)) {
-        let wm = if all { None } else { self.watermark() };
-        while let Some(entry) = self.open.first_entry() {
-            let start = *entry.key();
-            let end = start.saturating_add(self.size);
-            if !all && wm.is_none_or(|wm| end > wm) {
+    fn part(&mut self, source: usize) -> &mut Part {
+        if source >= self.parts.len() {
+            self.parts.resize_with(source + 1, || None);
+        }
+        let delay = self.delay;
+        self.parts[source].get_or_insert_with(|| Part::new(delay))
+    }
+
+    /// The latest window `[start, end)` holding event time `t` (the only one when tumbling).
+    pub fn window_of(&self, t: i64) -> (i64, i64) {
+        let start = t.div_euclid(self.slide) * self.slide;
+        (start, start.saturating_add(self.size))
+    }
+
+    /// Observes one decoded event from `source`, in arrival order.
+    #[inline]
+    pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
+        let (latest, end) = self.window_of(time);
+        let (size, slide) = (self.size, self.slide);
+        let part = self.part(source);
+        part.idle = false;
+        let watermark = part.watermark.current();
+        part.watermark.observe(time);
+        if !selected {
+            return Verdict::Skipped;
+        }
+        // The latest window ends last: if it is closed, all of the event's windows are.
+        if watermark.is_some_and(|wm| end <= wm) {
+            return Verdict::Late;
+        }
+        let mut start = latest;
+        while start.saturating_add(size) > time {
+            if watermark.is_none_or(|wm| start.saturating_add(size) > wm) {
+                part.count(start, key);
+            }
+            if slide == size {
                 break;
             }
-            for (key, c) in entry.remove() {
-                f(WindowRow {
-                    start,
-                    end,
-                    key: &key,
-                    count: c.n,
-                });
-            }
+            start -= slide;
         }
-        let open = &self.open;
-        self.changed.retain(|(start, _)| open.contains_key(start));
+        Verdict::Counted
     }
 
-    /// Moves the watermark past every open window, so that the next close takes them all;
-    /// events for them that come later are late.
+    /// Hands out every count changed since the last call (per source, in first-change order).
+    pub fn drain_changed(&mut self, mut f: impl FnMut(WindowRow<'_>)) {
+        let size = self.size;
+        for (source, part) in self.parts.iter_mut().enumerate() {
+            let Some(part) = part else { continue };
+            let watermark = part.watermark.current();
+            for (start, i) in part.changed.drain(..) {
+                if let Some((key, c)) = part.open.get_mut(&start).and_then(|p| p.get_index_mut(i)) {
+                    c.changed = false;
+                    f(WindowRow {
+                        start,
+                        end: start.saturating_add(size),
+                        key,
+                        count: c.n,
+                        source,
+                        watermark,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Hands out every count still held, oldest window first per source.
+    pub fn for_each(&self, mut f: impl FnMut(WindowRow<'_>)) {
+        for (source, part) in self.parts() {
+            let watermark = part.watermark.current();
+            for (&start, pane) in &part.open {
+                for (key, c) in pane {
+                    f(WindowRow {
+                        start,
+                        end: start.saturating_add(self.size),
+                        key,
+                        count: c.n,
+                        source,
+                        watermark,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes the windows their source's watermark has passed (every window if `all`, at
+    /// the end of the input), handing out their final counts and freeing them. Idle sources
+    /// are first moved to the active sources' watermark.
+    pub fn close(&mut self, all: bool, mut f: impl FnMut(WindowRow<'_>)) {
+        if let Some(active) = self
+            .parts()
+            .filter(|(_, p)| !p.idle)
+            .filter_map(|(_, p)| p.watermark.current())
+            .min()
+        {
+            for part in self.parts.iter_mut().flatten().filter(|p| p.idle) {
+                part.watermark.advance_to(active);
+            }
+        }
+        let size = self.size;
+        for (source, part) in self.parts.iter_mut().enumerate() {
+            let Some(part) = part else { continue };
+            let wm = if all { None } else { part.watermark.current() };
+            while let Some(entry) = part.open.first_entry() {
+                let start = *entry.key();
+                let end = start.saturating_add(size);
+                if !all && wm.is_none_or(|wm| end > wm) {
+                    break;
+                }
+                for (key, c) in entry.remove() {
+                    f(WindowRow {
+                        start,
+                        end,
+                        key: &key,
+                        count: c.n,
+                        source,
+                        watermark: wm,
+                    });
+                }
+            }
+            let open = &part.open;
+            part.changed.retain(|(start, _)| open.contains_key(start));
+        }
+    }
+
+    /// Moves every source's watermark past its open windows, so that the next close takes
+    /// them all; events for them that come later are late.
     pub fn advance_past_open(&mut self) {
-        if let Some((&last, _)) = self.open.last_key_value() {
-            self.watermark.advance_to(last.saturating_add(self.size));
+        let size = self.size;
+        for part in self.parts.iter_mut().flatten() {
+            if let Some((&last, _)) = part.open.last_key_value() {
+                part.watermark.advance_to(last.saturating_add(size));
+            }
         }
     }
 
     /// Open (window, key) pairs.
     pub fn open_pairs(&self) -> usize {
-        self.open.values().map(|p| p.len()).sum()
+        self.parts()
+            .map(|(_, p)| p.open.values().map(|p| p.len()).sum::<usize>())
+            .sum()
     }
 
-    /// The state as a checkpoint reads it back (checkpoints are written from
+    /// Sources with state here.
+    pub fn sources(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts().map(|(i, _)| i)
+    }
+
+    /// Drops source `source`'s state (its partition went to another instance).
+    pub fn drop_source(&mut self, source: usize) {
+        if let Some(p) = self.parts.get_mut(source) {
+            *p = None;
+        }
+    }
+
+    /// Source `source`'s state as a checkpoint reads it back (checkpoints are written from
     /// [`SnapshotRef`], without this copy).
     #[cfg(test)]
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self, source: usize) -> Snapshot {
+        let part = self.parts[source].as_ref().expect("a source with state");
         Snapshot {
             size: self.size,
-            slide: Some(self.slide),
-            watermark: self.watermark.clone(),
-            windows: self
+            slide: self.slide,
+            watermark: part.watermark.clone(),
+            windows: part
                 .open
                 .iter()
                 .map(|(start, pane)| {
@@ -247,31 +351,34 @@ impl Windows {
         }
     }
 
-    /// Windows restored from a checkpoint.
-    pub fn restore(snapshot: Snapshot) -> Self {
-        Windows {
-            size: snapshot.size,
-            slide: snapshot.slide.unwrap_or(snapshot.size),
-            watermark: snapshot.watermark,
-            open: snapshot
-                .windows
-                .into_iter()
-                .map(|(start, counts)| {
-                    let pane = counts
-                        .into_iter()
-                        .map(|(k, n)| (k.into_boxed_str(), Count { n, changed: false }))
-                        .collect();
-                    (start, pane)
-                })
-                .collect(),
-            changed: Vec::new(),
-        }
+    /// Restores source `source`'s state from a checkpoint, replacing what it had.
+    pub fn restore(&mut self, source: usize, snapshot: Snapshot) {
+        let part = self.part(source);
+        part.watermark = snapshot.watermark;
+        part.idle = false;
+        part.changed.clear();
+        part.open = snapshot
+            .windows
+            .into_iter()
+            .map(|(start, counts)| {
+                let pane = counts
+                    .into_iter()
+                    .map(|(k, n)| (k.into_boxed_str(), Count { n, changed: false }))
+                    .collect();
+                (start, pane)
+            })
+            .collect();
     }
 }
 
-/// The windows as a [`Snapshot`] serialises, without copying them first: checkpoints are
-/// written from this, and read back as a [`Snapshot`].
-pub struct SnapshotRef<'a>(pub &'a Windows);
+/// One source's windows as a [`Snapshot`] serialises, without copying them first:
+/// checkpoints are written from this, and read back as a [`Snapshot`].
+pub struct SnapshotRef<'a> {
+    /// The rule's windows.
+    pub windows: &'a Windows,
+    /// The source.
+    pub source: usize,
+}
 
 impl serde::Serialize for SnapshotRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -282,14 +389,16 @@ impl serde::Serialize for SnapshotRef<'_> {
                 s.collect_seq(self.0.iter().map(|(k, c)| (&**k, c.n)))
             }
         }
-        let w = self.0;
+        let w = self.windows;
+        let part = w.parts.get(self.source).and_then(Option::as_ref);
         let mut out = s.serialize_struct("Snapshot", 4)?;
         out.serialize_field("size", &w.size)?;
-        out.serialize_field("slide", &Some(w.slide))?;
-        out.serialize_field("watermark", &w.watermark)?;
-        let windows: Vec<(i64, PaneRef<'_>)> = w
-            .open
+        out.serialize_field("slide", &w.slide)?;
+        let empty = Watermark::new(w.delay);
+        out.serialize_field("watermark", part.map_or(&empty, |p| &p.watermark))?;
+        let windows: Vec<(i64, PaneRef<'_>)> = part
             .iter()
+            .flat_map(|p| p.open.iter())
             .map(|(&start, pane)| (start, PaneRef(pane)))
             .collect();
         out.serialize_field("windows", &windows)?;
@@ -297,15 +406,20 @@ impl serde::Serialize for SnapshotRef<'_> {
     }
 }
 
-/// Checkpointed window state: open windows with their counts, and the watermark.
+/// One source's checkpointed windows: open windows with their counts, and the watermark.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     size: i64,
-    /// Absent in checkpoints from before hopping windows: tumbling.
-    #[serde(default)]
-    slide: Option<i64>,
+    slide: i64,
     watermark: Watermark,
     windows: Vec<(i64, Vec<(String, u64)>)>,
+}
+
+impl Snapshot {
+    /// Open (window, key) pairs held.
+    pub fn pairs(&self) -> usize {
+        self.windows.iter().map(|(_, counts)| counts.len()).sum()
+    }
 }
 
 #[cfg(test)]
@@ -366,19 +480,44 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_restore_counts_and_watermark() {
+    fn snapshots_restore_counts_and_watermark_per_source() {
         let mut w = windows();
         w.observe(0, 1_000, "a", true);
         w.observe(1, 12_000, "b", true);
         w.observe(0, 2_000, "a", true);
-        let snap = w.snapshot();
+        let snap = w.snapshot(0);
         let json = serde_json::to_string(&snap).unwrap();
-        let mut r = Windows::restore(serde_json::from_str(&json).unwrap());
-        assert_eq!(r.snapshot(), snap);
-        assert_eq!(r.watermark(), w.watermark());
+        let mut r = windows();
+        r.restore(3, serde_json::from_str(&json).unwrap());
+        assert_eq!(r.snapshot(3), snap);
+        assert_eq!(r.watermark_of(3), w.watermark_of(0));
+        assert_eq!(r.sources().collect::<Vec<_>>(), [3]);
         // Counting goes on where it stopped.
-        r.observe(0, 3_000, "a", true);
+        r.observe(3, 3_000, "a", true);
         assert_eq!(closed(&mut r, true)[0], (0, "a".into(), 3));
+    }
+
+    #[test]
+    fn each_source_closes_its_windows_by_its_own_watermark() {
+        let mut w = windows();
+        w.observe(0, 1_000, "a", true);
+        w.observe(1, 2_000, "b", true);
+        // Source 0 reaches 20 s (watermark 10 s): its [0, 10 s) closes, source 1's does not.
+        w.observe(0, 20_000, "c", false);
+        assert_eq!(closed(&mut w, false), [(0, "a".to_owned(), 1)]);
+        assert_eq!(w.watermark(), Some(-8_000), "the slowest source's");
+        // An event of source 1 in that window is still on time there, late in source 0.
+        assert_eq!(w.observe(1, 3_000, "b", true), Verdict::Counted);
+        assert_eq!(w.observe(0, 3_000, "a", true), Verdict::Late);
+        // Source 1 goes idle: it is moved to the active sources' watermark and closes.
+        w.set_idle(1, true);
+        assert_eq!(closed(&mut w, false), [(0, "b".to_owned(), 2)]);
+        assert_eq!(w.watermark_of(1), Some(10_000));
+        // A dropped source is forgotten, and holds nothing back.
+        w.observe(1, 4_000, "b", true);
+        w.drop_source(1);
+        assert_eq!(w.open_pairs(), 0);
+        assert_eq!(w.sources().collect::<Vec<_>>(), [0]);
     }
 
     #[test]
@@ -427,12 +566,18 @@ mod tests {
             Duration::from_secs(5),
             Duration::from_secs(10),
         );
-        for (t, key) in [(1_000, "a"), (7_000, "b\"q"), (12_000, "a")] {
-            w.observe(t as usize % 2, t, key, true);
+        for (source, t, key) in [(0, 1_000, "a"), (1, 7_000, "b\"q"), (0, 12_000, "a")] {
+            w.observe(source, t, key, true);
         }
-        let by_ref = serde_json::to_string(&SnapshotRef(&w)).unwrap();
-        assert_eq!(by_ref, serde_json::to_string(&w.snapshot()).unwrap());
-        let back: Snapshot = serde_json::from_str(&by_ref).unwrap();
-        assert_eq!(back, w.snapshot());
+        for source in [0, 1] {
+            let by_ref = serde_json::to_string(&SnapshotRef {
+                windows: &w,
+                source,
+            })
+            .unwrap();
+            assert_eq!(by_ref, serde_json::to_string(&w.snapshot(source)).unwrap());
+            let back: Snapshot = serde_json::from_str(&by_ref).unwrap();
+            assert_eq!(back, w.snapshot(source));
+        }
     }
 }

@@ -1,0 +1,151 @@
+//! Where partition records are kept: the local checkpoint file (one node), or a compacted
+//! Kafka topic keyed by partition (state that moves between instances with its partition).
+
+use super::{Checkpoint, PartitionState};
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long reading the checkpoint topic may take before the assignment is given up.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A checkpoint store.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Every partition's record in `DIR/checkpoint`.
+    File(PathBuf),
+    /// One record per partition on a compacted topic, keyed by `topic/partition`.
+    Kafka {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// librdkafka settings, as for the source.
+        options: BTreeMap<String, String>,
+        /// The checkpoint topic.
+        topic: String,
+    },
+}
+
+impl Store {
+    /// Where the records are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::File(dir) => super::path(dir).display().to_string(),
+            Store::Kafka { topic, .. } => format!("topic {topic}"),
+        }
+    }
+
+    /// The latest record of each of `partitions` that has one.
+    pub fn load(&self, partitions: &[String]) -> anyhow::Result<BTreeMap<String, PartitionState>> {
+        let mut all = match self {
+            Store::File(dir) => super::load(dir)?.unwrap_or_default().partitions,
+            Store::Kafka {
+                brokers,
+                options,
+                topic,
+            } => read_topic(brokers, options, topic, partitions)?,
+        };
+        all.retain(|name, _| partitions.contains(name));
+        Ok(all)
+    }
+
+    /// The whole local checkpoint (the file store only; empty for the topic).
+    pub fn load_file(&self) -> anyhow::Result<Checkpoint> {
+        match self {
+            Store::File(dir) => Ok(super::load(dir)?.unwrap_or_default()),
+            Store::Kafka { .. } => Ok(Checkpoint::default()),
+        }
+    }
+}
+
+/// Reads the checkpoint topic from its start to its end and keeps the last record of each
+/// wanted partition (a compacted topic holds little more than those).
+fn read_topic(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    topic: &str,
+    wanted: &[String],
+) -> anyhow::Result<BTreeMap<String, PartitionState>> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "rulewatch-checkpoint-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    for (k, v) in options {
+        config.set(k, v);
+    }
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    let consumer: BaseConsumer = config
+        .create()
+        .context("cannot create the checkpoint reader")?;
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .with_context(|| format!("cannot read the metadata of checkpoint topic {topic}"))?;
+    let mut tpl = TopicPartitionList::new();
+    // Per partition of the checkpoint topic: the offset of its last record.
+    let mut ends = BTreeMap::new();
+    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
+            .with_context(|| format!("cannot read the offsets of checkpoint topic {topic}"))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+            ends.insert(p.id(), high - 1);
+        }
+    }
+    let mut found: BTreeMap<String, PartitionState> = BTreeMap::new();
+    if ends.is_empty() {
+        return Ok(found);
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    while !ends.is_empty() {
+        if started.elapsed() > READ_TIMEOUT {
+            anyhow::bail!(
+                "checkpoint topic {topic}: not read to its end within {READ_TIMEOUT:?}; is the \
+                 broker overloaded, or the topic not compacted (cleanup.policy=compact)?"
+            );
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.with_context(|| format!("reading checkpoint topic {topic}"))?;
+        if ends
+            .get(&msg.partition())
+            .is_some_and(|&end| msg.offset() >= end)
+        {
+            ends.remove(&msg.partition());
+        }
+        let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            continue;
+        };
+        if !wanted.iter().any(|w| w == key) {
+            continue;
+        }
+        match msg.payload() {
+            // A tombstone: the partition's state was dropped on purpose.
+            None => {
+                found.remove(key);
+            }
+            Some(value) => {
+                let state = super::parse(value).with_context(|| {
+                    format!(
+                        "the checkpoint of {key} in topic {topic} (partition {}, offset {}) is \
+                         damaged, so its window state cannot be restored; start with \
+                         --fresh-start to discard checkpoints (alerts of windows open at the \
+                         time may then be missed or under-counted)",
+                        msg.partition(),
+                        msg.offset()
+                    )
+                })?;
+                found.insert(key.to_owned(), state);
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,173 @@
+//! Scale-out, end to end on a real broker: several `rulewatch run` instances in one consumer
+//! group share a multi-partition topic, keep their checkpoints in a Kafka topic, and hand
+//! partitions over when one is killed (SIGKILL) or added. Their deduplicated alerts must
+//! equal one instance's over the same events, which must equal the independent reference
+//! applied to each partition on its own (each partition's windows close by its own
+//! watermark, so late data is judged the same wherever the partition is read).
+
+mod common;
+
+use common::kafka::{Broker, Engine, assert_same, dedup, keyed_messages, sentinels, sorted};
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 6;
+/// Far past the generated data (which starts 2026-01-27T22:00Z).
+const END: &str = "2026-01-28T00:00:00Z";
+
+/// One instance of group `group`, alerts to `alerts`, checkpoints in topic `group-cp`.
+/// Idleness and quiet-close (wall-clock decisions) are kept out of the way: the test pauses
+/// between steps.
+fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str) -> Engine {
+    let checkpoints = format!("{group}-cp");
+    Engine::start(
+        broker,
+        dir,
+        &[
+            "--group-id",
+            group,
+            "--alerts-topic",
+            alerts,
+            "--checkpoint-topic",
+            &checkpoints,
+            "--idle-timeout",
+            "1h",
+            "--quiet-close",
+            "1h",
+        ],
+    )
+}
+
+/// The reference's alerts over the partitions of `topic` as they stand: each partition's
+/// lateness judged by its own watermark.
+fn per_partition_reference(broker: &Broker, topic: &str) -> Vec<Alert> {
+    let inputs: Vec<Vec<u8>> = broker
+        .read_all(topic)
+        .values()
+        .map(|messages| {
+            let mut input = Vec::new();
+            for m in messages {
+                input.extend_from_slice(&m.value);
+                input.push(b'\n');
+            }
+            input
+        })
+        .collect();
+    let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    crash_reference_partitions(&inputs).alerts
+}
+
+/// Reads `topic` until `expected` distinct alerts are there (or 120 s pass), checking that
+/// the engines are alive.
+fn wait_for(
+    broker: &Broker,
+    topic: &str,
+    engines: &mut [&mut Engine],
+    expected: usize,
+) -> Vec<Alert> {
+    let got = broker.consume(topic, Duration::from_secs(120), |got| {
+        for e in engines.iter_mut() {
+            e.assert_running();
+        }
+        dedup(got).len() >= expected
+    });
+    sorted(&dedup(&got))
+}
+
+/// "rebalance: restored N of M partition(s) ... in T" lines of a log.
+fn restores(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("rebalance: restored"))
+        .collect()
+}
+
+#[test]
+fn three_instances_with_one_killed_and_one_added_alert_as_one_instance_does() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    // Disorder, very late events and bad lines: late data must be judged the same way
+    // whichever instance reads a partition.
+    let path = gen_logs(
+        dir.path(),
+        "logs.jsonl",
+        &[
+            "-n",
+            "150000",
+            "--disorder",
+            "8",
+            "--late-share",
+            "0.01",
+            "--bad",
+            "0.01",
+        ],
+    );
+    let messages = keyed_messages(&std::fs::read(&path).unwrap());
+    let third = messages.len() / 3;
+
+    // Three instances; the input arrives in three parts.
+    let mut a = instance(&broker, dir.path(), "scale", "alerts-scale");
+    let mut b = instance(&broker, dir.path(), "scale", "alerts-scale");
+    let mut c = instance(&broker, dir.path(), "scale", "alerts-scale");
+    broker.produce("logs", &messages[..third]);
+    let started = Instant::now();
+    while broker
+        .consume("alerts-scale", Duration::from_secs(1), |g| !g.is_empty())
+        .is_empty()
+    {
+        for e in [&mut a, &mut b, &mut c] {
+            e.assert_running();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no alert yet:\n{}",
+            a.log()
+        );
+    }
+    // Killed while the second part is being read, between checkpoints or not.
+    broker.produce("logs", &messages[third..2 * third]);
+    std::thread::sleep(Duration::from_millis(300));
+    let b_log = b.log();
+    b.kill();
+    // The group notices after the session timeout (6 s) and gives b's partitions to a and c.
+    std::thread::sleep(Duration::from_secs(8));
+    let mut d = instance(&broker, dir.path(), "scale", "alerts-scale");
+    std::thread::sleep(Duration::from_secs(2));
+    broker.produce("logs", &messages[2 * third..]);
+    broker.produce("logs", &sentinels(PARTITIONS, END));
+
+    // What was produced, per partition, and the reference on each partition.
+    let expected = per_partition_reference(&broker, "logs");
+    assert!(expected.len() > 50, "{}", expected.len());
+    let got = wait_for(
+        &broker,
+        "alerts-scale",
+        &mut [&mut a, &mut c, &mut d],
+        expected.len(),
+    );
+    let logs = format!(
+        "--- a:\n{}\n--- b (killed):\n{b_log}\n--- c:\n{}\n--- d (added):\n{}",
+        a.log(),
+        c.log(),
+        d.log()
+    );
+    assert_same(&got, &expected, &logs);
+    // Partitions moved with their state: after the kill and after the addition, an
+    // instance restored partitions from the checkpoint topic.
+    let logs_after = [a.log(), c.log(), d.log()];
+    let moved: Vec<&str> = logs_after
+        .iter()
+        .flat_map(|l| restores(l))
+        .filter(|l| !l.contains("restored 0 of"))
+        .collect();
+    assert!(moved.len() >= 2, "{logs}");
+    for line in &moved {
+        eprintln!("{line}");
+    }
+
+    // One instance over the same events, from the start, in its own group.
+    let mut single = instance(&broker, dir.path(), "single", "alerts-single");
+    let alone = wait_for(&broker, "alerts-single", &mut [&mut single], expected.len());
+    assert_same(&alone, &expected, &single.log());
+}
