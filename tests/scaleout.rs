@@ -10,6 +10,9 @@ mod common;
 use common::kafka::{Broker, Engine, assert_same, dedup, keyed_messages, sentinels, sorted};
 use common::*;
 use std::path::Path;
+
+/// A message to produce: partition, key, value.
+type Message = (Option<i32>, String, Vec<u8>);
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 6;
@@ -75,42 +78,18 @@ fn wait_for(
     sorted(&dedup(&got))
 }
 
-/// "rebalance: restored N of M partition(s) ... in T" lines of a log.
-fn restores(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| l.contains("rebalance: restored"))
-        .collect()
-}
-
-#[test]
-fn three_instances_with_one_killed_and_one_added_alert_as_one_instance_does() {
-    let broker = Broker::start();
-    broker.create_topic("logs", PARTITIONS);
-    let dir = tempfile::tempdir().unwrap();
-    // Disorder, very late events and bad lines: late data must be judged the same way
-    // whichever instance reads a partition.
-    let path = gen_logs(
-        dir.path(),
-        "logs.jsonl",
-        &[
-            "-n",
-            "150000",
-            "--disorder",
-            "8",
-            "--late-share",
-            "0.01",
-            "--bad",
-            "0.01",
-        ],
-    );
-    let messages = keyed_messages(&std::fs::read(&path).unwrap());
+/// Runs the scenario on `messages` (produced in three parts): three instances of one
+/// group, one SIGKILLed while the second part is read, one added before the third; then
+/// one instance alone in another group. Both must give the reference's alerts; returns the
+/// instances' logs.
+fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str) -> String {
     let third = messages.len() / 3;
-
-    // Three instances; the input arrives in three parts.
-    let mut a = instance(&broker, dir.path(), "scale", "alerts-scale");
-    let mut b = instance(&broker, dir.path(), "scale", "alerts-scale");
-    let mut c = instance(&broker, dir.path(), "scale", "alerts-scale");
+    // The first part is there before the instances start, so that they can see how it is
+    // keyed.
     broker.produce("logs", &messages[..third]);
+    let mut a = instance(broker, dir, "scale", "alerts-scale");
+    let mut b = instance(broker, dir, "scale", "alerts-scale");
+    let mut c = instance(broker, dir, "scale", "alerts-scale");
     let started = Instant::now();
     while broker
         .consume("alerts-scale", Duration::from_secs(1), |g| !g.is_empty())
@@ -132,16 +111,16 @@ fn three_instances_with_one_killed_and_one_added_alert_as_one_instance_does() {
     b.kill();
     // The group notices after the session timeout (6 s) and gives b's partitions to a and c.
     std::thread::sleep(Duration::from_secs(8));
-    let mut d = instance(&broker, dir.path(), "scale", "alerts-scale");
+    let mut d = instance(broker, dir, "scale", "alerts-scale");
     std::thread::sleep(Duration::from_secs(2));
     broker.produce("logs", &messages[2 * third..]);
     broker.produce("logs", &sentinels(PARTITIONS, END));
 
     // What was produced, per partition, and the reference on each partition.
-    let expected = per_partition_reference(&broker, "logs");
+    let expected = per_partition_reference(broker, "logs");
     assert!(expected.len() > 50, "{}", expected.len());
     let got = wait_for(
-        &broker,
+        broker,
         "alerts-scale",
         &mut [&mut a, &mut c, &mut d],
         expected.len(),
@@ -153,13 +132,14 @@ fn three_instances_with_one_killed_and_one_added_alert_as_one_instance_does() {
         d.log()
     );
     assert_same(&got, &expected, &logs);
+    for log in [&a.log(), &b_log, &c.log(), &d.log()] {
+        assert!(log.contains(mode), "{logs}");
+    }
     // Partitions moved with their state: after the kill and after the addition, an
     // instance restored partitions from the checkpoint topic.
-    let logs_after = [a.log(), c.log(), d.log()];
-    let moved: Vec<&str> = logs_after
-        .iter()
-        .flat_map(|l| restores(l))
-        .filter(|l| !l.contains("restored 0 of"))
+    let moved: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("rebalance: restored") && !l.contains("restored 0 of"))
         .collect();
     assert!(moved.len() >= 2, "{logs}");
     for line in &moved {
@@ -167,7 +147,54 @@ fn three_instances_with_one_killed_and_one_added_alert_as_one_instance_does() {
     }
 
     // One instance over the same events, from the start, in its own group.
-    let mut single = instance(&broker, dir.path(), "single", "alerts-single");
-    let alone = wait_for(&broker, "alerts-single", &mut [&mut single], expected.len());
+    let mut single = instance(broker, dir, "single", "alerts-single");
+    let alone = wait_for(broker, "alerts-single", &mut [&mut single], expected.len());
     assert_same(&alone, &expected, &single.log());
+    assert!(single.log().contains(mode), "{}", single.log());
+    logs
+}
+
+/// Generated events with disorder, very late events and bad lines: late data must be
+/// judged the same way whichever instance reads a partition.
+fn events(dir: &Path) -> Vec<u8> {
+    let args = [
+        "-n",
+        "150000",
+        "--disorder",
+        "8",
+        "--late-share",
+        "0.01",
+        "--bad",
+        "0.01",
+    ];
+    std::fs::read(gen_logs(dir, "logs.jsonl", &args)).unwrap()
+}
+
+#[test]
+fn keyed_input_three_instances_one_killed_one_added_alert_as_one_instance_does() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let messages = keyed_messages(&events(dir.path()));
+    scenario(&broker, dir.path(), &messages, "is keyed by `user_id`");
+}
+
+#[test]
+fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    // Round robin over the partitions, without keys: a user's events are everywhere.
+    let messages: Vec<Message> = keyed_messages(&events(dir.path()))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
+        .collect();
+    let logs = scenario(
+        &broker,
+        dir.path(),
+        &messages,
+        "repartitioning its matching events",
+    );
+    assert!(logs.contains("is not keyed by `user_id` (0 of"), "{logs}");
 }

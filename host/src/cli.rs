@@ -107,6 +107,9 @@ struct RunArgs {
     /// kafka.topics, comma-separated.
     #[arg(long, env = "RULEWATCH_TOPICS", value_delimiter = ',')]
     topics: Option<Vec<String>>,
+    /// kafka.keyed_by: the event field messages are keyed by (`auto` to check, `none`).
+    #[arg(long, env = "RULEWATCH_KEYED_BY")]
+    keyed_by: Option<String>,
     /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable (`;` separates them in
     /// the environment variable, as values may hold commas).
     #[arg(
@@ -177,6 +180,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.topics {
             c.kafka.topics.clone_from(v);
+        }
+        if let Some(v) = &self.keyed_by {
+            c.kafka.keyed_by.clone_from(v);
         }
         for kv in &self.kafka_options {
             let (k, v) = kv

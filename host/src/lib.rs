@@ -11,6 +11,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod repartition;
 pub mod rules;
 pub mod run;
 pub mod sink;

@@ -9,7 +9,9 @@ use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
 use crate::registry::watch::{Change, Changes};
+use crate::repartition::{Forwarded, Progress, Sent};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
+use crate::sink::kafka::Output;
 use crate::sink::records::{Position, RejectSink};
 use crate::sink::{AlertRow, RuleMeta, Sink};
 use crate::source::lines::Line;
@@ -70,6 +72,46 @@ struct RuleRunner {
     params: serde_json::Value,
     /// Window settings, for the status.
     window: WindowStatus,
+    /// When the input is not keyed by the rule's key: its repartition topic and state.
+    forward: Option<Forward>,
+}
+
+/// A rule's repartitioning (see [`crate::repartition`]).
+struct Forward {
+    /// The internal topic.
+    topic: String,
+    /// Per partition of the internal topic read here (source index): what it saw of each
+    /// input partition.
+    progress: HashMap<usize, Progress>,
+    /// Per input partition read here (source index): the last marker sent.
+    sent: HashMap<usize, Sent>,
+    /// Reused record buffer.
+    buf: Vec<u8>,
+}
+
+impl Forward {
+    fn new(topic: &str) -> Self {
+        Forward {
+            topic: topic.to_owned(),
+            progress: HashMap::new(),
+            sent: HashMap::new(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// Repartitioning set up for a run on Kafka (see [`crate::repartition`]).
+pub struct Repartitioning {
+    /// The producer for the internal topics.
+    pub output: Output,
+    /// The field the input is keyed by, if any: rules grouping by it count directly.
+    pub keyed_by: Option<String>,
+    /// The internal topic of each rule that repartitions, created at start.
+    pub topics: BTreeMap<String, String>,
+    /// Every input partition (`topic/partition`).
+    pub inputs: Vec<String>,
+    /// Partitions of each internal topic.
+    pub partitions: i32,
 }
 
 /// Optional outputs for rejected input.
@@ -96,6 +138,8 @@ impl Rejects {
 /// The input sources a pipeline reads: a file (one source) or Kafka partitions.
 pub struct Sources {
     names: Vec<String>,
+    /// Per source: a partition of a repartition topic.
+    internal: Vec<bool>,
     /// Lines of files have byte offsets; messages do not.
     files: bool,
 }
@@ -105,6 +149,7 @@ impl Sources {
     pub fn file(name: &str) -> Self {
         Sources {
             names: vec![name.to_owned()],
+            internal: vec![false],
             files: true,
         }
     }
@@ -113,8 +158,13 @@ impl Sources {
     pub fn partitions() -> Self {
         Sources {
             names: Vec::new(),
+            internal: Vec::new(),
             files: false,
         }
+    }
+
+    fn is_internal(&self, source: usize) -> bool {
+        self.internal.get(source).copied().unwrap_or(false)
     }
 
     fn position(&self, line: &Line) -> Position<'_> {
@@ -146,6 +196,7 @@ pub struct Pipeline {
     /// The latest published alerts, newest last.
     recent: VecDeque<AlertStatus>,
     times: StageTimes,
+    repartitioning: Option<Repartitioning>,
 }
 
 impl Pipeline {
@@ -174,7 +225,51 @@ impl Pipeline {
             rows: Vec::new(),
             recent: VecDeque::with_capacity(status::RECENT_ALERTS),
             times: StageTimes::default(),
+            repartitioning: None,
         })
+    }
+
+    /// Sets up repartitioning: rules not grouping by the field the input is keyed by
+    /// forward their events through their internal topic.
+    pub fn set_repartitioning(&mut self, r: Repartitioning) -> anyhow::Result<()> {
+        self.repartitioning = Some(r);
+        for i in 0..self.rules.len() {
+            let r = &self.rules[i];
+            let forward = self
+                .forward_for(&r.window.key, &r.meta.name)
+                .map_err(anyhow::Error::msg)?;
+            self.rules[i].forward = forward;
+        }
+        Ok(())
+    }
+
+    /// Each rule's name, group-by field and whether it repartitions.
+    pub fn rule_keys(&self) -> Vec<(&str, &str)> {
+        self.rules
+            .iter()
+            .map(|r| (r.meta.name.as_str(), r.window.key.as_str()))
+            .collect()
+    }
+
+    /// The repartitioning of a rule grouping by `key`: none if the input is keyed by it;
+    /// an error if it needs an internal topic that was not set up at start.
+    fn forward_for(&self, key: &str, rule: &str) -> Result<Option<Forward>, String> {
+        let Some(r) = &self.repartitioning else {
+            return Ok(None);
+        };
+        if r.keyed_by.as_deref() == Some(key) {
+            return Ok(None);
+        }
+        match r.topics.get(rule) {
+            Some(topic) => Ok(Some(Forward::new(topic))),
+            None => Err(format!(
+                "rule {rule} groups by `{key}`, but the input is {}: it needs a repartition \
+                 topic, which is set up when rulewatch starts; restart rulewatch to run it",
+                r.keyed_by
+                    .as_ref()
+                    .map_or("not keyed by a field".into(), |k| format!("keyed by `{k}`"))
+            )),
+        }
     }
 
     /// Applies a change of the rules folder, between batches. A new version of a rule with
@@ -233,6 +328,17 @@ impl Pipeline {
                 return Ok(());
             }
         };
+        match self.forward_for(&runner.window.key, &name) {
+            Ok(forward) => runner.forward = forward,
+            Err(e) => {
+                error!("{e}; the running version stays");
+                self.changes.rejected += 1;
+                if let Some(i) = index {
+                    self.rules[i].last_error = Some(e);
+                }
+                return Ok(());
+            }
+        }
         let sha = &runner.meta.sha256;
         match index {
             None => {
@@ -247,6 +353,9 @@ impl Pipeline {
                     old.meta.sha256
                 );
                 runner.windows = std::mem::replace(&mut old.windows, Windows::empty());
+                if runner.forward.is_some() {
+                    runner.forward = old.forward.take();
+                }
                 runner.stats = std::mem::take(&mut old.stats);
                 runner.version = old.version + 1;
                 *old = runner;
@@ -381,15 +490,25 @@ impl Pipeline {
     pub fn name_source(&mut self, index: usize, name: &str) {
         if self.sources.names.len() <= index {
             self.sources.names.resize(index + 1, String::new());
+            self.sources.internal.resize(index + 1, false);
         }
         if self.sources.names[index] != name {
             self.sources.names[index] = name.to_owned();
+            let topic = name.rsplit_once('/').map_or(name, |(t, _)| t);
+            self.sources.internal[index] = self
+                .repartitioning
+                .as_ref()
+                .is_some_and(|r| r.topics.values().any(|t| t == topic));
         }
     }
 
     /// Tells every rule's watermark whether source `index` is idle (no data for a while: it
     /// stops holding the watermark back until data comes).
     pub fn set_source_idle(&mut self, index: usize, idle: bool) {
+        // A repartition topic's partitions get markers at least once a second.
+        if self.sources.is_internal(index) {
+            return;
+        }
         for r in &mut self.rules {
             r.windows.set_idle(index, idle);
         }
@@ -420,6 +539,11 @@ impl Pipeline {
                             .filter(|(_, v)| v.2 == source)
                             .map(|(k, &(s, e, _))| (k.as_str(), s, e))
                             .collect(),
+                        upstream: r
+                            .forward
+                            .as_ref()
+                            .and_then(|f| f.progress.get(&source))
+                            .map(|p| &p.upstream),
                     };
                     (r.meta.name.as_str(), state)
                 })
@@ -452,6 +576,12 @@ impl Pipeline {
             match self.rules.iter_mut().find(|r| r.meta.name == rule) {
                 Some(r) if r.window_id == st.window => {
                     r.windows.restore(source, st.windows);
+                    if let Some(f) = &mut r.forward
+                        && !st.upstream.is_empty()
+                    {
+                        let upstream = st.upstream;
+                        f.progress.insert(source, Progress { upstream });
+                    }
                     r.last_alert.retain(|_, v| v.2 != source);
                     for (k, s, e) in st.cooldown {
                         r.last_alert.insert(k, (s, e, source));
@@ -481,6 +611,58 @@ impl Pipeline {
         for r in &mut self.rules {
             r.windows.drop_source(source);
             r.last_alert.retain(|_, v| v.2 != source);
+            if let Some(f) = &mut r.forward {
+                f.progress.remove(&source);
+                f.sent.remove(&source);
+            }
+        }
+    }
+
+    /// Sends each input partition's watermark to the repartition topics when it moved,
+    /// went idle, or a second passed (see [`crate::repartition`]). `partitions` holds
+    /// (assigned, idle) per source index; `next` gives a source's next offset.
+    pub fn send_markers(
+        &mut self,
+        partitions: &[(bool, bool)],
+        next: impl Fn(usize) -> Option<i64>,
+    ) {
+        let Some(rp) = &self.repartitioning else {
+            return;
+        };
+        let now = Instant::now();
+        for r in self.rules.iter_mut().filter(|r| r.instance.is_some()) {
+            let Some(f) = &mut r.forward else { continue };
+            for (i, &(assigned, idle)) in partitions.iter().enumerate() {
+                if !assigned || self.sources.is_internal(i) {
+                    continue;
+                }
+                let watermark = r.windows.watermark_of(i);
+                if !Sent::due(f.sent.get(&i), watermark, idle, now) {
+                    continue;
+                }
+                let Some(from) = self.sources.names.get(i) else {
+                    continue;
+                };
+                let marker = Forwarded::Marker {
+                    watermark,
+                    from,
+                    next: next(i).unwrap_or(0),
+                    idle,
+                };
+                marker.encode(&mut f.buf);
+                for q in 0..rp.partitions {
+                    rp.output.send_to(&f.topic, Some(q), b"", &f.buf, None);
+                }
+                let at = now;
+                f.sent.insert(
+                    i,
+                    Sent {
+                        watermark,
+                        idle,
+                        at,
+                    },
+                );
+            }
         }
     }
 
@@ -497,8 +679,12 @@ impl Pipeline {
             r.event_lines.clear();
         }
         for (li, line) in lines.iter().enumerate() {
-            self.input.lines += 1;
             let raw = &buf[line.range.clone()];
+            if self.sources.is_internal(line.source as usize) {
+                self.take_forwarded(line, raw);
+                continue;
+            }
+            self.input.lines += 1;
             if line.too_large {
                 let e = LineError {
                     reason: Reason::TooLarge,
@@ -546,6 +732,7 @@ impl Pipeline {
             }
         }
         self.times.decode += started.elapsed();
+        let output = self.repartitioning.as_ref().map(|r| &r.output);
         for r in &mut self.rules {
             let result = r.run_batch(
                 buf,
@@ -553,6 +740,7 @@ impl Pipeline {
                 &self.sources,
                 &mut self.rejects,
                 &mut self.times,
+                output,
             );
             if let Err(e) = result {
                 r.quarantine(e);
@@ -668,6 +856,57 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Counts an event forwarded through a repartition topic, or applies a marker.
+    fn take_forwarded(&mut self, line: &Line, raw: &[u8]) {
+        let source = line.source as usize;
+        let name = &self.sources.names[source];
+        let topic = name.rsplit_once('/').map_or(name.as_str(), |(t, _)| t);
+        let Some(r) = self
+            .rules
+            .iter_mut()
+            .find(|r| r.instance.is_some() && r.forward.as_ref().is_some_and(|f| f.topic == topic))
+        else {
+            return; // the rule is gone or stopped
+        };
+        let inputs = &self.repartitioning.as_ref().expect("set up").inputs;
+        let f = r.forward.as_mut().expect("found by it");
+        let progress = f.progress.entry(source).or_default();
+        match Forwarded::parse(raw) {
+            Some(Forwarded::Event {
+                time,
+                from,
+                offset,
+                key,
+            }) => {
+                if progress.accept_event(from, offset)
+                    && r.windows.count_forwarded(source, time, key) == Verdict::Late
+                {
+                    // Possible only after an input partition was idle and woke up.
+                    r.stats.late += 1;
+                }
+            }
+            Some(Forwarded::Marker {
+                watermark,
+                from,
+                next,
+                idle,
+            }) => {
+                progress.apply_marker(from, watermark, next, idle);
+                if let Some(wm) = progress.watermark(inputs) {
+                    r.windows.advance_source(source, wm);
+                }
+            }
+            None => {
+                if log_allowed(&mut self.logged, Reason::NotJson) {
+                    warn!(
+                        "{}: not a record of a repartition topic; skipped",
+                        self.sources.position(line)
+                    );
+                }
+            }
+        }
+    }
+
     /// Counts, logs (rate-limited) and dead-letters a line no rule can use.
     fn reject_line(&mut self, line: &Line, e: &LineError, raw: &[u8]) {
         self.input.bad.add(e.reason);
@@ -750,6 +989,7 @@ impl RuleRunner {
                 slide_ms: c.window.slide().as_millis() as i64,
                 delay_ms: c.window.delay.as_millis() as i64,
             },
+            forward: None,
         })
     }
 
@@ -761,6 +1001,7 @@ impl RuleRunner {
         sources: &Sources,
         rejects: &mut Rejects,
         times: &mut StageTimes,
+        output: Option<&Output>,
     ) -> Result<(), RuleError> {
         let Some(instance) = &mut self.instance else {
             return Ok(());
@@ -781,10 +1022,31 @@ impl RuleRunner {
             let line = &lines[self.event_lines[row] as usize];
             let source = line.source as usize;
             let watermark = self.windows.watermark_of(source);
-            match self
-                .windows
-                .observe(source, time, batch.str(1, row), is_selected)
-            {
+            let verdict = match (&mut self.forward, output) {
+                (Some(f), Some(output)) => {
+                    let on_time = self.windows.judge(source, time);
+                    if !is_selected {
+                        Verdict::Skipped
+                    } else if !on_time {
+                        Verdict::Late
+                    } else {
+                        let key = batch.str(1, row);
+                        let record = Forwarded::Event {
+                            time,
+                            from: &sources.names[source],
+                            offset: line.number as i64,
+                            key,
+                        };
+                        record.encode(&mut f.buf);
+                        output.send(&f.topic, key.as_bytes(), &f.buf, None);
+                        Verdict::Counted
+                    }
+                }
+                _ => self
+                    .windows
+                    .observe(source, time, batch.str(1, row), is_selected),
+            };
+            match verdict {
                 Verdict::Counted => self.stats.matched += 1,
                 Verdict::Skipped => {}
                 Verdict::Late => {

@@ -18,7 +18,7 @@ use crate::checkpoint::store::Store;
 use crate::checkpoint::writer::{Writer, Written};
 use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
-use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
+use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Repartitioning, Sources};
 use crate::registry::watch::Changes;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
@@ -94,11 +94,24 @@ pub fn run(
             &compact,
         )?;
     }
-    let output = if topics.is_empty() && config.checkpoint.topic.is_none() {
-        None
-    } else {
-        Some(Output::connect(&k.brokers, &k.options)?)
-    };
+    let keys: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
+        .collect();
+    let plan = crate::repartition::plan(k, &keys)?;
+    if !plan.topics.is_empty() {
+        let n = plan.inputs.len() as i32;
+        let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
+        create_topics(
+            &k.brokers,
+            &k.options,
+            &internal,
+            out.topic_replication,
+            &[],
+        )?;
+    }
+    // Alerts, rejects, checkpoint records and repartitioned events share one producer.
+    let output = Some(Output::connect(&k.brokers, &k.options)?);
     let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
         let (output, topic) = (output.as_ref()?, topic.as_ref()?);
         Some(Box::new(RejectTopic::new(output.clone(), topic)))
@@ -121,6 +134,15 @@ pub fn run(
     let mut sink = Fanout(sinks);
 
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
+    let mut subscribed = k.topics.clone();
+    subscribed.extend(plan.topics.values().cloned());
+    pipeline.set_repartitioning(Repartitioning {
+        output: output.clone().expect("connected above"),
+        keyed_by: plan.keyed_by,
+        partitions: plan.inputs.len() as i32,
+        topics: plan.topics,
+        inputs: plan.inputs,
+    })?;
     let file = if fresh_start {
         warn!(
             "--fresh-start: ignoring the checkpoints in {}; windows start empty",
@@ -140,13 +162,13 @@ pub fn run(
     let mut source = KafkaSource::connect(
         &k.brokers,
         &k.group_id,
-        &k.topics,
+        &subscribed,
         &k.options,
         k.max_message_bytes,
     )?;
     info!(
         "consuming {} from {} as group {}; checkpoints in {}",
-        k.topics.join(", "),
+        subscribed.join(", "),
         k.brokers,
         k.group_id,
         store.describe()
@@ -255,6 +277,7 @@ pub fn run(
             partitions.resize(partitions.len().max(i + 1), (false, false));
             partitions[i] = (assigned, idle);
         }
+        pipeline.send_markers(&partitions, |i| source.next_offset(i));
         if let Some(q) = config.watermark.quiet_close
             && quiet_for != Duration::MAX
             && quiet_for >= q

@@ -11,6 +11,7 @@
 pub mod store;
 pub mod writer;
 
+use crate::repartition::Upstream;
 use crate::window::{Snapshot, SnapshotRef};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,9 @@ pub struct RuleState {
     /// Keys in cooldown: key, start and end of the window of their last alert.
     #[serde(default)]
     pub cooldown: Vec<(String, i64, i64)>,
+    /// For a partition of a repartition topic: what it saw of each input partition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream: BTreeMap<String, Upstream>,
 }
 
 /// A [`PartitionState`] as it is written, borrowing the live state instead of copying it.
@@ -73,6 +77,9 @@ pub struct RuleStateRef<'a> {
     pub windows: SnapshotRef<'a>,
     /// As [`RuleState::cooldown`].
     pub cooldown: Vec<(&'a str, i64, i64)>,
+    /// As [`RuleState::upstream`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<&'a BTreeMap<String, Upstream>>,
 }
 
 /// A partition's record, encoded: its name and the bytes of its [`PartitionState`].
@@ -233,6 +240,7 @@ mod tests {
                     window: "10000/10000/user_id".into(),
                     windows: windows().snapshot(0),
                     cooldown: vec![("user_1".into(), 0, 10_000)],
+                    upstream: BTreeMap::new(),
                 },
             )]
             .into(),
@@ -258,6 +266,7 @@ mod tests {
                         source: 0,
                     },
                     cooldown: vec![("user_1", 0, 10_000)],
+                    upstream: None,
                 },
             )]
             .into(),

@@ -78,6 +78,12 @@ pub struct KafkaConfig {
     /// Messages larger than this are rejected as too_large.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// The event field the producers key messages by (so all events of a key are in one
+    /// partition): rules grouping by it count per input partition, the others repartition
+    /// through an internal topic. `auto` checks the latest messages at start (and
+    /// repartitions when it cannot tell); `none`: not keyed by any field.
+    #[serde(default = "default_keyed_by")]
+    pub keyed_by: String,
     /// Passed to librdkafka as they are: `"security.protocol" = "SASL_SSL"`, ...
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -90,6 +96,7 @@ impl Default for KafkaConfig {
             group_id: default_group(),
             topics: default_topics(),
             max_message_bytes: default_max_message(),
+            keyed_by: default_keyed_by(),
             options: BTreeMap::new(),
         }
     }
@@ -103,6 +110,9 @@ fn default_group() -> String {
 }
 fn default_topics() -> Vec<String> {
     vec!["logs".into()]
+}
+fn default_keyed_by() -> String {
+    "auto".into()
 }
 fn default_max_message() -> usize {
     1 << 20

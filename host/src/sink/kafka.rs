@@ -83,12 +83,27 @@ impl Output {
 
     /// Queues one message (waiting for room if the queue is full).
     pub fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
+        self.send_to(topic, None, key, value, headers);
+    }
+
+    /// Queues one message to `partition` (else the one its key hashes to).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let outstanding = &self.producer.context().outstanding;
         outstanding.lock().expect("not poisoned").insert(seq);
         let mut record = BaseRecord::with_opaque_to(topic, seq).payload(value);
         if !key.is_empty() {
             record = record.key(key);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         if let Some(h) = headers {
             record = record.headers(h);

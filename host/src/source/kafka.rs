@@ -309,6 +309,11 @@ impl KafkaSource {
         self.consumer.context().waiting.load(Ordering::Relaxed)
     }
 
+    /// The next offset to process of partition `index`, if known.
+    pub fn next_offset(&self, index: usize) -> Option<i64> {
+        self.partitions.list.get(index)?.next
+    }
+
     /// The oldest rebalance asked for and not carried out yet.
     pub fn take_rebalance(&self) -> Option<Rebalance> {
         let context = self.consumer.context();

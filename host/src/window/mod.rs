@@ -82,6 +82,35 @@ impl Part {
         }
     }
 
+    /// Counts an event at `time` in each of its windows still open under `watermark`
+    /// (`latest` is the last window holding `time`); late if none is.
+    #[inline]
+    fn count_open(
+        &mut self,
+        size: i64,
+        slide: i64,
+        latest: (i64, i64),
+        watermark: Option<i64>,
+        time: i64,
+        key: &str,
+    ) -> Verdict {
+        // The latest window ends last: if it is closed, all of the event's windows are.
+        if watermark.is_some_and(|wm| latest.1 <= wm) {
+            return Verdict::Late;
+        }
+        let mut start = latest.0;
+        while start.saturating_add(size) > time {
+            if watermark.is_none_or(|wm| start.saturating_add(size) > wm) {
+                self.count(start, key);
+            }
+            if slide == size {
+                break;
+            }
+            start -= slide;
+        }
+        Verdict::Counted
+    }
+
     /// Counts one event for `key` in the window starting at `start`.
     #[inline]
     fn count(&mut self, start: i64, key: &str) {
@@ -194,8 +223,8 @@ impl Windows {
     /// Observes one decoded event from `source`, in arrival order.
     #[inline]
     pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
-        let (latest, end) = self.window_of(time);
         let (size, slide) = (self.size, self.slide);
+        let window = self.window_of(time);
         let part = self.part(source);
         part.idle = false;
         let watermark = part.watermark.current();
@@ -203,21 +232,35 @@ impl Windows {
         if !selected {
             return Verdict::Skipped;
         }
-        // The latest window ends last: if it is closed, all of the event's windows are.
-        if watermark.is_some_and(|wm| end <= wm) {
-            return Verdict::Late;
-        }
-        let mut start = latest;
-        while start.saturating_add(size) > time {
-            if watermark.is_none_or(|wm| start.saturating_add(size) > wm) {
-                part.count(start, key);
-            }
-            if slide == size {
-                break;
-            }
-            start -= slide;
-        }
-        Verdict::Counted
+        part.count_open(size, slide, window, watermark, time, key)
+    }
+
+    /// Moves `source`'s watermark by an event at `time` without counting it; whether one
+    /// of its windows was still open (it is on time). For events counted elsewhere.
+    #[inline]
+    pub fn judge(&mut self, source: usize, time: i64) -> bool {
+        let (_, end) = self.window_of(time);
+        let part = self.part(source);
+        part.idle = false;
+        let watermark = part.watermark.current();
+        part.watermark.observe(time);
+        watermark.is_none_or(|wm| end > wm)
+    }
+
+    /// Counts an event judged elsewhere in `source`'s windows that are still open; its
+    /// time does not move the watermark (see [`Windows::advance_source`]).
+    #[inline]
+    pub fn count_forwarded(&mut self, source: usize, time: i64, key: &str) -> Verdict {
+        let (size, slide) = (self.size, self.slide);
+        let window = self.window_of(time);
+        let part = self.part(source);
+        let watermark = part.watermark.current();
+        part.count_open(size, slide, window, watermark, time, key)
+    }
+
+    /// Moves `source`'s watermark to at least `to`.
+    pub fn advance_source(&mut self, source: usize, to: i64) {
+        self.part(source).watermark.advance_to(to);
     }
 
     /// Hands out every count changed since the last call (per source, in first-change order).

@@ -1,0 +1,331 @@
+//! Repartitioning: counting by a key the input topic is not partitioned by.
+//!
+//! Windows are counted per partition, which is right only when all events of a key are in
+//! one partition. When the input is not keyed by a rule's group-by field, the instance that
+//! reads an input partition decodes, filters and judges lateness there (by that partition's
+//! own watermark, as in direct mode), then forwards the selected, on-time events to an
+//! internal topic keyed by the group key; the instance that reads a partition of the
+//! internal topic counts them. Only matching events travel.
+//!
+//! Each input partition also sends its watermark to every internal partition (a marker,
+//! at least once a second and whenever it moves, and when the partition goes idle). An
+//! internal partition's watermark is the minimum over the input partitions that are not
+//! idle, so a window closes only once every input partition has passed its end, and every
+//! event forwarded on time was counted before: counts do not depend on how the input
+//! partitions interleave. Replays after a failover forward events again; each internal
+//! partition keeps, per input partition, the next offset it expects and drops what is
+//! below it, and checkpoints that with its windows.
+
+pub mod keying;
+
+use crate::config::run::KafkaConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How often an input partition's watermark is sent even when it has not moved.
+pub const MARKER_EVERY: Duration = Duration::from_secs(1);
+
+/// The name of rule `rule`'s internal topic in consumer group `group`.
+pub fn topic_name(group: &str, rule: &str) -> String {
+    format!("{group}-{rule}-repartition")
+}
+
+/// Which rules repartition, decided at start.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The field the input is keyed by, if any.
+    pub keyed_by: Option<String>,
+    /// The internal topic per rule that repartitions.
+    pub topics: BTreeMap<String, String>,
+    /// Every input partition (`topic/partition`); empty when no rule repartitions.
+    pub inputs: Vec<String>,
+}
+
+/// Decides, for each rule (name, group-by field), whether it counts per input partition
+/// or repartitions, and says so. `kafka.keyed_by = "auto"` samples the input topic.
+pub fn plan(kafka: &KafkaConfig, rules: &[(&str, &str)]) -> anyhow::Result<Plan> {
+    let fields: Vec<&str> = rules.iter().map(|(_, key)| *key).collect();
+    let mut plan = Plan::default();
+    let inspect = || keying::inspect(&kafka.brokers, &kafka.options, &kafka.topics, &fields);
+    let mut samples = BTreeMap::new();
+    match kafka.keyed_by.as_str() {
+        "auto" => {
+            let (inputs, found) = inspect()?;
+            plan.inputs = inputs;
+            plan.keyed_by = found
+                .iter()
+                .find(|(_, s)| s.keyed())
+                .map(|(f, _)| f.clone());
+            samples = found;
+        }
+        "none" => {}
+        field => plan.keyed_by = Some(field.to_owned()),
+    }
+    let topics = kafka.topics.join(", ");
+    for (rule, key) in rules {
+        if plan.keyed_by.as_deref() == Some(*key) {
+            let how = match samples.get(*key) {
+                Some(s) => format!("checked on {} sampled messages", s.with_field),
+                None => "kafka.keyed_by".to_owned(),
+            };
+            info!(
+                "rule {rule}: input {topics} is keyed by `{key}` ({how}): counting per input \
+                 partition"
+            );
+            continue;
+        }
+        let internal = topic_name(&kafka.group_id, rule);
+        let why = match samples.get(*key) {
+            Some(s) if s.with_field == 0 => format!(
+                "cannot tell whether input {topics} is keyed by `{key}` (no message to check); \
+                 set kafka.keyed_by to say so"
+            ),
+            Some(s) => format!(
+                "input {topics} is not keyed by `{key}` ({} of {} sampled messages are)",
+                s.keyed, s.with_field
+            ),
+            None => format!("input {topics} is not keyed by `{key}` (kafka.keyed_by)"),
+        };
+        let log = if samples.get(*key).is_some_and(|s| s.with_field == 0) {
+            |m: String| warn!("{m}")
+        } else {
+            |m: String| info!("{m}")
+        };
+        log(format!(
+            "rule {rule}: {why}: repartitioning its matching events through topic {internal}"
+        ));
+        plan.topics.insert(rule.to_string(), internal);
+    }
+    if !plan.topics.is_empty() && plan.inputs.is_empty() {
+        plan.inputs = inspect()?.0;
+    }
+    Ok(plan)
+}
+
+/// A record of the internal topic.
+#[derive(Debug, PartialEq)]
+pub enum Forwarded<'a> {
+    /// A selected, on-time event: its time and key, and where it came from.
+    Event {
+        /// Event time, epoch ms.
+        time: i64,
+        /// Input partition (`topic/partition`).
+        from: &'a str,
+        /// Offset in the input partition.
+        offset: i64,
+        /// The group key.
+        key: &'a str,
+    },
+    /// An input partition's progress: its watermark (none before its first event), whether
+    /// it is idle, and the next offset it will read.
+    Marker {
+        /// The input partition's watermark, epoch ms.
+        watermark: Option<i64>,
+        /// Input partition (`topic/partition`).
+        from: &'a str,
+        /// Its next offset.
+        next: i64,
+        /// Whether it is idle (no data for a while).
+        idle: bool,
+    },
+}
+
+impl Forwarded<'_> {
+    /// The record's bytes: tab-separated text, the key last (it may hold tabs).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        out.clear();
+        let _ = match self {
+            Forwarded::Event {
+                time,
+                from,
+                offset,
+                key,
+            } => write!(out, "E\t{time}\t{from}\t{offset}\t{key}"),
+            Forwarded::Marker {
+                watermark,
+                from,
+                next,
+                idle,
+            } => {
+                let wm = watermark.map_or(String::new(), |w| w.to_string());
+                write!(out, "M\t{wm}\t{from}\t{next}\t{}", u8::from(*idle))
+            }
+        };
+    }
+
+    /// Reads a record; `None` if it is not one.
+    pub fn parse(bytes: &[u8]) -> Option<Forwarded<'_>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut f = text.splitn(5, '\t');
+        let kind = f.next()?;
+        let a = f.next()?;
+        let from = f.next()?;
+        let n: i64 = f.next()?.parse().ok()?;
+        let last = f.next()?;
+        match kind {
+            "E" => Some(Forwarded::Event {
+                time: a.parse().ok()?,
+                from,
+                offset: n,
+                key: last,
+            }),
+            "M" => Some(Forwarded::Marker {
+                watermark: if a.is_empty() {
+                    None
+                } else {
+                    Some(a.parse().ok()?)
+                },
+                from,
+                next: n,
+                idle: last == "1",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What an internal partition knows of one input partition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The next input offset expected: records below it were seen (replays are dropped).
+    pub next: i64,
+    /// Its watermark, from its latest marker.
+    pub watermark: Option<i64>,
+    /// Idle as of its latest marker.
+    pub idle: bool,
+}
+
+/// Per internal partition, the input partitions' progress; the internal partition's
+/// watermark follows from it.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// By input partition name.
+    pub upstream: BTreeMap<String, Upstream>,
+}
+
+impl Progress {
+    /// Whether an event at input `offset` of `from` is new here (and notes it).
+    pub fn accept_event(&mut self, from: &str, offset: i64) -> bool {
+        let u = self.entry(from);
+        if offset < u.next {
+            return false;
+        }
+        u.next = offset + 1;
+        u.idle = false;
+        true
+    }
+
+    /// Applies a marker unless it is older than what was seen from `from`.
+    pub fn apply_marker(&mut self, from: &str, watermark: Option<i64>, next: i64, idle: bool) {
+        let u = self.entry(from);
+        if next < u.next {
+            return;
+        }
+        u.next = next;
+        u.idle = idle;
+        if let Some(w) = watermark {
+            u.watermark = Some(u.watermark.map_or(w, |x| x.max(w)));
+        }
+    }
+
+    fn entry(&mut self, from: &str) -> &mut Upstream {
+        if !self.upstream.contains_key(from) {
+            self.upstream.insert(from.to_owned(), Upstream::default());
+        }
+        self.upstream.get_mut(from).expect("inserted above")
+    }
+
+    /// The watermark over `inputs` (every input partition): the smallest among those not
+    /// idle; none while one of them has not reported one.
+    pub fn watermark(&self, inputs: &[String]) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        for name in inputs {
+            match self.upstream.get(name) {
+                Some(u) if u.idle => {}
+                Some(Upstream {
+                    watermark: Some(w), ..
+                }) => min = Some(min.map_or(*w, |m| m.min(*w))),
+                _ => return None,
+            }
+        }
+        min
+    }
+}
+
+/// When an input partition's marker was last sent, and what it said.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    /// The watermark sent.
+    pub watermark: Option<i64>,
+    /// The idle flag sent.
+    pub idle: bool,
+    /// When.
+    pub at: Instant,
+}
+
+impl Sent {
+    /// Whether a marker saying (`watermark`, `idle`) is due.
+    pub fn due(last: Option<&Sent>, watermark: Option<i64>, idle: bool, now: Instant) -> bool {
+        last.is_none_or(|s| {
+            s.watermark != watermark || s.idle != idle || now - s.at >= MARKER_EVERY
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let mut buf = Vec::new();
+        for r in [
+            Forwarded::Event {
+                time: -5,
+                from: "logs/3",
+                offset: 42,
+                key: "a\tkey",
+            },
+            Forwarded::Marker {
+                watermark: Some(1_000),
+                from: "logs/0",
+                next: 7,
+                idle: false,
+            },
+            Forwarded::Marker {
+                watermark: None,
+                from: "logs/1",
+                next: 0,
+                idle: true,
+            },
+        ] {
+            r.encode(&mut buf);
+            assert_eq!(Forwarded::parse(&buf), Some(r));
+        }
+        assert_eq!(Forwarded::parse(b"{\"json\":1}"), None);
+    }
+
+    #[test]
+    fn replays_are_dropped_and_the_slowest_active_input_sets_the_watermark() {
+        let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
+        let mut p = Progress::default();
+        assert!(p.accept_event("logs/0", 10));
+        assert!(!p.accept_event("logs/0", 10), "a replayed event");
+        assert!(p.accept_event("logs/0", 11));
+        p.apply_marker("logs/0", Some(500), 12, false);
+        assert_eq!(p.watermark(&inputs), None, "logs/1 has not reported");
+        p.apply_marker("logs/1", Some(300), 3, false);
+        assert_eq!(p.watermark(&inputs), Some(300));
+        // An old marker (a replay) changes nothing; an idle input stops holding back.
+        p.apply_marker("logs/1", Some(100), 1, true);
+        assert_eq!(p.watermark(&inputs), Some(300));
+        p.apply_marker("logs/1", Some(300), 3, true);
+        assert_eq!(p.watermark(&inputs), Some(500));
+        // Data wakes it up.
+        assert!(p.accept_event("logs/1", 3));
+        assert_eq!(p.watermark(&inputs), Some(300));
+    }
+}
