@@ -9,7 +9,8 @@ tansu broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp:
 broker=$!
 engine=
 cleanup() {
-  [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
+  # shellcheck disable=SC2086 # one or more pids
+  [ -n "$engine" ] && kill $engine 2>/dev/null && wait $engine 2>/dev/null
   # tansu does not always stop on SIGTERM while clients are connected.
   kill "$broker" 2>/dev/null && sleep 0.5 && kill -9 "$broker" 2>/dev/null
   rm -rf "$work"

@@ -15,7 +15,7 @@
 //! instance that dies leaves its last checkpoint, from which the new owner redoes the rest.
 
 use crate::checkpoint::store::Store;
-use crate::checkpoint::writer::{Writer, Written};
+use crate::checkpoint::writer::Writer;
 use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Repartitioning, Sources};
@@ -72,49 +72,32 @@ pub fn run(
         },
         None => Store::File(config.checkpoint.dir.clone()),
     };
-    if !topics.is_empty() {
-        let partitions: Vec<(&str, i32)> =
-            topics.iter().map(|t| (*t, out.topic_partitions)).collect();
+    let create = |specs: &[(&str, i32)], settings: &[(&str, &str)]| {
         create_topics(
             &k.brokers,
             &k.options,
-            &partitions,
+            specs,
             out.topic_replication,
-            &[],
-        )?;
-    }
+            settings,
+        )
+    };
+    let outputs: Vec<(&str, i32)> = topics.iter().map(|t| (*t, out.topic_partitions)).collect();
+    create(&outputs, &[])?;
     if let Store::Kafka { topic, .. } = &store {
-        let compact = [("cleanup.policy", "compact")];
-        let spec = [(topic.as_str(), 1)];
-        create_topics(
-            &k.brokers,
-            &k.options,
-            &spec,
-            out.topic_replication,
-            &compact,
-        )?;
+        create(&[(topic.as_str(), 1)], &[("cleanup.policy", "compact")])?;
     }
     let keys: Vec<(&str, &str)> = rules
         .iter()
         .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
         .collect();
     let plan = crate::repartition::plan(k, &keys)?;
-    if !plan.topics.is_empty() {
-        let n = plan.inputs.len() as i32;
-        let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
-        create_topics(
-            &k.brokers,
-            &k.options,
-            &internal,
-            out.topic_replication,
-            &[],
-        )?;
-    }
+    let n = plan.inputs.len() as i32;
+    let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
+    create(&internal, &[])?;
     // Alerts, rejects, checkpoint records and repartitioned events share one producer.
-    let output = Some(Output::connect(&k.brokers, &k.options)?);
+    let output = Output::connect(&k.brokers, &k.options)?;
     let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
-        let (output, topic) = (output.as_ref()?, topic.as_ref()?);
-        Some(Box::new(RejectTopic::new(output.clone(), topic)))
+        Some(Box::new(RejectTopic::new(output.clone(), topic.as_ref()?)))
     };
     let rejects = Rejects {
         dead_letter: reject_topic(&out.dead_letter_topic),
@@ -128,7 +111,7 @@ pub fn run(
         Console::Jsonl => sinks.push(Box::new(JsonLines::new(stdout))),
         Console::None => {}
     }
-    if let (Some(output), Some(topic)) = (&output, &out.alerts_topic) {
+    if let Some(topic) = &out.alerts_topic {
         sinks.push(Box::new(AlertTopic::new(output.clone(), topic)));
     }
     let mut sink = Fanout(sinks);
@@ -137,7 +120,7 @@ pub fn run(
     let mut subscribed = k.topics.clone();
     subscribed.extend(plan.topics.values().cloned());
     pipeline.set_repartitioning(Repartitioning {
-        output: output.clone().expect("connected above"),
+        output: output.clone(),
         keyed_by: plan.keyed_by,
         partitions: plan.inputs.len() as i32,
         topics: plan.topics,
@@ -153,8 +136,6 @@ pub fn run(
         store.load_file()?
     };
     pipeline.set_triggers(file.triggers);
-    // With --fresh-start, the first assignment ignores the store (later ones are hand-overs
-    // between instances and restore what the others wrote).
     let mut ignore_store = fresh_start;
     if let Some(p) = status.as_mut() {
         p.publish(true, |s| pipeline.status(s));
@@ -176,9 +157,11 @@ pub fn run(
 
     let mut lines = Vec::with_capacity(BATCH_LINES);
     let started = Instant::now();
-    let mut last_checkpoint = Instant::now();
-    let mut checkpoint_seconds = Histogram::default();
-    let mut writer = Writer::start(&store, output.clone(), &file)?;
+    let mut checkpoints = Checkpoints {
+        writer: Writer::start(&store, output, &file)?,
+        last: Instant::now(),
+        seconds: Histogram::default(),
+    };
     drop(file);
     let mut quiet_closed = false;
     // Per partition index: (assigned, idle).
@@ -193,74 +176,18 @@ pub fn run(
         }
         while let Some(change) = source.take_rebalance() {
             match change {
-                // Cooperative rebalances also announce empty changes; librdkafka still
-                // waits for them to be acknowledged.
-                Rebalance::Revoke(names) if names.is_empty() => source.revoke(&names)?,
-                Rebalance::Assign(names) if names.is_empty() => {
-                    source.assign(&names, &Default::default())?
-                }
-                Rebalance::Revoke(names) => {
-                    // Checkpointed first, so that the next owner starts where this one ended.
-                    let started = Instant::now();
-                    finish_checkpoint(
-                        &mut writer,
-                        &source,
-                        &mut last_checkpoint,
-                        &mut checkpoint_seconds,
-                    )?;
-                    checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
-                    finish_checkpoint(
-                        &mut writer,
-                        &source,
-                        &mut last_checkpoint,
-                        &mut checkpoint_seconds,
-                    )?;
-                    for name in &names {
-                        let i = source.index(name);
-                        pipeline.drop_partition(i);
-                    }
-                    source.revoke(&names)?;
-                    info!(
-                        "rebalance: checkpointed and released {} partition(s) in {:?}",
-                        names.len(),
-                        started.elapsed()
-                    );
-                }
+                Rebalance::Revoke(names) => release(
+                    &names,
+                    &mut source,
+                    &mut pipeline,
+                    &mut checkpoints,
+                    &mut sink,
+                )?,
                 Rebalance::Assign(names) => {
-                    let started = Instant::now();
-                    let records = if std::mem::take(&mut ignore_store) {
-                        Default::default()
-                    } else {
-                        store.load(&names)?
-                    };
-                    let mut offsets = std::collections::BTreeMap::new();
-                    let mut pairs = 0;
-                    for name in &names {
-                        let i = source.index(name);
-                        pipeline.name_source(i, name);
-                        pipeline.drop_partition(i);
-                        if let Some(state) = records.get(name) {
-                            offsets.insert(name.clone(), state.offset);
-                            pairs += state
-                                .rules
-                                .values()
-                                .map(|r| r.windows.pairs())
-                                .sum::<usize>();
-                        }
-                    }
-                    for (name, state) in records {
-                        let i = source.index(&name);
-                        pipeline.restore_partition(i, state);
-                    }
-                    source.assign(&names, &offsets)?;
-                    info!(
-                        "rebalance: restored {} of {} partition(s) from {} ({pairs} open \
-                         (window, key) pairs) in {:?}",
-                        offsets.len(),
-                        names.len(),
-                        store.describe(),
-                        started.elapsed()
-                    );
+                    // With --fresh-start, the first assignment ignores the store (later ones
+                    // are hand-overs between instances and restore what the others wrote).
+                    let store = (!std::mem::take(&mut ignore_store)).then_some(&store);
+                    take(&names, &mut source, &mut pipeline, store)?
                 }
             }
         }
@@ -293,13 +220,9 @@ pub fn run(
         if !processed {
             pipeline.tick(&mut sink)?;
         }
-        if let Some(written) = writer.finished(false)? {
-            commit(&source, &written, false);
-            checkpoint_seconds.observe(written.took.as_secs_f64());
-            last_checkpoint = Instant::now();
-        }
-        if !writer.busy() && last_checkpoint.elapsed() >= config.checkpoint.interval {
-            checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
+        checkpoints.collect(&source, false)?;
+        if !checkpoints.writer.busy() && checkpoints.last.elapsed() >= config.checkpoint.interval {
+            checkpoints.start(&mut pipeline, &source, &mut sink)?;
         }
         if let Some(p) = status.as_mut() {
             p.publish(false, |s| {
@@ -313,56 +236,138 @@ pub fn run(
                 let assigned = s.partitions.iter().any(|p| p.assigned);
                 s.ready = assigned && s.rules.iter().any(|r| r.state == "running");
                 s.checkpoint = Some(CheckpointStatus {
-                    age_seconds: last_checkpoint.elapsed().as_secs_f64(),
-                    duration_seconds: checkpoint_seconds.clone(),
+                    age_seconds: checkpoints.last.elapsed().as_secs_f64(),
+                    duration_seconds: checkpoints.seconds.clone(),
                 });
             });
         }
     }
     info!("stopping: writing a last checkpoint");
-    writer.finished(true)?;
-    checkpoint(&mut writer, &mut pipeline, &source, &mut sink)?;
-    if let Some(written) = writer.finished(true)? {
-        commit(&source, &written, true);
-    }
+    checkpoints.write_now(&mut pipeline, &source, &mut sink)?;
     crate::metrics::print_summary(&pipeline.summary(started.elapsed()));
     Ok(())
 }
 
-/// Hands the checkpoint of the pipeline's state and the source's offsets, taken between
-/// batches after the console and reject files are flushed, to the writer.
-fn checkpoint(
-    writer: &mut Writer,
+/// The checkpoint writer as the loop drives it, and what the status says of it.
+struct Checkpoints {
+    writer: Writer,
+    /// When the last checkpoint was written (or the run started).
+    last: Instant,
+    /// From snapshot to stored records.
+    seconds: Histogram,
+}
+
+impl Checkpoints {
+    /// Hands a checkpoint of the pipeline's state and the source's offsets, taken between
+    /// batches after the console and reject files are flushed, to the writer.
+    fn start(
+        &mut self,
+        pipeline: &mut Pipeline,
+        source: &KafkaSource,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        sink.flush()?;
+        pipeline.flush_rejects()?;
+        let offsets = source.offsets();
+        let records = pipeline.checkpoint(&offsets)?;
+        self.writer.submit(records, offsets, pipeline.triggers());
+        Ok(())
+    }
+
+    /// Commits the offsets of a checkpoint the writer finished; with `wait`, waits for the
+    /// one in flight.
+    fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
+        if let Some(written) = self.writer.finished(wait)? {
+            if let Err(e) = source.commit(&written.offsets, wait) {
+                // The checkpoint, not the group's offsets, is what a restart resumes from.
+                warn!("{e:#}");
+            }
+            self.seconds.observe(written.took.as_secs_f64());
+            self.last = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now and waits until it is stored.
+    fn write_now(
+        &mut self,
+        pipeline: &mut Pipeline,
+        source: &KafkaSource,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        self.collect(source, true)?;
+        self.start(pipeline, source, sink)?;
+        self.collect(source, true)
+    }
+}
+
+/// Gives partitions `names` back to the group, checkpointed first so that their next owner
+/// starts where this instance ended.
+fn release(
+    names: &[String],
+    source: &mut KafkaSource,
     pipeline: &mut Pipeline,
-    source: &KafkaSource,
+    checkpoints: &mut Checkpoints,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
-    sink.flush()?;
-    pipeline.flush_rejects()?;
-    let offsets = source.offsets();
-    writer.submit(pipeline.checkpoint(&offsets)?, offsets, pipeline.triggers());
+    let started = Instant::now();
+    if !names.is_empty() {
+        checkpoints.write_now(pipeline, source, sink)?;
+    }
+    for name in names {
+        pipeline.drop_partition(source.index(name));
+    }
+    // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
+    source.revoke(names)?;
+    if !names.is_empty() {
+        info!(
+            "rebalance: checkpointed and released {} partition(s) in {:?}",
+            names.len(),
+            started.elapsed()
+        );
+    }
     Ok(())
 }
 
-/// Waits for the checkpoint in flight, if any, and commits its offsets.
-fn finish_checkpoint(
-    writer: &mut Writer,
-    source: &KafkaSource,
-    last: &mut Instant,
-    seconds: &mut Histogram,
+/// Takes partitions `names`: restores their state from `store` (unless none is given),
+/// then reads each from the offset its state covers.
+fn take(
+    names: &[String],
+    source: &mut KafkaSource,
+    pipeline: &mut Pipeline,
+    store: Option<&Store>,
 ) -> anyhow::Result<()> {
-    if let Some(written) = writer.finished(true)? {
-        commit(source, &written, true);
-        seconds.observe(written.took.as_secs_f64());
-        *last = Instant::now();
+    let started = Instant::now();
+    let records = match store {
+        Some(store) if !names.is_empty() => store.load(names)?,
+        _ => Default::default(),
+    };
+    let mut offsets = std::collections::BTreeMap::new();
+    let mut pairs = 0;
+    for name in names {
+        let i = source.index(name);
+        pipeline.name_source(i, name);
+        pipeline.drop_partition(i);
+    }
+    for (name, state) in records {
+        offsets.insert(name.clone(), state.offset);
+        pairs += state
+            .rules
+            .values()
+            .map(|r| r.windows.pairs())
+            .sum::<usize>();
+        pipeline.restore_partition(source.index(&name), state);
+    }
+    source.assign(names, &offsets)?;
+    if !names.is_empty() {
+        info!(
+            "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
+             {:?}",
+            offsets.len(),
+            names.len(),
+            store.map_or(String::new(), |s| format!(" from {}", s.describe())),
+            started.elapsed()
+        );
     }
     Ok(())
-}
-
-/// Commits a written checkpoint's offsets to the group.
-fn commit(source: &KafkaSource, written: &Written, wait: bool) {
-    if let Err(e) = source.commit(&written.offsets, wait) {
-        // The checkpoint, not the group's offsets, is what a restart resumes from.
-        warn!("{e:#}");
-    }
 }

@@ -75,7 +75,9 @@ fn read_topic(
         .set("bootstrap.servers", brokers)
         .set("group.id", "rulewatch-checkpoint-reader")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Some brokers hold a fetch for the whole wait when little is new.
+        .set("fetch.wait.max.ms", "10");
     for (k, v) in options {
         config.set(k, v);
     }

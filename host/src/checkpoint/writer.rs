@@ -27,7 +27,7 @@ pub struct Written {
 /// The checkpoint thread and its channels.
 pub struct Writer {
     jobs: SyncSender<Job>,
-    output: Option<Output>,
+    output: Output,
     done: Receiver<anyhow::Result<Written>>,
     busy: bool,
 }
@@ -46,14 +46,10 @@ enum Target {
 }
 
 impl Writer {
-    /// Starts the thread, writing to `store` after flushing `output` (if any), which also
-    /// carries the records when the store is a topic. `file` is the checkpoint file read at
-    /// start, whose records of other partitions are kept.
-    pub fn start(
-        store: &Store,
-        output: Option<Output>,
-        file: &super::Checkpoint,
-    ) -> anyhow::Result<Self> {
+    /// Starts the thread, writing to `store` after flushing `output`, which also carries
+    /// the records when the store is a topic. `file` is the checkpoint file read at start,
+    /// whose records of other partitions are kept.
+    pub fn start(store: &Store, output: Output, file: &super::Checkpoint) -> anyhow::Result<Self> {
         let mut target = match store {
             Store::File(dir) => Target::File {
                 dir: dir.clone(),
@@ -64,9 +60,7 @@ impl Writer {
                     .collect::<anyhow::Result<_>>()?,
             },
             Store::Kafka { topic, .. } => Target::Kafka {
-                output: output
-                    .clone()
-                    .context("a checkpoint topic needs the Kafka producer")?,
+                output: output.clone(),
                 topic: topic.clone(),
             },
         };
@@ -77,7 +71,7 @@ impl Writer {
             .name("rulewatch-checkpoint".into())
             .spawn(move || {
                 for job in inbox {
-                    let result = write(&mut target, out.as_ref(), &job).map(|()| Written {
+                    let result = write(&mut target, &out, &job).map(|()| Written {
                         offsets: job.offsets,
                         took: job.taken.elapsed(),
                     });
@@ -107,7 +101,7 @@ impl Writer {
             records,
             offsets,
             triggers,
-            sent: self.output.as_ref().map_or(0, Output::sent),
+            sent: self.output.sent(),
             taken: Instant::now(),
         };
         self.busy = self.jobs.send(job).is_ok();
@@ -146,12 +140,10 @@ struct Job {
 }
 
 /// Makes what was sent before the snapshot durable, then stores the records.
-fn write(target: &mut Target, output: Option<&Output>, job: &Job) -> anyhow::Result<()> {
-    if let Some(output) = output {
-        output
-            .settle(job.sent, FLUSH_TIMEOUT)
-            .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
-    }
+fn write(target: &mut Target, output: &Output, job: &Job) -> anyhow::Result<()> {
+    output
+        .settle(job.sent, FLUSH_TIMEOUT)
+        .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
     match target {
         Target::File { dir, records } => {
             for r in &job.records {

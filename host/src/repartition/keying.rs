@@ -42,7 +42,9 @@ pub fn inspect(
         .set("bootstrap.servers", brokers)
         .set("group.id", "rulewatch-keying-check")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Some brokers hold a fetch for the whole wait when little is new.
+        .set("fetch.wait.max.ms", "10");
     for (k, v) in options {
         config.set(k, v);
     }

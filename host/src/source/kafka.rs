@@ -191,10 +191,7 @@ impl KafkaSource {
             // second, and some brokers hold a fetch for the whole wait when little is new.
             .set("fetch.wait.max.ms", "10")
             .set("queued.min.messages", "1000000")
-            .set("max.partition.fetch.bytes", "10485760")
-            // Move only the partitions that must move on a rebalance: the others keep
-            // their state in memory instead of being checkpointed, released and restored.
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("max.partition.fetch.bytes", "10485760");
         for (k, v) in options {
             config.set(k, v);
         }
