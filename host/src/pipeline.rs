@@ -441,6 +441,7 @@ impl Pipeline {
                 version: r.version,
                 sha256: r.meta.sha256.clone(),
                 last_error: r.stats.quarantined.clone().or(r.last_error.clone()),
+                repartition_topic: r.forward.as_ref().map(|f| f.topic.clone()),
                 matched: r.stats.matched,
                 late: r.stats.late,
                 bad: r.stats.bad.total(),
@@ -1150,5 +1151,87 @@ impl RuleRunner {
         self.instance = None;
         self.windows = Windows::empty();
         self.stats.quarantined = Some(e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::builtin;
+
+    fn crash(key: &str) -> LoadedRule {
+        let mut config = builtin::crash_config();
+        config.window.key = key.to_owned();
+        LoadedRule {
+            name: "crash".into(),
+            config,
+            module: Arc::new(RuleModule::compile(builtin::CRASH_WASM).unwrap()),
+        }
+    }
+
+    fn repartitioning(keyed_by: Option<&str>, topics: &[(&str, &str)]) -> Repartitioning {
+        // A producer is created without reaching a broker; nothing is sent here.
+        Repartitioning {
+            output: Output::connect("127.0.0.1:9", &BTreeMap::new()).unwrap(),
+            keyed_by: keyed_by.map(str::to_owned),
+            topics: topics
+                .iter()
+                .map(|(r, t)| (r.to_string(), t.to_string()))
+                .collect(),
+            inputs: vec!["logs/0".into()],
+            partitions: 1,
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(
+            Sources::partitions(),
+            &[crash("user_id")],
+            None,
+            Rejects::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rule_that_needs_a_repartition_topic_not_set_up_is_refused_with_the_way_out() {
+        let mut p = pipeline();
+        p.set_repartitioning(repartitioning(Some("user_id"), &[]))
+            .unwrap();
+        // Regrouped by a field the input is not keyed by, while running: no internal topic.
+        p.apply(
+            Change::Upsert(Box::new(crash("app"))),
+            &mut crate::sink::Fanout(vec![]),
+        )
+        .unwrap();
+        let mut s = Status::new("kafka");
+        p.status(&mut s);
+        let error = s.rules[0].last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains("needs a repartition topic") && error.contains("restart"),
+            "{error}"
+        );
+        assert_eq!(s.rules[0].version, 1, "the running version stays");
+        assert_eq!(s.rule_changes.rejected, 1);
+
+        // At start, the same is an error of the set-up.
+        let mut p = pipeline();
+        let e = p.set_repartitioning(repartitioning(None, &[])).unwrap_err();
+        assert!(e.to_string().contains("not keyed by a field"), "{e}");
+    }
+
+    #[test]
+    fn internal_partitions_are_told_apart_from_input_partitions() {
+        let mut p = pipeline();
+        let topic = "g-crash-repartition";
+        p.set_repartitioning(repartitioning(None, &[("crash", topic)]))
+            .unwrap();
+        p.name_source(0, "logs/0");
+        p.name_source(1, &format!("{topic}/0"));
+        assert!(!p.sources.is_internal(0));
+        assert!(p.sources.is_internal(1));
+        let mut s = Status::new("kafka");
+        p.status(&mut s);
+        assert_eq!(s.rules[0].repartition_topic.as_deref(), Some(topic));
     }
 }

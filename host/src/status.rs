@@ -112,6 +112,9 @@ pub struct RuleStatus {
     pub sha256: String,
     /// Why it was quarantined, or why its last change was rejected.
     pub last_error: Option<String>,
+    /// The internal topic its events go through when the input is not keyed by its
+    /// group-by field; none when it counts per input partition.
+    pub repartition_topic: Option<String>,
     /// Events its filter selected.
     pub matched: u64,
     /// Selected events that came after their window closed.
