@@ -29,26 +29,31 @@ engine="${pids[*]}"
 python3 - "$events" "$instances" "${urls[@]}" <<'PY'
 import sys, time, urllib.request
 total, instances, urls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-def read():
-    n = 0
-    for url in urls:
-        try:
-            for line in urllib.request.urlopen(url, timeout=1).read().decode().splitlines():
-                if line.startswith("rulewatch_events_total "):
-                    n += float(line.split()[1])
-        except OSError:
-            pass
-    return n
-first = None
+def read(url):
+    try:
+        for line in urllib.request.urlopen(url, timeout=1).read().decode().splitlines():
+            if line.startswith("rulewatch_events_total "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+# From the first moment every instance has read something (they share the partitions) to
+# the last event.
+start = None
 while True:
-    done = read()
-    now = time.time()
-    if done and first is None:
-        first = now
+    counts = [read(u) for u in urls]
+    done, now = sum(counts), time.time()
+    if start is None and all(counts):
+        start = (now, done)
     if done >= total:
-        secs = now - first
-        print(f"{instances} instance(s): {int(done)} events read (replays after rebalances "
-              f"included) in {secs:.2f} s from the first: {done / secs:,.0f} events/s")
         break
     time.sleep(0.05)
+if start is None:
+    print(f"{instances} instance(s): not all of them read anything before the input was "
+          "used up; give more events")
+else:
+    secs = now - start[0]
+    print(f"{instances} instance(s): {int(done - start[1])} events in {secs:.2f} s while all "
+          f"of them read: {(done - start[1]) / secs:,.0f} events/s "
+          f"(per instance: {', '.join(str(int(c)) for c in counts)})")
 PY

@@ -72,7 +72,7 @@ pub fn run(
         },
         None => Store::File(config.checkpoint.dir.clone()),
     };
-    let create = |specs: &[(&str, i32)], settings: &[(&str, &str)]| {
+    let create = |specs: &[(&str, i32)], settings: &[(&str, &str)]| -> anyhow::Result<()> {
         create_topics(
             &k.brokers,
             &k.options,
@@ -84,7 +84,9 @@ pub fn run(
     let outputs: Vec<(&str, i32)> = topics.iter().map(|t| (*t, out.topic_partitions)).collect();
     create(&outputs, &[])?;
     if let Store::Kafka { topic, .. } = &store {
-        create(&[(topic.as_str(), 1)], &[("cleanup.policy", "compact")])?;
+        let settings = crate::checkpoint::store::topic_settings();
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        create(&[(topic.as_str(), 1)], &settings)?;
     }
     let keys: Vec<(&str, &str)> = rules
         .iter()

@@ -14,6 +14,22 @@ use std::time::{Duration, Instant};
 /// How long reading the checkpoint topic may take before the assignment is given up.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest checkpoint record: one partition's state, ~18 bytes per open (window, key)
+/// pair, so about 3.5 M pairs per partition. The topic is created with this limit, and the
+/// producer and the reader are set up for it.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// The settings of the checkpoint topic rulewatch creates: compacted, with this record
+/// size, and segments rolled every 10 minutes so that compaction (which never touches the
+/// active segment) keeps restores short.
+pub fn topic_settings() -> [(&'static str, String); 3] {
+    [
+        ("cleanup.policy", "compact".into()),
+        ("max.message.bytes", MAX_RECORD.to_string()),
+        ("segment.ms", "600000".into()),
+    ]
+}
+
 /// A checkpoint store.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -77,7 +93,13 @@ fn read_topic(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         // Some brokers hold a fetch for the whole wait when little is new.
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "10")
+        .set(
+            "max.partition.fetch.bytes",
+            (MAX_RECORD + (1 << 20)).to_string(),
+        )
+        .set("fetch.max.bytes", (MAX_RECORD + (1 << 20)).to_string())
+        .set("receive.message.max.bytes", (2 * MAX_RECORD).to_string());
     for (k, v) in options {
         config.set(k, v);
     }
@@ -100,9 +122,11 @@ fn read_topic(
             ends.insert(p.id(), high - 1);
         }
     }
-    let mut found: BTreeMap<String, PartitionState> = BTreeMap::new();
+    // The last record of each wanted partition, undecoded: only those are decoded, so an
+    // older damaged record does not matter once a newer one is there.
+    let mut last: BTreeMap<String, Option<(Vec<u8>, i32, i64)>> = BTreeMap::new();
     if ends.is_empty() {
-        return Ok(found);
+        return Ok(BTreeMap::new());
     }
     consumer.assign(&tpl)?;
     let started = Instant::now();
@@ -129,25 +153,26 @@ fn read_topic(
         if !wanted.iter().any(|w| w == key) {
             continue;
         }
-        match msg.payload() {
-            // A tombstone: the partition's state was dropped on purpose.
-            None => {
-                found.remove(key);
-            }
-            Some(value) => {
-                let state = super::parse(value).with_context(|| {
-                    format!(
-                        "the checkpoint of {key} in topic {topic} (partition {}, offset {}) is \
-                         damaged, so its window state cannot be restored; start with \
-                         --fresh-start to discard checkpoints (alerts of windows open at the \
-                         time may then be missed or under-counted)",
-                        msg.partition(),
-                        msg.offset()
-                    )
-                })?;
-                found.insert(key.to_owned(), state);
-            }
-        }
+        // A tombstone (no value): the partition's state was dropped on purpose.
+        let record = msg
+            .payload()
+            .map(|v| (v.to_vec(), msg.partition(), msg.offset()));
+        last.insert(key.to_owned(), record);
+    }
+    let mut found = BTreeMap::new();
+    for (key, record) in last {
+        let Some((value, partition, offset)) = record else {
+            continue;
+        };
+        let state = super::parse(&value).with_context(|| {
+            format!(
+                "the checkpoint of {key} in topic {topic} (partition {partition}, offset \
+                 {offset}) is damaged, so its window state cannot be restored; start with \
+                 --fresh-start to discard checkpoints (alerts of windows open at the time may \
+                 then be missed or under-counted)"
+            )
+        })?;
+        found.insert(key, state);
     }
     Ok(found)
 }

@@ -66,7 +66,12 @@ impl Output {
         config
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            .set("linger.ms", "5")
+            // Checkpoint records carry a partition's whole state.
+            .set(
+                "message.max.bytes",
+                (crate::checkpoint::store::MAX_RECORD + (1 << 20)).to_string(),
+            );
         for (k, v) in options {
             config.set(k, v);
         }
