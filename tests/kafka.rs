@@ -271,31 +271,36 @@ fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
 
 #[test]
 fn quiet_close_emits_open_windows_when_no_data_comes() {
-    let broker = Broker::start();
-    broker.create_topic("logs", 1);
-    let events: Vec<_> = (1..4)
-        .map(|s| {
-            let line = format!(
-                r#"{{"timestamp":"2026-01-27T22:00:0{s}Z","severity":"High","user_id":"u1","content":"crash"}}"#
-            );
-            (Some(0), "u1".to_owned(), line.into_bytes())
-        })
-        .collect();
-    broker.produce("logs", &events);
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = start(&broker, &dir.path().join("s"), &["--quiet-close", "2s"]);
-    let got = broker.consume("alerts", Duration::from_secs(30), |g| {
-        engine.assert_running();
-        !g.is_empty()
-    });
-    let alerts = sorted(&dedup(&got));
-    assert_eq!(alerts.len(), 1, "{}", engine.log());
-    assert_eq!((alerts[0].key.as_str(), alerts[0].count), ("u1", 3));
-    assert!(
-        engine
-            .log()
-            .contains("no data for 2s: closing the open windows")
-    );
+    // Counted per input partition, and counted after a repartition topic.
+    for keyed_by in ["user_id", "none"] {
+        let broker = Broker::start();
+        broker.create_topic("logs", 1);
+        let events: Vec<_> = (1..4)
+            .map(|s| {
+                let line = format!(
+                    r#"{{"timestamp":"2026-01-27T22:00:0{s}Z","severity":"High","user_id":"u1","content":"crash"}}"#
+                );
+                (Some(0), "u1".to_owned(), line.into_bytes())
+            })
+            .collect();
+        broker.produce("logs", &events);
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["--quiet-close", "2s", "--keyed-by", keyed_by];
+        let mut engine = start(&broker, &dir.path().join("s"), &args);
+        let got = broker.consume("alerts", Duration::from_secs(30), |g| {
+            engine.assert_running();
+            !g.is_empty()
+        });
+        let alerts = sorted(&dedup(&got));
+        let log = engine.log();
+        assert_eq!(alerts.len(), 1, "{log}");
+        assert_eq!((alerts[0].key.as_str(), alerts[0].count), ("u1", 3));
+        assert!(
+            log.contains("no data for 2s: closing the open windows"),
+            "{log}"
+        );
+        assert_eq!(log.contains("repartitioning"), keyed_by == "none", "{log}");
+    }
 }
 
 #[test]

@@ -503,6 +503,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether source `index` is a partition of a repartition topic.
+    pub fn is_internal(&self, index: usize) -> bool {
+        self.sources.is_internal(index)
+    }
+
     /// Tells every rule's watermark whether source `index` is idle (no data for a while: it
     /// stops holding the watermark back until data comes).
     pub fn set_source_idle(&mut self, index: usize, idle: bool) {

@@ -199,8 +199,9 @@ pub fn run(
             let idle = since >= config.watermark.idle_timeout;
             pipeline.name_source(i, name);
             pipeline.set_source_idle(i, idle);
-            // Quiet means: partitions we read have nothing new (not: we read none yet).
-            if assigned {
+            // Quiet means: input partitions we read have nothing new (not: we read none yet;
+            // repartition topics get watermark markers every second, quiet or not).
+            if assigned && !pipeline.is_internal(i) {
                 quiet_for = quiet_for.min(since);
             }
             partitions.resize(partitions.len().max(i + 1), (false, false));
