@@ -253,7 +253,7 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
     let total = args.generator.events;
     let producer = match &args.brokers {
         Some(brokers) => {
-            let options = Default::default();
+            let options = std::collections::BTreeMap::new();
             crate::sink::kafka::create_topics(
                 brokers,
                 &options,
@@ -261,6 +261,12 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
                 1,
                 &[],
             )?;
+            // Without keys, a random partition per message: librdkafka's default sticks to
+            // one partition per batch, which leaves short runs on one or two partitions.
+            let mut options = options;
+            if args.unkeyed {
+                options.insert("sticky.partitioning.linger.ms".into(), "0".into());
+            }
             Some(crate::sink::kafka::Output::connect(brokers, &options)?)
         }
         None => None,

@@ -230,6 +230,9 @@ impl Engine {
             .args(["run", "--brokers", &broker.addr, "--topics", "logs"])
             .args(["--console", "none", "--checkpoint-interval", "300ms"])
             .args(["--kafka-option", "session.timeout.ms=6000"])
+            // The rebalance timeout: tansu 0.6 sometimes waits that long for a member that was
+            // killed while the group formed (librdkafka's default is 5 minutes).
+            .args(["--kafka-option", "max.poll.interval.ms=10000"])
             .args(args)
             .env("RUST_LOG", "info")
             // A free port for the status endpoint: tests run side by side.

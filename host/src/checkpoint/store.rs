@@ -2,14 +2,12 @@
 //! Kafka topic keyed by partition (state that moves between instances with its partition).
 
 use super::{Checkpoint, PartitionState};
+use crate::source::kafka;
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long reading the checkpoint topic may take before the assignment is given up.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,79 +84,31 @@ fn read_topic(
     topic: &str,
     wanted: &[String],
 ) -> anyhow::Result<BTreeMap<String, PartitionState>> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "rulewatch-checkpoint-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // Some brokers hold a fetch for the whole wait when little is new.
-        .set("fetch.wait.max.ms", "10")
-        .set(
-            "max.partition.fetch.bytes",
-            (MAX_RECORD + (1 << 20)).to_string(),
-        )
-        .set("fetch.max.bytes", (MAX_RECORD + (1 << 20)).to_string())
-        .set("receive.message.max.bytes", (2 * MAX_RECORD).to_string());
-    for (k, v) in options {
-        config.set(k, v);
-    }
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-    let consumer: BaseConsumer = config
-        .create()
-        .context("cannot create the checkpoint reader")?;
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .with_context(|| format!("cannot read the metadata of checkpoint topic {topic}"))?;
-    let mut tpl = TopicPartitionList::new();
-    // Per partition of the checkpoint topic: the offset of its last record.
-    let mut ends = BTreeMap::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
-            .with_context(|| format!("cannot read the offsets of checkpoint topic {topic}"))?;
-        if high > low {
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-            ends.insert(p.id(), high - 1);
-        }
-    }
+    let fetch = (MAX_RECORD + (1 << 20)).to_string();
+    let extra = [
+        ("max.partition.fetch.bytes", fetch.clone()),
+        ("fetch.max.bytes", fetch),
+        ("receive.message.max.bytes", (2 * MAX_RECORD).to_string()),
+    ];
+    let consumer = kafka::reader(brokers, options, &extra)?;
     // The last record of each wanted partition, undecoded: only those are decoded, so an
-    // older damaged record does not matter once a newer one is there.
+    // older damaged record does not matter once a newer one is there. `None`: a tombstone
+    // (the partition's state was dropped on purpose).
     let mut last: BTreeMap<String, Option<(Vec<u8>, i32, i64)>> = BTreeMap::new();
-    if ends.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    consumer.assign(&tpl)?;
-    let started = Instant::now();
-    while !ends.is_empty() {
-        if started.elapsed() > READ_TIMEOUT {
-            anyhow::bail!(
-                "checkpoint topic {topic}: not read to its end within {READ_TIMEOUT:?}; is the \
-                 broker overloaded, or the topic not compacted (cleanup.policy=compact)?"
-            );
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg.with_context(|| format!("reading checkpoint topic {topic}"))?;
-        if ends
-            .get(&msg.partition())
-            .is_some_and(|&end| msg.offset() >= end)
-        {
-            ends.remove(&msg.partition());
-        }
+    kafka::read_from_start(&consumer, topic, None, READ_TIMEOUT, |msg| {
         let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            continue;
+            return;
         };
-        if !wanted.iter().any(|w| w == key) {
-            continue;
+        if wanted.iter().any(|w| w == key) {
+            let record = msg
+                .payload()
+                .map(|v| (v.to_vec(), msg.partition(), msg.offset()));
+            last.insert(key.to_owned(), record);
         }
-        // A tombstone (no value): the partition's state was dropped on purpose.
-        let record = msg
-            .payload()
-            .map(|v| (v.to_vec(), msg.partition(), msg.offset()));
-        last.insert(key.to_owned(), record);
-    }
+    })
+    .with_context(|| {
+        format!("cannot read checkpoint topic {topic} (is it compacted: cleanup.policy=compact?)")
+    })?;
     let mut found = BTreeMap::new();
     for (key, record) in last {
         let Some((value, partition, offset)) = record else {

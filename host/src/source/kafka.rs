@@ -120,6 +120,87 @@ impl ConsumerContext for Callbacks {
     }
 }
 
+/// A consumer outside any group, for reading partitions from their start (the keying check,
+/// restoring checkpoints). `extra` settings come before the user's `options`.
+pub fn reader(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    extra: &[(&str, String)],
+) -> anyhow::Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "rulewatch-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        // Some brokers hold a fetch for the whole wait when little is new.
+        .set("fetch.wait.max.ms", "10");
+    for (k, v) in extra {
+        config.set(*k, v);
+    }
+    for (k, v) in options {
+        config.set(k, v);
+    }
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    config
+        .create()
+        .context("cannot create a Kafka consumer (check the [kafka] settings)")
+}
+
+/// Reads every partition of `topic` from its start, its first `limit` messages (all of them
+/// if `None`), handing each message to `f`; the topic's partitions, by name. Reading from a
+/// partition's start also avoids brokers that answer a fetch from the middle of a record
+/// batch with the next batch.
+pub fn read_from_start(
+    consumer: &BaseConsumer,
+    topic: &str,
+    limit: Option<i64>,
+    timeout: Duration,
+    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> anyhow::Result<Vec<String>> {
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
+    let mut names = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    // The offset of the last message to read, per partition.
+    let mut ends = BTreeMap::new();
+    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
+        names.push(partition_name(topic, p.id()));
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
+            .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
+        let end = limit.map_or(high, |n| (low + n).min(high));
+        if end > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+            ends.insert(p.id(), end - 1);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(names);
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    while !ends.is_empty() {
+        if started.elapsed() > timeout {
+            anyhow::bail!("topic {topic}: not read to its end within {timeout:?}");
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.with_context(|| format!("reading topic {topic}"))?;
+        match ends.get(&msg.partition()) {
+            None => continue, // read far enough
+            Some(&end) if msg.offset() >= end => {
+                ends.remove(&msg.partition());
+            }
+            Some(_) => {}
+        }
+        f(&msg);
+    }
+    Ok(names)
+}
+
 fn split(name: &str) -> Option<(&str, i32)> {
     let (topic, p) = name.rsplit_once('/')?;
     Some((topic, p.parse().ok()?))
@@ -191,7 +272,12 @@ impl KafkaSource {
             // second, and some brokers hold a fetch for the whole wait when little is new.
             .set("fetch.wait.max.ms", "10")
             .set("queued.min.messages", "1000000")
-            .set("max.partition.fetch.bytes", "10485760");
+            .set("max.partition.fetch.bytes", "10485760")
+            // Also the rebalance timeout: how long the group waits for members to rejoin.
+            // The loop polls at least every 100 ms, so a minute is margin enough, and a
+            // member that died while the group formed delays the others less than with
+            // librdkafka's 5 minutes.
+            .set("max.poll.interval.ms", "60000");
         for (k, v) in options {
             config.set(k, v);
         }
