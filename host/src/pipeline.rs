@@ -238,7 +238,7 @@ impl Pipeline {
             let forward = self
                 .forward_for(&r.window.key, &r.meta.name)
                 .map_err(anyhow::Error::msg)?;
-            self.rules[i].forward = forward;
+            self.rules[i].set_forward(forward);
         }
         Ok(())
     }
@@ -329,7 +329,7 @@ impl Pipeline {
             }
         };
         match self.forward_for(&runner.window.key, &name) {
-            Ok(forward) => runner.forward = forward,
+            Ok(forward) => runner.set_forward(forward),
             Err(e) => {
                 error!("{e}; the running version stays");
                 self.changes.rejected += 1;
@@ -999,6 +999,15 @@ impl RuleRunner {
         })
     }
 
+    /// Sets how its events reach its windows. Repartitioned state differs from state
+    /// counted per input partition, so the mode is part of the settings checkpoints record.
+    fn set_forward(&mut self, forward: Option<Forward>) {
+        if forward.is_some() {
+            self.window_id.push_str(" repartitioned");
+        }
+        self.forward = forward;
+    }
+
     /// Filters the staged events and updates the windows.
     fn run_batch(
         &mut self,
@@ -1238,5 +1247,7 @@ mod tests {
         let mut s = Status::new("kafka");
         p.status(&mut s);
         assert_eq!(s.rules[0].repartition_topic.as_deref(), Some(topic));
+        // State from the other mode is not restored into this one.
+        assert!(p.rules[0].window_id.ends_with(" repartitioned"));
     }
 }
