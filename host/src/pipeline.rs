@@ -508,8 +508,8 @@ impl Pipeline {
         self.sources.is_internal(index)
     }
 
-    /// Tells every rule's watermark whether source `index` is idle (no data for a while: it
-    /// stops holding the watermark back until data comes).
+    /// Tells every rule whether source `index` is idle (no data for a while: its watermark
+    /// follows the active sources' until data comes).
     pub fn set_source_idle(&mut self, index: usize, idle: bool) {
         // A repartition topic's partitions get markers at least once a second.
         if self.sources.is_internal(index) {

@@ -217,7 +217,9 @@ fn default_interval() -> Duration {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WatermarkConfig {
-    /// A partition without data for this long stops holding the watermark back.
+    /// A partition without data for this long is idle: its watermark follows the slowest
+    /// active partition's, so that its last windows close (and, for repartitioned rules, it
+    /// stops holding back the internal partitions).
     #[serde(default = "default_idle", deserialize_with = "super::duration")]
     pub idle_timeout: Duration,
     /// When no partition has had data for this long, the watermark moves past every open
