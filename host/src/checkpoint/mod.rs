@@ -94,9 +94,13 @@ pub struct Record {
 /// without decoding them again.
 pub fn compose<'a>(
     triggers: u64,
-    records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    records: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut out = format!(r#"{{"triggers":{triggers},"partitions":{{"#).into_bytes();
+    let size: usize = (records.clone().into_iter())
+        .map(|(name, body)| name.len() + body.len() + 8)
+        .sum();
+    let mut out = Vec::with_capacity(size + 64);
+    out.extend(format!(r#"{{"triggers":{triggers},"partitions":{{"#).bytes());
     for (i, (name, body)) in records.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
