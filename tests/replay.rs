@@ -495,7 +495,7 @@ fn hopping_windows_match_the_reference() {
         let rules = rules_dir(&[("crash", &toml, &crash)]);
         let (stdout, stderr) = replay_rules(&path, rules.path());
         let exp = reference(
-            &input,
+            &[&input],
             ms(size),
             ms(slide),
             ms(delay),

@@ -170,32 +170,11 @@ pub struct Expected {
 
 /// An independent implementation of the documented semantics for the crash rule (key
 /// `user_id`, content contains `keyword` in any case, severity in `severities`, count >
-/// `threshold`), written plainly over serde_json and chrono. Windows of `size_ms` start
+/// `threshold`), written plainly over serde_json and chrono, over one or more inputs (Kafka
+/// partitions): lateness is judged against each input's own watermark, and the events that
+/// are on time count together, whichever input they came from. Windows of `size_ms` start
 /// every `slide_ms` (tumbling when the two are equal).
 pub fn reference(
-    input: &[u8],
-    size_ms: i64,
-    slide_ms: i64,
-    delay_ms: i64,
-    keyword: &str,
-    severities: &[&str],
-    threshold: u64,
-) -> Expected {
-    reference_partitions(
-        &[input],
-        size_ms,
-        slide_ms,
-        delay_ms,
-        keyword,
-        severities,
-        threshold,
-    )
-}
-
-/// [`reference`] over several inputs (Kafka partitions): lateness is judged against each
-/// input's own watermark, and the events that are on time count together, whichever input
-/// they came from.
-pub fn reference_partitions(
     inputs: &[&[u8]],
     size_ms: i64,
     slide_ms: i64,
@@ -345,7 +324,7 @@ pub fn reference_partitions(
 
 /// The reference with the shipped crash rule's settings, over partitions.
 pub fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
-    reference_partitions(
+    reference(
         inputs,
         10_000,
         10_000,
@@ -358,15 +337,7 @@ pub fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
 
 /// The reference with the shipped crash rule's settings.
 pub fn crash_reference(input: &[u8]) -> Expected {
-    reference(
-        input,
-        10_000,
-        10_000,
-        10_000,
-        "crash",
-        &["High", "Critical"],
-        2,
-    )
+    crash_reference_partitions(&[input])
 }
 
 /// `GET path` from a running engine's HTTP endpoint: (status code, body).
