@@ -243,14 +243,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Each rule's name, group-by field and whether it repartitions.
-    pub fn rule_keys(&self) -> Vec<(&str, &str)> {
-        self.rules
-            .iter()
-            .map(|r| (r.meta.name.as_str(), r.window.key.as_str()))
-            .collect()
-    }
-
     /// The repartitioning of a rule grouping by `key`: none if the input is keyed by it;
     /// an error if it needs an internal topic that was not set up at start.
     fn forward_for(&self, key: &str, rule: &str) -> Result<Option<Forward>, String> {

@@ -363,6 +363,7 @@ impl Windows {
     }
 
     /// Sources with state here.
+    #[cfg(test)]
     pub fn sources(&self) -> impl Iterator<Item = usize> + '_ {
         self.parts().map(|(i, _)| i)
     }
