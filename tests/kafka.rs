@@ -426,3 +426,71 @@ fn loadgen_produces_keyed_or_unkeyed_events_to_a_topic_it_creates() {
         }
     }
 }
+
+#[test]
+fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
+    let broker = Broker::start();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let event = |t: &str, user: &str, severity: &str| {
+        let line = format!(
+            r#"{{"timestamp":"2026-01-27T{t}Z","severity":"{severity}","user_id":"{user}","content":"crash"}}"#
+        );
+        (None, user.to_owned(), line.into_bytes())
+    };
+    // Nothing to look at: `auto` cannot tell how the input is keyed and repartitions.
+    let engine = start(&broker, &state, &[]);
+    broker.produce(
+        "logs",
+        &[
+            event("22:00:01", "u1", "High"),
+            event("22:00:02", "u1", "High"),
+        ],
+    );
+    // Both events read and checkpointed before the restart.
+    let started = Instant::now();
+    let covered = || -> i64 {
+        let Ok(cp) = std::fs::read_to_string(state.join("checkpoint")) else {
+            return 0;
+        };
+        let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
+        (body["partitions"].as_object().unwrap().iter())
+            .filter(|(name, _)| name.starts_with("logs/"))
+            .map(|(_, p)| p["offset"].as_i64().unwrap())
+            .sum()
+    };
+    while covered() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, first) = engine.terminate();
+    assert!(status.success() && first.contains("cannot tell"), "{first}");
+    // Now the topic shows keys = user_id, but the rule's state is in the repartition topic.
+    let mut engine = start(&broker, &state, &[]);
+    broker.produce("logs", &[event("22:00:03", "u1", "High")]);
+    let sentinels: Vec<_> = (0..2)
+        .map(|p| {
+            let (_, key, line) = event("22:01:00", "sentinel", "Low");
+            (Some(p), key, line)
+        })
+        .collect();
+    broker.produce("logs", &sentinels);
+    let got = broker.consume("alerts", Duration::from_secs(30), |g| {
+        engine.assert_running();
+        !g.is_empty()
+    });
+    let log = engine.log();
+    assert!(log.contains("repartitioned as in its checkpoints"), "{log}");
+    let alerts = sorted(&dedup(&got));
+    assert_eq!(alerts.len(), 1, "{first}\n{log}");
+    assert_eq!(
+        (alerts[0].key.as_str(), alerts[0].count),
+        ("u1", 3),
+        "{log}"
+    );
+}

@@ -249,19 +249,21 @@ impl Pipeline {
         let Some(r) = &self.repartitioning else {
             return Ok(None);
         };
+        // Decided at start (which may keep a rule repartitioned although the input looks
+        // keyed now: see repartition::Plan::keep_repartitioned).
+        if let Some(topic) = r.topics.get(rule) {
+            return Ok(Some(Forward::new(topic)));
+        }
         if r.keyed_by.as_deref() == Some(key) {
             return Ok(None);
         }
-        match r.topics.get(rule) {
-            Some(topic) => Ok(Some(Forward::new(topic))),
-            None => Err(format!(
-                "rule {rule} groups by `{key}`, but the input is {}: it needs a repartition \
-                 topic, which is set up when rulewatch starts; restart rulewatch to run it",
-                r.keyed_by
-                    .as_ref()
-                    .map_or("not keyed by a field".into(), |k| format!("keyed by `{k}`"))
-            )),
-        }
+        Err(format!(
+            "rule {rule} groups by `{key}`, but the input is {}: it needs a repartition topic, \
+             which is set up when rulewatch starts; restart rulewatch to run it",
+            r.keyed_by
+                .as_ref()
+                .map_or("not keyed by a field".into(), |k| format!("keyed by `{k}`"))
+        ))
     }
 
     /// Applies a change of the rules folder, between batches. A new version of a rule with
@@ -995,7 +997,7 @@ impl RuleRunner {
     /// counted per input partition, so the mode is part of the settings checkpoints record.
     fn set_forward(&mut self, forward: Option<Forward>) {
         if forward.is_some() {
-            self.window_id.push_str(" repartitioned");
+            self.window_id.push_str(crate::repartition::REPARTITIONED);
         }
         self.forward = forward;
     }
@@ -1240,6 +1242,10 @@ mod tests {
         p.status(&mut s);
         assert_eq!(s.rules[0].repartition_topic.as_deref(), Some(topic));
         // State from the other mode is not restored into this one.
-        assert!(p.rules[0].window_id.ends_with(" repartitioned"));
+        assert!(
+            p.rules[0]
+                .window_id
+                .ends_with(crate::repartition::REPARTITIONED)
+        );
     }
 }

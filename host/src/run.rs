@@ -92,7 +92,13 @@ pub fn run(
         .iter()
         .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
         .collect();
-    let plan = crate::repartition::plan(k, &keys)?;
+    let mut plan = crate::repartition::plan(k, &keys)?;
+    if k.keyed_by == "auto" && !fresh_start {
+        // A rule checkpointed as repartitioned stays so (e.g. first started on an empty
+        // topic): its state would not carry over to counting per input partition.
+        let records = store.load(&plan.inputs)?;
+        plan.keep_repartitioned(&k.group_id, &records);
+    }
     let n = plan.inputs.len() as i32;
     let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
     create(&internal, &[])?;

@@ -104,6 +104,36 @@ pub fn plan(kafka: &KafkaConfig, rules: &[(&str, &str)]) -> anyhow::Result<Plan>
     Ok(plan)
 }
 
+impl Plan {
+    /// Keeps repartitioning the rules that `records` (checkpoints of input partitions) show
+    /// were repartitioned, whatever the input looks like now, and says so.
+    pub fn keep_repartitioned(
+        &mut self,
+        group: &str,
+        records: &BTreeMap<String, crate::checkpoint::PartitionState>,
+    ) {
+        let was: std::collections::BTreeSet<&str> = records
+            .values()
+            .flat_map(|r| r.rules.iter())
+            .filter(|(_, state)| state.window.ends_with(REPARTITIONED))
+            .map(|(rule, _)| rule.as_str())
+            .collect();
+        for rule in was {
+            if !self.topics.contains_key(rule) {
+                warn!(
+                    "rule {rule}: repartitioned as in its checkpoints, although the input now \
+                     looks keyed by its field; set kafka.keyed_by (and start with empty \
+                     checkpoints) to change that"
+                );
+                self.topics.insert(rule.to_owned(), topic_name(group, rule));
+            }
+        }
+    }
+}
+
+/// What a repartitioned rule's checkpointed window settings end with.
+pub const REPARTITIONED: &str = " repartitioned";
+
 /// A record of the internal topic.
 #[derive(Debug, PartialEq)]
 pub enum Forwarded<'a> {
