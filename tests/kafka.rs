@@ -84,16 +84,8 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("writing a last checkpoint"), "{log}");
-    let cp = std::fs::read_to_string(state.join("checkpoint")).unwrap();
-    let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
-    let covered: i64 = body["partitions"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|p| p["offset"].as_i64().unwrap())
-        .sum();
     assert_eq!(
-        covered as usize,
+        checkpointed_offsets(&state) as usize,
         40_000 + PARTITIONS as usize,
         "offsets cover every message"
     );
@@ -160,11 +152,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
         ("2026-01-27T22:00:30Z", "u2"),
     ]
     .iter()
-    .map(|(t, u)| {
-        let line =
-            format!(r#"{{"timestamp":"{t}","severity":"High","user_id":"{u}","content":"crash"}}"#);
-        (Some(0), u.to_string(), line.into_bytes())
-    })
+    .map(|(t, u)| (Some(0), u.to_string(), crash_line(t, u, "High")))
     .collect();
     broker.produce("logs", &events);
     let dir = tempfile::tempdir().unwrap();
@@ -179,10 +167,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
 fn bad_and_late_records_go_to_their_topics_with_reason_and_position() {
     let broker = Broker::start();
     broker.create_topic("logs", 1);
-    let good = |t: &str| {
-        format!(r#"{{"timestamp":"{t}","severity":"High","user_id":"u1","content":"crash"}}"#)
-            .into_bytes()
-    };
+    let good = |t: &str| crash_line(t, "u1", "High");
     let messages: Vec<(Option<i32>, String, Vec<u8>)> = [
         good("2026-01-27T22:00:01Z"),
         b"{not json".to_vec(),
@@ -254,6 +239,27 @@ fn a_damaged_checkpoint_stops_the_start_unless_told_to_start_fresh() {
     );
 }
 
+/// The offsets the checkpoint file in `state` covers, summed over the input partitions
+/// (`logs/*`); 0 while there is none.
+fn checkpointed_offsets(state: &Path) -> i64 {
+    let Ok(cp) = std::fs::read_to_string(state.join("checkpoint")) else {
+        return 0;
+    };
+    let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
+    (body["partitions"].as_object().unwrap().iter())
+        .filter(|(name, _)| name.starts_with("logs/"))
+        .map(|(_, p)| p["offset"].as_i64().unwrap())
+        .sum()
+}
+
+/// One event line of the shape the crash rule reads, with "crash" in its content.
+fn crash_line(time: &str, user: &str, severity: &str) -> Vec<u8> {
+    format!(
+        r#"{{"timestamp":"{time}","severity":"{severity}","user_id":"{user}","content":"crash"}}"#
+    )
+    .into_bytes()
+}
+
 fn checkpoint_is_readable(state: &Path) -> bool {
     let text = std::fs::read_to_string(state.join("checkpoint")).unwrap_or_default();
     text.split_once('\n')
@@ -285,10 +291,8 @@ fn quiet_close_emits_open_windows_when_no_data_comes() {
         broker.create_topic("logs", 1);
         let events: Vec<_> = (1..4)
             .map(|s| {
-                let line = format!(
-                    r#"{{"timestamp":"2026-01-27T22:00:0{s}Z","severity":"High","user_id":"u1","content":"crash"}}"#
-                );
-                (Some(0), "u1".to_owned(), line.into_bytes())
+                let line = crash_line(&format!("2026-01-27T22:00:0{s}Z"), "u1", "High");
+                (Some(0), "u1".to_owned(), line)
             })
             .collect();
         broker.produce("logs", &events);
@@ -434,10 +438,8 @@ fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let event = |t: &str, user: &str, severity: &str| {
-        let line = format!(
-            r#"{{"timestamp":"2026-01-27T{t}Z","severity":"{severity}","user_id":"{user}","content":"crash"}}"#
-        );
-        (None, user.to_owned(), line.into_bytes())
+        let line = crash_line(&format!("2026-01-27T{t}Z"), user, severity);
+        (None, user.to_owned(), line)
     };
     // Nothing to look at: `auto` cannot tell how the input is keyed and repartitions.
     let engine = start(&broker, &state, &[]);
@@ -450,17 +452,7 @@ fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
     );
     // Both events read and checkpointed before the restart.
     let started = Instant::now();
-    let covered = || -> i64 {
-        let Ok(cp) = std::fs::read_to_string(state.join("checkpoint")) else {
-            return 0;
-        };
-        let body: serde_json::Value = serde_json::from_str(cp.split_once('\n').unwrap().1).unwrap();
-        (body["partitions"].as_object().unwrap().iter())
-            .filter(|(name, _)| name.starts_with("logs/"))
-            .map(|(_, p)| p["offset"].as_i64().unwrap())
-            .sum()
-    };
-    while covered() < 2 {
+    while checkpointed_offsets(&state) < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "{}",

@@ -92,12 +92,28 @@ pub fn run(
         .iter()
         .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
         .collect();
+    let file = if fresh_start {
+        warn!(
+            "--fresh-start: ignoring the checkpoints in {}; windows start empty",
+            store.describe()
+        );
+        Default::default()
+    } else {
+        store.load_file()?
+    };
     let mut plan = crate::repartition::plan(k, &keys)?;
     if k.keyed_by == "auto" && !fresh_start {
         // A rule checkpointed as repartitioned stays so (e.g. first started on an empty
         // topic): its state would not carry over to counting per input partition.
-        let records = store.load(&plan.inputs)?;
-        plan.keep_repartitioned(&k.group_id, &records);
+        let from_topic;
+        let records = match &store {
+            Store::File(_) => &file.partitions,
+            Store::Kafka { .. } => {
+                from_topic = store.load(&plan.inputs)?;
+                &from_topic
+            }
+        };
+        plan.keep_repartitioned(&k.group_id, records);
     }
     let n = plan.inputs.len() as i32;
     let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
@@ -130,19 +146,10 @@ pub fn run(
     pipeline.set_repartitioning(Repartitioning {
         output: output.clone(),
         keyed_by: plan.keyed_by,
-        partitions: plan.inputs.len() as i32,
+        partitions: n,
         topics: plan.topics,
         inputs: plan.inputs,
     })?;
-    let file = if fresh_start {
-        warn!(
-            "--fresh-start: ignoring the checkpoints in {}; windows start empty",
-            store.describe()
-        );
-        Default::default()
-    } else {
-        store.load_file()?
-    };
     pipeline.set_triggers(file.triggers);
     let mut ignore_store = fresh_start;
     if let Some(p) = status.as_mut() {
