@@ -98,11 +98,11 @@ fn the_c_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
 
     // Same alerts as the built-in crash rule on disordered, late and malformed events.
     let scratch = tempfile::tempdir().unwrap();
-    let input = gen_logs(
+    let input = generate(
         scratch.path(),
         "in.jsonl",
         &[
-            "-n",
+            "--events",
             "100000",
             "--disorder",
             "8",

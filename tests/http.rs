@@ -46,11 +46,11 @@ fn lines_in(input: &[u8]) -> u64 {
 #[test]
 fn metrics_after_a_known_input_match_the_reference() {
     let dir = tempfile::tempdir().unwrap();
-    let path = gen_logs(
+    let path = generate(
         dir.path(),
         "in.jsonl",
         &[
-            "-n",
+            "--events",
             "30000",
             "--bad",
             "0.02",
@@ -129,7 +129,7 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
                     [params]\nfail = \"trap\"\nafter = 5000\n";
     let rules = rules_dir(&[("crash", &crash_toml(), &crash), ("bad", bad_toml, &bad)]);
     let dir = tempfile::tempdir().unwrap();
-    let input = std::fs::read(gen_logs(dir.path(), "in.jsonl", &["-n", "20000"])).unwrap();
+    let input = std::fs::read(generate(dir.path(), "in.jsonl", &["--events", "20000"])).unwrap();
     let mut live = Live::start(Some(rules.path()), true);
     live.feed(&input);
     wait_for_lines(&mut live, lines_in(&input));
@@ -220,7 +220,7 @@ fn chromium(args: &[&str]) -> String {
 #[test]
 fn the_status_page_shows_rules_and_alerts_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let input = std::fs::read(gen_logs(dir.path(), "in.jsonl", &["-n", "30000"])).unwrap();
+    let input = std::fs::read(generate(dir.path(), "in.jsonl", &["--events", "30000"])).unwrap();
     let mut live = Live::start(None, true);
     live.feed(&input);
     wait_for_lines(&mut live, lines_in(&input));

@@ -35,11 +35,11 @@ fn start_in(broker: &Broker, group: &str, state: &Path, extra: &[&str]) -> Engin
 /// result cannot depend on how partitions interleave; produces them keyed by user.
 fn produce_logs(broker: &Broker, dir: &Path, n: &str, seed: &str) -> Vec<u8> {
     broker.create_topic("logs", PARTITIONS);
-    let path = gen_logs(
+    let path = generate(
         dir,
         "logs.jsonl",
         &[
-            "-n",
+            "--events",
             n,
             "--late-share",
             "0",
@@ -341,10 +341,10 @@ fn health_readiness_lag_and_partition_watermarks() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let path = gen_logs(
+    let path = generate(
         dir.path(),
         "logs.jsonl",
-        &["-n", "20000", "--late-share", "0"],
+        &["--events", "20000", "--late-share", "0"],
     );
     let input = std::fs::read(&path).unwrap();
     let expected = crash_reference(&input);

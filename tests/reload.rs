@@ -233,10 +233,10 @@ fn rapid_writes_settle_into_one_change_without_errors() {
 fn a_logic_preserving_swap_under_load_gives_the_alerts_of_a_run_from_the_start() {
     let dir = crash_dir();
     let data = tempfile::tempdir().unwrap();
-    let input = std::fs::read(gen_logs(
+    let input = std::fs::read(generate(
         data.path(),
         "in.jsonl",
-        &["-n", "60000", "--seed", "31"],
+        &["--events", "60000", "--seed", "31"],
     ))
     .unwrap();
     let expected = crash_reference(&input).alerts;

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 
-/// gen_logs.py data — in order, out of order, very late and malformed lines — gives exactly
+/// Generated data — in order, out of order, very late and malformed lines — gives exactly
 /// the reference's alerts, late count and bad counts.
 #[test]
 fn replay_matches_the_reference_on_generated_logs() {
@@ -15,7 +15,7 @@ fn replay_matches_the_reference_on_generated_logs() {
         (
             "ordered.jsonl",
             &[
-                "-n",
+                "--events",
                 "30000",
                 "--disorder",
                 "0",
@@ -27,12 +27,12 @@ fn replay_matches_the_reference_on_generated_logs() {
         ),
         (
             "disordered.jsonl",
-            &["-n", "60000", "--disorder", "8", "--seed", "2"],
+            &["--events", "60000", "--disorder", "8", "--seed", "2"],
         ),
         (
             "late_and_bad.jsonl",
             &[
-                "-n",
+                "--events",
                 "80000",
                 "--late-share",
                 "0.02",
@@ -46,7 +46,7 @@ fn replay_matches_the_reference_on_generated_logs() {
         ),
     ];
     for (name, args) in cases {
-        let path = gen_logs(dir.path(), name, args);
+        let path = generate(dir.path(), name, args);
         let input = std::fs::read(&path).unwrap();
         let exp = crash_reference(&input);
         assert!(
@@ -89,7 +89,11 @@ fn replay_matches_the_reference_on_generated_logs() {
 #[test]
 fn stdin_and_file_agree() {
     let dir = tempfile::tempdir().unwrap();
-    let path = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "9"]);
+    let path = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "20000", "--seed", "9"],
+    );
     let input = std::fs::read(&path).unwrap();
     let (from_file, _) = rulewatch_ok(
         &["replay", path.to_str().unwrap(), "--format", "jsonl"],
@@ -105,7 +109,11 @@ fn stdin_and_file_agree() {
 #[test]
 fn output_modes_agree_on_final_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let path = gen_logs(dir.path(), "in.jsonl", &["-n", "50000", "--seed", "4"]);
+    let path = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "50000", "--seed", "4"],
+    );
     let input = std::fs::read(&path).unwrap();
     let exp = crash_reference(&input);
     let run = |mode: &str| {
@@ -354,7 +362,11 @@ fn rules_folder_runs_rules_built_from_source() {
     let typo = crash_toml().replace("delay =", "dealy =");
     let rules = rules_dir(&[("crash", &crash_toml(), &crash), ("typo", &typo, &crash)]);
     let dir = tempfile::tempdir().unwrap();
-    let path = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "5"]);
+    let path = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "20000", "--seed", "5"],
+    );
     let (builtin, _) = rulewatch_ok(
         &["replay", path.to_str().unwrap(), "--format", "jsonl"],
         None,
@@ -469,11 +481,11 @@ fn json_logs_hold_one_object_per_event_with_level_and_position() {
 fn hopping_windows_match_the_reference() {
     let crash = rule_wasm("rulewatch-rule-crash", "crash");
     let dir = tempfile::tempdir().unwrap();
-    let path = gen_logs(
+    let path = generate(
         dir.path(),
         "in.jsonl",
         &[
-            "-n",
+            "--events",
             "60000",
             "--disorder",
             "8",

@@ -53,7 +53,11 @@ fn assert_quarantined(stderr: &str, reason: &str) {
 fn trapping_looping_and_memory_hungry_rules_are_quarantined() {
     let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
     let dir = tempfile::tempdir().unwrap();
-    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "30000", "--seed", "11"]);
+    let input = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "30000", "--seed", "11"],
+    );
     let expected = expected_crash_alerts(&input);
     let cases = [
         (
@@ -85,7 +89,11 @@ fn trapping_looping_and_memory_hungry_rules_are_quarantined() {
 fn a_well_behaved_module_of_the_same_crate_is_not_quarantined() {
     let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
     let dir = tempfile::tempdir().unwrap();
-    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "12"]);
+    let input = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "20000", "--seed", "12"],
+    );
     let (alerts, stderr) = run_beside_crash(&misbehave_toml("none", ""), &bad, &input);
     assert!(!stderr.contains("quarantined"), "{stderr}");
     assert!(alerts.iter().any(|a| a.rule == "bad"));
@@ -95,7 +103,11 @@ fn a_well_behaved_module_of_the_same_crate_is_not_quarantined() {
 fn init_rejection_names_the_file_and_the_reason() {
     let bad = rule_wasm("rulewatch-rule-misbehave", "misbehave");
     let dir = tempfile::tempdir().unwrap();
-    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "13"]);
+    let input = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "20000", "--seed", "13"],
+    );
     let (alerts, stderr) = run_beside_crash(&misbehave_toml("init", ""), &bad, &input);
     assert!(stderr.contains("bad.toml: [params]"), "{stderr}");
     assert!(
@@ -143,7 +155,11 @@ fn bytes_that_are_not_wasm_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm but not really").unwrap();
-    let input = gen_logs(dir.path(), "in.jsonl", &["-n", "20000", "--seed", "14"]);
+    let input = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "20000", "--seed", "14"],
+    );
     let (alerts, stderr) = run_beside_crash(&misbehave_toml("none", ""), &garbage, &input);
     assert!(stderr.contains("bad.wasm (sha256 "), "{stderr}");
     assert!(

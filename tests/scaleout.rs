@@ -158,7 +158,7 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str) -> St
 /// judged the same way whichever instance reads a partition.
 fn events(dir: &Path) -> Vec<u8> {
     let args = [
-        "-n",
+        "--events",
         "150000",
         "--disorder",
         "8",
@@ -167,7 +167,7 @@ fn events(dir: &Path) -> Vec<u8> {
         "--bad",
         "0.01",
     ];
-    std::fs::read(gen_logs(dir, "logs.jsonl", &args)).unwrap()
+    std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
 }
 
 #[test]

@@ -1,7 +1,7 @@
-//! A deterministic generator of log events in the shape the crash rule consumes (the same
-//! shape as `shared/data/gen_logs.py`): event time advances at a fixed rate, some events
-//! arrive out of order, a few very late, some lines are malformed. Used by `bench` and the
-//! demo; the same seed gives the same bytes.
+//! A deterministic generator of log events in the shape the crash rule consumes: event time
+//! advances at a fixed rate, some events arrive out of order, a few very late, some lines are
+//! malformed (including bytes that are not UTF-8). Used by `bench`, the demo and the tests;
+//! the same seed gives the same bytes.
 
 use crate::decode::time::Rfc3339Millis;
 use std::io::{self, Read};
@@ -105,15 +105,17 @@ const CRASHES: [&str; 6] = [
     "Native crash (SIGSEGV) in libmedia",
     "Crash report uploaded",
 ];
-const BAD_LINES: [&str; 8] = [
-    "{not json",
-    "",
-    "[]",
-    "null",
-    r#"{"timestamp": 12, "severity": "High"}"#,
-    r#"{"timestamp": "yesterday", "severity": "High", "user_id": "u", "content": "crash"}"#,
-    r#"{"severity": "Critical", "user_id": "user_1", "content": "crash"}"#,
-    r#"{"timestamp": "2026-01-27T22:35:51Z", "severity": 5, "user_id": "user_1", "content": "crash"}"#,
+/// Malformed lines, one of each kind of bad input a reader must survive.
+const BAD_LINES: [&[u8]; 9] = [
+    b"{not json",
+    b"",
+    b"[]",
+    b"null",
+    br#"{"timestamp": 12, "severity": "High"}"#,
+    br#"{"timestamp": "yesterday", "severity": "High", "user_id": "u", "content": "crash"}"#,
+    br#"{"severity": "Critical", "user_id": "user_1", "content": "crash"}"#,
+    br#"{"timestamp": "2026-01-27T22:35:51Z", "severity": 5, "user_id": "user_1", "content": "crash"}"#,
+    b"\xff\xfe not UTF-8",
 ];
 const APPS: [&str; 3] = ["web", "ios", "android"];
 
@@ -157,7 +159,7 @@ impl Generator {
         self.next += 1;
         let r = &mut self.rng;
         if c.bad > 0.0 && r.f64() < c.bad {
-            out.extend_from_slice(BAD_LINES[r.usize(0..BAD_LINES.len())].as_bytes());
+            out.extend_from_slice(BAD_LINES[r.usize(0..BAD_LINES.len())]);
             out.push(b'\n');
             self.last_user = None;
             return true;

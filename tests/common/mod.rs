@@ -1,5 +1,5 @@
 //! Test harness shared by the end-to-end tests: runs the real `rulewatch` binary, builds real
-//! rule modules from the workspace, generates events with `shared/data/gen_logs.py`, and
+//! rule modules from the workspace, generates events with `rulewatch loadgen`, and
 //! computes expected alerts with an independent reference implementation.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -45,19 +45,19 @@ pub fn crash_toml() -> String {
     std::fs::read_to_string(workspace().join("rules/crash/crash.toml")).unwrap()
 }
 
-/// Runs `gen_logs.py` from `shared/` beside the checkout and returns its output file.
-pub fn gen_logs(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
-    let script = workspace().join("../shared/data/gen_logs.py");
-    assert!(script.exists(), "{} is missing", script.display());
+/// Generates events with the engine's own `rulewatch loadgen` (`args` are its generator
+/// flags: `--events`, `--disorder`, `--late-share`, `--bad`, `--seed`, ...) into `dir/name`.
+pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
-    let out = std::fs::File::create(&path).unwrap();
-    let status = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .stdout(out)
-        .status()
-        .expect("python3 runs gen_logs.py");
-    assert!(status.success());
+    let out = rulewatch(
+        &[&["loadgen", "--output", path.to_str().unwrap()], args].concat(),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "rulewatch loadgen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     path
 }
 

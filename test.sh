@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The whole test suite, with its own set-up: installs what the tests need when it is missing,
+# then runs every test, then the container test. The same command on a fresh machine, on a
+# developer's machine and in CI (.ci/run calls it).
+#
+#   ./test.sh [ARGS...]      ARGS go to `cargo test --workspace` (e.g. a test name filter)
+#
+# What it installs when missing (each only once per machine):
+#   - the wasm32-unknown-unknown target of the active Rust toolchain (rustup; seconds);
+#   - tansu, the Kafka-protocol broker of the end-to-end tests (cargo install; ~21 minutes on
+#     2 cores, built while the tests compile);
+#   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
+#     buildah and debootstrap (the container test) — with apt-get, as root or through sudo.
+# Logs of the installs go to target/setup/.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+die() {
+  echo "test.sh: $*" >&2
+  exit 1
+}
+say() { echo "test.sh: $*" >&2; }
+logs=target/setup
+mkdir -p "$logs"
+# Background installs end with this script.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs), then run ./test.sh again"
+
+# --- the wasm target (the build adds it too; here so that every later step has it) ----------
+sysroot=$(rustc --print sysroot)
+if [ ! -d "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib" ]; then
+  command -v rustup >/dev/null ||
+    die "the wasm32-unknown-unknown target is missing from $sysroot and rustup is not there to add it: install that target for this toolchain"
+  say "adding the wasm32-unknown-unknown target (rustup target add)"
+  rustup target add wasm32-unknown-unknown --toolchain "$(basename "$sysroot")"
+fi
+
+# --- Debian packages ------------------------------------------------------------------------
+packages=()
+command -v chromium >/dev/null || packages+=(chromium)
+command -v clang >/dev/null || packages+=(clang)
+command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || packages+=(lld)
+command -v buildah >/dev/null || packages+=(buildah)
+command -v debootstrap >/dev/null || packages+=(debootstrap)
+command -v python3 >/dev/null || packages+=(python3)
+apt_pid=
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=(sudo -n)
+  else
+    die "missing: ${packages[*]}; install them as root: apt-get install ${packages[*]}"
+  fi
+  command -v apt-get >/dev/null ||
+    die "missing: ${packages[*]}, and there is no apt-get here: install them with your system's package manager"
+  say "installing ${packages[*]} (apt-get; log in $logs/apt.log)"
+  (
+    "${sudo[@]}" apt-get update -q &&
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+  ) >"$logs/apt.log" 2>&1 &
+  apt_pid=$!
+fi
+
+# --- tansu (built while the tests compile: both take minutes) --------------------------------
+tansu_pid=
+if ! command -v tansu >/dev/null; then
+  say "installing tansu, the test broker (cargo install tansu --locked --features dynostore; ~21 minutes on 2 cores the first time; log in $logs/tansu.log)"
+  cargo install tansu --locked --features dynostore >"$logs/tansu.log" 2>&1 &
+  tansu_pid=$!
+fi
+
+# --- the tests --------------------------------------------------------------------------------
+cargo test --workspace --no-run
+
+if [ -n "$apt_pid" ]; then
+  wait "$apt_pid" || {
+    tail -20 "$logs/apt.log" >&2
+    die "installing ${packages[*]} failed (above; the whole log: $logs/apt.log): run apt-get install ${packages[*]} as root and see why"
+  }
+fi
+if [ -n "$tansu_pid" ]; then
+  say "waiting for the tansu install to finish"
+  wait "$tansu_pid" || {
+    tail -20 "$logs/tansu.log" >&2
+    die "installing tansu failed (above; the whole log: $logs/tansu.log): run cargo install tansu --locked --features dynostore and see why"
+  }
+fi
+for tool in tansu chromium clang buildah debootstrap; do
+  command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
+done
+
+cargo test --workspace "$@"
+
+# --- the container image, for real ------------------------------------------------------------
+# The runtime stage of ./Dockerfile around the binary just tested, run as its user against the
+# test broker. Needs root (buildah's chroot isolation).
+if [ $# -eq 0 ]; then
+  [ "$(id -u)" = 0 ] || die "the container test needs root (buildah with chroot isolation): run ./test.sh as root"
+  .ci/container-test target/debug/rulewatch target/rules/wasm32-unknown-unknown/rule/crash.wasm
+fi
