@@ -58,6 +58,9 @@ enum Command {
     Check {
         /// The rules folder.
         dir: PathBuf,
+        /// A rulewatch.toml whose `[sandbox]` ceilings apply (the defaults otherwise).
+        #[arg(long, env = "RULEWATCH_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Scaffold a rule crate: logic, TOML, unit tests, sample events and expectations.
     New {
@@ -111,7 +114,10 @@ struct RunArgs {
     #[arg(long, env = "RULEWATCH_KEYED_BY")]
     keyed_by: Option<String>,
     /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable (`;` separates them in
-    /// the environment variable, as values may hold commas).
+    /// the environment variable, as values may hold commas). TLS and SASL, e.g.
+    /// security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512 (or PLAIN, SCRAM-SHA-256),
+    /// sasl.username=U, sasl.password=P, ssl.ca.location=CA.pem (default: the system's
+    /// CAs); compression.type=zstd (or gzip, snappy, lz4) for the topics rulewatch writes.
     #[arg(
         long = "kafka-option",
         env = "RULEWATCH_KAFKA_OPTIONS",
@@ -185,10 +191,8 @@ impl RunArgs {
             c.kafka.keyed_by.clone_from(v);
         }
         for kv in &self.kafka_options {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("--kafka-option {kv}: expected KEY=VALUE"))?;
-            c.kafka.options.insert(k.to_owned(), v.to_owned());
+            let (k, v) = crate::config::run::kafka_option(kv)?;
+            c.kafka.options.insert(k, v);
         }
         if self.rules.is_some() {
             c.rules.dir.clone_from(&self.rules);
@@ -256,6 +260,9 @@ struct ReplayArgs {
     /// Serve the status page, /metrics and /healthz on this `host:port` while replaying.
     #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// A rulewatch.toml whose `[sandbox]` ceilings apply (the defaults otherwise).
+    #[arg(long, env = "RULEWATCH_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -288,12 +295,13 @@ pub fn main() -> ExitCode {
     }
     let health = matches!(cli.command, Command::Health { .. });
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => sandbox_from(args.config.as_deref()).and_then(|_| replay(args)),
         Command::Run(args) => args.config().and_then(|c| {
+            crate::config::sandbox::set_ceilings(c.sandbox.clone())?;
             let (rules, changes) = load_rules(c.rules.dir.as_deref(), true)?;
             crate::run::run(&c, &rules, changes, args.fresh_start)
         }),
-        Command::Check { dir } => check(&dir),
+        Command::Check { dir, config } => sandbox_from(config.as_deref()).and_then(|_| check(&dir)),
         Command::Health { url } => crate::http::check(&url),
         Command::New { name, dir, sdk } => crate::author::new::run(&name, dir, sdk),
         Command::Build { dir } => crate::author::build::run(&dir).map(drop),
@@ -323,6 +331,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Sets the sandbox ceilings from the `[sandbox]` of a rulewatch.toml, if one is given.
+fn sandbox_from(config: Option<&Path>) -> anyhow::Result<()> {
+    match config {
+        Some(path) => crate::config::sandbox::set_ceilings(RunConfig::load(path, true)?.sandbox),
+        None => Ok(()),
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -338,7 +354,11 @@ fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<LoadedRule
     };
     let folder = registry::load_dir(dir)?;
     for e in &folder.errors {
-        error!("rule rejected: {e:#}");
+        // A file's name or text may hold anything: one line, control characters escaped.
+        error!(
+            "rule rejected: {}",
+            crate::text::one_line(&format!("{e:#}"))
+        );
     }
     if folder.rules.is_empty() {
         if folder.errors.is_empty() {
@@ -376,7 +396,7 @@ fn check(dir: &Path) -> anyhow::Result<()> {
         );
     }
     for e in &folder.errors {
-        println!("error  {e:#}");
+        println!("error  {}", crate::text::one_line(&format!("{e:#}")));
     }
     match (folder.errors.len(), folder.rules.len()) {
         (0, 0) => bail!(

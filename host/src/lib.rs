@@ -17,4 +17,5 @@ pub mod run;
 pub mod sink;
 pub mod source;
 pub mod status;
+pub mod text;
 pub mod window;

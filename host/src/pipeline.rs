@@ -5,6 +5,7 @@
 //! (window, key) pair and per alert.
 
 use crate::checkpoint::{self, PartitionState, PartitionStateRef, Record, RuleStateRef};
+use crate::config::sandbox::ceilings;
 use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
@@ -28,8 +29,19 @@ use tracing::{error, info, warn};
 /// batch's buffers stay in cache and `update` rows come out promptly.
 pub const BATCH_LINES: usize = 4096;
 
-/// How many problems of one kind are logged before they are only counted.
+/// How many problems of one kind are logged before they are only counted (for the input,
+/// and for each rule on its own, so that one rule's noise hides no other's).
 const LOGGED_PER_REASON: u64 = 5;
+
+/// Largest encoded batch handed to a rule in one call (a single larger row goes alone), and
+/// at most an eighth of its memory: what others send never swamps a rule's memory.
+const MAX_RULE_BATCH_BYTES: usize = 4 << 20;
+
+/// The columns of a window batch: start, end, key, count.
+const CANDIDATE_KINDS: [u32; 4] = [abi::KIND_I64, abi::KIND_I64, abi::KIND_STR, abi::KIND_I64];
+
+/// Most differences from its primary a shadow logs per trigger (all are counted).
+const LOGGED_SHADOW_DIFFS: usize = 20;
 
 /// A loaded rule: its config, its compiled module and where it came from.
 pub struct LoadedRule {
@@ -63,6 +75,12 @@ struct RuleRunner {
     candidates: BatchWriter,
     /// Per candidate row: its source and that source's watermark.
     candidate_sources: Vec<(usize, Option<i64>)>,
+    /// The rule's answer for every candidate row, gathered over its batches.
+    alert_bits: Vec<u8>,
+    /// Most bytes of one batch to the rule.
+    batch_bytes: usize,
+    /// This rule's field problems logged so far, per reason.
+    logged: [u64; Reason::ALL.len()],
     stats: RuleStats,
     /// 1 for the version loaded first, one more per version swapped in.
     version: u64,
@@ -709,12 +727,28 @@ impl Pipeline {
                     Ok(_) => {
                         r.event_lines.push(li as u32);
                         r.stats.events += 1;
+                        if r.events.encoded_len() >= r.batch_bytes {
+                            let output = self.repartitioning.as_ref().map(|r| &r.output);
+                            let result = r.run_batch(
+                                buf,
+                                lines,
+                                &self.sources,
+                                &mut self.rejects,
+                                &mut self.times,
+                                output,
+                            );
+                            r.events.reset(r.projection.kinds());
+                            r.event_lines.clear();
+                            if let Err(e) = result {
+                                r.quarantine(e);
+                            }
+                        }
                     }
                     Err(fe) => {
                         r.stats.bad.add(fe.reason);
                         let field = &r.projection.field_names()[fe.field];
                         let pos = self.sources.position(line);
-                        if log_allowed(&mut self.logged, fe.reason) {
+                        if log_allowed(&mut r.logged, fe.reason, Some(&r.meta.name)) {
                             warn!(
                                 "{pos}: rule {}: field `{field}`: {} [{}]; {}",
                                 r.meta.name,
@@ -818,18 +852,31 @@ impl Pipeline {
             };
             let theirs = view(&self.rows, primary);
             let ours = view(&shadow, &r.meta.name);
+            let mut logged = 0;
             for (only, other, verb, primary_verb) in [
                 (&ours, &theirs, "alerts", "does not"),
                 (&theirs, &ours, "does not alert", "does"),
             ] {
-                for (start, key, count) in only.iter().filter(|x| !other.contains(x)) {
+                // Both are sorted: a binary search keeps large triggers linear-logarithmic.
+                for (start, key, count) in only.iter().filter(|x| other.binary_search(x).is_err()) {
                     r.stats.shadow_diffs += 1;
-                    warn!(
-                        "rule {}: {verb} {} {key} with count {count}, {primary} {primary_verb}",
-                        r.meta.name,
-                        crate::decode::time::format_rfc3339(*start),
-                    );
+                    logged += 1;
+                    if logged <= LOGGED_SHADOW_DIFFS {
+                        warn!(
+                            "rule {}: {verb} {} {} with count {count}, {primary} {primary_verb}",
+                            r.meta.name,
+                            crate::decode::time::format_rfc3339(*start),
+                            crate::text::shown(key),
+                        );
+                    }
                 }
+            }
+            if logged > LOGGED_SHADOW_DIFFS {
+                warn!(
+                    "rule {}: {} more differences in this trigger (counted, not logged)",
+                    r.meta.name,
+                    logged - LOGGED_SHADOW_DIFFS
+                );
             }
         }
     }
@@ -897,7 +944,7 @@ impl Pipeline {
                 }
             }
             None => {
-                if log_allowed(&mut self.logged, Reason::NotJson) {
+                if log_allowed(&mut self.logged, Reason::NotJson, None) {
                     warn!(
                         "{}: not a record of a repartition topic; skipped",
                         self.sources.position(line)
@@ -911,7 +958,7 @@ impl Pipeline {
     fn reject_line(&mut self, line: &Line, e: &LineError, raw: &[u8]) {
         self.input.bad.add(e.reason);
         let pos = self.sources.position(line);
-        if log_allowed(&mut self.logged, e.reason) {
+        if log_allowed(&mut self.logged, e.reason, None) {
             warn!("{pos}: {e} [{}]; {}", e.reason.label(), e.reason.hint());
         }
         if let Some(dl) = &mut self.rejects.dead_letter {
@@ -920,14 +967,16 @@ impl Pipeline {
     }
 }
 
-fn log_allowed(logged: &mut [u64; Reason::ALL.len()], reason: Reason) -> bool {
+/// Whether one more problem of `reason` is logged (`rule`: of that rule's fields).
+fn log_allowed(logged: &mut [u64; Reason::ALL.len()], reason: Reason, rule: Option<&str>) -> bool {
     let n = &mut logged[reason.index()];
     *n += 1;
     if *n == LOGGED_PER_REASON + 1 {
         warn!(
-            "more {} input: counted (see the summary) and, with a dead-letter output, written \
-             there, but no longer logged",
-            reason.label()
+            "more {} input{}: counted (see the summary) and, with a dead-letter output, \
+             written there, but no longer logged",
+            reason.label(),
+            rule.map(|r| format!(" for rule {r}")).unwrap_or_default()
         );
     }
     *n <= LOGGED_PER_REASON
@@ -950,7 +999,8 @@ impl RuleRunner {
             c.time.format,
             &c.window.key,
             rule.module.fields(),
-        );
+        )
+        .with_max_key_bytes(usize::try_from(ceilings().max_key_bytes).unwrap_or(usize::MAX));
         let meta = RuleMeta {
             name: rule.name.clone(),
             sha256: rule.module.sha256().to_owned(),
@@ -979,6 +1029,11 @@ impl RuleRunner {
             encoded: Vec::new(),
             candidates: BatchWriter::default(),
             candidate_sources: Vec::new(),
+            alert_bits: Vec::new(),
+            batch_bytes: usize::try_from(c.limits.memory / 8)
+                .unwrap_or(usize::MAX)
+                .clamp(64 << 10, MAX_RULE_BATCH_BYTES),
+            logged: [0; Reason::ALL.len()],
             stats: RuleStats::default(),
             version: 1,
             last_error: None,
@@ -1080,8 +1135,7 @@ impl RuleRunner {
         if self.instance.is_none() {
             return Ok(());
         }
-        self.candidates
-            .reset(&[abi::KIND_I64, abi::KIND_I64, abi::KIND_STR, abi::KIND_I64]);
+        self.candidates.reset(&CANDIDATE_KINDS);
         self.candidate_sources.clear();
         let (c, sources) = (&mut self.candidates, &mut self.candidate_sources);
         let mut push = |w: WindowRow<'_>| {
@@ -1108,10 +1162,9 @@ impl RuleRunner {
             return Ok(());
         }
         self.candidates.finish(&mut self.encoded);
-        let instance = self.instance.as_mut().expect("checked above");
-        let alerts = instance.alert(&self.encoded, rows)?;
+        self.decide(rows)?;
         let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
-        for row in (0..rows).filter(|&row| abi::bit(alerts, row)) {
+        for row in (0..rows).filter(|&row| abi::bit(&self.alert_bits, row)) {
             let (start, window_end, key) =
                 (batch.i64(0, row), batch.i64(1, row), batch.str(2, row));
             let (source, watermark) = self.candidate_sources[row];
@@ -1149,6 +1202,39 @@ impl RuleRunner {
         Ok(())
     }
 
+    /// Asks the rule which of the `rows` encoded candidates alert, into `alert_bits`: in one
+    /// call, or in batches of at most `batch_bytes` when they are more.
+    fn decide(&mut self, rows: usize) -> Result<(), RuleError> {
+        let instance = self.instance.as_mut().expect("running");
+        self.alert_bits.clear();
+        if self.encoded.len() <= self.batch_bytes {
+            let bits = instance.alert(&self.encoded, rows)?;
+            self.alert_bits.extend_from_slice(bits);
+            return Ok(());
+        }
+        self.alert_bits.resize(rows.div_ceil(8), 0);
+        let all = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        let (mut part, mut encoded, mut first) = (BatchWriter::default(), Vec::new(), 0);
+        part.reset(&CANDIDATE_KINDS);
+        for row in 0..rows {
+            part.push_i64(0, all.i64(0, row));
+            part.push_i64(1, all.i64(1, row));
+            part.push_str(2, all.str(2, row).as_bytes());
+            part.push_i64(3, all.i64(3, row));
+            part.end_row();
+            if part.encoded_len() >= self.batch_bytes || row + 1 == rows {
+                part.finish(&mut encoded);
+                let bits = instance.alert(&encoded, part.rows())?;
+                for i in (0..part.rows()).filter(|&i| abi::bit(bits, i)) {
+                    abi::set_bit(&mut self.alert_bits, first + i);
+                }
+                first = row + 1;
+                part.reset(&CANDIDATE_KINDS);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops a rule that misbehaved; the other rules go on.
     fn quarantine(&mut self, e: RuleError) {
         error!(
@@ -1173,7 +1259,9 @@ mod tests {
         LoadedRule {
             name: "crash".into(),
             config,
-            module: Arc::new(RuleModule::compile(builtin::CRASH_WASM).unwrap()),
+            module: Arc::new(
+                RuleModule::compile(builtin::CRASH_WASM, &Default::default()).unwrap(),
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Unknown keys are errors, so a typo is reported (with its line) instead of ignored.
 
 pub mod run;
+pub mod sandbox;
 
 use crate::decode::TimeFormat;
 use anyhow::{Context, bail};
@@ -181,11 +182,21 @@ fn default_time() -> Duration {
     Duration::from_secs(1)
 }
 
+/// The longest duration any setting takes: 100 years. Every window, delay and timeout
+/// stays far from the ends of the event-time range, so no sum of them can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses a duration as written in configs and flags: `10s`, `500ms`, `1m 30s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| {
+    let d = humantime::parse_duration(s).map_err(|e| {
         format!("invalid duration `{s}`: {e} (write it like \"10s\", \"500ms\" or \"1m 30s\")")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration `{s}` is too long: at most 100 years (36500d)"
+        ));
+    }
+    Ok(d)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -220,10 +231,11 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     n.parse::<u64>()
         .ok()
         .filter(|_| scale > 0)
-        .map(|n| n * scale)
+        .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "invalid size `{text}` (write it like \"64MiB\", \"512KiB\" or a number of bytes)"
+                "invalid size `{text}` (write it like \"64MiB\", \"512KiB\" or a number of \
+                 bytes, below 16 EiB)"
             ))
         })
 }
@@ -273,11 +285,48 @@ impl RuleConfig {
         if w.key.is_empty() || self.time.field.is_empty() {
             bail!("window.key and time.field must name a top-level field");
         }
+        let windows = w.size.as_millis().div_ceil(w.slide().as_millis().max(1));
+        let ceilings = sandbox::ceilings();
+        if windows > u128::from(ceilings.max_windows_per_event) {
+            bail!(
+                "window.size / window.slide = {windows} windows per event, over the engine's \
+                 ceiling of {} ([sandbox] max_windows_per_event in rulewatch.toml): use a \
+                 longer slide",
+                ceilings.max_windows_per_event
+            );
+        }
+        if let Some(c) = self.output.cooldown
+            && !c.subsec_nanos().is_multiple_of(1_000_000)
+        {
+            bail!("output.cooldown must be a whole number of milliseconds");
+        }
         if self.limits.memory < 1 << 16 {
             bail!("limits.memory must be at least 64KiB (one WebAssembly page)");
         }
+        if self.limits.memory > ceilings.max_memory {
+            bail!(
+                "limits.memory = {} MiB is over the engine's ceiling of {} MiB ([sandbox] \
+                 max_memory in rulewatch.toml): ask for less, or have the operator raise it",
+                self.limits.memory >> 20,
+                ceilings.max_memory >> 20
+            );
+        }
         if self.limits.time_per_batch.is_zero() {
             bail!("limits.time_per_batch must be positive");
+        }
+        if self.limits.time_per_batch > ceilings.max_time_per_batch {
+            bail!(
+                "limits.time_per_batch = {} is over the engine's ceiling of {} ([sandbox] \
+                 max_time_per_batch in rulewatch.toml): ask for less, or have the operator \
+                 raise it",
+                humantime::format_duration(self.limits.time_per_batch),
+                humantime::format_duration(ceilings.max_time_per_batch)
+            );
+        }
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            bail!("name must be 1 to 200 characters without control characters");
         }
         Ok(())
     }

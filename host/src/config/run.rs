@@ -31,6 +31,9 @@ pub struct RunConfig {
     /// The status page, metrics and health endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The engine-wide ceilings every rule lives within.
+    #[serde(default)]
+    pub sandbox: super::sandbox::SandboxConfig,
 }
 
 /// `[http]`.
@@ -241,6 +244,14 @@ fn default_idle() -> Duration {
     Duration::from_secs(30)
 }
 
+/// Splits a `--kafka-option KEY=VALUE`.
+pub fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = kv
+        .split_once('=')
+        .with_context(|| format!("--kafka-option {kv}: expected KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
 impl RunConfig {
     /// Reads `path`; a missing file is an error only if `required`.
     pub fn load(path: &Path, required: bool) -> anyhow::Result<Self> {
@@ -272,6 +283,8 @@ mod tests {
             interval = "500ms"
             [watermark]
             quiet_close = "30s"
+            [sandbox]
+            max_memory = "128MiB"
             "#,
         )
         .unwrap();
@@ -281,6 +294,8 @@ mod tests {
         assert_eq!(c.checkpoint.interval, Duration::from_millis(500));
         assert_eq!(c.watermark.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.watermark.quiet_close, Some(Duration::from_secs(30)));
+        assert_eq!(c.sandbox.max_memory, 128 << 20);
+        assert_eq!(c.sandbox.max_fields, 256);
         // Sections left out and a missing file mean the same defaults.
         assert_eq!(c.output, RunOutputConfig::default());
         assert_eq!(

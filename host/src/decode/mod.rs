@@ -63,7 +63,10 @@ impl Reason {
         match self {
             Reason::NotUtf8 => "input must be UTF-8 text",
             Reason::NotJson | Reason::NotObject => "each line must hold one JSON object",
-            Reason::TooLarge => "raise --max-line-bytes if such lines are expected",
+            Reason::TooLarge => {
+                "raise --max-line-bytes (kafka.max_message_bytes), or [sandbox] max_key_bytes \
+                 for keys, if such lines are expected"
+            }
             Reason::MissingField => {
                 "every event needs the rule's time field, key field and declared fields"
             }
@@ -199,6 +202,7 @@ pub struct Projection {
     fields: Vec<(usize, FieldType)>,
     names: Vec<String>,
     kinds: Vec<u32>,
+    max_key: usize,
 }
 
 impl Projection {
@@ -221,7 +225,15 @@ impl Projection {
             fields: fields.iter().map(|(n, t)| (decoder.slot(n), *t)).collect(),
             names,
             kinds,
+            max_key: usize::MAX,
         }
+    }
+
+    /// Rejects events whose key is longer than `bytes` as `too_large`: a key is kept in
+    /// every window it counts in, and handed to the rule with each window's count.
+    pub fn with_max_key_bytes(mut self, bytes: usize) -> Self {
+        self.max_key = bytes;
+        self
     }
 
     /// Names of the time field, the key field, then the declared fields.
@@ -258,6 +270,13 @@ impl Projection {
             Value::Str { .. } | Value::Num(_) => {}
             Value::Missing => return Err(fail(Reason::MissingField, 1, "field is missing")),
             _ => return Err(fail(Reason::WrongType, 1, type_detail(key))),
+        }
+        if rec.bytes(key).len() > self.max_key {
+            return Err(fail(
+                Reason::TooLarge,
+                1,
+                "key longer than the limit ([sandbox] max_key_bytes)",
+            ));
         }
         for (i, &(slot, ty)) in self.fields.iter().enumerate() {
             match (rec.value(slot), ty) {

@@ -29,6 +29,12 @@ pub enum Raw<'a> {
     Num(&'a [u8]),
 }
 
+/// The earliest event time accepted: 0001-01-01T00:00:00Z, in epoch milliseconds.
+pub const MIN_TIME: i64 = -62_135_596_800_000;
+/// The latest event time accepted: 9999-12-31T23:59:59.999Z. Windows, delays and cooldowns
+/// (at most 100 years each) added to any time in range stay far from overflowing.
+pub const MAX_TIME: i64 = 253_402_300_799_999;
+
 /// Why a timestamp was not accepted.
 pub type TimeError = &'static str;
 
@@ -49,8 +55,17 @@ impl TimeParser {
         }
     }
 
-    /// Parses one timestamp.
+    /// Parses one timestamp; times outside [`MIN_TIME`]`..=`[`MAX_TIME`] are refused.
     pub fn parse(&mut self, raw: Raw<'_>) -> Result<i64, TimeError> {
+        let t = self.parse_any(raw)?;
+        if (MIN_TIME..=MAX_TIME).contains(&t) {
+            Ok(t)
+        } else {
+            Err("outside the years 0001 to 9999")
+        }
+    }
+
+    fn parse_any(&mut self, raw: Raw<'_>) -> Result<i64, TimeError> {
         match (raw, self.format) {
             (Raw::Str(s), TimeFormat::Auto | TimeFormat::Rfc3339 | TimeFormat::DateTime) => {
                 parse_text(s, self.format, &mut self.last_date)
@@ -353,6 +368,25 @@ mod tests {
         assert!(parse(Raw::Num(b"1.5"), TimeFormat::EpochMillis).is_err());
         assert!(parse(Raw::Str(b"2026-01-27T22:35:51Z"), TimeFormat::DateTime).is_err());
         assert!(parse(Raw::Num(b"12"), TimeFormat::Rfc3339).is_err());
+        // Times outside years 0001..=9999, however written.
+        for n in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "253402300800000",
+        ] {
+            assert!(
+                parse(Raw::Num(n.as_bytes()), TimeFormat::Auto).is_err(),
+                "{n}"
+            );
+        }
+        assert!(parse(Raw::Num(b"8000000000000"), TimeFormat::EpochSeconds).is_err());
+        assert!(auto("0000-12-31T23:59:59Z").is_err());
+        assert_eq!(auto("9999-12-31T23:59:59.999Z"), Ok(MAX_TIME));
+        assert_eq!(auto("0001-01-01T00:00:00Z"), Ok(MIN_TIME));
+        assert_eq!(
+            parse(Raw::Num(b"253402300799999"), TimeFormat::Auto),
+            Ok(MAX_TIME)
+        );
     }
 
     #[test]

@@ -2,22 +2,21 @@
 //! names, and validates both — or uses the built-in crash rule. [`watch`] follows the folder
 //! for changes.
 
+mod files;
 pub mod watch;
 
 use crate::config::RuleConfig;
+use crate::config::sandbox;
 use crate::pipeline::LoadedRule;
 use crate::rules::{RuleModule, builtin};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Largest module accepted, in bytes.
-pub const MAX_MODULE_BYTES: u64 = 32 << 20;
 
 /// The built-in crash rule.
 pub fn builtin() -> anyhow::Result<LoadedRule> {
     let config = builtin::crash_config();
-    let module = RuleModule::compile(builtin::CRASH_WASM)
+    let module = RuleModule::compile(builtin::CRASH_WASM, &config.limits)
         .context("the built-in crash rule does not load (a build problem)")?;
     validate_init(&config, &module, "built-in crash.toml")?;
     Ok(LoadedRule {
@@ -27,35 +26,29 @@ pub fn builtin() -> anyhow::Result<LoadedRule> {
     })
 }
 
-/// Loads one rule from its TOML file and the module it names.
+/// Loads one rule from its TOML file and the module it names, both read from the TOML's
+/// folder within the engine's ceilings ([`sandbox::ceilings`]).
 pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
-    let config = RuleConfig::load(toml)?;
-    let name = config.name_or(toml);
-    let wasm = toml.parent().unwrap_or(Path::new(".")).join(&config.module);
+    let folder = folder_of(toml);
+    let cap = sandbox::ceilings().max_module_bytes;
     let origin = toml.display().to_string();
-    let size = std::fs::metadata(&wasm)
-        .with_context(|| {
+    let text = files::read_capped(toml, &[folder], (cap / 16).max(64 << 10), "rule config")?;
+    let text = String::from_utf8(text)
+        .map_err(|_| anyhow::anyhow!("{origin}: not UTF-8 text (a rule config is TOML)"))?;
+    let config = RuleConfig::parse(&text, &origin)?;
+    let name = config.name_or(toml);
+    let origin = format!("{origin} (rule {name})");
+    let wasm = folder.join(&config.module);
+    let bytes =
+        files::read_capped(&wasm, &module_folders(folder), cap, "module").with_context(|| {
             format!(
-                "{origin}: module = {:?}: cannot read {} (build the rule and copy its .wasm \
-                 next to the .toml)",
-                config.module,
-                wasm.display()
+                "{origin}: module = {:?} (build the rule and copy its .wasm next to the .toml)",
+                config.module
             )
-        })?
-        .len();
-    if size > MAX_MODULE_BYTES {
-        bail!(
-            "{}: the module is {} MiB, over the {} MiB limit",
-            wasm.display(),
-            size >> 20,
-            MAX_MODULE_BYTES >> 20
-        );
-    }
-    let bytes = std::fs::read(&wasm)
-        .with_context(|| format!("{origin}: cannot read {}", wasm.display()))?;
-    let module = RuleModule::compile(&bytes).with_context(|| {
+        })?;
+    let module = RuleModule::compile(&bytes, &config.limits).with_context(|| {
         format!(
-            "{} (sha256 {})",
+            "{origin}: module {} (sha256 {})",
             wasm.display(),
             crate::rules::sha256(&bytes)
         )
@@ -66,6 +59,20 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
         config,
         module: Arc::new(module),
     })
+}
+
+/// The folders a rule's module may be in: its TOML's, then `[sandbox] module_dirs`.
+fn module_folders(folder: &Path) -> Vec<&Path> {
+    let mut folders = vec![folder];
+    folders.extend(sandbox::ceilings().module_dirs.iter().map(PathBuf::as_path));
+    folders
+}
+
+/// The folder a rule's files must be in: its TOML's.
+fn folder_of(toml: &Path) -> &Path {
+    toml.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Runs the module's `init` with the config's params once, so that a rejection is reported
@@ -85,7 +92,20 @@ fn validate_init(config: &RuleConfig, module: &RuleModule, origin: &str) -> anyh
 fn module_path(toml: &Path, text: &[u8]) -> Option<PathBuf> {
     let table: toml::Table = toml::from_str(std::str::from_utf8(text).ok()?).ok()?;
     let module = table.get("module")?.as_str()?;
-    Some(toml.parent().unwrap_or(Path::new(".")).join(module))
+    Some(folder_of(toml).join(module))
+}
+
+/// A rule config's text for telling changes apart, if it is a readable rule file.
+fn config_text(toml: &Path) -> Option<Vec<u8>> {
+    let cap = (sandbox::ceilings().max_module_bytes / 16).max(64 << 10);
+    files::read_capped(toml, &[folder_of(toml)], cap, "rule config").ok()
+}
+
+/// A module's size and modification time, if it is a regular file in the rule's folder.
+fn module_stamp(toml: &Path, module: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let real = files::checked_path(module, &module_folders(folder_of(toml)), "module").ok()?;
+    let meta = std::fs::metadata(real).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 /// The rule configs in `dir`, sorted by name, leaving out editors' temporary files.
@@ -111,28 +131,112 @@ pub struct Folder {
     pub errors: Vec<anyhow::Error>,
 }
 
-/// Loads every rule in `dir`.
+/// Loads every rule in `dir`. When several configs claim one name, the order of files does
+/// not decide: the one whose file is named after the rule (`crash.toml` for `crash`) runs,
+/// and the others are refused naming it; when none is, all of them are refused.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
     let mut folder = Folder {
         rules: Vec::new(),
         paths: Vec::new(),
         errors: Vec::new(),
     };
+    let mut loaded: Vec<(PathBuf, LoadedRule)> = Vec::new();
     for toml in configs_in(dir)? {
         match load(&toml) {
-            Ok(rule) if folder.rules.iter().any(|r| r.name == rule.name) => {
-                folder.errors.push(anyhow::anyhow!(
-                    "{}: another rule is already named `{}`",
-                    toml.display(),
-                    rule.name
-                ))
-            }
-            Ok(rule) => {
-                folder.paths.push((toml, rule.name.clone()));
-                folder.rules.push(rule);
-            }
+            Ok(rule) => loaded.push((toml, rule)),
             Err(e) => folder.errors.push(e),
         }
     }
+    for (toml, rule) in &loaded {
+        let rivals: Vec<&PathBuf> = loaded
+            .iter()
+            .filter(|(p, r)| r.name == rule.name && p != toml)
+            .map(|(p, _)| p)
+            .collect();
+        if rivals.is_empty() || named_after(toml, &rule.name) {
+            continue;
+        }
+        let owner = rivals.iter().find(|p| named_after(p, &rule.name));
+        folder.errors.push(match owner {
+            Some(owner) => anyhow::anyhow!(
+                "{}: claims the name `{}` of the rule in {}; give it a name of its own, or \
+                 `shadow = true` to run it as that rule's shadow",
+                toml.display(),
+                rule.name,
+                owner.display()
+            ),
+            None => anyhow::anyhow!(
+                "{}: claims the name `{}`, as {} do: none of them runs until one name is \
+                 left (name a rule after its file, or give each a name of its own)",
+                toml.display(),
+                rule.name,
+                rivals
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let refused: Vec<bool> = loaded
+        .iter()
+        .map(|(toml, rule)| {
+            !named_after(toml, &rule.name)
+                && loaded.iter().any(|(p, r)| r.name == rule.name && p != toml)
+        })
+        .collect();
+    for ((toml, rule), refused) in loaded.into_iter().zip(refused) {
+        if !refused {
+            folder.paths.push((toml, rule.name.clone()));
+            folder.rules.push(rule);
+        }
+    }
     Ok(folder)
+}
+
+/// Whether the config file `toml` is named after the rule `name` (a shadow's file never is).
+pub(crate) fn named_after(toml: &Path, name: &str) -> bool {
+    toml.file_stem().is_some_and(|stem| stem == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("crash.wasm"), builtin::CRASH_WASM).unwrap();
+        let toml = include_str!("../../../rules/crash/crash.toml");
+        for (name, head) in files {
+            std::fs::write(dir.path().join(name), format!("{head}\n{toml}")).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_order_of_files_never_decides_which_rule_has_a_name() {
+        // `a-crash.toml` sorts first and claims `crash`: the file named after it keeps it.
+        let dir = folder(&[("a-crash.toml", "name = \"crash\""), ("crash.toml", "")]);
+        let f = load_dir(dir.path()).unwrap();
+        assert_eq!(f.rules.len(), 1);
+        assert!(f.paths[0].0.ends_with("crash.toml") && f.paths[0].1 == "crash");
+        let e = format!("{:#}", f.errors[0]);
+        assert!(
+            e.contains("a-crash.toml: claims the name `crash` of the rule in"),
+            "{e}"
+        );
+
+        // Neither is named after it: neither runs.
+        let dir = folder(&[("x.toml", "name = \"z\""), ("y.toml", "name = \"z\"")]);
+        let f = load_dir(dir.path()).unwrap();
+        assert!(f.rules.is_empty());
+        assert_eq!(f.errors.len(), 2);
+
+        // A shadow is not a claim.
+        let dir = folder(&[
+            ("crash-next.toml", "name = \"crash\"\nshadow = true"),
+            ("crash.toml", ""),
+        ]);
+        assert_eq!(load_dir(dir.path()).unwrap().rules.len(), 2);
+    }
 }

@@ -45,11 +45,8 @@ struct Fingerprint {
 }
 
 fn fingerprint(toml: &Path) -> Option<Fingerprint> {
-    let text = std::fs::read(toml).ok()?;
-    let module = super::module_path(toml, &text).and_then(|m| {
-        let meta = std::fs::metadata(m).ok()?;
-        Some((meta.len(), meta.modified().ok()?))
-    });
+    let text = super::config_text(toml)?;
+    let module = super::module_path(toml, &text).and_then(|m| super::module_stamp(toml, &m));
     Some(Fingerprint { toml: text, module })
 }
 
@@ -161,7 +158,22 @@ fn rescan(
         if known.get(&path).is_some_and(|(_, f)| *f == print) {
             continue;
         }
-        match load(&path) {
+        let loaded = load(&path).and_then(|rule| {
+            match known
+                .iter()
+                .find(|(p, (name, _))| **p != path && *name == rule.name)
+            {
+                Some((owner, _)) => Err(anyhow::anyhow!(
+                    "{}: claims the name `{}` of the rule running from {}; give it a name of \
+                     its own, or `shadow = true` to run it as that rule's shadow",
+                    path.display(),
+                    rule.name,
+                    owner.display()
+                )),
+                None => Ok(rule),
+            }
+        });
+        match loaded {
             Ok(rule) => {
                 let name = rule.name.clone();
                 info!(
@@ -189,7 +201,10 @@ fn rescan(
                 );
             }
             Err(e) => {
-                error!("rule change rejected, the running version stays: {e:#}");
+                error!(
+                    "rule change rejected, the running version stays: {}",
+                    crate::text::one_line(&format!("{e:#}"))
+                );
                 // Remember it, so the same broken files are not reported again and again.
                 let name = known.get(&path).map(|(n, _)| n.clone()).unwrap_or_default();
                 let rejected = Change::Rejected {
@@ -214,7 +229,7 @@ fn recently_modified(toml: &Path) -> bool {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age < SETTLE)
     };
-    let text = std::fs::read(toml).unwrap_or_default();
+    let text = super::config_text(toml).unwrap_or_default();
     fresh(toml) || super::module_path(toml, &text).is_some_and(|m| fresh(&m))
 }
 

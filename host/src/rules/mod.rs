@@ -8,8 +8,12 @@
 //! [`RuleError`] that names the rule and says what to do.
 
 pub mod builtin;
+mod inspect;
 pub mod sandbox;
 
+use crate::config::LimitsConfig;
+use crate::config::sandbox::ceilings;
+use crate::text::shown;
 use rulewatch_sdk::FieldType;
 use rulewatch_sdk::abi;
 use sandbox::Limits;
@@ -77,10 +81,13 @@ pub struct RuleModule {
 
 impl RuleModule {
     /// Compiles `bytes` and checks them against the ABI: no imports, the expected exports,
-    /// the same ABI version, a well-formed field declaration.
-    pub fn compile(bytes: &[u8]) -> Result<Self, RuleError> {
+    /// the same ABI version, a well-formed field declaration. Everything the module runs
+    /// while being checked (its start function, the version and field probes) runs under
+    /// the rule's own `limits`; its size is checked before it is compiled.
+    pub fn compile(bytes: &[u8], limits: &LimitsConfig) -> Result<Self, RuleError> {
         let invalid = |m: String| RuleError::Invalid(m);
         let sha256 = sha256(bytes);
+        inspect::check(bytes, ceilings().max_functions).map_err(invalid)?;
         let engine = sandbox::engine();
         let module = Module::new(engine, bytes)
             .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
@@ -88,15 +95,15 @@ impl RuleModule {
             return Err(invalid(format!(
                 "it imports `{}::{}`, but rules may not import anything (ABI v{} has no host \
                  functions; build for wasm32-unknown-unknown without WASI)",
-                import.module(),
-                import.name(),
+                shown(import.module()),
+                shown(import.name()),
                 abi::VERSION
             )));
         }
         let pre = Linker::new(engine)
             .instantiate_pre(&module)
-            .map_err(|e| invalid(format!("cannot be instantiated: {e}")))?;
-        let mut probe = Instance::new(&pre, 1 << 30)?;
+            .map_err(|e| invalid(format!("cannot be instantiated: {}", shown(&e.to_string()))))?;
+        let mut probe = Instance::new(&pre, limits.memory, limits.time_per_batch)?;
         let version = probe.typed::<(), u32>("rulewatch_abi_version")?;
         let version = probe.call(&version, ())?;
         if version != abi::VERSION {
@@ -117,8 +124,16 @@ impl RuleModule {
         }
         let fields_fn = probe.typed::<(), u64>("rulewatch_fields")?;
         let packed = probe.call(&fields_fn, ())?;
-        let text = probe.read_text(packed)?;
-        let fields = parse_fields(&text).map_err(invalid)?;
+        let declared = probe.read(packed)?;
+        let max = ceilings().max_fields;
+        if declared.len() > max * (MAX_FIELD_NAME + 8) {
+            return Err(invalid(format!(
+                "its field declaration is {} bytes: more than {max} fields of at most \
+                 {MAX_FIELD_NAME} bytes can hold ([sandbox] max_fields in rulewatch.toml)",
+                declared.len()
+            )));
+        }
+        let fields = parse_fields(&String::from_utf8_lossy(declared), max).map_err(invalid)?;
         Ok(RuleModule {
             pre,
             sha256,
@@ -143,7 +158,7 @@ impl RuleModule {
         memory: u64,
         time_per_batch: Duration,
     ) -> Result<RuleInstance, RuleError> {
-        let mut inst = Instance::new(&self.pre, memory)?;
+        let mut inst = Instance::new(&self.pre, memory, time_per_batch)?;
         let funcs = Funcs {
             input: inst.typed("rulewatch_input")?,
             init: inst.typed("rulewatch_init")?,
@@ -151,8 +166,6 @@ impl RuleModule {
             alert: inst.typed("rulewatch_alert")?,
             error: inst.typed("rulewatch_error")?,
         };
-        inst.budget = sandbox::ticks(time_per_batch);
-        inst.time_per_batch = time_per_batch;
         let mut rule = RuleInstance {
             inst,
             funcs,
@@ -168,19 +181,42 @@ impl RuleModule {
     }
 }
 
-fn parse_fields(text: &str) -> Result<Vec<(String, FieldType)>, String> {
-    text.lines()
+/// Longest field name a module may declare, in bytes.
+pub const MAX_FIELD_NAME: usize = 256;
+
+fn parse_fields(text: &str, max: usize) -> Result<Vec<(String, FieldType)>, String> {
+    let fields: Vec<(String, FieldType)> = text
+        .lines()
         .filter(|l| !l.is_empty())
         .map(|line| {
             let (ty, name) = line
                 .split_once(' ')
-                .ok_or_else(|| format!("malformed field declaration `{line}`"))?;
+                .ok_or_else(|| format!("malformed field declaration `{}`", shown(line)))?;
+            if name.is_empty() || name.len() > MAX_FIELD_NAME || name.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "field name `{}` must be 1 to {MAX_FIELD_NAME} bytes without control \
+                     characters",
+                    shown(name)
+                ));
+            }
             let ty = FieldType::parse(ty).ok_or_else(|| {
-                format!("field `{name}` has unknown type `{ty}` (expected str or num)")
+                format!(
+                    "field `{name}` has unknown type `{}` (expected str or num)",
+                    shown(ty)
+                )
             })?;
             Ok((name.to_owned(), ty))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    if fields.len() > max {
+        return Err(format!(
+            "it declares {} fields, over the limit of {max} ([sandbox] max_fields in \
+             rulewatch.toml)",
+            fields.len()
+        ));
+    }
+    Ok(fields)
 }
 
 /// The sha256 of a module's bytes, in hex: how modules are named in logs and alerts.
@@ -201,20 +237,27 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(pre: &InstancePre<Limits>, memory: u64) -> Result<Self, RuleError> {
-        let limits = Limits {
-            memory: usize::try_from(memory).unwrap_or(usize::MAX),
-            memory_exceeded: false,
-        };
-        let mut store = Store::new(sandbox::engine(), limits);
+    /// Instantiates the module (running its start function, if any) under the rule's
+    /// memory cap and time budget.
+    fn new(
+        pre: &InstancePre<Limits>,
+        memory: u64,
+        time_per_batch: Duration,
+    ) -> Result<Self, RuleError> {
+        let mut store = Store::new(sandbox::engine(), Limits::new(memory));
         store.limiter(|l| l);
-        let budget = sandbox::ticks(Duration::from_secs(1));
+        let budget = sandbox::ticks(time_per_batch);
         store.set_epoch_deadline(budget);
         let instance = pre.instantiate(&mut store).map_err(|e| {
             if store.data().memory_exceeded {
                 RuleError::Memory(memory)
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                RuleError::Timeout(time_per_batch)
             } else {
-                RuleError::Invalid(format!("cannot be instantiated: {e}"))
+                RuleError::Invalid(format!(
+                    "cannot be instantiated: {}",
+                    shown(&format!("{e:#}"))
+                ))
             }
         })?;
         let memory_export = instance.get_memory(&mut store, "memory").ok_or_else(|| {
@@ -225,7 +268,7 @@ impl Instance {
             instance,
             memory: memory_export,
             budget,
-            time_per_batch: Duration::from_secs(1),
+            time_per_batch,
         })
     }
 
@@ -261,7 +304,7 @@ impl Instance {
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => RuleError::Timeout(self.time_per_batch),
                 Some(trap) => RuleError::Trap(trap.to_string()),
-                None => RuleError::Trap(format!("{e:#}")),
+                None => RuleError::Trap(shown(&format!("{e:#}")).into_owned()),
             }
         })
     }
@@ -275,8 +318,9 @@ impl Instance {
             .ok_or_else(|| RuleError::Trap("returned a pointer outside its memory".into()))
     }
 
-    fn read_text(&self, packed: u64) -> Result<String, RuleError> {
-        Ok(String::from_utf8_lossy(self.read(packed)?).into_owned())
+    /// A message from the module, bounded and with control characters escaped.
+    fn read_message(&self, packed: u64) -> Result<String, RuleError> {
+        Ok(crate::text::shown_bytes(self.read(packed)?))
     }
 }
 
@@ -327,7 +371,11 @@ impl RuleInstance {
     /// The module's last error message (from `init` or a panic), if any.
     fn last_error(&mut self) -> String {
         let f = &self.funcs.error;
-        match self.inst.call(f, ()).and_then(|p| self.inst.read_text(p)) {
+        match self
+            .inst
+            .call(f, ())
+            .and_then(|p| self.inst.read_message(p))
+        {
             Ok(m) if !m.is_empty() => m,
             _ => "(the module gave no message)".into(),
         }
@@ -372,23 +420,37 @@ mod tests {
     #[test]
     fn field_declarations_parse() {
         assert_eq!(
-            parse_fields("str severity\nnum level\n").unwrap(),
+            parse_fields("str severity\nnum level\n", 256).unwrap(),
             vec![
                 ("severity".to_owned(), FieldType::Str),
                 ("level".to_owned(), FieldType::Num)
             ]
         );
         assert!(
-            parse_fields("bool x\n")
+            parse_fields("bool x\n", 256)
                 .unwrap_err()
                 .contains("unknown type `bool`")
         );
-        assert!(parse_fields("nospace\n").is_err());
+        assert!(parse_fields("nospace\n", 256).is_err());
+        assert!(
+            parse_fields("str a\nstr b\n", 1)
+                .unwrap_err()
+                .contains("2 fields")
+        );
+        let long = format!("str {}\n", "x".repeat(MAX_FIELD_NAME + 1));
+        assert!(
+            parse_fields(&long, 256)
+                .unwrap_err()
+                .contains("1 to 256 bytes")
+        );
+        assert!(parse_fields("str a\u{1b}[2J\n", 256).is_err());
     }
 
     #[test]
     fn garbage_is_not_a_module() {
-        let e = RuleModule::compile(b"not wasm").err().unwrap();
+        let e = RuleModule::compile(b"not wasm", &LimitsConfig::default())
+            .err()
+            .unwrap();
         assert!(
             e.to_string()
                 .starts_with("invalid module: not a valid WebAssembly module")
@@ -397,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_builtin_rule_loads_and_filters() {
-        let module = RuleModule::compile(builtin::CRASH_WASM).unwrap();
+        let module = RuleModule::compile(builtin::CRASH_WASM, &LimitsConfig::default()).unwrap();
         assert_eq!(module.fields().len(), 2);
         let config = builtin::crash_config();
         let mut rule = module

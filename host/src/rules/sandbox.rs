@@ -1,5 +1,6 @@
 //! The sandbox every rule module runs in: one shared wasmtime engine with epoch
-//! interruption (a background thread ticks the epoch), and per-store memory limits.
+//! interruption (a background thread ticks the epoch), and per-store limits on memory — all
+//! of a module's memories together — tables and instances.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub fn engine() -> &'static Engine {
         let mut config = Config::new();
         // Epoch checks cost a load and compare at loop heads; fuel would cost far more.
         config.epoch_interruption(true);
+        // One linear memory per module: the cap is then simply the memory's size.
+        config.wasm_multi_memory(false);
         let engine = Engine::new(&config).expect("a valid wasmtime configuration");
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -36,23 +39,43 @@ pub fn ticks(budget: Duration) -> u64 {
     (budget.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }
 
+/// Most table elements a store may hold.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// Per-store limits: caps linear memory and remembers whether the module hit the cap, so
 /// that the trap that follows (Rust's allocator aborts) can be reported as what it is.
 pub struct Limits {
-    /// Largest linear memory in bytes.
+    /// Largest linear memory in bytes, all memories of the store together.
     pub memory: usize,
+    /// Bytes of linear memory the store holds now.
+    pub used: usize,
     /// Set when a memory.grow past `memory` was refused.
     pub memory_exceeded: bool,
+}
+
+impl Limits {
+    /// Limits of `memory` bytes, nothing used yet.
+    pub fn new(memory: u64) -> Self {
+        Limits {
+            memory: usize::try_from(memory).unwrap_or(usize::MAX),
+            used: 0,
+            memory_exceeded: false,
+        }
+    }
 }
 
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.memory;
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        let ok = total <= self.memory;
+        if ok {
+            self.used = total;
+        }
         self.memory_exceeded |= !ok;
         Ok(ok)
     }
@@ -63,6 +86,18 @@ impl ResourceLimiter for Limits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
     }
 }

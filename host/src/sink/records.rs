@@ -90,7 +90,7 @@ impl RejectSink for RecordWriter {
         let result = writeln!(
             self.out,
             r#"{{"reason":"{reason}","error":{},"rule":{},{},"raw":{}}}"#,
-            quote(error),
+            quote(&crate::text::shown(error)),
             rule.map_or_else(|| "null".into(), quote),
             position_json(&pos),
             quote(&String::from_utf8_lossy(raw)),

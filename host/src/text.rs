@@ -1,0 +1,61 @@
+//! Text from outside — a module's messages, keys from events, names from files — on its way
+//! into logs, the terminal and status pages: bounded in length, with control characters
+//! escaped, so that it can neither forge log lines nor drive a terminal.
+
+use std::borrow::Cow;
+
+/// The longest piece of outside text shown, in bytes.
+pub const MAX_SHOWN: usize = 1024;
+
+/// `s` cut to [`MAX_SHOWN`] bytes (saying how long it was) with control characters escaped
+/// (`\n`, `\u{1b}`); borrowed when it needs neither.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_SHOWN && !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(shown_bytes(s.as_bytes()))
+}
+
+/// `s` on one line: control characters (newlines included) escaped, nothing cut. For
+/// messages whose parts are bounded already, such as an error and its causes.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`shown`] of bytes that may not be UTF-8 (only the first [`MAX_SHOWN`] are looked at).
+pub fn shown_bytes(b: &[u8]) -> String {
+    let cut = b.len().min(MAX_SHOWN);
+    let mut out = one_line(&String::from_utf8_lossy(&b[..cut])).into_owned();
+    if cut < b.len() {
+        out.push_str(&format!("... ({} bytes in all)", b.len()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_controls_and_bounds_length() {
+        assert!(matches!(shown("plain text"), Cow::Borrowed("plain text")));
+        assert_eq!(shown("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(one_line(&"x\n".repeat(2000)).len(), 6000);
+        let long = "é".repeat(1000);
+        let s = shown(&long);
+        assert!(s.len() < MAX_SHOWN + 40, "{}", s.len());
+        assert!(s.ends_with("... (2000 bytes in all)"), "{s}");
+        assert_eq!(shown_bytes(b"\xff\n"), "\u{fffd}\\n");
+    }
+}

@@ -1,0 +1,385 @@
+//! Hostile rules, configs and input lines, one class at a time, each beside the crash rule:
+//! the engine never exits, hangs or grows past a bound because of them, refuses or
+//! quarantines them with a reason a user can act on, and the crash rule gives exactly the
+//! reference's alerts. The hostile modules are real WebAssembly, written as text here.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a replay did: stdout, stderr, and its peak resident memory in MiB.
+struct Replay {
+    alerts: Vec<Alert>,
+    stderr: String,
+    peak_mib: u64,
+}
+
+/// `replay INPUT --format jsonl --rules DIR`, killed (and failed) if it takes over two
+/// minutes; measures the child's peak RSS with wait4.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
+fn replay(input: &Path, rules: &Path) -> Replay {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
+        .args(["replay", input.to_str().unwrap(), "--format", "jsonl"])
+        .args(["--rules", rules.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        out.read_to_end(&mut s).unwrap();
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        err.read_to_end(&mut s).unwrap();
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let (status, usage) = loop {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            break (status, usage);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("replay hung for two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "replay failed ({status}): {}",
+        &stderr[..stderr.len().min(4000)]
+    );
+    let stdout = String::from_utf8(stdout.join().unwrap()).unwrap();
+    Replay {
+        alerts: parse_alerts(&stdout),
+        stderr,
+        peak_mib: usage.ru_maxrss as u64 / 1024,
+    }
+}
+
+/// The crash rule plus the given (file name, bytes) files in one rules folder.
+fn folder_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let rules = rules_dir(&[("crash", &crash_toml(), &crash)]);
+    for (name, bytes) in files {
+        std::fs::write(rules.path().join(name), bytes).unwrap();
+    }
+    rules
+}
+
+fn input(dir: &Path) -> std::path::PathBuf {
+    generate(
+        dir,
+        "in.jsonl",
+        &["--events", "20000", "--bad", "0.01", "--seed", "21"],
+    )
+}
+
+/// The crash rule's alerts are the reference's, and the run stayed small.
+fn assert_contained(run: &Replay, input: &Path) {
+    let expected = crash_reference(&std::fs::read(input).unwrap()).alerts;
+    let mut crash: Vec<Alert> = run
+        .alerts
+        .iter()
+        .filter(|a| a.rule == "crash")
+        .cloned()
+        .collect();
+    crash.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(crash, expected, "{}", run.stderr);
+    assert!(
+        run.peak_mib < 400,
+        "peak RSS {} MiB: {}",
+        run.peak_mib,
+        run.stderr
+    );
+    assert!(
+        run.stderr.len() < 64 << 10,
+        "stderr of {} bytes",
+        run.stderr.len()
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "raw escape on stderr");
+}
+
+/// A minimal rule module in WebAssembly text: declares `fields`, selects nothing and alerts
+/// on nothing; `extra` adds module fields (a start function, memories, functions).
+fn module(fields: &str, extra: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 130)
+  (data (i32.const 1048576) "{fields}")
+  (func (export "rulewatch_abi_version") (result i32) (i32.const 1))
+  (func (export "rulewatch_fields") (result i64)
+    (i64.or (i64.shl (i64.const 1048576) (i64.const 32)) (i64.const {len})))
+  (func (export "rulewatch_input") (param i32) (result i32) (i32.const 2097152))
+  (func (export "rulewatch_init") (param i32) (result i32) (i32.const 0))
+  (func $none (param i32) (result i64)
+    (i64.or (i64.shl (i64.const 65536) (i64.const 32))
+      (i64.extend_i32_u (i32.div_u (i32.add (i32.load (i32.const 2097152)) (i32.const 7))
+        (i32.const 8)))))
+  (func (export "rulewatch_filter") (param i32) (result i64) (call $none (local.get 0)))
+  (func (export "rulewatch_alert") (param i32) (result i64) (call $none (local.get 0)))
+  (func (export "rulewatch_error") (result i64) (i64.const 0))
+  {extra}
+)"#,
+        len = fields.replace("\\n", "\n").len(),
+    );
+    wat::parse_str(&wat).unwrap()
+}
+
+const TOML: &str = "module = \"bad.wasm\"\n[window]\nkey = \"user_id\"\nsize = \"10s\"\n";
+
+/// Runs `bad.toml` + `bad.wasm` beside the crash rule; checks containment and that stderr
+/// says `reason`.
+fn beside_crash(toml: &str, wasm: &[u8], reason: &str) -> Replay {
+    let data = tempfile::tempdir().unwrap();
+    let input = input(data.path());
+    let rules = folder_with(&[("bad.toml", toml.as_bytes()), ("bad.wasm", wasm)]);
+    let run = replay(&input, rules.path());
+    assert!(
+        run.stderr.contains(reason),
+        "expected `{reason}` in:\n{}",
+        run.stderr
+    );
+    assert_contained(&run, &input);
+    run
+}
+
+#[test]
+fn loading_runs_under_the_rules_own_limits() {
+    // A start function that asks for 1 GiB.
+    let grow = r#"(func $grow (if (i32.eq (memory.grow (i32.const 16384)) (i32.const -1))
+        (then unreachable))) (start $grow)"#;
+    let run = beside_crash(
+        TOML,
+        &module("str severity\\n", grow),
+        "tried to use more than its memory limit of 64 MiB",
+    );
+    assert!(run.stderr.contains("bad.toml (rule bad)"), "{}", run.stderr);
+    // A start function that never ends.
+    let spin = "(func $spin (loop $l (br $l))) (start $spin)";
+    let toml = format!("{TOML}[limits]\ntime_per_batch = \"300ms\"\n");
+    beside_crash(
+        &toml,
+        &module("str severity\\n", spin),
+        "ran longer than its time budget of 300ms",
+    );
+}
+
+#[test]
+fn module_shapes_that_cost_too_much_are_refused_before_compiling() {
+    let memories = (0..9)
+        .map(|i| format!("(memory $m{i} 1024)"))
+        .collect::<String>();
+    let wat = format!("(module {memories})");
+    beside_crash(
+        TOML,
+        &wat::parse_str(&wat).unwrap(),
+        "a rule has one linear memory",
+    );
+    let functions = "(func)".repeat(100_000);
+    let started = Instant::now();
+    beside_crash(
+        TOML,
+        &module("str severity\\n", &functions),
+        "it has 100008 functions, over the limit of 20000",
+    );
+    // Refused on its counts, not after compiling (generous: the machine is shared).
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let fields: String = (0..100_000).map(|i| format!("str f{i}\\n")).collect();
+    beside_crash(TOML, &module(&fields, ""), "256");
+}
+
+#[test]
+fn a_modules_messages_are_bounded_and_escaped() {
+    // init refuses with a 50 MB message that starts with a newline and a terminal escape.
+    let text = r#"(module
+  (memory (export "memory") 900)
+  (data (i32.const 1048576) "str severity\n")
+  (func (export "rulewatch_abi_version") (result i32) (i32.const 1))
+  (func (export "rulewatch_fields") (result i64)
+    (i64.or (i64.shl (i64.const 1048576) (i64.const 32)) (i64.const 13)))
+  (func (export "rulewatch_input") (param i32) (result i32) (i32.const 2097152))
+  (func (export "rulewatch_init") (param i32) (result i32) (i32.const 1))
+  (func (export "rulewatch_filter") (param i32) (result i64) (i64.const 0))
+  (func (export "rulewatch_alert") (param i32) (result i64) (i64.const 0))
+  (func (export "rulewatch_error") (result i64)
+    (i64.or (i64.shl (i64.const 4194304) (i64.const 32)) (i64.const 50000000)))
+  (func $fill
+    (memory.fill (i32.const 4194304) (i32.const 65) (i32.const 50000000))
+    (i32.store8 (i32.const 4194304) (i32.const 10))
+    (i32.store8 (i32.const 4194305) (i32.const 27)))
+  (start $fill)
+)"#;
+    let run = beside_crash(
+        TOML,
+        &wat::parse_str(text).unwrap(),
+        "init rejected the params: \\n\\u{1b}AAAA",
+    );
+    assert!(
+        run.stderr.contains("... (50000000 bytes in all)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn config_numbers_are_checked() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let wasm = std::fs::read(crash).unwrap();
+    let base = crash_toml().replace("crash.wasm", "bad.wasm");
+    let cases = [
+        (
+            base.replace("size = \"10s\"", "size = \"18446744073709551s 616ms\""),
+            "is too long: at most 100 years",
+        ),
+        (
+            base.replace(
+                "size = \"10s\"",
+                "kind = \"hopping\"\nsize = \"1h\"\nslide = \"1ms\"",
+            ),
+            "3600000 windows per event, over the engine's ceiling of 1000",
+        ),
+        (
+            format!("{base}\n[limits]\nmemory = \"4GiB\"\n"),
+            "limits.memory = 4096 MiB is over the engine's ceiling of 256 MiB",
+        ),
+        (
+            format!("{base}\n[limits]\ntime_per_batch = \"1h\"\n"),
+            "limits.time_per_batch = 1h is over the engine's ceiling of 5s",
+        ),
+        (
+            format!("{base}\n[limits]\nmemory = \"99999999999999GiB\"\n"),
+            "invalid size `99999999999999GiB`",
+        ),
+        (
+            base.replace(
+                "module = \"bad.wasm\"",
+                "module = \"../../../../etc/passwd\"",
+            ),
+            "outside the rules folder",
+        ),
+    ];
+    for (toml, reason) in cases {
+        beside_crash(&toml, &wasm, reason);
+    }
+}
+
+#[test]
+fn rule_files_that_are_not_regular_files_are_refused_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let input = input(data.path());
+    let rules = folder_with(&[]);
+    let d = rules.path();
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.toml")).unwrap();
+    let fifo = std::ffi::CString::new(d.join("pipe.toml").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::fs::write(
+        d.join("fifo-module.toml"),
+        TOML.replace("bad.wasm", "pipe.wasm"),
+    )
+    .unwrap();
+    let fifo = std::ffi::CString::new(d.join("pipe.wasm").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let run = replay(&input, d);
+    for reason in [
+        "zero.toml is a device, not a regular file",
+        "pipe.toml is a FIFO (named pipe), not a regular file",
+        "pipe.wasm is a FIFO (named pipe), not a regular file",
+    ] {
+        assert!(
+            run.stderr.contains(reason),
+            "expected `{reason}` in:\n{}",
+            run.stderr
+        );
+    }
+    assert_contained(&run, &input);
+}
+
+#[test]
+fn a_second_config_cannot_take_a_running_rules_name() {
+    let data = tempfile::tempdir().unwrap();
+    let input = input(data.path());
+    // Sorted before crash.toml, it would have won by the order of files before.
+    let hijack = format!(
+        "name = \"crash\"\n{}",
+        crash_toml().replace("threshold = 2", "threshold = 100")
+    );
+    let rules = folder_with(&[("a-crash.toml", hijack.as_bytes())]);
+    let run = replay(&input, rules.path());
+    assert!(
+        run.stderr
+            .contains("a-crash.toml: claims the name `crash` of the rule in")
+            && run.stderr.contains("crash.toml;"),
+        "{}",
+        run.stderr
+    );
+    assert_contained(&run, &input);
+}
+
+#[test]
+fn hostile_lines_are_bad_input_not_a_reason_to_stop_a_rule() {
+    let data = tempfile::tempdir().unwrap();
+    let normal = std::fs::read(input(data.path())).unwrap();
+    let mut lines = Vec::new();
+    // Keys of 600 KB: too large for a key, and together far more than a rule's memory.
+    let huge = "k".repeat(600_000);
+    for i in 0..80 {
+        lines.extend_from_slice(
+            format!(
+                r#"{{"timestamp":"2026-01-27T22:00:0{}Z","severity":"High","user_id":"{huge}{i}","content":"crash"}}"#,
+                i % 10
+            )
+            .as_bytes(),
+        );
+        lines.push(b'\n');
+    }
+    // Times at the ends of i64, and just past the year 9999.
+    for t in [
+        "9223372036854775807",
+        "-9223372036854775808",
+        "253402300800000",
+    ] {
+        lines.extend_from_slice(
+            format!(r#"{{"timestamp":{t},"severity":"High","user_id":"u","content":"crash"}}"#)
+                .as_bytes(),
+        );
+        lines.push(b'\n');
+    }
+    lines.extend_from_slice(&normal);
+    let path = data.path().join("hostile.jsonl");
+    std::fs::write(&path, &lines).unwrap();
+    let rules = folder_with(&[]);
+    let run = replay(&path, rules.path());
+    let expected = crash_reference(&normal);
+    let mut crash = run.alerts.clone();
+    crash.sort();
+    assert_eq!(crash, expected.alerts, "{}", run.stderr);
+    let timestamps = expected.bad.get("bad_timestamp").copied().unwrap_or(0) + 3;
+    for counted in [
+        "too_large 80".to_owned(),
+        format!("bad_timestamp {timestamps}"),
+    ] {
+        assert!(
+            run.stderr.contains(&counted),
+            "expected `{counted}` in:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("quarantined"), "{}", run.stderr);
+    assert!(run.peak_mib < 400, "peak RSS {} MiB", run.peak_mib);
+}
