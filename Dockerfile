@@ -17,6 +17,7 @@
 #   /usr/share/rulewatch/rules       a pristine copy of the shipped crash rule; a mounted
 #                                    rule's TOML may name its module by absolute path, e.g.
 #                                    module = "/usr/share/rulewatch/rules/crash.wasm"
+#                                    (RULEWATCH_MODULE_DIRS lets modules come from there)
 #   /var/lib/rulewatch               checkpoints (RULEWATCH_CHECKPOINT_DIR), owned by the user
 #   /etc/rulewatch                   the working directory: a rulewatch.toml here is read
 #                                    (the RULEWATCH_* variables below still override it)
@@ -70,9 +71,12 @@ LABEL rulewatch.stage="binary"
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
-# The binary needs only libc, libm, libgcc_s and zlib, all in every Debian base image (TLS
-# builds, `--features tls`, would also need libssl3 and ca-certificates).
-RUN groupadd --gid 10001 rulewatch \
+# The binary needs libc, libm, libgcc_s and zlib, in every Debian base image, and OpenSSL
+# (libssl3) for TLS to Kafka, with the CA certificates to check brokers against.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 rulewatch \
  && useradd --uid 10001 --gid rulewatch --no-create-home \
       --home-dir /var/lib/rulewatch --shell /usr/sbin/nologin rulewatch \
  && install -d -o rulewatch -g rulewatch -m 0750 /var/lib/rulewatch \
@@ -90,6 +94,7 @@ RUN chmod 0755 /usr/local/bin/rulewatch \
 
 # NO_COLOR: plain log lines in `docker logs` (no ANSI colour codes).
 ENV RULEWATCH_RULES=/rules \
+    RULEWATCH_MODULE_DIRS=/usr/share/rulewatch/rules \
     RULEWATCH_CHECKPOINT_DIR=/var/lib/rulewatch \
     RULEWATCH_HTTP_LISTEN=0.0.0.0:9898 \
     NO_COLOR=1

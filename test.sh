@@ -10,7 +10,8 @@
 #   - tansu, the Kafka-protocol broker of the end-to-end tests (cargo install; ~21 minutes on
 #     2 cores, built while the tests compile);
 #   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
-#     buildah and debootstrap (the container test) — with apt-get, as root or through sudo.
+#     stunnel4 and openssl (TLS in front of the test broker), buildah and debootstrap (the
+#     container test) — with apt-get, as root or through sudo.
 # Logs of the installs go to target/setup/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,6 +46,8 @@ command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || packages+=(
 command -v buildah >/dev/null || packages+=(buildah)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v python3 >/dev/null || packages+=(python3)
+command -v stunnel4 >/dev/null || packages+=(stunnel4)
+command -v openssl >/dev/null || packages+=(openssl)
 apt_pid=
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -88,7 +91,7 @@ if [ -n "$tansu_pid" ]; then
     die "installing tansu failed (above; the whole log: $logs/tansu.log): run cargo install tansu --locked --features dynostore and see why"
   }
 fi
-for tool in tansu chromium clang buildah debootstrap; do
+for tool in tansu chromium clang stunnel4 openssl buildah debootstrap; do
   command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
 done
 

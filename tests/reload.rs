@@ -304,18 +304,15 @@ fn a_configmap_style_symlink_swap_is_a_rule_change() {
     let version = |n: u32, threshold: u32| {
         let folder = dir.path().join(format!("..2026_11_26_0{n}"));
         std::fs::create_dir(&folder).unwrap();
-        let toml = crash_toml()
-            .replace(
-                "module = \"crash.wasm\"",
-                &format!("module = {:?}", crash.display().to_string()),
-            )
-            .replace("threshold = 2", &format!("threshold = {threshold}"));
+        let toml = crash_toml().replace("threshold = 2", &format!("threshold = {threshold}"));
         std::fs::write(folder.join("crash.toml"), toml).unwrap();
+        std::fs::copy(&crash, folder.join("crash.wasm")).unwrap();
         folder
     };
     let first = version(1, 2);
     symlink(first.file_name().unwrap(), dir.path().join("..data")).unwrap();
     symlink("..data/crash.toml", dir.path().join("crash.toml")).unwrap();
+    symlink("..data/crash.wasm", dir.path().join("crash.wasm")).unwrap();
     let mut live = Live::start(Some(dir.path()), false);
     // Four crashes of u1 in the first window, closed by a later event: an alert at
     // threshold 2.

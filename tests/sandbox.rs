@@ -109,7 +109,7 @@ fn init_rejection_names_the_file_and_the_reason() {
         &["--events", "20000", "--seed", "13"],
     );
     let (alerts, stderr) = run_beside_crash(&misbehave_toml("init", ""), &bad, &input);
-    assert!(stderr.contains("bad.toml: [params]"), "{stderr}");
+    assert!(stderr.contains("bad.toml (rule bad): [params]"), "{stderr}");
     assert!(
         stderr.contains("init rejected the params: init refused on purpose"),
         "{stderr}"

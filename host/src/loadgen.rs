@@ -242,6 +242,14 @@ pub struct LoadgenArgs {
     /// Send without keys (round-robin), instead of keyed by user id.
     #[arg(long)]
     pub unkeyed: bool,
+    /// A librdkafka setting, KEY=VALUE (TLS, SASL, compression.type); repeatable, as for
+    /// `run` (`;` separates them in the environment variable).
+    #[arg(
+        long = "kafka-option",
+        env = "RULEWATCH_KAFKA_OPTIONS",
+        value_delimiter = ';'
+    )]
+    pub kafka_options: Vec<String>,
     /// File to write when no brokers are given; `-` for stdout.
     #[arg(long, default_value = "-")]
     pub output: std::path::PathBuf,
@@ -255,7 +263,11 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
     let total = args.generator.events;
     let producer = match &args.brokers {
         Some(brokers) => {
-            let options = std::collections::BTreeMap::new();
+            let mut options = std::collections::BTreeMap::new();
+            for kv in &args.kafka_options {
+                let (k, v) = crate::config::run::kafka_option(kv)?;
+                options.insert(k, v);
+            }
             crate::sink::kafka::create_topics(
                 brokers,
                 &options,
@@ -265,7 +277,6 @@ pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
             )?;
             // Without keys, a random partition per message: librdkafka's default sticks to
             // one partition per batch, which leaves short runs on one or two partitions.
-            let mut options = options;
             if args.unkeyed {
                 options.insert("sticky.partitioning.linger.ms".into(), "0".into());
             }

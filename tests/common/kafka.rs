@@ -11,50 +11,209 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running tansu broker; killed on drop.
 pub struct Broker {
     child: Child,
-    /// `127.0.0.1:PORT`.
+    /// Bootstrap address: `127.0.0.1:PORT`, or `localhost:PORT` of the TLS terminator.
     pub addr: String,
     _log: tempfile::NamedTempFile,
+    /// The TLS terminator in front of the broker, if any.
+    pub tls: Option<Tls>,
+}
+
+/// stunnel terminating TLS in front of tansu, with a CA and server certificate made for the
+/// test (tansu 0.6 accepts `--cert`/`--key` but does not serve TLS itself).
+pub struct Tls {
+    stunnel: Child,
+    /// Holds the certificates.
+    pub dir: tempfile::TempDir,
+}
+
+impl Tls {
+    /// The CA that signed the broker's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(addr: &str, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `openssl` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (Debian package `openssl`)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A new CA (`ca.pem`) in `dir` and, signed by it, a server certificate for DNS name `host`
+/// (and 127.0.0.1 when it is `localhost`): `server.pem`, `server.key`.
+pub fn make_certificates(dir: &Path, host: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+            &["-days", "2", "-subj", "/CN=rulewatch test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+            &["-subj", &format!("/CN={host}")],
+        ]
+        .concat(),
+    );
+    let ip = if host == "localhost" {
+        ",IP:127.0.0.1"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.join("san.cnf"),
+        format!("subjectAltName=DNS:{host}{ip}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ],
+    );
 }
 
 impl Broker {
     /// Starts a broker on a free port and waits until it accepts connections.
     pub fn start() -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
+        let addr = format!("127.0.0.1:{}", free_port());
+        Self::launch(&addr, &addr, None)
+    }
+
+    /// Starts a broker reachable only over TLS, at `localhost:PORT` through stunnel, with a
+    /// certificate for `localhost` signed by a CA made here ([`Tls::ca`]).
+    pub fn start_tls() -> Broker {
+        Self::start_tls_named("localhost")
+    }
+
+    /// [`Broker::start_tls`] with a certificate for `host` instead of `localhost`.
+    pub fn start_tls_named(host: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        make_certificates(dir.path(), host);
+        let (plain, port) = (free_port(), free_port());
+        let config = format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\n\
+             connect = 127.0.0.1:{plain}\ncert = {0}/server.pem\nkey = {0}/server.key\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("stunnel.conf"), config).unwrap();
+        let stunnel = Command::new("stunnel4")
+            .arg(dir.path().join("stunnel.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stunnel4 is installed (Debian package stunnel4; ./test.sh installs it)");
+        // Clients learn the broker's address from metadata: the terminator's.
+        Self::launch(
+            &format!("127.0.0.1:{plain}"),
+            &format!("localhost:{port}"),
+            Some(Tls { stunnel, dir }),
+        )
+    }
+
+    fn launch(listen: &str, advertised: &str, tls: Option<Tls>) -> Broker {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &format!("tcp://{listen}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
-            .expect("tansu is installed (.ci/run installs it: cargo install tansu --locked --features dynostore)");
-        let broker = Broker {
-            child,
-            addr,
-            _log: log,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(&broker.addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tansu did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            .expect("tansu is installed (./test.sh installs it: cargo install tansu --locked --features dynostore)");
+        wait_for_port(listen, "tansu");
+        if tls.is_some() {
+            wait_for_port(&advertised.replace("localhost", "127.0.0.1"), "stunnel");
         }
-        broker
+        Broker {
+            child,
+            addr: advertised.to_owned(),
+            _log: log,
+            tls,
+        }
+    }
+
+    /// The librdkafka settings a client needs to reach this broker (TLS, its CA).
+    pub fn client_options(&self) -> Vec<(String, String)> {
+        match &self.tls {
+            Some(tls) => vec![
+                ("security.protocol".into(), "ssl".into()),
+                ("ssl.ca.location".into(), tls.ca().display().to_string()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// A client configuration for this broker.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.addr);
+        for (k, v) in self.client_options() {
+            config.set(k, v);
+        }
+        config
     }
 
     /// Freezes the broker (SIGSTOP): clients see it unreachable; no data is lost.
@@ -69,10 +228,7 @@ impl Broker {
 
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
-            .create()
-            .unwrap();
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let result =
             futures_executor::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
@@ -82,8 +238,21 @@ impl Broker {
 
     /// Produces `(partition, key, value)` messages and waits for all acknowledgements.
     pub fn produce(&self, topic: &str, messages: &[(Option<i32>, String, Vec<u8>)]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+        self.produce_with(topic, messages, &[]);
+    }
+
+    /// [`Broker::produce`] with more producer settings (e.g. `compression.type`).
+    pub fn produce_with(
+        &self,
+        topic: &str,
+        messages: &[(Option<i32>, String, Vec<u8>)],
+        settings: &[(&str, &str)],
+    ) {
+        let mut config = self.client();
+        for (k, v) in settings {
+            config.set(*k, *v);
+        }
+        let producer: BaseProducer = config
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create()
@@ -114,8 +283,8 @@ impl Broker {
         timeout: Duration,
         mut done: impl FnMut(&[Received]) -> bool,
     ) -> Vec<Received> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", format!("test-reader-{}", std::process::id()))
             .set("enable.auto.commit", "false")
             .create()
@@ -176,6 +345,10 @@ impl Drop for Broker {
         self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(tls) = &mut self.tls {
+            let _ = tls.stunnel.kill();
+            let _ = tls.stunnel.wait();
+        }
     }
 }
 
@@ -225,14 +398,25 @@ impl Engine {
     /// `rulewatch run` on topic `logs` of `broker`, in folder `dir`, with checkpoints every
     /// 300 ms, a 6 s session timeout and `args` (group, outputs, state).
     pub fn start(broker: &Broker, dir: &Path, args: &[&str]) -> Engine {
+        Self::start_on(broker, "logs", dir, args)
+    }
+
+    /// [`Engine::start`] on topic `topic`.
+    pub fn start_on(broker: &Broker, topic: &str, dir: &Path, args: &[&str]) -> Engine {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
-            .args(["run", "--brokers", &broker.addr, "--topics", "logs"])
+            .args(["run", "--brokers", &broker.addr, "--topics", topic])
             .args(["--console", "none", "--checkpoint-interval", "300ms"])
             .args(["--kafka-option", "session.timeout.ms=6000"])
             // The rebalance timeout: tansu 0.6 sometimes waits that long for a member that was
             // killed while the group formed (librdkafka's default is 5 minutes).
             .args(["--kafka-option", "max.poll.interval.ms=10000"])
+            .args(
+                broker
+                    .client_options()
+                    .iter()
+                    .flat_map(|(k, v)| ["--kafka-option".to_owned(), format!("{k}={v}")]),
+            )
             .args(args)
             .env("RUST_LOG", "info")
             // A free port for the status endpoint: tests run side by side.
@@ -331,8 +515,8 @@ pub fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
 impl Broker {
     /// Every message of `topic` as it stands now, partition by partition in offset order.
     pub fn read_all(&self, topic: &str) -> BTreeMap<i32, Vec<Received>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", "test-reader")
             .create()
             .unwrap();

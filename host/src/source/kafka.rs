@@ -51,8 +51,29 @@ pub struct Callbacks {
     /// The consumer is closing: rebalances are carried out at once (librdkafka revokes
     /// the assignment while closing and waits for it to be released).
     closing: AtomicBool,
-    /// The last client error logged, to log each state change once.
+    /// The last client error logged (its words, without numbers), to log each state change
+    /// once.
     last_error: Mutex<Option<String>>,
+    /// The client's settings, to diagnose TLS failures with.
+    options: BTreeMap<String, String>,
+}
+
+/// What to check for a client error, from librdkafka's reason.
+pub fn hint(reason: &str) -> &'static str {
+    let reason = reason.to_ascii_lowercase();
+    if reason.contains("certificate verify failed") {
+        "check ssl.ca.location (the CA that signed the brokers' certificates) and that the \
+         broker names in bootstrap.servers and in the brokers' advertised listeners match \
+         their certificates"
+    } else if reason.contains("ssl") || reason.contains("tls") {
+        "check security.protocol and that the brokers' port speaks TLS"
+    } else if reason.contains("sasl") || reason.contains("authentication") {
+        "check sasl.mechanisms, sasl.username and sasl.password"
+    } else if reason.contains("unknown topic") {
+        "check kafka.topics, or create the topic"
+    } else {
+        "check that the brokers in bootstrap.servers are up and reachable from here"
+    }
 }
 
 /// librdkafka's own log lines, through tracing (debug and below unless they are worse).
@@ -75,10 +96,24 @@ impl ClientContext for Callbacks {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let message = format!("{error}: {reason}");
+        // The same state may be told with other numbers ("after 2ms", a port): compare the
+        // words only.
+        let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
         let mut last = self.last_error.lock().expect("not poisoned");
-        if last.as_deref() != Some(message.as_str()) {
-            warn!("Kafka: {message} (retrying)");
-            *last = Some(message);
+        if last.as_deref() != Some(words.as_str()) {
+            warn!("Kafka: {message} (retrying; {})", hint(reason));
+            *last = Some(words);
+            if reason.contains("certificate verify failed")
+                && let Some(broker) = super::tls::broker_of(reason)
+            {
+                // Off the polling thread: a handshake may take seconds.
+                let (broker, options) = (broker.to_owned(), self.options.clone());
+                std::thread::spawn(move || {
+                    if let Some(why) = super::tls::diagnose(&broker, &options) {
+                        warn!("Kafka TLS: {why}");
+                    }
+                });
+            }
         }
     }
 }
@@ -286,6 +321,7 @@ impl KafkaSource {
             waiting: AtomicBool::default(),
             closing: AtomicBool::default(),
             last_error: Mutex::default(),
+            options: options.clone(),
         };
         // librdkafka logs what its `debug` setting asks for; tracing filters.
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
@@ -332,7 +368,7 @@ impl KafkaSource {
                 Err(e) => {
                     // librdkafka retries by itself; say so once.
                     if !self.had_error {
-                        warn!("Kafka: {e} (retrying)");
+                        warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
                         self.had_error = true;
                     }
                     continue;
@@ -554,5 +590,45 @@ impl Drop for KafkaSource {
         {
             warn!("Kafka: cannot release the assignment: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::BaseProducer;
+
+    /// librdkafka refuses, when a client is created, a setting its build cannot serve
+    /// ("OpenSSL not available at build time", "Unsupported value"): these are the settings
+    /// of managed Kafka services and of producers' codecs.
+    #[test]
+    fn the_build_speaks_tls_sasl_and_every_codec() {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("group.id", "test")
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanisms", mechanism)
+                .set("sasl.username", "u")
+                .set("sasl.password", "p")
+                .create();
+            assert!(consumer.is_ok(), "{mechanism}: {:?}", consumer.err());
+        }
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+            let producer: Result<BaseProducer, _> = ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("compression.type", codec)
+                .create();
+            assert!(producer.is_ok(), "{codec}: {:?}", producer.err());
+        }
+    }
+
+    #[test]
+    fn client_errors_come_with_what_to_check() {
+        let ssl = "ssl://localhost:9093/bootstrap: SSL handshake failed: error:0A000086:SSL \
+                   routines::certificate verify failed";
+        assert!(hint(ssl).contains("ssl.ca.location"));
+        assert!(hint("SASL authentication error: Authentication failed").contains("sasl.username"));
+        assert!(hint("1/1 brokers are down").contains("reachable"));
     }
 }

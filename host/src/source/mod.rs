@@ -3,6 +3,7 @@
 
 pub mod kafka;
 pub mod lines;
+mod tls;
 
 use anyhow::Context;
 use std::io::Read;

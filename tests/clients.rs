@@ -1,0 +1,134 @@
+//! What real producers write and where real clusters live: every compression codec Kafka
+//! defines, produced by a real client (librdkafka) into the real broker, read by `rulewatch
+//! run` with alerts written back with the same codec — over plaintext and over TLS (stunnel
+//! in front of tansu, with a CA made by the test) — and TLS problems named in the log.
+
+mod common;
+
+use common::kafka::{Broker, Engine, assert_same, dedup, keyed_messages, sentinels, sorted};
+use common::*;
+use std::time::{Duration, Instant};
+
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+/// Far past the generated data.
+const END: &str = "2026-01-28T00:00:00Z";
+
+/// For each codec: a one-partition topic produced with it, an engine that reads it and writes
+/// its alerts with the same codec; the alerts equal the reference's.
+fn every_codec(broker: &Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = std::fs::read(generate(
+        dir.path(),
+        "logs.jsonl",
+        &["--events", "20000", "--late-share", "0", "--seed", "41"],
+    ))
+    .unwrap();
+    let expected = crash_reference(&input).alerts;
+    assert!(expected.len() > 20);
+    for codec in CODECS {
+        let topic = format!("logs-{codec}");
+        broker.create_topic(&topic, 1);
+        let compressed = [("compression.type", codec)];
+        broker.produce_with(&topic, &keyed_messages(&input), &compressed);
+        broker.produce_with(&topic, &sentinels(1, END), &compressed);
+        let state = dir.path().join(format!("state-{codec}"));
+        let alerts = format!("alerts-{codec}");
+        let option = format!("compression.type={codec}");
+        let mut engine = Engine::start_on(
+            broker,
+            &topic,
+            dir.path(),
+            &[
+                "--group-id",
+                &format!("g-{codec}"),
+                "--keyed-by",
+                "user_id",
+                "--alerts-topic",
+                &alerts,
+                "--checkpoint-dir",
+                state.to_str().unwrap(),
+                "--kafka-option",
+                &option,
+            ],
+        );
+        let got = broker.consume(&alerts, Duration::from_secs(90), |got| {
+            engine.assert_running();
+            dedup(got).len() >= expected.len()
+        });
+        let log = engine.log();
+        assert_same(
+            &sorted(&dedup(&got)),
+            &expected,
+            &format!("{codec}:\n{log}"),
+        );
+        let (status, log) = engine.terminate();
+        assert!(status.success(), "{codec}: {log}");
+    }
+}
+
+#[test]
+fn every_codec_over_plaintext() {
+    every_codec(&Broker::start());
+}
+
+#[test]
+fn every_codec_over_tls() {
+    let broker = Broker::start_tls();
+    assert!(broker.addr.starts_with("localhost:"));
+    every_codec(&broker);
+}
+
+/// Waits up to 30 s for `what` in the engine's log.
+fn wait_for_log(engine: &mut Engine, what: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let log = engine.log();
+        if log.contains(what) {
+            return log;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no `{what}` in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_wrong_ca_or_host_name_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA that did not sign the broker's certificate.
+    let broker = Broker::start_tls();
+    broker.create_topic("logs", 1);
+    let other = tempfile::tempdir().unwrap();
+    common::kafka::make_certificates(other.path(), "localhost");
+    let ca = format!("ssl.ca.location={}", other.path().join("ca.pem").display());
+    let mut engine = Engine::start(
+        &broker,
+        dir.path(),
+        &["--keyed-by", "user_id", "--kafka-option", &ca],
+    );
+    let log = wait_for_log(
+        &mut engine,
+        "Kafka TLS: the certificate of broker localhost:",
+    );
+    assert!(
+        log.contains("is not signed by a CA trusted here")
+            && log.contains("point ssl.ca.location at the CA that signed it"),
+        "{log}"
+    );
+    engine.kill();
+
+    // A certificate for another name than the one the client connects to.
+    let broker = Broker::start_tls_named("broker.example");
+    let mut engine = Engine::start(&broker, dir.path(), &["--keyed-by", "user_id"]);
+    let log = wait_for_log(
+        &mut engine,
+        "Kafka TLS: the certificate of broker localhost:",
+    );
+    assert!(
+        log.contains("is trusted but not made out to `localhost`"),
+        "the reason should say the name does not match: {log}"
+    );
+    engine.kill();
+}
