@@ -80,7 +80,7 @@ fn build_c_rule() -> PathBuf {
         .expect("sh runs build.sh");
     assert!(
         status.success(),
-        "build.sh failed (needs clang and lld; .ci/run installs them)"
+        "build.sh failed (needs clang and lld; ./test.sh installs them)"
     );
     out.join("crash-c.wasm")
 }

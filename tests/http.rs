@@ -208,7 +208,7 @@ fn chromium(args: &[&str]) -> String {
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
         .output()
-        .expect("chromium runs (Debian package `chromium`; .ci/run installs it)");
+        .expect("chromium runs (Debian package `chromium`; ./test.sh installs it)");
     assert!(
         out.status.success(),
         "{}",

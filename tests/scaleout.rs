@@ -19,11 +19,22 @@ const PARTITIONS: i32 = 6;
 /// Far past the generated data (which starts 2026-01-27T22:00Z).
 const END: &str = "2026-01-28T00:00:00Z";
 
-/// One instance of group `group`, alerts to `alerts`, checkpoints in topic `group-cp`.
-/// Idleness and quiet-close (wall-clock decisions) are kept out of the way: the test pauses
-/// between steps.
-fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str) -> Engine {
+/// When partitions go idle: never within a test (`1h`: idleness, a wall-clock decision, is
+/// kept out of the way while the test pauses between steps), or within `2s`.
+#[derive(Clone, Copy, PartialEq)]
+enum Idle {
+    Never,
+    Soon,
+}
+
+/// One instance of group `group`, alerts to `alerts`, checkpoints in topic `group-cp`;
+/// quiet-close is kept out of the way.
+fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) -> Engine {
     let checkpoints = format!("{group}-cp");
+    let idle = match idle {
+        Idle::Never => "1h",
+        Idle::Soon => "2s",
+    };
     Engine::start(
         broker,
         dir,
@@ -35,7 +46,7 @@ fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str) -> Engine {
             "--checkpoint-topic",
             &checkpoints,
             "--idle-timeout",
-            "1h",
+            idle,
             "--quiet-close",
             "1h",
         ],
@@ -79,17 +90,19 @@ fn wait_for(
 }
 
 /// Runs the scenario on `messages` (produced in three parts): three instances of one
-/// group, one SIGKILLed while the second part is read, one added before the third; then
-/// one instance alone in another group. Both must give the reference's alerts; returns the
+/// group, one SIGKILLed while the second part is read (with `Idle::Soon`: once its
+/// partitions are idle, and the second part produced right after, so that its partitions
+/// get data nobody reads until the group notices), one added before the third; then one
+/// instance alone in another group. Both must give the reference's alerts; returns the
 /// instances' logs.
-fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str) -> String {
+fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle: Idle) -> String {
     let third = messages.len() / 3;
     // The first part is there before the instances start, so that they can see how it is
     // keyed.
     broker.produce("logs", &messages[..third]);
-    let mut a = instance(broker, dir, "scale", "alerts-scale");
-    let mut b = instance(broker, dir, "scale", "alerts-scale");
-    let mut c = instance(broker, dir, "scale", "alerts-scale");
+    let mut a = instance(broker, dir, "scale", "alerts-scale", idle);
+    let mut b = instance(broker, dir, "scale", "alerts-scale", idle);
+    let mut c = instance(broker, dir, "scale", "alerts-scale", idle);
     let started = Instant::now();
     while broker
         .consume("alerts-scale", Duration::from_secs(1), |g| !g.is_empty())
@@ -104,14 +117,24 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str) -> St
             a.log()
         );
     }
-    // Killed while the second part is being read, between checkpoints or not.
-    broker.produce("logs", &messages[third..2 * third]);
-    std::thread::sleep(Duration::from_millis(300));
-    let b_log = b.log();
-    b.kill();
+    let b_log = if idle == Idle::Never {
+        // Killed while the second part is being read, between checkpoints or not.
+        broker.produce("logs", &messages[third..2 * third]);
+        std::thread::sleep(Duration::from_millis(300));
+        let log = b.log();
+        b.kill();
+        log
+    } else {
+        // Killed once its partitions are idle; their new data waits for a new reader.
+        std::thread::sleep(Duration::from_secs(5));
+        let log = b.log();
+        b.kill();
+        broker.produce("logs", &messages[third..2 * third]);
+        log
+    };
     // The group notices after the session timeout (6 s) and gives b's partitions to a and c.
     std::thread::sleep(Duration::from_secs(8));
-    let mut d = instance(broker, dir, "scale", "alerts-scale");
+    let mut d = instance(broker, dir, "scale", "alerts-scale", idle);
     std::thread::sleep(Duration::from_secs(2));
     broker.produce("logs", &messages[2 * third..]);
     broker.produce("logs", &sentinels(PARTITIONS, END));
@@ -147,7 +170,7 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str) -> St
     }
 
     // One instance over the same events, from the start, in its own group.
-    let mut single = instance(broker, dir, "single", "alerts-single");
+    let mut single = instance(broker, dir, "single", "alerts-single", Idle::Never);
     let alone = wait_for(broker, "alerts-single", &mut [&mut single], expected.len());
     assert_same(&alone, &expected, &single.log());
     assert!(single.log().contains(mode), "{}", single.log());
@@ -170,17 +193,21 @@ fn events(dir: &Path) -> Vec<u8> {
     std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
 }
 
-#[test]
-fn keyed_input_three_instances_one_killed_one_added_alert_as_one_instance_does() {
+fn keyed(idle: Idle) {
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let messages = keyed_messages(&events(dir.path()));
-    scenario(&broker, dir.path(), &messages, "is keyed by `user_id`");
+    scenario(
+        &broker,
+        dir.path(),
+        &messages,
+        "is keyed by `user_id`",
+        idle,
+    );
 }
 
-#[test]
-fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
+fn unkeyed(idle: Idle) {
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +222,28 @@ fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
         dir.path(),
         &messages,
         "repartitioning its matching events",
+        idle,
     );
     assert!(logs.contains("is not keyed by `user_id` (0 of"), "{logs}");
+}
+
+#[test]
+fn keyed_input_three_instances_one_killed_one_added_alert_as_one_instance_does() {
+    keyed(Idle::Never);
+}
+
+#[test]
+fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
+    unkeyed(Idle::Never);
+}
+
+/// A reader killed while its partitions are idle, and data arriving in them before the
+/// group notices (idle after 2 s, session 6 s), through the repartition topic: the
+/// partitions are unowned, not idle, and hold the internal partitions' windows back until
+/// their new reader has read that data. (Keyed input is not run this way: there, data
+/// landing in a bulk after a quiet spell in one partition a moment after another is the
+/// race that idleness, a wall-clock decision, accepts; see the README.)
+#[test]
+fn unkeyed_input_a_reader_killed_while_idle_loses_nothing() {
+    unkeyed(Idle::Soon);
 }

@@ -729,19 +729,8 @@ impl Pipeline {
                         r.stats.events += 1;
                         if r.events.encoded_len() >= r.batch_bytes {
                             let output = self.repartitioning.as_ref().map(|r| &r.output);
-                            let result = r.run_batch(
-                                buf,
-                                lines,
-                                &self.sources,
-                                &mut self.rejects,
-                                &mut self.times,
-                                output,
-                            );
-                            r.events.reset(r.projection.kinds());
-                            r.event_lines.clear();
-                            if let Err(e) = result {
-                                r.quarantine(e);
-                            }
+                            let (sources, rejects) = (&self.sources, &mut self.rejects);
+                            r.flush_events(buf, lines, sources, rejects, &mut self.times, output);
                         }
                     }
                     Err(fe) => {
@@ -768,17 +757,8 @@ impl Pipeline {
         self.times.decode += started.elapsed();
         let output = self.repartitioning.as_ref().map(|r| &r.output);
         for r in &mut self.rules {
-            let result = r.run_batch(
-                buf,
-                lines,
-                &self.sources,
-                &mut self.rejects,
-                &mut self.times,
-                output,
-            );
-            if let Err(e) = result {
-                r.quarantine(e);
-            }
+            let (sources, rejects) = (&self.sources, &mut self.rejects);
+            r.flush_events(buf, lines, sources, rejects, &mut self.times, output);
         }
         self.rejects.flush()?;
         self.trigger(false, sink)
@@ -938,7 +918,7 @@ impl Pipeline {
                 next,
                 idle,
             }) => {
-                progress.apply_marker(from, watermark, next, idle);
+                progress.apply_marker(from, watermark, next, idle, inputs);
                 if let Some(wm) = progress.watermark(inputs) {
                     r.windows.advance_source(source, wm);
                 }
@@ -1055,6 +1035,25 @@ impl RuleRunner {
             self.window_id.push_str(crate::repartition::REPARTITIONED);
         }
         self.forward = forward;
+    }
+
+    /// Runs the staged events (see [`RuleRunner::run_batch`]) and empties the stage; a rule
+    /// that misbehaves is quarantined.
+    fn flush_events(
+        &mut self,
+        buf: &[u8],
+        lines: &[Line],
+        sources: &Sources,
+        rejects: &mut Rejects,
+        times: &mut StageTimes,
+        output: Option<&Output>,
+    ) {
+        let result = self.run_batch(buf, lines, sources, rejects, times, output);
+        self.events.reset(self.projection.kinds());
+        self.event_lines.clear();
+        if let Err(e) = result {
+            self.quarantine(e);
+        }
     }
 
     /// Filters the staged events and updates the windows.

@@ -183,6 +183,11 @@ pub fn run(
     let mut partitions: Vec<(bool, bool)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
+        // Idleness as of the fetch answers that brought this batch: a partition whose new
+        // data landed with it is not idle while the batch's other partitions move on.
+        for p in source.refresh(config.watermark.idle_timeout) {
+            pipeline.set_source_idle(p.index, p.idle);
+        }
         pipeline.apply_ready(&changes, &mut sink)?;
         let processed = !lines.is_empty();
         if processed {
@@ -208,9 +213,9 @@ pub fn run(
         }
         let mut quiet_for = Duration::MAX;
         partitions.clear();
-        for (i, name, assigned, since) in source.refresh() {
-            let idle = since >= config.watermark.idle_timeout;
-            pipeline.name_source(i, name);
+        for p in source.refresh(config.watermark.idle_timeout) {
+            let (i, assigned, since, idle) = (p.index, p.assigned, p.quiet_for, p.idle);
+            pipeline.name_source(i, p.name);
             pipeline.set_source_idle(i, idle);
             // Quiet means: input partitions we read have nothing new (not: we read none yet;
             // repartition topics get watermark markers every second, quiet or not).

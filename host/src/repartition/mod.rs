@@ -9,10 +9,14 @@
 //!
 //! Each input partition also sends its watermark to every internal partition (a marker,
 //! at least once a second and whenever it moves, and when the partition goes idle). An
-//! internal partition's watermark is the minimum over the input partitions that are not
-//! idle, so a window closes only once every input partition has passed its end, and every
-//! event forwarded on time was counted before: counts do not depend on how the input
-//! partitions interleave. Replays after a failover forward events again; each internal
+//! internal partition's watermark is the minimum over the input partitions, so a window
+//! closes only once every input partition has passed its end, and every event forwarded on
+//! time was counted before: counts do not depend on how the input partitions interleave.
+//! Idleness is declared, never inferred: only an input partition's reader says it is idle
+//! (it has read to the end and seen nothing new for `idle_timeout`), and each such marker
+//! lets the partition stand at the others' watermark as of that marker. A partition whose
+//! reader is gone says nothing more, so it holds the windows back where its reader last
+//! vouched for it until its new reader catches up. Replays after a failover forward events again; each internal
 //! partition keeps, per input partition, the next offset it expects and drops what is
 //! below it, and checkpoints that with its windows.
 
@@ -226,6 +230,24 @@ pub struct Upstream {
     pub watermark: Option<i64>,
     /// Idle as of its latest marker.
     pub idle: bool,
+    /// While idle: the watermark it stands at, taken from the other input partitions each
+    /// time its reader said it is idle. Only its reader's markers raise it, so a partition
+    /// whose reader is gone (killed, cut off, being handed over) is *unowned*: it holds the
+    /// windows back at the last point its reader vouched for, instead of letting them close
+    /// while its data goes unread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<i64>,
+}
+
+impl Upstream {
+    /// The watermark it holds the internal partition at.
+    fn effective(&self) -> Option<i64> {
+        if self.idle {
+            self.watermark.max(self.floor)
+        } else {
+            self.watermark
+        }
+    }
 }
 
 /// Per internal partition, the input partitions' progress; the internal partition's
@@ -245,20 +267,35 @@ impl Progress {
         }
         u.next = offset + 1;
         u.idle = false;
+        u.floor = None;
         true
     }
 
-    /// Applies a marker unless it is older than what was seen from `from`.
-    pub fn apply_marker(&mut self, from: &str, watermark: Option<i64>, next: i64, idle: bool) {
-        let u = self.entry(from);
-        if next < u.next {
+    /// Applies a marker unless it is older than what was seen from `from`; `inputs` are all
+    /// input partitions (an idle marker takes its floor from the others).
+    pub fn apply_marker(
+        &mut self,
+        from: &str,
+        watermark: Option<i64>,
+        next: i64,
+        idle: bool,
+        inputs: &[String],
+    ) {
+        if next < self.entry(from).next {
             return;
         }
+        let others = if idle {
+            self.watermark_over(inputs, Some(from))
+        } else {
+            None
+        };
+        let u = self.entry(from);
         u.next = next;
         u.idle = idle;
         if let Some(w) = watermark {
             u.watermark = Some(u.watermark.map_or(w, |x| x.max(w)));
         }
+        u.floor = if idle { u.floor.max(others) } else { None };
     }
 
     fn entry(&mut self, from: &str) -> &mut Upstream {
@@ -268,18 +305,17 @@ impl Progress {
         self.upstream.get_mut(from).expect("inserted above")
     }
 
-    /// The watermark over `inputs` (every input partition): the smallest among those not
-    /// idle; none while one of them has not reported one.
+    /// The watermark over `inputs` (every input partition): the smallest of their
+    /// watermarks, an idle one counting at its floor; none while one of them has none.
     pub fn watermark(&self, inputs: &[String]) -> Option<i64> {
+        self.watermark_over(inputs, None)
+    }
+
+    fn watermark_over(&self, inputs: &[String], except: Option<&str>) -> Option<i64> {
         let mut min: Option<i64> = None;
-        for name in inputs {
-            match self.upstream.get(name) {
-                Some(u) if u.idle => {}
-                Some(Upstream {
-                    watermark: Some(w), ..
-                }) => min = Some(min.map_or(*w, |m| m.min(*w))),
-                _ => return None,
-            }
+        for name in inputs.iter().filter(|n| Some(n.as_str()) != except) {
+            let w = self.upstream.get(name)?.effective()?;
+            min = Some(min.map_or(w, |m| m.min(w)));
         }
         min
     }
@@ -345,17 +381,39 @@ mod tests {
         assert!(p.accept_event("logs/0", 10));
         assert!(!p.accept_event("logs/0", 10), "a replayed event");
         assert!(p.accept_event("logs/0", 11));
-        p.apply_marker("logs/0", Some(500), 12, false);
+        p.apply_marker("logs/0", Some(500), 12, false, &inputs);
         assert_eq!(p.watermark(&inputs), None, "logs/1 has not reported");
-        p.apply_marker("logs/1", Some(300), 3, false);
+        p.apply_marker("logs/1", Some(300), 3, false, &inputs);
         assert_eq!(p.watermark(&inputs), Some(300));
         // An old marker (a replay) changes nothing; an idle input stops holding back.
-        p.apply_marker("logs/1", Some(100), 1, true);
+        p.apply_marker("logs/1", Some(100), 1, true, &inputs);
         assert_eq!(p.watermark(&inputs), Some(300));
-        p.apply_marker("logs/1", Some(300), 3, true);
+        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
         assert_eq!(p.watermark(&inputs), Some(500));
         // Data wakes it up.
         assert!(p.accept_event("logs/1", 3));
         assert_eq!(p.watermark(&inputs), Some(300));
+    }
+
+    #[test]
+    fn an_idle_input_whose_reader_is_gone_holds_the_windows_where_it_was_vouched_for() {
+        let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
+        let mut p = Progress::default();
+        p.apply_marker("logs/0", Some(500), 10, false, &inputs);
+        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
+        assert_eq!(
+            p.watermark(&inputs),
+            Some(500),
+            "idle at the others' watermark"
+        );
+        // logs/0 moves on; logs/1's reader says nothing more (it died): held at 500.
+        p.apply_marker("logs/0", Some(900), 20, false, &inputs);
+        assert_eq!(p.watermark(&inputs), Some(500));
+        // A live idle reader repeats its marker and follows.
+        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
+        assert_eq!(p.watermark(&inputs), Some(900));
+        // All idle: they stand at the fastest.
+        p.apply_marker("logs/0", Some(900), 20, true, &inputs);
+        assert_eq!(p.watermark(&inputs), Some(900));
     }
 }

@@ -241,6 +241,20 @@ fn split(name: &str) -> Option<(&str, i32)> {
     Some((topic, p.parse().ok()?))
 }
 
+/// A partition as the run loop sees it between batches.
+pub struct PartitionNow<'a> {
+    /// Its source index.
+    pub index: usize,
+    /// `topic/partition`.
+    pub name: &'a str,
+    /// Whether this consumer reads it now.
+    pub assigned: bool,
+    /// Since its last message, or since it was assigned.
+    pub quiet_for: Duration,
+    /// Declared idle by this reader.
+    pub idle: bool,
+}
+
 /// A partition as the pipeline knows it.
 struct Partition {
     name: String,
@@ -248,6 +262,20 @@ struct Partition {
     next: Option<i64>,
     /// When its last message (or its assignment) came.
     last_seen: Instant,
+    /// Confirmed by the broker to have been read to the end, and quiet since (see
+    /// [`KafkaSource::idle`]).
+    idle: bool,
+    /// When the broker was last asked for its end while quiet.
+    asked: Option<Instant>,
+}
+
+impl Partition {
+    /// Something happened to it: a message, or it was (re)assigned.
+    fn seen(&mut self) {
+        self.last_seen = Instant::now();
+        self.idle = false;
+        self.asked = None;
+    }
 }
 
 /// The partitions seen, by index.
@@ -268,6 +296,8 @@ impl Partitions {
             name: partition_name(topic, p),
             next: None,
             last_seen: Instant::now(),
+            idle: false,
+            asked: None,
         });
         self.index.insert((topic.to_owned(), p), i);
         i
@@ -381,7 +411,7 @@ impl KafkaSource {
             let i = self.partitions.get(msg.topic(), msg.partition());
             let offset = msg.offset();
             let part = &mut self.partitions.list[i as usize];
-            part.last_seen = Instant::now();
+            part.seen();
             if part.next.is_some_and(|next| offset < next) {
                 continue; // already covered by the checkpoint
             }
@@ -428,6 +458,35 @@ impl KafkaSource {
         self.consumer.context().waiting.load(Ordering::Relaxed)
     }
 
+    /// Whether partition `index` is idle, as its reader declares it: assigned here, nothing
+    /// new for `timeout` (since its last message, or since it was assigned), read to the end
+    /// as the broker said when asked — not as librdkafka's cached offsets say, which may be
+    /// from before a hand-over; it is asked at most once per `timeout` of quiet — and no
+    /// newer data known since (the cached end, fresh from every fetch answer, has not moved
+    /// past what was read). So a partition stops being idle as soon as data lands in it,
+    /// before that data is read.
+    fn idle(&mut self, index: usize, timeout: Duration) -> bool {
+        let Some(part) = self.partitions.list.get(index) else {
+            return false;
+        };
+        if !self.assigned.contains(&part.name) || part.last_seen.elapsed() < timeout {
+            return false;
+        }
+        if !part.idle && part.asked.is_none_or(|at| at.elapsed() >= timeout) {
+            let Some((topic, p)) = split(&part.name) else {
+                return false;
+            };
+            let ends = self
+                .consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(1));
+            let part = &mut self.partitions.list[index];
+            part.asked = Some(Instant::now());
+            part.idle = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
+        }
+        let part = &self.partitions.list[index];
+        part.idle && self.lag(index).is_none_or(|lag| lag == 0)
+    }
+
     /// The next offset to process of partition `index`, if known.
     pub fn next_offset(&self, index: usize) -> Option<i64> {
         self.partitions.list.get(index)?.next
@@ -463,7 +522,7 @@ impl KafkaSource {
             let (topic, p) = split(name).unwrap_or((name, 0));
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
-            part.last_seen = Instant::now();
+            part.seen();
             let from = match part.next {
                 // Start a little before the resume point and skip what is below it: some
                 // brokers (tansu 0.6) answer a fetch from the middle of a record batch with
@@ -563,16 +622,23 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition: its index, its name, whether it is assigned to this consumer,
-    /// and how long since its last message (or since it was assigned).
-    pub fn refresh(&self) -> Vec<(usize, &str, bool, Duration)> {
+    /// Every known partition as of now, with idleness declared as [`KafkaSource::idle`]
+    /// says for `idle_timeout`.
+    pub fn refresh(&mut self, idle_timeout: Duration) -> Vec<PartitionNow<'_>> {
+        let idle: Vec<bool> = (0..self.partitions.list.len())
+            .map(|i| self.idle(i, idle_timeout))
+            .collect();
         self.partitions
             .list
             .iter()
+            .zip(idle)
             .enumerate()
-            .map(|(i, p)| {
-                let is_assigned = self.assigned.contains(&p.name);
-                (i, p.name.as_str(), is_assigned, p.last_seen.elapsed())
+            .map(|(index, (p, idle))| PartitionNow {
+                index,
+                name: &p.name,
+                assigned: self.assigned.contains(&p.name),
+                quiet_for: p.last_seen.elapsed(),
+                idle,
             })
             .collect()
     }
