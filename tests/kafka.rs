@@ -486,3 +486,89 @@ fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
         "{log}"
     );
 }
+
+/// Waits up to 60 s until `f` holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < Duration::from_secs(60), "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A checkpoint that cannot be written for a while — a directory where its temporary file
+/// goes, which even root cannot open for writing: the engine goes on processing, commits
+/// nothing meanwhile, says so once in the log, on /readyz and in a metric, and recovers by
+/// itself. Alerts are exact, and a SIGKILL after the recovery resumes from a good checkpoint.
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    broker.create_topic("logs", PARTITIONS);
+    let input = std::fs::read(generate(
+        dir.path(),
+        "logs.jsonl",
+        &["--events", "40000", "--late-share", "0", "--seed", "24"],
+    ))
+    .unwrap();
+    let expected = crash_reference(&input).alerts;
+    let messages = keyed_messages(&input);
+    let half = messages.len() / 2;
+    broker.produce("logs", &messages[..half]);
+    let state = dir.path().join("state");
+    let mut engine = start(&broker, &state, &[]);
+    eventually("a first checkpoint", || state.join("checkpoint").exists());
+    let addr = http_addr(|| engine.log());
+
+    std::fs::create_dir(state.join("checkpoint.tmp")).unwrap();
+    eventually("the failure logged", || {
+        engine.log().contains("checkpoint not written")
+    });
+    let committed = checkpointed_offsets(&state);
+    let (code, body) = http_get(&addr, "/readyz");
+    assert!(
+        code == 503 && body.contains("checkpoints are not being written"),
+        "{code} {body}"
+    );
+    let metrics = http_get(&addr, "/metrics").1;
+    assert_eq!(metric(&metrics, "rulewatch_checkpoint_failing"), Some(1.0));
+    // Still processing: the second half is read while nothing can be checkpointed.
+    broker.produce("logs", &messages[half..]);
+    broker.produce("logs", &sentinels(PARTITIONS, END));
+    eventually("the rest read", || {
+        let m = http_get(&addr, "/metrics").1;
+        metric(&m, "rulewatch_events_total").is_some_and(|n| n as usize >= messages.len())
+    });
+    assert_eq!(
+        checkpointed_offsets(&state),
+        committed,
+        "nothing stored meanwhile"
+    );
+    assert_eq!(
+        engine.log().matches("checkpoint not written").count(),
+        1,
+        "logged once per change of state"
+    );
+
+    std::fs::remove_dir(state.join("checkpoint.tmp")).unwrap();
+    eventually("the recovery logged", || {
+        engine.log().contains("checkpoints are written again")
+    });
+    eventually("ready again", || http_get(&addr, "/readyz").0 == 200);
+    let got = wait_for_alerts(&broker, &mut engine, expected.len());
+    assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
+    eventually("every offset checkpointed", || {
+        checkpointed_offsets(&state) as usize == messages.len() + PARTITIONS as usize
+    });
+    engine.kill();
+    // In a group of its own: the killed member would hold the old one for its session.
+    let engine = start_in(&broker, "after-kill", &state, &[]);
+    eventually("the restart restored", || {
+        engine.log().contains("restored 4 of 4")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    let again = broker.consume("alerts", Duration::from_secs(5), |_| false);
+    assert_same(&sorted(&dedup(&again)), &expected, &log);
+}

@@ -30,7 +30,7 @@ use std::io::BufWriter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// How long a poll waits for messages before the loop looks at idleness and checkpoints.
 const POLL: Duration = Duration::from_millis(100);
@@ -175,7 +175,9 @@ pub fn run(
     let mut checkpoints = Checkpoints {
         writer: Writer::start(&store, output, &file)?,
         last: Instant::now(),
+        tried: Instant::now(),
         seconds: Histogram::default(),
+        failing: None,
     };
     drop(file);
     let mut quiet_closed = false;
@@ -242,7 +244,7 @@ pub fn run(
             pipeline.tick(&mut sink)?;
         }
         checkpoints.collect(&source, false)?;
-        if !checkpoints.writer.busy() && checkpoints.last.elapsed() >= config.checkpoint.interval {
+        if checkpoints.due(config.checkpoint.interval) {
             checkpoints.start(&mut pipeline, &source, &mut sink)?;
         }
         if let Some(p) = status.as_mut() {
@@ -255,10 +257,13 @@ pub fn run(
                     part.lag = if assigned { source.lag(i) } else { None };
                 }
                 let assigned = s.partitions.iter().any(|p| p.assigned);
-                s.ready = assigned && s.rules.iter().any(|r| r.state == "running");
+                s.ready = assigned
+                    && s.rules.iter().any(|r| r.state == "running")
+                    && checkpoints.failing.is_none();
                 s.checkpoint = Some(CheckpointStatus {
                     age_seconds: checkpoints.last.elapsed().as_secs_f64(),
                     duration_seconds: checkpoints.seconds.clone(),
+                    failing: checkpoints.failing.clone(),
                 });
             });
         }
@@ -274,8 +279,12 @@ struct Checkpoints {
     writer: Writer,
     /// When the last checkpoint was written (or the run started).
     last: Instant,
+    /// When the last one was handed to the writer.
+    tried: Instant,
     /// From snapshot to stored records.
     seconds: Histogram,
+    /// Why checkpoints are not being written, while they are not.
+    failing: Option<String>,
 }
 
 impl Checkpoints {
@@ -292,19 +301,45 @@ impl Checkpoints {
         let offsets = source.offsets();
         let records = pipeline.checkpoint(&offsets)?;
         self.writer.submit(records, offsets, pipeline.triggers());
+        self.tried = Instant::now();
         Ok(())
     }
 
+    /// Whether the next checkpoint is due: `interval` after the last was written, or after
+    /// the last try while they fail.
+    fn due(&self, interval: Duration) -> bool {
+        !self.writer.busy() && self.last.elapsed() >= interval && self.tried.elapsed() >= interval
+    }
+
     /// Commits the offsets of a checkpoint the writer finished; with `wait`, waits for the
-    /// one in flight.
+    /// one in flight. A checkpoint that could not be stored commits nothing: offsets stay
+    /// where the last good one put them, processing goes on, and the next one is tried an
+    /// interval later; each change between failing and working is logged once.
     fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
-        if let Some(written) = self.writer.finished(wait)? {
-            if let Err(e) = source.commit(&written.offsets, wait) {
-                // The checkpoint, not the group's offsets, is what a restart resumes from.
-                warn!("{e:#}");
+        match self.writer.finished(wait)? {
+            None => {}
+            Some(Ok(written)) => {
+                if let Err(e) = source.commit(&written.offsets, wait) {
+                    // The checkpoint, not the group's offsets, is what a restart resumes from.
+                    warn!("{e:#}");
+                }
+                self.seconds.observe(written.took.as_secs_f64());
+                self.last = Instant::now();
+                if self.failing.take().is_some() {
+                    info!("checkpoints are written again; offsets are committed again");
+                }
             }
-            self.seconds.observe(written.took.as_secs_f64());
-            self.last = Instant::now();
+            Some(Err(e)) => {
+                let why = format!("{e:#}");
+                if self.failing.as_deref() != Some(why.as_str()) {
+                    error!(
+                        "checkpoint not written: {why}; offsets stay committed where the last \
+                         checkpoint put them (a restart redoes the work since, with the same \
+                         alert ids), processing goes on, and it is tried again every interval"
+                    );
+                }
+                self.failing = Some(why);
+            }
         }
         Ok(())
     }

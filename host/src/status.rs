@@ -179,6 +179,8 @@ pub struct CheckpointStatus {
     /// How long writing one took (flush of outputs included).
     #[serde(skip)]
     pub duration_seconds: Histogram,
+    /// Why checkpoints are not being written, while they are not.
+    pub failing: Option<String>,
 }
 
 /// The snapshot shared between the processing loop and the HTTP endpoint.

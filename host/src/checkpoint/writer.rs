@@ -115,9 +115,10 @@ impl Writer {
         self.busy = self.jobs.send(job).is_ok();
     }
 
-    /// The checkpoint written since the last call, if any; with `wait`, waits for the one in
-    /// flight. An error means it was not written (outputs not acknowledged, disk).
-    pub fn finished(&mut self, wait: bool) -> anyhow::Result<Option<Written>> {
+    /// How the checkpoint handed over last ended, if it has: written, or not (outputs not
+    /// acknowledged, disk full, checkpoint topic unreachable: the inner error). With `wait`,
+    /// waits for it. The outer error means the writer thread is gone.
+    pub fn finished(&mut self, wait: bool) -> anyhow::Result<Option<anyhow::Result<Written>>> {
         if !self.busy {
             return Ok(None);
         }
@@ -131,7 +132,7 @@ impl Writer {
             None => Ok(None),
             Some(r) => {
                 self.busy = false;
-                r.map(Some)
+                Ok(Some(r))
             }
         }
     }

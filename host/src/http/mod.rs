@@ -104,7 +104,14 @@ fn readyz(status: &Shared) -> Response {
     if s.ready {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let why = if s.rules.is_empty() {
+    let failing = s
+        .checkpoint
+        .as_ref()
+        .and_then(|c| c.failing.as_deref())
+        .map(|why| format!("checkpoints are not being written ({why})"));
+    let why = if let Some(failing) = &failing {
+        failing.as_str()
+    } else if s.rules.is_empty() {
         "starting (reaching the broker, restoring the checkpoint)"
     } else if s.rules.iter().any(|r| r.state == "running") {
         "no input partitions assigned yet"

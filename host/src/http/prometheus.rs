@@ -265,6 +265,13 @@ impl Collector for Snapshot {
             )?;
             family(
                 e,
+                "rulewatch_checkpoint_failing",
+                "1 while checkpoints cannot be written (offsets are not committed meanwhile)",
+                Gauge,
+                |m| ConstGauge::new(i64::from(cp.failing.is_some())).encode(m),
+            )?;
+            family(
+                e,
                 "rulewatch_checkpoint_duration_seconds",
                 "Time to write a checkpoint, outputs flushed first",
                 Hist,
