@@ -117,6 +117,23 @@ fn a_wrong_ca_or_host_name_is_named_in_the_log() {
             && log.contains("point ssl.ca.location at the CA that signed it"),
         "{log}"
     );
+    // Also where an orchestrator and a dashboard look.
+    let addr = http_addr(|| engine.log());
+    let started = Instant::now();
+    let (code, body) = loop {
+        // The status is published every quarter of a second.
+        let (code, body) = http_get(&addr, "/readyz");
+        if body.contains("Kafka") || started.elapsed() > Duration::from_secs(10) {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        code == 503 && body.contains("not ready: Kafka: ") && body.contains("ssl.ca.location"),
+        "{code} {body}"
+    );
+    let metrics = http_get(&addr, "/metrics").1;
+    assert!(metric(&metrics, "rulewatch_kafka_problems_total").is_some_and(|n| n >= 1.0));
     engine.kill();
 
     // A certificate for another name than the one the client connects to.

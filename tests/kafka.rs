@@ -525,11 +525,11 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
         engine.log().contains("checkpoint not written")
     });
     let committed = checkpointed_offsets(&state);
-    let (code, body) = http_get(&addr, "/readyz");
-    assert!(
-        code == 503 && body.contains("checkpoints are not being written"),
-        "{code} {body}"
-    );
+    // The status is published every quarter of a second.
+    eventually("/readyz says why", || {
+        let (code, body) = http_get(&addr, "/readyz");
+        code == 503 && body.contains("checkpoints are not being written")
+    });
     let metrics = http_get(&addr, "/metrics").1;
     assert_eq!(metric(&metrics, "rulewatch_checkpoint_failing"), Some(1.0));
     // Still processing: the second half is read while nothing can be checkpointed.

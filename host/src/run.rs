@@ -260,6 +260,7 @@ pub fn run(
                 s.ready = assigned
                     && s.rules.iter().any(|r| r.state == "running")
                     && checkpoints.failing.is_none();
+                (s.kafka_problem, s.kafka_problems) = source.problem();
                 s.checkpoint = Some(CheckpointStatus {
                     age_seconds: checkpoints.last.elapsed().as_secs_f64(),
                     duration_seconds: checkpoints.seconds.clone(),

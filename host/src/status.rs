@@ -36,6 +36,10 @@ pub struct Status {
     pub rule_changes: RuleChanges,
     /// Checkpoints (`run` only).
     pub checkpoint: Option<CheckpointStatus>,
+    /// The Kafka client's current problem, with what to check (`run` only).
+    pub kafka_problem: Option<String>,
+    /// Kafka client problems logged since start.
+    pub kafka_problems: u64,
     /// When the processing loop last published; `/healthz` fails when this gets old.
     #[serde(skip)]
     pub published: Instant,
@@ -59,6 +63,8 @@ impl Status {
             alerts: Vec::new(),
             rule_changes: RuleChanges::default(),
             checkpoint: None,
+            kafka_problem: None,
+            kafka_problems: 0,
             published: Instant::now(),
             started: Instant::now(),
         }

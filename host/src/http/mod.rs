@@ -109,8 +109,11 @@ fn readyz(status: &Shared) -> Response {
         .as_ref()
         .and_then(|c| c.failing.as_deref())
         .map(|why| format!("checkpoints are not being written ({why})"));
+    let kafka = s.kafka_problem.as_ref().map(|p| format!("Kafka: {p}"));
     let why = if let Some(failing) = &failing {
         failing.as_str()
+    } else if let Some(kafka) = &kafka {
+        kafka.as_str()
     } else if s.rules.is_empty() {
         "starting (reaching the broker, restoring the checkpoint)"
     } else if s.rules.iter().any(|r| r.state == "running") {

@@ -255,6 +255,15 @@ impl Collector for Snapshot {
                 })
             },
         )?;
+        if s.source == "kafka" {
+            family(
+                e,
+                "rulewatch_kafka_problems",
+                "Kafka client problems logged (unreachable brokers, TLS, credentials, topics)",
+                Counter,
+                |m| ConstCounter::new(s.kafka_problems).encode(m),
+            )?;
+        }
         if let Some(cp) = &s.checkpoint {
             family(
                 e,

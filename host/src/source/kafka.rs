@@ -19,7 +19,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -41,6 +41,10 @@ pub enum Rebalance {
     Revoke(Vec<String>),
 }
 
+/// How long a client problem stays current without being reported again: longer than
+/// librdkafka's longest reconnect backoff (10 s).
+const PROBLEM_FORGOTTEN: Duration = Duration::from_secs(15);
+
 /// Callbacks from librdkafka: rebalances (recorded for the run loop) and client errors
 /// (logged once per change of state).
 pub struct Callbacks {
@@ -54,6 +58,12 @@ pub struct Callbacks {
     /// The last client error logged (its words, without numbers), to log each state change
     /// once.
     last_error: Mutex<Option<String>>,
+    /// The current client problem with what to check, and when librdkafka last reported
+    /// it; over once messages flow again, or once it has not been reported for a while
+    /// (librdkafka reports a problem again at each failed reconnect).
+    problem: Mutex<Option<(String, Instant)>>,
+    /// Client problems logged (changes of state).
+    problems: AtomicU64,
     /// The client's settings, to diagnose TLS failures with.
     options: BTreeMap<String, String>,
 }
@@ -89,6 +99,17 @@ pub fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+impl Callbacks {
+    /// Messages flow: whatever went wrong before is over.
+    fn recovered(&self) {
+        let mut problem = self.problem.lock().expect("not poisoned");
+        if problem.is_some() {
+            *problem = None;
+            *self.last_error.lock().expect("not poisoned") = None;
+        }
+    }
+}
+
 impl ClientContext for Callbacks {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         log(level, fac, message);
@@ -96,6 +117,18 @@ impl ClientContext for Callbacks {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let message = format!("{error}: {reason}");
+        {
+            // "All brokers are down" follows the reason they are (TLS, credentials): keep
+            // the reason as the current problem.
+            let mut problem = self.problem.lock().expect("not poisoned");
+            let consequence = reason.contains("brokers are down");
+            match problem.as_mut() {
+                Some((_, at)) if consequence && at.elapsed() < PROBLEM_FORGOTTEN => {
+                    *at = Instant::now();
+                }
+                _ => *problem = Some((format!("{message} ({})", hint(reason)), Instant::now())),
+            }
+        }
         // The same state may be told with other numbers ("after 2ms", a port): compare the
         // words only.
         let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
@@ -103,6 +136,7 @@ impl ClientContext for Callbacks {
         if last.as_deref() != Some(words.as_str()) {
             warn!("Kafka: {message} (retrying; {})", hint(reason));
             *last = Some(words);
+            self.problems.fetch_add(1, Ordering::Relaxed);
             if reason.contains("certificate verify failed")
                 && let Some(broker) = super::tls::broker_of(reason)
             {
@@ -351,6 +385,8 @@ impl KafkaSource {
             waiting: AtomicBool::default(),
             closing: AtomicBool::default(),
             last_error: Mutex::default(),
+            problem: Mutex::default(),
+            problems: AtomicU64::default(),
             options: options.clone(),
         };
         // librdkafka logs what its `debug` setting asks for; tracing filters.
@@ -438,6 +474,9 @@ impl KafkaSource {
                 too_large,
             });
         }
+        if !out.is_empty() {
+            self.consumer.context().recovered();
+        }
         Ok(())
     }
 
@@ -485,6 +524,19 @@ impl KafkaSource {
         }
         let part = &self.partitions.list[index];
         part.idle && self.lag(index).is_none_or(|lag| lag == 0)
+    }
+
+    /// The client's current problem (an unreachable broker, a TLS failure, bad credentials,
+    /// a missing topic) with what to check, until messages flow again; and how many were
+    /// logged since start.
+    pub fn problem(&self) -> (Option<String>, u64) {
+        let context = self.consumer.context();
+        let problem = context.problem.lock().expect("not poisoned");
+        let current = problem
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < PROBLEM_FORGOTTEN)
+            .map(|(p, _)| p.clone());
+        (current, context.problems.load(Ordering::Relaxed))
     }
 
     /// The next offset to process of partition `index`, if known.
