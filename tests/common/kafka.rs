@@ -442,6 +442,16 @@ impl Engine {
         }
     }
 
+    /// Freezes the engine (SIGSTOP), as a machine pause or a long GC would.
+    pub fn pause(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Resumes a paused engine (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
