@@ -470,6 +470,14 @@ impl Pipeline {
                 count_column: r.meta.count_column.clone(),
                 params: r.params.clone(),
                 batch_seconds: r.stats.batch_seconds.clone(),
+                held_by: self.repartitioning.as_ref().and_then(|rp| {
+                    let f = r.forward.as_ref()?;
+                    f.progress
+                        .values()
+                        .filter_map(|p| p.held_by(&rp.inputs))
+                        .max_by_key(|(_, d)| *d)
+                        .map(|(name, d)| (name.to_owned(), d.as_secs_f64()))
+                }),
             });
         }
         s.alerts.clear();
@@ -597,7 +605,10 @@ impl Pipeline {
                     if let Some(f) = &mut r.forward
                         && !st.upstream.is_empty()
                     {
-                        let upstream = st.upstream;
+                        let mut upstream = st.upstream;
+                        // Silence is counted from here: nothing could be heard before.
+                        let now = Some(Instant::now());
+                        upstream.values_mut().for_each(|u| u.heard = now);
                         f.progress.insert(source, Progress { upstream });
                     }
                     r.last_alert.retain(|_, v| v.2 != source);

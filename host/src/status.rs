@@ -147,6 +147,9 @@ pub struct RuleStatus {
     /// Time per batch: the filter call and the window updates.
     #[serde(skip)]
     pub batch_seconds: Histogram,
+    /// Repartitioned rules: the input partition whose silence holds its windows back (its
+    /// reader is gone or being replaced), and for how many seconds.
+    pub held_by: Option<(String, f64)>,
 }
 
 /// A rule's window settings.

@@ -159,6 +159,23 @@ impl Collector for Snapshot {
         )?;
         family(
             e,
+            "rulewatch_rule_held_seconds",
+            "How long a repartitioned rule's windows have been held back by a silent input \
+             partition (its reader gone or being replaced)",
+            Gauge,
+            |mut m| {
+                s.rules.iter().try_for_each(|r| match &r.held_by {
+                    Some((partition, secs)) => gauge(
+                        &mut m,
+                        &[("rule", &r.name), ("partition", partition)],
+                        *secs,
+                    ),
+                    None => Ok(()),
+                })
+            },
+        )?;
+        family(
+            e,
             "rulewatch_rule_open_pairs",
             "Open (window, key) pairs a rule holds",
             Gauge,

@@ -237,6 +237,9 @@ pub struct Upstream {
     /// while its data goes unread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<i64>,
+    /// When its last record (marker or event) came here; not checkpointed.
+    #[serde(skip)]
+    pub heard: Option<Instant>,
 }
 
 impl Upstream {
@@ -268,6 +271,7 @@ impl Progress {
         u.next = offset + 1;
         u.idle = false;
         u.floor = None;
+        u.heard = Some(Instant::now());
         true
     }
 
@@ -292,6 +296,7 @@ impl Progress {
         let u = self.entry(from);
         u.next = next;
         u.idle = idle;
+        u.heard = Some(Instant::now());
         if let Some(w) = watermark {
             u.watermark = Some(u.watermark.map_or(w, |x| x.max(w)));
         }
@@ -309,6 +314,18 @@ impl Progress {
     /// watermarks, an idle one counting at its floor; none while one of them has none.
     pub fn watermark(&self, inputs: &[String]) -> Option<i64> {
         self.watermark_over(inputs, None)
+    }
+
+    /// The input partition holding this internal partition's watermark back while nothing
+    /// has come from it for longer than a few markers' time — its reader is gone, cut off or
+    /// being replaced — and for how long.
+    pub fn held_by<'a>(&self, inputs: &'a [String]) -> Option<(&'a str, Duration)> {
+        let (name, u) = inputs
+            .iter()
+            .filter_map(|n| Some((n.as_str(), self.upstream.get(n)?)))
+            .min_by_key(|(_, u)| u.effective())?;
+        let silent = u.heard?.elapsed();
+        (silent > 3 * MARKER_EVERY).then_some((name, silent))
     }
 
     fn watermark_over(&self, inputs: &[String], except: Option<&str>) -> Option<i64> {
@@ -415,5 +432,12 @@ mod tests {
         // All idle: they stand at the fastest.
         p.apply_marker("logs/0", Some(900), 20, true, &inputs);
         assert_eq!(p.watermark(&inputs), Some(900));
+        // Whose silence holds the windows: none while markers come.
+        assert_eq!(p.held_by(&inputs), None);
+        p.upstream.get_mut("logs/1").unwrap().heard =
+            Instant::now().checked_sub(Duration::from_secs(60));
+        p.upstream.get_mut("logs/1").unwrap().floor = Some(400);
+        let (name, silent) = p.held_by(&inputs).unwrap();
+        assert!(name == "logs/1" && silent >= Duration::from_secs(60));
     }
 }

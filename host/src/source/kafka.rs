@@ -504,20 +504,23 @@ impl KafkaSource {
     /// newer data known since (the cached end, fresh from every fetch answer, has not moved
     /// past what was read). So a partition stops being idle as soon as data lands in it,
     /// before that data is read.
-    fn idle(&mut self, index: usize, timeout: Duration) -> bool {
+    /// `may_ask`: whether this call may ask the broker (the loop asks about one partition
+    /// per round, briefly, so that a slow broker never stalls it).
+    fn idle(&mut self, index: usize, timeout: Duration, may_ask: &mut bool) -> bool {
         let Some(part) = self.partitions.list.get(index) else {
             return false;
         };
         if !self.assigned.contains(&part.name) || part.last_seen.elapsed() < timeout {
             return false;
         }
-        if !part.idle && part.asked.is_none_or(|at| at.elapsed() >= timeout) {
+        if *may_ask && !part.idle && part.asked.is_none_or(|at| at.elapsed() >= timeout) {
+            *may_ask = false;
             let Some((topic, p)) = split(&part.name) else {
                 return false;
             };
             let ends = self
                 .consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(1));
+                .fetch_watermarks(topic, p, Duration::from_millis(300));
             let part = &mut self.partitions.list[index];
             part.asked = Some(Instant::now());
             part.idle = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
@@ -677,8 +680,9 @@ impl KafkaSource {
     /// Every known partition as of now, with idleness declared as [`KafkaSource::idle`]
     /// says for `idle_timeout`.
     pub fn refresh(&mut self, idle_timeout: Duration) -> Vec<PartitionNow<'_>> {
+        let mut may_ask = true;
         let idle: Vec<bool> = (0..self.partitions.list.len())
-            .map(|i| self.idle(i, idle_timeout))
+            .map(|i| self.idle(i, idle_timeout, &mut may_ask))
             .collect();
         self.partitions
             .list
