@@ -10,7 +10,7 @@ use crate::config::{OnDelete, OutputMode, RuleConfig, SHADOW_SUFFIX};
 use crate::decode::{Decoder, LineError, Projection, Reason};
 use crate::metrics::{InputStats, RuleChanges, RuleStats, StageTimes};
 use crate::registry::watch::{Change, Changes};
-use crate::repartition::{Forwarded, Progress, Sent};
+use crate::repartition::{Forwarded, Marker, Progress, Reading, Sent};
 use crate::rules::{RuleError, RuleInstance, RuleModule};
 use crate::sink::kafka::Output;
 use crate::sink::records::{Position, RejectSink};
@@ -528,15 +528,18 @@ impl Pipeline {
         self.sources.is_internal(index)
     }
 
-    /// Tells every rule whether source `index` is idle (no data for a while: its watermark
-    /// follows the active sources' until data comes).
-    pub fn set_source_idle(&mut self, index: usize, idle: bool) {
+    /// Tells every rule what source `index`'s reader says of it: idle or not, and whether
+    /// it was vouched for just now (then its watermark moves to the active sources').
+    pub fn set_source_idle(&mut self, index: usize, reading: Reading) {
         // A repartition topic's partitions get markers at least once a second.
         if self.sources.is_internal(index) {
             return;
         }
         for r in &mut self.rules {
-            r.windows.set_idle(index, idle);
+            r.windows.set_idle(index, reading.idle);
+            if reading.vouched {
+                r.windows.follow(index);
+            }
         }
     }
 
@@ -650,23 +653,19 @@ impl Pipeline {
     /// Sends each input partition's watermark to the repartition topics when it moved,
     /// went idle, or a second passed (see [`crate::repartition`]). `partitions` holds
     /// (assigned, idle) per source index; `next` gives a source's next offset.
-    pub fn send_markers(
-        &mut self,
-        partitions: &[(bool, bool)],
-        next: impl Fn(usize) -> Option<i64>,
-    ) {
+    pub fn send_markers(&mut self, partitions: &[Reading], next: impl Fn(usize) -> Option<i64>) {
         let Some(rp) = &self.repartitioning else {
             return;
         };
         let now = Instant::now();
         for r in self.rules.iter_mut().filter(|r| r.instance.is_some()) {
             let Some(f) = &mut r.forward else { continue };
-            for (i, &(assigned, idle)) in partitions.iter().enumerate() {
-                if !assigned || self.sources.is_internal(i) {
+            for (i, &reading) in partitions.iter().enumerate() {
+                if !reading.assigned || self.sources.is_internal(i) {
                     continue;
                 }
                 let watermark = r.windows.watermark_of(i);
-                if !Sent::due(f.sent.get(&i), watermark, idle, now) {
+                if !Sent::due(f.sent.get(&i), watermark, reading, now) {
                     continue;
                 }
                 let Some(from) = self.sources.names.get(i) else {
@@ -676,7 +675,8 @@ impl Pipeline {
                     watermark,
                     from,
                     next: next(i).unwrap_or(0),
-                    idle,
+                    idle: reading.idle,
+                    vouched: reading.vouched,
                 };
                 marker.encode(&mut f.buf);
                 for q in 0..rp.partitions {
@@ -687,7 +687,7 @@ impl Pipeline {
                     i,
                     Sent {
                         watermark,
-                        idle,
+                        idle: reading.idle,
                         at,
                     },
                 );
@@ -928,8 +928,15 @@ impl Pipeline {
                 from,
                 next,
                 idle,
+                vouched,
             }) => {
-                progress.apply_marker(from, watermark, next, idle, inputs);
+                let marker = Marker {
+                    watermark,
+                    next,
+                    idle,
+                    vouched,
+                };
+                progress.apply_marker(from, marker, inputs);
                 if let Some(wm) = progress.watermark(inputs) {
                     r.windows.advance_source(source, wm);
                 }

@@ -20,6 +20,7 @@ use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Repartitioning, Sources};
 use crate::registry::watch::Changes;
+use crate::repartition::Reading;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
@@ -181,14 +182,19 @@ pub fn run(
     };
     drop(file);
     let mut quiet_closed = false;
-    // Per partition index: (assigned, idle).
-    let mut partitions: Vec<(bool, bool)> = Vec::new();
+    // Per partition index: what its reader says of it this round.
+    let mut partitions: Vec<Reading> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         source.next_batch(BATCH_LINES, POLL, &mut lines)?;
         // Idleness as of the fetch answers that brought this batch: a partition whose new
         // data landed with it is not idle while the batch's other partitions move on.
-        for p in source.refresh(config.watermark.idle_timeout) {
-            pipeline.set_source_idle(p.index, p.idle);
+        for p in source.refresh(config.watermark.idle_timeout, false) {
+            let reading = Reading {
+                assigned: p.assigned,
+                idle: p.idle,
+                vouched: false,
+            };
+            pipeline.set_source_idle(p.index, reading);
         }
         pipeline.apply_ready(&changes, &mut sink)?;
         let processed = !lines.is_empty();
@@ -215,17 +221,22 @@ pub fn run(
         }
         let mut quiet_for = Duration::MAX;
         partitions.clear();
-        for p in source.refresh(config.watermark.idle_timeout) {
-            let (i, assigned, since, idle) = (p.index, p.assigned, p.quiet_for, p.idle);
+        for p in source.refresh(config.watermark.idle_timeout, true) {
+            let (i, assigned, since) = (p.index, p.assigned, p.quiet_for);
+            let reading = Reading {
+                assigned,
+                idle: p.idle,
+                vouched: p.vouched,
+            };
             pipeline.name_source(i, p.name);
-            pipeline.set_source_idle(i, idle);
+            pipeline.set_source_idle(i, reading);
             // Quiet means: input partitions we read have nothing new (not: we read none yet;
             // repartition topics get watermark markers every second, quiet or not).
             if assigned && !pipeline.is_internal(i) {
                 quiet_for = quiet_for.min(since);
             }
-            partitions.resize(partitions.len().max(i + 1), (false, false));
-            partitions[i] = (assigned, idle);
+            partitions.resize(partitions.len().max(i + 1), Reading::default());
+            partitions[i] = reading;
         }
         pipeline.send_markers(&partitions, |i| source.next_offset(i));
         if let Some(q) = config.watermark.quiet_close
@@ -251,7 +262,8 @@ pub fn run(
             p.publish(false, |s| {
                 pipeline.status(s);
                 for (i, part) in s.partitions.iter_mut().enumerate() {
-                    let (assigned, idle) = partitions.get(i).copied().unwrap_or_default();
+                    let Reading { assigned, idle, .. } =
+                        partitions.get(i).copied().unwrap_or_default();
                     part.assigned = assigned;
                     part.idle = idle;
                     part.lag = if assigned { source.lag(i) } else { None };

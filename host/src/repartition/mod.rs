@@ -13,8 +13,9 @@
 //! closes only once every input partition has passed its end, and every event forwarded on
 //! time was counted before: counts do not depend on how the input partitions interleave.
 //! Idleness is declared, never inferred: only an input partition's reader says it is idle
-//! (it has read to the end and seen nothing new for `idle_timeout`), and each such marker
-//! lets the partition stand at the others' watermark as of that marker. A partition whose
+//! (it has read to the end and seen nothing new for `idle_timeout`), and each marker in
+//! which it vouches for that anew (the broker confirms, about once a second) lets the
+//! partition stand at the others' watermark as of that marker. A partition whose
 //! reader is gone says nothing more, so it holds the windows back where its reader last
 //! vouched for it until its new reader catches up. Replays after a failover forward events again; each internal
 //! partition keeps, per input partition, the next offset it expects and drops what is
@@ -161,8 +162,11 @@ pub enum Forwarded<'a> {
         from: &'a str,
         /// Its next offset.
         next: i64,
-        /// Whether it is idle (no data for a while).
+        /// Whether it is idle (read to the end, nothing new for a while).
         idle: bool,
+        /// Idle, and vouched for by the broker just now: it may stand at the others'
+        /// watermark as of this marker.
+        vouched: bool,
     },
 }
 
@@ -183,9 +187,16 @@ impl Forwarded<'_> {
                 from,
                 next,
                 idle,
+                vouched,
             } => {
                 let wm = watermark.map_or(String::new(), |w| w.to_string());
-                write!(out, "M\t{wm}\t{from}\t{next}\t{}", u8::from(*idle))
+                // 1: idle and vouched for now; 2: idle, standing where it was; 0: active.
+                let state = match (idle, vouched) {
+                    (true, true) => 1,
+                    (true, false) => 2,
+                    (false, _) => 0,
+                };
+                write!(out, "M\t{wm}\t{from}\t{next}\t{state}")
             }
         };
     }
@@ -214,7 +225,8 @@ impl Forwarded<'_> {
                 },
                 from,
                 next: n,
-                idle: last == "1",
+                idle: last == "1" || last == "2",
+                vouched: last == "1",
             }),
             _ => None,
         }
@@ -253,6 +265,30 @@ impl Upstream {
     }
 }
 
+/// What an input partition's marker says, for [`Progress::apply_marker`].
+#[derive(Clone, Copy, Debug)]
+pub struct Marker {
+    /// Its watermark.
+    pub watermark: Option<i64>,
+    /// Its next offset.
+    pub next: i64,
+    /// Idle.
+    pub idle: bool,
+    /// Idle and vouched for now.
+    pub vouched: bool,
+}
+
+/// What an input partition's reader says of it this round of the loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reading {
+    /// Read by this instance.
+    pub assigned: bool,
+    /// Idle (see the module header).
+    pub idle: bool,
+    /// Idle and vouched for by the broker just now: it may be moved along.
+    pub vouched: bool,
+}
+
 /// Per internal partition, the input partitions' progress; the internal partition's
 /// watermark follows from it.
 #[derive(Clone, Debug, Default)]
@@ -276,19 +312,18 @@ impl Progress {
     }
 
     /// Applies a marker unless it is older than what was seen from `from`; `inputs` are all
-    /// input partitions (an idle marker takes its floor from the others).
-    pub fn apply_marker(
-        &mut self,
-        from: &str,
-        watermark: Option<i64>,
-        next: i64,
-        idle: bool,
-        inputs: &[String],
-    ) {
+    /// input partitions (a vouched idle marker raises its floor to the others' watermark).
+    pub fn apply_marker(&mut self, from: &str, marker: Marker, inputs: &[String]) {
+        let Marker {
+            watermark,
+            next,
+            idle,
+            vouched,
+        } = marker;
         if next < self.entry(from).next {
             return;
         }
-        let others = if idle {
+        let others = if idle && vouched {
             self.watermark_over(inputs, Some(from))
         } else {
             None
@@ -350,11 +385,17 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Whether a marker saying (`watermark`, `idle`) is due.
-    pub fn due(last: Option<&Sent>, watermark: Option<i64>, idle: bool, now: Instant) -> bool {
-        last.is_none_or(|s| {
-            s.watermark != watermark || s.idle != idle || now - s.at >= MARKER_EVERY
-        })
+    /// Whether a marker saying (`watermark`, `reading`) is due; a vouched one always is.
+    pub fn due(
+        last: Option<&Sent>,
+        watermark: Option<i64>,
+        reading: Reading,
+        now: Instant,
+    ) -> bool {
+        reading.vouched
+            || last.is_none_or(|s| {
+                s.watermark != watermark || s.idle != reading.idle || now - s.at >= MARKER_EVERY
+            })
     }
 }
 
@@ -377,18 +418,37 @@ mod tests {
                 from: "logs/0",
                 next: 7,
                 idle: false,
+                vouched: false,
             },
             Forwarded::Marker {
                 watermark: None,
                 from: "logs/1",
                 next: 0,
                 idle: true,
+                vouched: true,
+            },
+            Forwarded::Marker {
+                watermark: Some(5),
+                from: "logs/1",
+                next: 3,
+                idle: true,
+                vouched: false,
             },
         ] {
             r.encode(&mut buf);
             assert_eq!(Forwarded::parse(&buf), Some(r));
         }
         assert_eq!(Forwarded::parse(b"{\"json\":1}"), None);
+    }
+
+    /// A marker; idle ones vouched for.
+    fn marker(watermark: Option<i64>, next: i64, idle: bool) -> Marker {
+        Marker {
+            watermark,
+            next,
+            idle,
+            vouched: idle,
+        }
     }
 
     #[test]
@@ -398,14 +458,14 @@ mod tests {
         assert!(p.accept_event("logs/0", 10));
         assert!(!p.accept_event("logs/0", 10), "a replayed event");
         assert!(p.accept_event("logs/0", 11));
-        p.apply_marker("logs/0", Some(500), 12, false, &inputs);
+        p.apply_marker("logs/0", marker(Some(500), 12, false), &inputs);
         assert_eq!(p.watermark(&inputs), None, "logs/1 has not reported");
-        p.apply_marker("logs/1", Some(300), 3, false, &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, false), &inputs);
         assert_eq!(p.watermark(&inputs), Some(300));
         // An old marker (a replay) changes nothing; an idle input stops holding back.
-        p.apply_marker("logs/1", Some(100), 1, true, &inputs);
+        p.apply_marker("logs/1", marker(Some(100), 1, true), &inputs);
         assert_eq!(p.watermark(&inputs), Some(300));
-        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
         assert_eq!(p.watermark(&inputs), Some(500));
         // Data wakes it up.
         assert!(p.accept_event("logs/1", 3));
@@ -416,21 +476,28 @@ mod tests {
     fn an_idle_input_whose_reader_is_gone_holds_the_windows_where_it_was_vouched_for() {
         let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
         let mut p = Progress::default();
-        p.apply_marker("logs/0", Some(500), 10, false, &inputs);
-        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
+        p.apply_marker("logs/0", marker(Some(500), 10, false), &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
         assert_eq!(
             p.watermark(&inputs),
             Some(500),
             "idle at the others' watermark"
         );
         // logs/0 moves on; logs/1's reader says nothing more (it died): held at 500.
-        p.apply_marker("logs/0", Some(900), 20, false, &inputs);
+        p.apply_marker("logs/0", marker(Some(900), 20, false), &inputs);
         assert_eq!(p.watermark(&inputs), Some(500));
-        // A live idle reader repeats its marker and follows.
-        p.apply_marker("logs/1", Some(300), 3, true, &inputs);
+        // Idle markers that do not vouch anew hold it where it stands.
+        let holding = Marker {
+            vouched: false,
+            ..marker(Some(300), 3, true)
+        };
+        p.apply_marker("logs/1", holding, &inputs);
+        assert_eq!(p.watermark(&inputs), Some(500));
+        // A live idle reader vouches again and follows.
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
         assert_eq!(p.watermark(&inputs), Some(900));
         // All idle: they stand at the fastest.
-        p.apply_marker("logs/0", Some(900), 20, true, &inputs);
+        p.apply_marker("logs/0", marker(Some(900), 20, true), &inputs);
         assert_eq!(p.watermark(&inputs), Some(900));
         // Whose silence holds the windows: none while markers come.
         assert_eq!(p.held_by(&inputs), None);

@@ -41,6 +41,10 @@ pub enum Rebalance {
     Revoke(Vec<String>),
 }
 
+/// How often an idle partition is vouched for again (asking the broker whether it still
+/// has nothing new): how often it may be moved along with the others.
+const VOUCH_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a client problem stays current without being reported again: longer than
 /// librdkafka's longest reconnect backoff (10 s).
 const PROBLEM_FORGOTTEN: Duration = Duration::from_secs(15);
@@ -287,6 +291,8 @@ pub struct PartitionNow<'a> {
     pub quiet_for: Duration,
     /// Declared idle by this reader.
     pub idle: bool,
+    /// Idle, and vouched for by the broker just now: it may be moved along.
+    pub vouched: bool,
 }
 
 /// A partition as the pipeline knows it.
@@ -497,26 +503,29 @@ impl KafkaSource {
         self.consumer.context().waiting.load(Ordering::Relaxed)
     }
 
-    /// Whether partition `index` is idle, as its reader declares it: assigned here, nothing
-    /// new for `timeout` (since its last message, or since it was assigned), read to the end
-    /// as the broker said when asked — not as librdkafka's cached offsets say, which may be
-    /// from before a hand-over; it is asked at most once per `timeout` of quiet — and no
-    /// newer data known since (the cached end, fresh from every fetch answer, has not moved
-    /// past what was read). So a partition stops being idle as soon as data lands in it,
-    /// before that data is read.
-    /// `may_ask`: whether this call may ask the broker (the loop asks about one partition
-    /// per round, briefly, so that a slow broker never stalls it).
-    fn idle(&mut self, index: usize, timeout: Duration, may_ask: &mut bool) -> bool {
+    /// Whether partition `index` is idle, as its reader declares it, and whether that was
+    /// vouched for just now. Idle: assigned here, nothing new for `timeout` (since its last
+    /// message, or since it was assigned), read to the end as the broker said when last
+    /// asked — not as librdkafka's cached offsets say, which may date from before a
+    /// hand-over — and no newer data known since (the cached end, fresh from every fetch
+    /// answer, has not moved past what was read), so that it stops being idle as soon as
+    /// data lands in it, before that data is read. While idle it is vouched for again every
+    /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. `ask`:
+    /// whether this call may ask the broker (one partition per loop round, briefly, so that
+    /// a slow broker never stalls the loop).
+    fn idle(&mut self, index: usize, timeout: Duration, ask: &mut bool) -> (bool, bool) {
         let Some(part) = self.partitions.list.get(index) else {
-            return false;
+            return (false, false);
         };
         if !self.assigned.contains(&part.name) || part.last_seen.elapsed() < timeout {
-            return false;
+            return (false, false);
         }
-        if *may_ask && !part.idle && part.asked.is_none_or(|at| at.elapsed() >= timeout) {
-            *may_ask = false;
+        let every = if part.idle { VOUCH_EVERY } else { timeout };
+        let mut vouched = false;
+        if *ask && part.asked.is_none_or(|at| at.elapsed() >= every) {
+            *ask = false;
             let Some((topic, p)) = split(&part.name) else {
-                return false;
+                return (false, false);
             };
             let ends = self
                 .consumer
@@ -524,9 +533,10 @@ impl KafkaSource {
             let part = &mut self.partitions.list[index];
             part.asked = Some(Instant::now());
             part.idle = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
+            vouched = part.idle;
         }
-        let part = &self.partitions.list[index];
-        part.idle && self.lag(index).is_none_or(|lag| lag == 0)
+        let idle = self.partitions.list[index].idle && self.lag(index).is_none_or(|l| l == 0);
+        (idle, vouched && idle)
     }
 
     /// The client's current problem (an unreachable broker, a TLS failure, bad credentials,
@@ -678,23 +688,23 @@ impl KafkaSource {
     }
 
     /// Every known partition as of now, with idleness declared as [`KafkaSource::idle`]
-    /// says for `idle_timeout`.
-    pub fn refresh(&mut self, idle_timeout: Duration) -> Vec<PartitionNow<'_>> {
-        let mut may_ask = true;
-        let idle: Vec<bool> = (0..self.partitions.list.len())
-            .map(|i| self.idle(i, idle_timeout, &mut may_ask))
+    /// says for `idle_timeout`; `ask`: whether the broker may be asked (once).
+    pub fn refresh(&mut self, idle_timeout: Duration, mut ask: bool) -> Vec<PartitionNow<'_>> {
+        let idle: Vec<(bool, bool)> = (0..self.partitions.list.len())
+            .map(|i| self.idle(i, idle_timeout, &mut ask))
             .collect();
         self.partitions
             .list
             .iter()
             .zip(idle)
             .enumerate()
-            .map(|(index, (p, idle))| PartitionNow {
+            .map(|(index, (p, (idle, vouched)))| PartitionNow {
                 index,
                 name: &p.name,
                 assigned: self.assigned.contains(&p.name),
                 quiet_for: p.last_seen.elapsed(),
                 idle,
+                vouched,
             })
             .collect()
     }

@@ -197,12 +197,28 @@ impl Windows {
         self.parts.get(source)?.as_ref()?.watermark.current()
     }
 
-    /// Marks source `source` idle (no data for a while) or not. An idle source is moved to
-    /// the active sources' watermark at the next [`Windows::close`], so that its windows
-    /// close although no data comes; data wakes it up.
+    /// Marks source `source` idle (no data for a while) or not; data wakes it up. An idle
+    /// source holds its place until its reader vouches for it again ([`Windows::follow`]).
     pub fn set_idle(&mut self, source: usize, idle: bool) {
         if let Some(Some(p)) = self.parts.get_mut(source) {
             p.idle = idle;
+        }
+    }
+
+    /// Moves idle source `source` to the active sources' watermark as it stands now, so
+    /// that its windows close although no data comes (its reader has just vouched that it
+    /// has nothing new). Only then: an idle source does not follow the others' later jumps
+    /// until it is vouched for again.
+    pub fn follow(&mut self, source: usize) {
+        let active = self
+            .parts()
+            .filter(|(_, p)| !p.idle)
+            .filter_map(|(_, p)| p.watermark.current())
+            .min();
+        if let (Some(active), Some(Some(p))) = (active, self.parts.get_mut(source))
+            && p.idle
+        {
+            p.watermark.advance_to(active);
         }
     }
 
@@ -308,16 +324,6 @@ impl Windows {
     /// the end of the input), handing out their final counts and freeing them. Idle sources
     /// are first moved to the active sources' watermark.
     pub fn close(&mut self, all: bool, mut f: impl FnMut(WindowRow<'_>)) {
-        if let Some(active) = self
-            .parts()
-            .filter(|(_, p)| !p.idle)
-            .filter_map(|(_, p)| p.watermark.current())
-            .min()
-        {
-            for part in self.parts.iter_mut().flatten().filter(|p| p.idle) {
-                part.watermark.advance_to(active);
-            }
-        }
         let size = self.size;
         for (source, part) in self.parts.iter_mut().enumerate() {
             let Some(part) = part else { continue };
@@ -553,8 +559,11 @@ mod tests {
         // An event of source 1 in that window is still on time there, late in source 0.
         assert_eq!(w.observe(1, 3_000, "b", true), Verdict::Counted);
         assert_eq!(w.observe(0, 3_000, "a", true), Verdict::Late);
-        // Source 1 goes idle: it is moved to the active sources' watermark and closes.
+        // Source 1 goes idle: it holds its place until vouched for, then is moved to the
+        // active sources' watermark and closes.
         w.set_idle(1, true);
+        assert!(closed(&mut w, false).is_empty());
+        w.follow(1);
         assert_eq!(closed(&mut w, false), [(0, "b".to_owned(), 2)]);
         assert_eq!(w.watermark_of(1), Some(10_000));
         // A dropped source is forgotten, and holds nothing back.
