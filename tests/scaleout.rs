@@ -153,6 +153,21 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle:
     std::thread::sleep(Duration::from_secs(2));
     broker.produce("logs", &messages[2 * third..]);
     broker.produce("logs", &sentinels(PARTITIONS, END));
+    let d_log = if idle == Idle::Soon {
+        // A second kill at a moment that differs from run to run, while the last part is
+        // read, and a replacement.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_millis(200 + u64::from(nanos % 1500)));
+        let log = d.log();
+        d.kill();
+        d = instance(broker, dir, "scale", "alerts-scale", idle);
+        log
+    } else {
+        String::new()
+    };
 
     // What was produced, per partition, and the reference on each partition.
     let expected = per_partition_reference(broker, "logs");
@@ -164,9 +179,14 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle:
         expected.len(),
     );
     let logs = format!(
-        "--- a:\n{}\n--- b (killed):\n{b_log}\n--- c:\n{}\n--- d (added):\n{}",
+        "--- a:\n{}\n--- b (killed):\n{b_log}\n--- c:\n{}\n--- d (added{}):\n{d_log}\n{}",
         a.log(),
         c.log(),
+        if d_log.is_empty() {
+            ""
+        } else {
+            ", killed, replaced"
+        },
         d.log()
     );
     assert_same(&got, &expected, &logs);
@@ -254,7 +274,8 @@ fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
 
 /// Idle after 2 s, session 6 s: a reader killed while its partitions are idle, and data
 /// arriving in them before the group notices; meanwhile another instance frozen past its
-/// session wakes up a zombie. Through the repartition topic, the dead reader's partitions
+/// session wakes up a zombie; later the added instance is killed at a moment that differs
+/// from run to run, and replaced. Through the repartition topic, the dead reader's partitions
 /// are unowned, not idle, and hold the internal partitions' windows back until their new
 /// reader has read that data. No alert id carries two counts.
 #[test]
