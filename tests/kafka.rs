@@ -496,17 +496,17 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A checkpoint that cannot be written for a while — a directory where its temporary file
-/// goes, which even root cannot open for writing: the engine goes on processing, commits
+/// Checkpoints that cannot be stored for a while (`block` makes the checkpoint folder
+/// fail, `unblock` mends it; `why` is in the error): the engine goes on processing, commits
 /// nothing meanwhile, says so once in the log, on /readyz and in a metric, and recovers by
-/// itself. Alerts are exact, and a SIGKILL after the recovery resumes from a good checkpoint.
-#[test]
-fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
+/// itself. Alerts are exact, and a SIGKILL after the recovery resumes from a good
+/// checkpoint.
+fn storage_fault(state: &Path, block: impl Fn(&Path), unblock: impl Fn(&Path), why: &str) {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = state.parent().unwrap();
     broker.create_topic("logs", PARTITIONS);
     let input = std::fs::read(generate(
-        dir.path(),
+        dir,
         "logs.jsonl",
         &["--events", "40000", "--late-share", "0", "--seed", "24"],
     ))
@@ -515,16 +515,16 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
     let messages = keyed_messages(&input);
     let half = messages.len() / 2;
     broker.produce("logs", &messages[..half]);
-    let state = dir.path().join("state");
-    let mut engine = start(&broker, &state, &[]);
+    let mut engine = start(&broker, state, &[]);
     eventually("a first checkpoint", || state.join("checkpoint").exists());
     let addr = http_addr(|| engine.log());
 
-    std::fs::create_dir(state.join("checkpoint.tmp")).unwrap();
+    block(state);
     eventually("the failure logged", || {
         engine.log().contains("checkpoint not written")
     });
-    let committed = checkpointed_offsets(&state);
+    assert!(engine.log().contains(why), "{}", engine.log());
+    let committed = checkpointed_offsets(state);
     // The status is published every quarter of a second.
     eventually("/readyz says why", || {
         let (code, body) = http_get(&addr, "/readyz");
@@ -540,7 +540,7 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
         metric(&m, "rulewatch_events_total").is_some_and(|n| n as usize >= messages.len())
     });
     assert_eq!(
-        checkpointed_offsets(&state),
+        checkpointed_offsets(state),
         committed,
         "nothing stored meanwhile"
     );
@@ -550,7 +550,7 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
         "logged once per change of state"
     );
 
-    std::fs::remove_dir(state.join("checkpoint.tmp")).unwrap();
+    unblock(state);
     eventually("the recovery logged", || {
         engine.log().contains("checkpoints are written again")
     });
@@ -558,11 +558,11 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
     let got = wait_for_alerts(&broker, &mut engine, expected.len());
     assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
     eventually("every offset checkpointed", || {
-        checkpointed_offsets(&state) as usize == messages.len() + PARTITIONS as usize
+        checkpointed_offsets(state) as usize == messages.len() + PARTITIONS as usize
     });
     engine.kill();
     // In a group of its own: the killed member would hold the old one for its session.
-    let engine = start_in(&broker, "after-kill", &state, &[]);
+    let engine = start_in(&broker, "after-kill", state, &[]);
     eventually("the restart restored", || {
         engine.log().contains("restored 4 of 4")
     });
@@ -571,4 +571,56 @@ fn a_checkpoint_that_cannot_be_written_stops_commits_not_processing() {
     assert!(status.success(), "{log}");
     let again = broker.consume("alerts", Duration::from_secs(5), |_| false);
     assert_same(&sorted(&dedup(&again)), &expected, &log);
+}
+
+/// The checkpoint folder turns unwritable for a while: a directory where the checkpoint's
+/// temporary file goes (root ignores permission bits, so a read-only folder is made this
+/// way).
+#[test]
+fn an_unwritable_checkpoint_folder_stops_commits_not_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_fault(
+        &dir.path().join("state"),
+        |state| std::fs::create_dir(state.join("checkpoint.tmp")).unwrap(),
+        |state| std::fs::remove_dir(state.join("checkpoint.tmp")).unwrap(),
+        "Is a directory",
+    );
+}
+
+/// A real full disk: the checkpoint folder is a 2 MiB tmpfs, filled up for a while.
+#[test]
+fn a_full_checkpoint_disk_stops_commits_not_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (./test.sh runs as root)"
+    );
+    /// Unmounts the tmpfs however the test ends.
+    struct Mounted<'a>(&'a Path);
+    impl Drop for Mounted<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _mounted = Mounted(&state);
+    storage_fault(
+        &state,
+        |state| {
+            use std::io::Write;
+            let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+            while filler.write_all(&[0u8; 16 << 10]).is_ok() {}
+        },
+        |state| std::fs::remove_file(state.join("filler")).unwrap(),
+        "No space left on device",
+    );
 }
