@@ -151,21 +151,32 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle:
     std::thread::sleep(Duration::from_secs(8));
     let mut d = instance(broker, dir, "scale", "alerts-scale", idle);
     std::thread::sleep(Duration::from_secs(2));
-    broker.produce("logs", &messages[2 * third..]);
-    broker.produce("logs", &sentinels(PARTITIONS, END));
     let d_log = if idle == Idle::Soon {
-        // A second kill at a moment that differs from run to run, while the last part is
-        // read, and a replacement.
+        // Once d has partitions, a second kill at a moment that differs from run to run
+        // while the last part is read; the replacement joins once the group noticed (tansu
+        // 0.6 can leave a group without assignment for minutes when a member joins while
+        // another's death is pending).
+        let started = Instant::now();
+        while !d.log().contains("Kafka: assigned") {
+            assert!(started.elapsed() < Duration::from_secs(60), "{}", d.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        broker.produce("logs", &messages[2 * third..]);
+        broker.produce("logs", &sentinels(PARTITIONS, END));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        std::thread::sleep(Duration::from_millis(200 + u64::from(nanos % 1500)));
+        std::thread::sleep(Duration::from_millis(u64::from(nanos % 1500)));
         let log = d.log();
         d.kill();
+        std::thread::sleep(Duration::from_secs(8));
         d = instance(broker, dir, "scale", "alerts-scale", idle);
         log
     } else {
+        broker.produce("logs", &messages[2 * third..]);
+        broker.produce("logs", &sentinels(PARTITIONS, END));
         String::new()
     };
 
