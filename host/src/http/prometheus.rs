@@ -240,7 +240,7 @@ impl Collector for Snapshot {
         family(
             e,
             "rulewatch_partition_idle",
-            "1 when a partition has been quiet for idle_timeout and no longer holds watermarks back",
+            "1 while its reader declares a partition idle (read to the end, nothing new for idle_timeout)",
             Gauge,
             |mut m| {
                 s.partitions.iter().try_for_each(|p| {
