@@ -32,7 +32,7 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     let folder = folder_of(toml);
     let cap = sandbox::ceilings().max_module_bytes;
     let origin = toml.display().to_string();
-    let text = files::read_capped(toml, &[folder], (cap / 16).max(64 << 10), "rule config")?;
+    let text = read_config(toml)?;
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("{origin}: not UTF-8 text (a rule config is TOML)"))?;
     let config = RuleConfig::parse(&text, &origin)?;
@@ -95,10 +95,11 @@ fn module_path(toml: &Path, text: &[u8]) -> Option<PathBuf> {
     Some(folder_of(toml).join(module))
 }
 
-/// A rule config's text for telling changes apart, if it is a readable rule file.
-fn config_text(toml: &Path) -> Option<Vec<u8>> {
+/// A rule config's bytes: a regular file in its folder, of at most a 16th of the module
+/// size cap (64 KiB at least).
+fn read_config(toml: &Path) -> anyhow::Result<Vec<u8>> {
     let cap = (sandbox::ceilings().max_module_bytes / 16).max(64 << 10);
-    files::read_capped(toml, &[folder_of(toml)], cap, "rule config").ok()
+    files::read_capped(toml, &[folder_of(toml)], cap, "rule config")
 }
 
 /// A module's size and modification time, if it is a regular file in the rule's folder.
@@ -147,51 +148,54 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
             Err(e) => folder.errors.push(e),
         }
     }
-    for (toml, rule) in &loaded {
-        let rivals: Vec<&PathBuf> = loaded
-            .iter()
-            .filter(|(p, r)| r.name == rule.name && p != toml)
-            .map(|(p, _)| p)
-            .collect();
-        if rivals.is_empty() || named_after(toml, &rule.name) {
-            continue;
-        }
-        let owner = rivals.iter().find(|p| named_after(p, &rule.name));
-        folder.errors.push(match owner {
-            Some(owner) => anyhow::anyhow!(
-                "{}: claims the name `{}` of the rule in {}; give it a name of its own, or \
-                 `shadow = true` to run it as that rule's shadow",
-                toml.display(),
-                rule.name,
-                owner.display()
-            ),
-            None => anyhow::anyhow!(
-                "{}: claims the name `{}`, as {} do: none of them runs until one name is \
-                 left (name a rule after its file, or give each a name of its own)",
-                toml.display(),
-                rule.name,
-                rivals
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
-    let refused: Vec<bool> = loaded
+    // Why each loaded rule cannot keep its name, if it cannot.
+    let refusals: Vec<Option<anyhow::Error>> = loaded
         .iter()
         .map(|(toml, rule)| {
-            !named_after(toml, &rule.name)
-                && loaded.iter().any(|(p, r)| r.name == rule.name && p != toml)
+            let rivals: Vec<&PathBuf> = loaded
+                .iter()
+                .filter(|(p, r)| r.name == rule.name && p != toml)
+                .map(|(p, _)| p)
+                .collect();
+            if rivals.is_empty() || named_after(toml, &rule.name) {
+                return None;
+            }
+            Some(match rivals.iter().find(|p| named_after(p, &rule.name)) {
+                Some(owner) => claimed(toml, &rule.name, owner),
+                None => anyhow::anyhow!(
+                    "{}: claims the name `{}`, as {} do: none of them runs until one name is \
+                     left (name a rule after its file, or give each a name of its own)",
+                    toml.display(),
+                    rule.name,
+                    rivals
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
         })
         .collect();
-    for ((toml, rule), refused) in loaded.into_iter().zip(refused) {
-        if !refused {
-            folder.paths.push((toml, rule.name.clone()));
-            folder.rules.push(rule);
+    for ((toml, rule), refusal) in loaded.into_iter().zip(refusals) {
+        match refusal {
+            Some(e) => folder.errors.push(e),
+            None => {
+                folder.paths.push((toml, rule.name.clone()));
+                folder.rules.push(rule);
+            }
         }
     }
     Ok(folder)
+}
+
+/// The refusal of `toml`, which claims the name of the rule `owner` holds.
+pub(crate) fn claimed(toml: &Path, name: &str, owner: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: claims the name `{name}` of the rule in {}; give it a name of its own, or \
+         `shadow = true` to run it as that rule's shadow",
+        toml.display(),
+        owner.display()
+    )
 }
 
 /// Whether the config file `toml` is named after the rule `name` (a shadow's file never is).

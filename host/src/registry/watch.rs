@@ -45,7 +45,7 @@ struct Fingerprint {
 }
 
 fn fingerprint(toml: &Path) -> Option<Fingerprint> {
-    let text = super::config_text(toml)?;
+    let text = super::read_config(toml).ok()?;
     let module = super::module_path(toml, &text).and_then(|m| super::module_stamp(toml, &m));
     Some(Fingerprint { toml: text, module })
 }
@@ -163,13 +163,7 @@ fn rescan(
                 .iter()
                 .find(|(p, (name, _))| **p != path && *name == rule.name)
             {
-                Some((owner, _)) => Err(anyhow::anyhow!(
-                    "{}: claims the name `{}` of the rule running from {}; give it a name of \
-                     its own, or `shadow = true` to run it as that rule's shadow",
-                    path.display(),
-                    rule.name,
-                    owner.display()
-                )),
+                Some((owner, _)) => Err(super::claimed(&path, &rule.name, owner)),
                 None => Ok(rule),
             }
         });
@@ -229,7 +223,7 @@ fn recently_modified(toml: &Path) -> bool {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age < SETTLE)
     };
-    let text = super::config_text(toml).unwrap_or_default();
+    let text = super::read_config(toml).unwrap_or_default();
     fresh(toml) || super::module_path(toml, &text).is_some_and(|m| fresh(&m))
 }
 
