@@ -20,11 +20,10 @@ use crate::config::run::{Console, RunConfig};
 use crate::metrics::Histogram;
 use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Repartitioning, Sources};
 use crate::registry::watch::Changes;
-use crate::repartition::Reading;
 use crate::sink::kafka::{AlertTopic, Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::sink::{Fanout, Sink, jsonl::JsonLines, table::Table};
-use crate::source::kafka::{KafkaSource, Rebalance};
+use crate::source::kafka::{KafkaSource, Reading, Rebalance};
 use crate::status::{CheckpointStatus, Publisher, Shared, Status};
 use anyhow::Context;
 use std::io::BufWriter;
@@ -189,12 +188,7 @@ pub fn run(
         // Idleness as of the fetch answers that brought this batch: a partition whose new
         // data landed with it is not idle while the batch's other partitions move on.
         for p in source.refresh(config.watermark.idle_timeout, false) {
-            let reading = Reading {
-                assigned: p.assigned,
-                idle: p.idle,
-                vouched: false,
-            };
-            pipeline.set_source_idle(p.index, reading);
+            pipeline.set_source_idle(p.index, p.reading);
         }
         pipeline.apply_ready(&changes, &mut sink)?;
         let processed = !lines.is_empty();
@@ -222,18 +216,13 @@ pub fn run(
         let mut quiet_for = Duration::MAX;
         partitions.clear();
         for p in source.refresh(config.watermark.idle_timeout, true) {
-            let (i, assigned, since) = (p.index, p.assigned, p.quiet_for);
-            let reading = Reading {
-                assigned,
-                idle: p.idle,
-                vouched: p.vouched,
-            };
+            let (i, reading) = (p.index, p.reading);
             pipeline.name_source(i, p.name);
             pipeline.set_source_idle(i, reading);
             // Quiet means: input partitions we read have nothing new (not: we read none yet;
             // repartition topics get watermark markers every second, quiet or not).
-            if assigned && !pipeline.is_internal(i) {
-                quiet_for = quiet_for.min(since);
+            if reading.assigned && !pipeline.is_internal(i) {
+                quiet_for = quiet_for.min(p.quiet_for);
             }
             partitions.resize(partitions.len().max(i + 1), Reading::default());
             partitions[i] = reading;

@@ -15,15 +15,16 @@
 //! Idleness is declared, never inferred: only an input partition's reader says it is idle
 //! (it has read to the end and seen nothing new for `idle_timeout`), and each marker in
 //! which it vouches for that anew (the broker confirms, about once a second) lets the
-//! partition stand at the others' watermark as of that marker. A partition whose
-//! reader is gone says nothing more, so it holds the windows back where its reader last
-//! vouched for it until its new reader catches up. Replays after a failover forward events again; each internal
-//! partition keeps, per input partition, the next offset it expects and drops what is
-//! below it, and checkpoints that with its windows.
+//! partition stand at the others' watermark as of that marker. A partition whose reader is
+//! gone says nothing more, so it holds the windows back where its reader last vouched for
+//! it until its new reader catches up. Replays after a failover forward events again; each
+//! internal partition keeps, per input partition, the next offset it expects and drops what
+//! is below it, and checkpoints that with its windows.
 
 pub mod keying;
 
 use crate::config::run::KafkaConfig;
+use crate::source::kafka::Reading;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -275,17 +276,6 @@ pub struct Marker {
     /// Idle.
     pub idle: bool,
     /// Idle and vouched for now.
-    pub vouched: bool,
-}
-
-/// What an input partition's reader says of it this round of the loop.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Reading {
-    /// Read by this instance.
-    pub assigned: bool,
-    /// Idle (see the module header).
-    pub idle: bool,
-    /// Idle and vouched for by the broker just now: it may be moved along.
     pub vouched: bool,
 }
 

@@ -279,20 +279,27 @@ fn split(name: &str) -> Option<(&str, i32)> {
     Some((topic, p.parse().ok()?))
 }
 
+/// What a partition's reader says of it this round of the loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reading {
+    /// Read by this consumer now.
+    pub assigned: bool,
+    /// Declared idle by this reader (see [`KafkaSource::reading`]).
+    pub idle: bool,
+    /// Idle, and vouched for by the broker just now: it may be moved along.
+    pub vouched: bool,
+}
+
 /// A partition as the run loop sees it between batches.
 pub struct PartitionNow<'a> {
     /// Its source index.
     pub index: usize,
     /// `topic/partition`.
     pub name: &'a str,
-    /// Whether this consumer reads it now.
-    pub assigned: bool,
     /// Since its last message, or since it was assigned.
     pub quiet_for: Duration,
-    /// Declared idle by this reader.
-    pub idle: bool,
-    /// Idle, and vouched for by the broker just now: it may be moved along.
-    pub vouched: bool,
+    /// What its reader says of it.
+    pub reading: Reading,
 }
 
 /// A partition as the pipeline knows it.
@@ -303,7 +310,7 @@ struct Partition {
     /// When its last message (or its assignment) came.
     last_seen: Instant,
     /// Confirmed by the broker to have been read to the end, and quiet since (see
-    /// [`KafkaSource::idle`]).
+    /// [`KafkaSource::reading`]).
     idle: bool,
     /// When the broker was last asked for its end while quiet.
     asked: Option<Instant>,
@@ -503,8 +510,8 @@ impl KafkaSource {
         self.consumer.context().waiting.load(Ordering::Relaxed)
     }
 
-    /// Whether partition `index` is idle, as its reader declares it, and whether that was
-    /// vouched for just now. Idle: assigned here, nothing new for `timeout` (since its last
+    /// What this reader says of partition `index`: assigned or not, idle or not, and
+    /// whether that was vouched for just now. Idle: assigned here, nothing new for `timeout` (since its last
     /// message, or since it was assigned), read to the end as the broker said when last
     /// asked — not as librdkafka's cached offsets say, which may date from before a
     /// hand-over — and no newer data known since (the cached end, fresh from every fetch
@@ -513,19 +520,26 @@ impl KafkaSource {
     /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. `ask`:
     /// whether this call may ask the broker (one partition per loop round, briefly, so that
     /// a slow broker never stalls the loop).
-    fn idle(&mut self, index: usize, timeout: Duration, ask: &mut bool) -> (bool, bool) {
+    fn reading(&mut self, index: usize, timeout: Duration, ask: &mut bool) -> Reading {
         let Some(part) = self.partitions.list.get(index) else {
-            return (false, false);
+            return Reading::default();
         };
-        if !self.assigned.contains(&part.name) || part.last_seen.elapsed() < timeout {
-            return (false, false);
+        let assigned = self.assigned.contains(&part.name);
+        if !assigned || part.last_seen.elapsed() < timeout {
+            return Reading {
+                assigned,
+                ..Reading::default()
+            };
         }
         let every = if part.idle { VOUCH_EVERY } else { timeout };
         let mut vouched = false;
         if *ask && part.asked.is_none_or(|at| at.elapsed() >= every) {
             *ask = false;
             let Some((topic, p)) = split(&part.name) else {
-                return (false, false);
+                return Reading {
+                    assigned,
+                    ..Reading::default()
+                };
             };
             let ends = self
                 .consumer
@@ -536,7 +550,11 @@ impl KafkaSource {
             vouched = part.idle;
         }
         let idle = self.partitions.list[index].idle && self.lag(index).is_none_or(|l| l == 0);
-        (idle, vouched && idle)
+        Reading {
+            assigned,
+            idle,
+            vouched: vouched && idle,
+        }
     }
 
     /// The client's current problem (an unreachable broker, a TLS failure, bad credentials,
@@ -687,24 +705,23 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition as of now, with idleness declared as [`KafkaSource::idle`]
-    /// says for `idle_timeout`; `ask`: whether the broker may be asked (once).
+    /// Every known partition as of now, with what its reader says of it
+    /// ([`KafkaSource::reading`]) for `idle_timeout`; `ask`: whether the broker may be asked
+    /// (once).
     pub fn refresh(&mut self, idle_timeout: Duration, mut ask: bool) -> Vec<PartitionNow<'_>> {
-        let idle: Vec<(bool, bool)> = (0..self.partitions.list.len())
-            .map(|i| self.idle(i, idle_timeout, &mut ask))
+        let readings: Vec<Reading> = (0..self.partitions.list.len())
+            .map(|i| self.reading(i, idle_timeout, &mut ask))
             .collect();
         self.partitions
             .list
             .iter()
-            .zip(idle)
+            .zip(readings)
             .enumerate()
-            .map(|(index, (p, (idle, vouched)))| PartitionNow {
+            .map(|(index, (p, reading))| PartitionNow {
                 index,
                 name: &p.name,
-                assigned: self.assigned.contains(&p.name),
                 quiet_for: p.last_seen.elapsed(),
-                idle,
-                vouched,
+                reading,
             })
             .collect()
     }
