@@ -42,7 +42,8 @@ fi
 packages=()
 command -v chromium >/dev/null || packages+=(chromium)
 command -v clang >/dev/null || packages+=(clang)
-command -v wasm-ld >/dev/null || command -v wasm-ld-14 >/dev/null || packages+=(lld)
+# clang links wasm with the unversioned wasm-ld, which only the lld package provides.
+command -v wasm-ld >/dev/null || packages+=(lld)
 command -v buildah >/dev/null || packages+=(buildah)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v python3 >/dev/null || packages+=(python3)
@@ -91,7 +92,7 @@ if [ -n "$tansu_pid" ]; then
     die "installing tansu failed (above; the whole log: $logs/tansu.log): run cargo install tansu --locked --features dynostore and see why"
   }
 fi
-for tool in tansu chromium clang stunnel4 openssl buildah debootstrap; do
+for tool in tansu chromium clang wasm-ld stunnel4 openssl buildah debootstrap; do
   command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
 done
 
