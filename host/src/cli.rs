@@ -1,22 +1,19 @@
-//! The command line: `replay` runs rules over JSON lines, `bench` measures the pipeline on
-//! generated events.
+//! The command line: its flags, and `replay` (rules over JSON lines from a file or stdin)
+//! and `check` (a rules folder validated); the other commands live in their own modules.
 
 use crate::config::OutputMode;
-use crate::config::run::RunConfig;
-use crate::loadgen::{GenConfig, Generator};
-use crate::pipeline::{BATCH_LINES, LoadedRule, Pipeline, Rejects, Sources};
-use crate::registry::{self, watch::Changes};
+use crate::config::run::{Console, RunConfig};
+use crate::driver::{file::drive, serve_status};
+use crate::pipeline::{Pipeline, Rejects};
+use crate::registry;
 use crate::sink::records::{RecordWriter, RejectSink};
-use crate::sink::{AlertRow, Sink, jsonl::JsonLines, table::Table};
-use crate::source::{self, lines::LineReader};
-use crate::status::{Publisher, Shared, Status};
+use crate::source::{self, Sources};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tracing::error;
 
 /// rulewatch: rules over streams of JSON events, in event-time windows.
 #[derive(Parser)]
@@ -51,7 +48,7 @@ enum Command {
     /// Consume Kafka and run rules continuously, with checkpoints (see rulewatch.toml).
     Run(RunArgs),
     /// Measure the pipeline on generated events: events/s and peak memory.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Generate log events to Kafka or a file, at a rate or as fast as possible.
     Loadgen(crate::loadgen::LoadgenArgs),
     /// Validate a rules folder as `run` would load it; exits non-zero on any error.
@@ -226,14 +223,6 @@ impl RunArgs {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// The Spark console layout.
-    Table,
-    /// One JSON object per alert.
-    Jsonl,
-}
-
 #[derive(clap::Args)]
 struct ReplayArgs {
     /// JSON lines to read; `-` for stdin.
@@ -244,7 +233,7 @@ struct ReplayArgs {
     rules: Option<PathBuf>,
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]
-    format: Option<Format>,
+    format: Option<Console>,
     /// Output mode for every rule, instead of each rule's own.
     #[arg(long, value_enum)]
     mode: Option<OutputMode>,
@@ -263,18 +252,6 @@ struct ReplayArgs {
     /// A rulewatch.toml whose `[sandbox]` ceilings apply (the defaults otherwise).
     #[arg(long, env = "RULEWATCH_CONFIG")]
     config: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    #[command(flatten)]
-    generator: GenConfig,
-    /// Output mode for the rules.
-    #[arg(long, value_enum, default_value = "append")]
-    mode: OutputMode,
-    /// Folder of rules; the built-in crash rule if not given.
-    #[arg(long)]
-    rules: Option<PathBuf>,
 }
 
 /// Runs the command line; the process's exit code.
@@ -298,8 +275,8 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => sandbox_from(args.config.as_deref()).and_then(|_| replay(args)),
         Command::Run(args) => args.config().and_then(|c| {
             crate::config::sandbox::set_ceilings(c.sandbox.clone())?;
-            let (rules, changes) = load_rules(c.rules.dir.as_deref(), true)?;
-            crate::run::run(&c, &rules, changes, args.fresh_start)
+            let (rules, changes) = registry::load_rules(c.rules.dir.as_deref(), true)?;
+            crate::driver::kafka::run(&c, &rules, changes, args.fresh_start)
         }),
         Command::Check { dir, config } => sandbox_from(config.as_deref()).and_then(|_| check(&dir)),
         Command::Health { url } => crate::http::check(&url),
@@ -313,7 +290,7 @@ pub fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Loadgen(args) => crate::loadgen::run(args),
     };
     match result {
@@ -344,37 +321,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-/// The rules of `--rules DIR`, or the built-in crash rule; with `watch`, also the changes of
-/// the folder from now on. Broken rules are reported; it is an error only if no rule is left.
-fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<LoadedRule>, Changes)> {
-    let Some(dir) = dir else {
-        return Ok((vec![registry::builtin()?], None));
-    };
-    let folder = registry::load_dir(dir)?;
-    for e in &folder.errors {
-        // A file's name or text may hold anything: one line, control characters escaped.
-        error!(
-            "rule rejected: {}",
-            crate::text::one_line(&format!("{e:#}"))
-        );
-    }
-    if folder.rules.is_empty() {
-        if folder.errors.is_empty() {
-            bail!(
-                "no rules in {}: it has no *.toml rule configs",
-                dir.display()
-            );
-        }
-        bail!("no usable rule in {} (see the errors above)", dir.display());
-    }
-    let changes = if watch {
-        Some(registry::watch::watch(dir, &folder.paths)?)
-    } else {
-        None
-    };
-    Ok((folder.rules, changes))
 }
 
 /// `rulewatch check DIR`: loads every rule as `run` would, and reports.
@@ -415,7 +361,7 @@ fn create(path: &Path) -> anyhow::Result<Box<dyn RejectSink>> {
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let (rules, changes) = load_rules(args.rules.as_deref(), true)?;
+    let (rules, changes) = registry::load_rules(args.rules.as_deref(), true)?;
     let rejects = Rejects {
         dead_letter: args.dead_letter.as_deref().map(create).transpose()?,
         late: args.late.as_deref().map(create).transpose()?,
@@ -423,168 +369,22 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let sources = Sources::file(&args.input.display().to_string());
     let input = source::open(&args.input)?;
     let mut pipeline = Pipeline::new(sources, &rules, args.mode, rejects)?;
-    let stdout = io::stdout();
-    let format = args.format.unwrap_or(if stdout.is_terminal() {
-        Format::Table
+    let console = args.format.unwrap_or(if io::stdout().is_terminal() {
+        Console::Table
     } else {
-        Format::Jsonl
+        Console::Jsonl
     });
-    let out = BufWriter::new(stdout.lock());
-    let mut sink: Box<dyn Sink> = match format {
-        Format::Table => Box::new(Table::new(out)),
-        Format::Jsonl => Box::new(JsonLines::new(out)),
-    };
-    let mut status = match &args.http_listen {
-        Some(listen) => {
-            let shared = Shared::new(Status::new("file"));
-            crate::http::serve(listen, shared.clone())?;
-            Some(Publisher::new(shared, "file"))
-        }
-        None => None,
-    };
+    let mut sink = crate::sink::build(console, None);
+    let mut status = serve_status(args.http_listen.as_deref(), "file")?;
     let started = Instant::now();
-    let result = run(
+    let result = drive(
         &mut pipeline,
         input,
         args.max_line_bytes,
-        sink.as_mut(),
+        &mut sink,
         &changes,
         status.as_mut(),
     );
     crate::metrics::print_summary(&pipeline.summary(started.elapsed()));
     result
-}
-
-/// The status of a file replay: ready while a rule runs.
-fn file_status(pipeline: &Pipeline, s: &mut Status) {
-    pipeline.status(s);
-    s.ready = s.rules.iter().any(|r| r.state == "running");
-}
-
-/// Feeds a whole stream through the pipeline, then ends it.
-fn run(
-    pipeline: &mut Pipeline,
-    input: impl Read,
-    max_line: usize,
-    sink: &mut dyn Sink,
-    changes: &Changes,
-    mut status: Option<&mut Publisher>,
-) -> anyhow::Result<()> {
-    let mut reader = LineReader::new(input, max_line);
-    let mut lines = Vec::with_capacity(BATCH_LINES);
-    while reader
-        .next_batch(BATCH_LINES, &mut lines)
-        .context("reading the input")?
-    {
-        pipeline.apply_ready(changes, sink)?;
-        pipeline.process(reader.buffer(), &lines, sink)?;
-        tracing::debug!("processed a batch of {} lines", lines.len());
-        if let Some(p) = status.as_mut() {
-            // A short batch means the input is slower than we are: show it at once.
-            p.publish(lines.len() < BATCH_LINES, |s| file_status(pipeline, s));
-        }
-    }
-    pipeline.finish(sink)?;
-    if let Some(p) = status {
-        p.publish(true, |s| file_status(pipeline, s));
-    }
-    Ok(())
-}
-
-/// A sink that only counts, for benchmarks.
-struct Count(u64);
-
-impl Sink for Count {
-    fn emit(&mut self, _batch: u64, rows: &[AlertRow]) -> io::Result<()> {
-        self.0 += rows.len() as u64;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let (rules, _) = load_rules(args.rules.as_deref(), false)?;
-    let events = args.generator.events;
-    // Generate to a file first, so that neither generation time nor the input's size count.
-    let dir = std::env::temp_dir().join(format!("rulewatch-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("events.jsonl");
-    let started = Instant::now();
-    {
-        let mut file = BufWriter::new(std::fs::File::create(&path)?);
-        io::copy(&mut Generator::new(args.generator), &mut file)?;
-        file.flush()?;
-    }
-    let bytes = std::fs::metadata(&path)?.len();
-    eprintln!(
-        "generated {events} events ({} MiB) in {:.2} s",
-        bytes >> 20,
-        started.elapsed().as_secs_f64()
-    );
-    let sources = Sources::file(&path.display().to_string());
-    let mut pipeline = Pipeline::new(sources, &rules, Some(args.mode), Rejects::default())?;
-    let mut sink = Count(0);
-    let started = Instant::now();
-    let result = run(
-        &mut pipeline,
-        std::fs::File::open(&path)?,
-        1 << 20,
-        &mut sink,
-        &None,
-        None,
-    );
-    let secs = started.elapsed().as_secs_f64();
-    // Before the baseline, which holds the whole file in memory.
-    let peak_rss = peak_rss_kib().unwrap_or(0) >> 10;
-    let baseline = result.and_then(|()| bare_parse(&path));
-    std::fs::remove_dir_all(&dir).ok();
-    let (parsed, parse_secs) = baseline?;
-    let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e9 / events as f64;
-    let t = pipeline.stage_times();
-    let staged = t.decode + t.filter + t.window + t.trigger;
-    println!(
-        "events {events}  seconds {secs:.3}  events/s {:.0}  MB/s {:.0}  ns/event {:.0}  alerts {}  peak RSS {} MiB",
-        events as f64 / secs,
-        bytes as f64 / secs / 1e6,
-        secs * 1e9 / events as f64,
-        sink.0,
-        peak_rss,
-    );
-    println!(
-        "ns/event by stage: read+split {:.0}  decode+project {:.0}  filter (wasm) {:.0}  window {:.0}  trigger+sink {:.0}",
-        (secs * 1e9 / events as f64 - per_event(staged)).max(0.0),
-        per_event(t.decode),
-        per_event(t.filter),
-        per_event(t.window),
-        per_event(t.trigger),
-    );
-    println!(
-        "baseline: serde_json parsing the same lines (in memory, into a borrowed struct of the \
-         four fields): {:.0} events/s ({parsed} parsed); rulewatch runs at {:.2}x its speed",
-        events as f64 / parse_secs,
-        parse_secs / secs,
-    );
-    Ok(())
-}
-
-/// A bare native JSON parse of every line of `path` (read into memory first, not timed):
-/// (lines parsed, seconds).
-fn bare_parse(path: &Path) -> anyhow::Result<(u64, f64)> {
-    let data = std::fs::read(path)?;
-    let started = Instant::now();
-    let parsed = data
-        .split(|&b| b == b'\n')
-        .filter(|line| crate::decode::serde_baseline(line))
-        .count();
-    Ok((parsed as u64, started.elapsed().as_secs_f64()))
-}
-
-/// Peak resident memory of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -2,10 +2,12 @@
 //! source → decode → rules (WebAssembly) → window → sink.
 
 pub mod author;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod driver;
 pub mod http;
 pub mod loadgen;
 pub mod metrics;
@@ -13,7 +15,6 @@ pub mod pipeline;
 pub mod registry;
 pub mod repartition;
 pub mod rules;
-pub mod run;
 pub mod sink;
 pub mod source;
 pub mod status;

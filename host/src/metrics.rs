@@ -151,10 +151,20 @@ pub fn print_summary(text: &str) {
     }
 }
 
+/// One rule's line of the summary.
+pub struct RuleSummary<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Whether it shadows another rule (its alerts are not published).
+    pub shadow: bool,
+    /// Its counters.
+    pub stats: &'a RuleStats,
+}
+
 /// The end-of-run summary for stderr.
 pub fn summary(
     input: &InputStats,
-    rules: &[(&str, &RuleStats)],
+    rules: &[RuleSummary<'_>],
     changes: &RuleChanges,
     elapsed: Duration,
 ) -> String {
@@ -183,7 +193,12 @@ pub fn summary(
         )
         .unwrap();
     }
-    for (name, r) in rules {
+    for &RuleSummary {
+        name,
+        shadow,
+        stats: r,
+    } in rules
+    {
         write!(
             s,
             "\nrule {name}: events {}, matched {}, late {}, bad {}",
@@ -200,7 +215,7 @@ pub fn summary(
         if r.suppressed > 0 {
             write!(s, " ({} more in cooldown)", r.suppressed).unwrap();
         }
-        if name.ends_with(crate::config::SHADOW_SUFFIX) {
+        if shadow {
             write!(s, " (not published), differences {}", r.shadow_diffs).unwrap();
         }
         if let Some(q) = &r.quarantined {

@@ -105,13 +105,25 @@ pub struct PartitionStatus {
     pub lag: Option<i64>,
 }
 
+/// What a rule is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleState {
+    /// Its alerts are published.
+    Running,
+    /// It shadows another rule: its alerts are compared, not published.
+    Shadow,
+    /// Stopped after it misbehaved; its windows were dropped.
+    Quarantined,
+}
+
 /// One rule.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuleStatus {
     /// Its name.
     pub name: String,
-    /// `running`, `quarantined` or `shadow`.
-    pub state: &'static str,
+    /// Running, quarantined or shadow.
+    pub state: RuleState,
     /// 1 for the version loaded first, one more for each version swapped in.
     pub version: u64,
     /// sha256 of its module.

@@ -26,8 +26,23 @@ pub const KIND_F64: u32 = 2;
 /// Column of UTF-8 strings: `rows + 1` u32 end offsets, then the bytes.
 pub const KIND_STR: u32 = 3;
 
+/// Event batch column: the event time, epoch ms (`i64`).
+pub const EVENT_TIME: usize = 0;
+/// Event batch column: the group key (`str`).
+pub const EVENT_KEY: usize = 1;
 /// Columns of an event batch before the declared fields: time and key.
 pub const EVENT_FIXED_COLUMNS: usize = 2;
+
+/// Window batch column: the window's start, epoch ms (`i64`).
+pub const WINDOW_START: usize = 0;
+/// Window batch column: the window's end (exclusive), epoch ms (`i64`).
+pub const WINDOW_END: usize = 1;
+/// Window batch column: the key (`str`).
+pub const WINDOW_KEY: usize = 2;
+/// Window batch column: the count (`i64`).
+pub const WINDOW_COUNT: usize = 3;
+/// The kinds of a window batch's columns, in order.
+pub const WINDOW_KINDS: [u32; 4] = [KIND_I64, KIND_I64, KIND_STR, KIND_I64];
 
 /// The type of a field a rule declares it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

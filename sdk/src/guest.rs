@@ -7,7 +7,8 @@ use crate::abi::{self, Batch};
 use crate::{Event, Rule, WindowCount};
 
 /// A global cell. WebAssembly modules built for `wasm32-unknown-unknown` run on one thread,
-/// and the host never calls into a module re-entrantly.
+/// and the host never calls into a module re-entrantly. Each slot is borrowed by one
+/// function at a time: the exports take `IO`, the panic hook only `PANIC`.
 pub struct Slot<T>(UnsafeCell<Option<T>>);
 
 // SAFETY: see the type's doc: one thread, no re-entrant calls.
@@ -33,7 +34,8 @@ impl<T> Default for Slot<T> {
 }
 
 /// Buffers shared by all exports: the input the host writes, the bitmap the module answers
-/// with, the last error and the field declaration.
+/// with, the last error and the field declaration. Only the exports touch it, each taking
+/// it once ([`io`]) and holding it until it returns.
 #[derive(Default)]
 struct Io {
     input: Vec<u8>,
@@ -44,14 +46,15 @@ struct Io {
 
 static IO: Slot<Io> = Slot::new();
 
+/// A panic's message, kept apart from [`IO`]: the panic hook runs while an export holds
+/// `IO`, so it must not take it too. `rulewatch_error`, which the host calls after the
+/// trap that follows a panic, moves it into `IO`.
+static PANIC: Slot<String> = Slot::new();
+
 fn io() -> &'static mut Io {
     IO.get().get_or_insert_with(|| {
-        // Keep a panic's message for the host, which reads it with `rulewatch_error`
-        // after the trap that follows.
         std::panic::set_hook(Box::new(|info| {
-            if let Some(io) = IO.get() {
-                io.error = info.to_string().replace('\n', " ");
-            }
+            *PANIC.get() = Some(info.to_string().replace('\n', " "));
         }));
         Io::default()
     })
@@ -79,7 +82,11 @@ pub fn input(len: u32) -> u32 {
 
 /// `rulewatch_error`: the last error message (from `init` or a panic).
 pub fn error() -> u64 {
-    packed(io().error.as_bytes())
+    let io = io();
+    if let Some(message) = PANIC.get().take() {
+        io.error = message;
+    }
+    packed(io.error.as_bytes())
 }
 
 /// `rulewatch_init`: params as JSON in the input buffer; 0 on success.
@@ -135,10 +142,10 @@ pub fn alert<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
     let rule = slot.get().as_ref().expect("rulewatch_init was not called");
     run(len, |batch, row| {
         rule.alert(&WindowCount {
-            start_ms: batch.i64(0, row),
-            end_ms: batch.i64(1, row),
-            key: batch.str(2, row),
-            count: batch.i64(3, row).max(0) as u64,
+            start_ms: batch.i64(abi::WINDOW_START, row),
+            end_ms: batch.i64(abi::WINDOW_END, row),
+            key: batch.str(abi::WINDOW_KEY, row),
+            count: batch.i64(abi::WINDOW_COUNT, row).max(0) as u64,
         })
     })
 }

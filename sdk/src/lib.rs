@@ -50,7 +50,7 @@ pub mod abi;
 pub mod guest;
 pub mod testing;
 
-use abi::{Batch, EVENT_FIXED_COLUMNS};
+use abi::{Batch, EVENT_FIXED_COLUMNS, EVENT_KEY, EVENT_TIME};
 pub use abi::{Field, FieldType};
 
 /// A rule: a filter over events and an alert decision over window counts.
@@ -89,13 +89,13 @@ impl<'a> Event<'a> {
     /// Event time in milliseconds since the Unix epoch (UTC).
     #[inline]
     pub fn time_ms(&self) -> i64 {
-        self.batch.i64(0, self.row)
+        self.batch.i64(EVENT_TIME, self.row)
     }
 
     /// The value of the rule's key field (for example the `user_id`).
     #[inline]
     pub fn key(&self) -> &'a str {
-        self.batch.str(1, self.row)
+        self.batch.str(EVENT_KEY, self.row)
     }
 
     /// The string field `name`.

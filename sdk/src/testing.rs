@@ -76,13 +76,14 @@ pub fn filter<R: Rule>(rule: &R, events: &[TestEvent]) -> Vec<bool> {
     let mut w = BatchWriter::default();
     w.reset(&kinds);
     for e in events {
-        w.push_i64(0, e.time_ms);
-        w.push_str(1, e.key.as_bytes());
+        w.push_i64(abi::EVENT_TIME, e.time_ms);
+        w.push_str(abi::EVENT_KEY, e.key.as_bytes());
         for (i, f) in R::FIELDS.iter().enumerate() {
             let value = e.fields.iter().find(|(n, _)| n == f.name).map(|(_, v)| v);
+            let column = abi::EVENT_FIXED_COLUMNS + i;
             match (f.ty, value) {
-                (FieldType::Str, Some(Value::Str(s))) => w.push_str(2 + i, s.as_bytes()),
-                (FieldType::Num, Some(Value::Num(n))) => w.push_f64(2 + i, *n),
+                (FieldType::Str, Some(Value::Str(s))) => w.push_str(column, s.as_bytes()),
+                (FieldType::Num, Some(Value::Num(n))) => w.push_f64(column, *n),
                 _ => panic!(
                     "test event lacks {} field `{}`, which the rule declares",
                     f.ty.as_str(),

@@ -7,12 +7,13 @@
 //! alerts `window_start`, `window_end`, `key`, `count`; late events `line`; bad input `line`,
 //! `reason`.
 
-use crate::pipeline::{Pipeline, Rejects, Sources};
+use crate::driver::file::drive;
+use crate::pipeline::{Pipeline, Rejects};
 use crate::registry;
 use crate::sink::jsonl::JsonLines;
 use crate::sink::jsonl::quote;
 use crate::sink::records::RecordWriter;
-use crate::source::lines::LineReader;
+use crate::source::Sources;
 use anyhow::Context;
 use serde_json::Value;
 use std::io::Write;
@@ -144,12 +145,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<bool> {
     let mut sink = JsonLines::new(alerts.clone());
     let input = std::fs::File::open(&args.events)
         .with_context(|| format!("cannot read events {}", args.events.display()))?;
-    let mut reader = LineReader::new(input, 1 << 20);
-    let mut lines = Vec::new();
-    while reader.next_batch(crate::pipeline::BATCH_LINES, &mut lines)? {
-        pipeline.process(reader.buffer(), &lines, &mut sink)?;
-    }
-    pipeline.finish(&mut sink)?;
+    drive(&mut pipeline, input, 1 << 20, &mut sink, &None, None)?;
 
     let checks = [
         ("alerts", Some(&args.expect), &alerts, ALERT_FIELDS),

@@ -12,7 +12,7 @@ pub mod store;
 pub mod writer;
 
 use crate::repartition::Upstream;
-use crate::window::{Snapshot, SnapshotRef};
+use crate::window::{Snapshot, SnapshotRef, WindowSettings};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -48,7 +48,7 @@ pub struct PartitionState {
 pub struct RuleState {
     /// The window settings the state was built with; state built with other settings is
     /// not restored.
-    pub window: String,
+    pub window: WindowSettings,
     /// Open windows and the watermark.
     pub windows: Snapshot,
     /// Keys in cooldown: key, start and end of the window of their last alert.
@@ -72,7 +72,7 @@ pub struct PartitionStateRef<'a> {
 #[derive(Serialize)]
 pub struct RuleStateRef<'a> {
     /// As [`RuleState::window`].
-    pub window: &'a str,
+    pub window: &'a WindowSettings,
     /// As [`RuleState::windows`].
     pub windows: SnapshotRef<'a>,
     /// As [`RuleState::cooldown`].
@@ -235,13 +235,25 @@ mod tests {
         w
     }
 
+    fn settings() -> WindowSettings {
+        let ten = std::time::Duration::from_secs(10);
+        WindowSettings {
+            size: ten,
+            slide: ten,
+            delay: ten,
+            key: "user_id".into(),
+            time_field: "timestamp".into(),
+            repartitioned: false,
+        }
+    }
+
     fn sample() -> Checkpoint {
         let state = PartitionState {
             offset: 42,
             rules: [(
                 "crash".to_owned(),
                 RuleState {
-                    window: "10000/10000/user_id".into(),
+                    window: settings(),
                     windows: windows().snapshot(0),
                     cooldown: vec![("user_1".into(), 0, 10_000)],
                     upstream: BTreeMap::new(),
@@ -259,12 +271,13 @@ mod tests {
     fn the_borrowed_form_and_composed_file_write_what_the_owned_form_reads() {
         let w = windows();
         let cp = sample();
+        let settings = settings();
         let by_ref = PartitionStateRef {
             offset: 42,
             rules: [(
                 "crash",
                 RuleStateRef {
-                    window: "10000/10000/user_id",
+                    window: &settings,
                     windows: SnapshotRef {
                         windows: &w,
                         source: 0,

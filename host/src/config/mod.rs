@@ -15,6 +15,26 @@ use std::time::Duration;
 /// How a shadow rule's name ends: it is the shadow of the rule named by the rest.
 pub const SHADOW_SUFFIX: &str = " (shadow)";
 
+/// Whether a rule's alerts are published or compared with another rule's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Its alerts are published.
+    Primary,
+    /// It runs beside rule `of` on the same events; its alerts are compared with that
+    /// rule's and never published. Its name is `of` with [`SHADOW_SUFFIX`].
+    Shadow {
+        /// The rule it shadows.
+        of: String,
+    },
+}
+
+impl Role {
+    /// Whether it is a shadow.
+    pub fn is_shadow(&self) -> bool {
+        matches!(self, Role::Shadow { .. })
+    }
+}
+
 /// A rule's configuration, as written in its `.toml` file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -331,17 +351,18 @@ impl RuleConfig {
         Ok(())
     }
 
-    /// The rule's name: `name`, or the file stem of `path`.
-    pub fn name_or(&self, path: &Path) -> String {
+    /// The rule's name (`name`, or the file stem of `path`; a shadow's with
+    /// [`SHADOW_SUFFIX`]) and its role.
+    pub fn name_or(&self, path: &Path) -> (String, Role) {
         let name = self.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "rule".into())
         });
         if self.shadow {
-            format!("{name}{SHADOW_SUFFIX}")
+            (format!("{name}{SHADOW_SUFFIX}"), Role::Shadow { of: name })
         } else {
-            name
+            (name, Role::Primary)
         }
     }
 

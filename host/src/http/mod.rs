@@ -116,7 +116,11 @@ fn readyz(status: &Shared) -> Response {
         kafka.as_str()
     } else if s.rules.is_empty() {
         "starting (reaching the broker, restoring the checkpoint)"
-    } else if s.rules.iter().any(|r| r.state == "running") {
+    } else if s
+        .rules
+        .iter()
+        .any(|r| r.state == crate::status::RuleState::Running)
+    {
         "no input partitions assigned yet"
     } else {
         "no rule is running"

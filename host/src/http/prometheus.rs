@@ -152,7 +152,7 @@ impl Collector for Snapshot {
                     gauge(
                         &mut m,
                         &[("rule", &r.name)],
-                        f64::from(u8::from(r.state == "quarantined")),
+                        f64::from(u8::from(r.state == crate::status::RuleState::Quarantined)),
                     )
                 })
             },

@@ -5,13 +5,26 @@
 mod files;
 pub mod watch;
 
-use crate::config::RuleConfig;
 use crate::config::sandbox;
-use crate::pipeline::LoadedRule;
+use crate::config::{Role, RuleConfig};
 use crate::rules::{RuleModule, builtin};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tracing::error;
+use watch::Changes;
+
+/// A loaded rule: its name, role, config and compiled module, ready to start.
+pub struct LoadedRule {
+    /// The rule's name.
+    pub name: String,
+    /// Published, or the shadow of another rule.
+    pub role: Role,
+    /// Its configuration.
+    pub config: RuleConfig,
+    /// Its compiled module.
+    pub module: Arc<RuleModule>,
+}
 
 /// The built-in crash rule.
 pub fn builtin() -> anyhow::Result<LoadedRule> {
@@ -21,6 +34,7 @@ pub fn builtin() -> anyhow::Result<LoadedRule> {
     validate_init(&config, &module, "built-in crash.toml")?;
     Ok(LoadedRule {
         name: "crash".into(),
+        role: Role::Primary,
         config,
         module: Arc::new(module),
     })
@@ -36,7 +50,7 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("{origin}: not UTF-8 text (a rule config is TOML)"))?;
     let config = RuleConfig::parse(&text, &origin)?;
-    let name = config.name_or(toml);
+    let (name, role) = config.name_or(toml);
     let origin = format!("{origin} (rule {name})");
     let wasm = folder.join(&config.module);
     let bytes =
@@ -56,6 +70,7 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     validate_init(&config, &module, &origin)?;
     Ok(LoadedRule {
         name,
+        role,
         config,
         module: Arc::new(module),
     })
@@ -119,6 +134,37 @@ pub fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     tomls.sort();
     Ok(tomls)
+}
+
+/// The rules of `--rules DIR`, or the built-in crash rule; with `watch`, also the changes of
+/// the folder from now on. Broken rules are reported; it is an error only if no rule is left.
+pub fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<LoadedRule>, Changes)> {
+    let Some(dir) = dir else {
+        return Ok((vec![builtin()?], None));
+    };
+    let folder = load_dir(dir)?;
+    for e in &folder.errors {
+        // A file's name or text may hold anything: one line, control characters escaped.
+        error!(
+            "rule rejected: {}",
+            crate::text::one_line(&format!("{e:#}"))
+        );
+    }
+    if folder.rules.is_empty() {
+        if folder.errors.is_empty() {
+            bail!(
+                "no rules in {}: it has no *.toml rule configs",
+                dir.display()
+            );
+        }
+        bail!("no usable rule in {} (see the errors above)", dir.display());
+    }
+    let changes = if watch {
+        Some(watch::watch(dir, &folder.paths)?)
+    } else {
+        None
+    };
+    Ok((folder.rules, changes))
 }
 
 /// Every rule in a folder: the good ones with their config files, and the errors of the

@@ -7,8 +7,7 @@
 //! that does not load is reported — file, line or field, reason — and the running version
 //! stays.
 
-use super::load;
-use crate::pipeline::LoadedRule;
+use super::{LoadedRule, load};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -24,7 +24,8 @@
 pub mod keying;
 
 use crate::config::run::KafkaConfig;
-use crate::source::kafka::Reading;
+use crate::source::Reading;
+use crate::window::WindowSettings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -111,18 +112,18 @@ pub fn plan(kafka: &KafkaConfig, rules: &[(&str, &str)]) -> anyhow::Result<Plan>
 }
 
 impl Plan {
-    /// Keeps repartitioning the rules that `records` (checkpoints of input partitions) show
-    /// were repartitioned, whatever the input looks like now, and says so.
-    pub fn keep_repartitioned(
+    /// Keeps repartitioning the rules whose checkpointed window settings (`checkpointed`:
+    /// rule name and settings, from the checkpoints of input partitions) show they were
+    /// repartitioned, whatever the input looks like now, and says so.
+    pub fn keep_repartitioned<'a>(
         &mut self,
         group: &str,
-        records: &BTreeMap<String, crate::checkpoint::PartitionState>,
+        checkpointed: impl IntoIterator<Item = (&'a str, &'a WindowSettings)>,
     ) {
-        let was: std::collections::BTreeSet<&str> = records
-            .values()
-            .flat_map(|r| r.rules.iter())
-            .filter(|(_, state)| state.window.ends_with(REPARTITIONED))
-            .map(|(rule, _)| rule.as_str())
+        let was: std::collections::BTreeSet<&str> = checkpointed
+            .into_iter()
+            .filter(|(_, window)| window.repartitioned)
+            .map(|(rule, _)| rule)
             .collect();
         for rule in was {
             if !self.topics.contains_key(rule) {
@@ -137,8 +138,13 @@ impl Plan {
     }
 }
 
-/// What a repartitioned rule's checkpointed window settings end with.
-pub const REPARTITIONED: &str = " repartitioned";
+/// Where forwarded records go: the repartition topics.
+pub trait ForwardOutput {
+    /// Queues `record` to `topic`, to the partition `key` hashes to.
+    fn send_keyed(&self, topic: &str, key: &[u8], record: &[u8]);
+    /// Queues `record` to partition `partition` of `topic`.
+    fn send_to_partition(&self, topic: &str, partition: i32, record: &[u8]);
+}
 
 /// A record of the internal topic.
 #[derive(Debug, PartialEq)]

@@ -4,9 +4,10 @@
 //! do). One idempotent producer serves all three.
 
 use super::jsonl::alert_json;
-use super::records::{Position, RejectSink};
+use super::records::RejectSink;
 use super::{AlertRow, Sink};
 use crate::decode::time::format_rfc3339;
+use crate::source::{PartitionId, Position};
 use anyhow::{Context as _, bail};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -190,6 +191,17 @@ impl Output {
     }
 }
 
+/// The repartition topics are written by the shared producer.
+impl crate::repartition::ForwardOutput for Output {
+    fn send_keyed(&self, topic: &str, key: &[u8], record: &[u8]) {
+        self.send(topic, key, record, None);
+    }
+
+    fn send_to_partition(&self, topic: &str, partition: i32, record: &[u8]) {
+        self.send_to(topic, Some(partition), b"", record, None);
+    }
+}
+
 /// Creates `topics` (name, partitions) with topic settings `settings` unless they exist.
 pub fn create_topics(
     brokers: &str,
@@ -285,11 +297,14 @@ impl RejectTopic {
     }
 
     fn send(&self, pos: &Position<'_>, raw: &[u8], extra: &[(&str, String)]) {
-        let (topic, partition) = pos.input.rsplit_once('/').unwrap_or((pos.input, ""));
+        let (topic, partition) = match PartitionId::parse(pos.input) {
+            Some(p) => (p.topic, p.partition.to_string()),
+            None => (pos.input, String::new()),
+        };
         let mut headers = OwnedHeaders::new();
         let position = [
             ("rulewatch.source.topic", topic.to_owned()),
-            ("rulewatch.source.partition", partition.to_owned()),
+            ("rulewatch.source.partition", partition),
             ("rulewatch.source.offset", pos.number.to_string()),
         ];
         for (key, value) in position.iter().chain(extra) {

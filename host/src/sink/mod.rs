@@ -1,5 +1,6 @@
-//! Where alerts go: the Spark-style console table or JSON lines; and where rejected input
-//! goes: dead-letter and late-event files.
+//! Where alerts go: the Spark-style console table, JSON lines, or a Kafka topic ([`build`]
+//! makes them from the output settings); and where rejected input goes: dead-letter and
+//! late-event files or topics.
 //!
 //! A pipeline hands a sink one trigger at a time: the rows its last batch produced.
 
@@ -9,7 +10,8 @@ pub mod records;
 pub mod table;
 
 use crate::config::OutputMode;
-use std::io;
+use crate::config::run::Console;
+use std::io::{self, BufWriter};
 use std::sync::Arc;
 
 /// What every alert row of a rule shares.
@@ -17,6 +19,8 @@ use std::sync::Arc;
 pub struct RuleMeta {
     /// The rule's name.
     pub name: String,
+    /// Published, or the shadow of another rule.
+    pub role: crate::config::Role,
     /// sha256 of the module that decided the rows.
     pub sha256: String,
     /// Column title of the key in tables.
@@ -64,6 +68,23 @@ impl AlertRow {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+}
+
+/// The alert sinks the output settings ask for: the console on stdout, and the alerts
+/// topic through `kafka`'s producer when one is named. A new kind of sink is a file in this
+/// folder, a setting, and a line here.
+pub fn build(console: Console, alerts_topic: Option<(&kafka::Output, &str)>) -> Fanout {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let stdout = BufWriter::new(io::stdout());
+    match console {
+        Console::Table => sinks.push(Box::new(table::Table::new(stdout))),
+        Console::Jsonl => sinks.push(Box::new(jsonl::JsonLines::new(stdout))),
+        Console::None => {}
+    }
+    if let Some((output, topic)) = alerts_topic {
+        sinks.push(Box::new(kafka::AlertTopic::new(output.clone(), topic)));
+    }
+    Fanout(sinks)
 }
 
 /// Sends every trigger to several sinks.

@@ -4,28 +4,8 @@
 
 use super::jsonl::quote;
 use crate::decode::time::format_rfc3339;
-use std::fmt;
+use crate::source::Position;
 use std::io::{self, Write};
-
-/// Where a record came from.
-#[derive(Clone, Copy, Debug)]
-pub struct Position<'a> {
-    /// Input name: a file path, `-`, or `topic/partition`.
-    pub input: &'a str,
-    /// 1-based line number in a file, or the message offset in a partition.
-    pub number: u64,
-    /// Byte offset of the line in a file; none for messages.
-    pub byte: Option<u64>,
-}
-
-impl fmt::Display for Position<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.byte {
-            Some(byte) => write!(f, "{}:{} (byte {byte})", self.input, self.number),
-            None => write!(f, "{} offset {}", self.input, self.number),
-        }
-    }
-}
 
 /// Receives rejected records. Writes may fail in the middle of a batch; the first error is
 /// kept and returned by [`RejectSink::flush`], which the pipeline calls after every batch.

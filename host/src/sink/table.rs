@@ -98,6 +98,7 @@ mod tests {
     fn prints_the_spark_console_layout() {
         let meta = Arc::new(RuleMeta {
             name: "crash".into(),
+            role: crate::config::Role::Primary,
             sha256: "0".into(),
             key_column: "user_id".into(),
             count_column: "crash_count".into(),

@@ -9,6 +9,7 @@
 //! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
 
 use super::lines::Line;
+use super::{PartitionId, Reading};
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -274,22 +275,6 @@ pub fn read_from_start(
     Ok(names)
 }
 
-fn split(name: &str) -> Option<(&str, i32)> {
-    let (topic, p) = name.rsplit_once('/')?;
-    Some((topic, p.parse().ok()?))
-}
-
-/// What a partition's reader says of it this round of the loop.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Reading {
-    /// Read by this consumer now.
-    pub assigned: bool,
-    /// Declared idle by this reader (see [`KafkaSource::reading`]).
-    pub idle: bool,
-    /// Idle, and vouched for by the broker just now: it may be moved along.
-    pub vouched: bool,
-}
-
 /// A partition as the run loop sees it between batches.
 pub struct PartitionNow<'a> {
     /// Its source index.
@@ -535,7 +520,11 @@ impl KafkaSource {
         let mut vouched = false;
         if *ask && part.asked.is_none_or(|at| at.elapsed() >= every) {
             *ask = false;
-            let Some((topic, p)) = split(&part.name) else {
+            let Some(PartitionId {
+                topic,
+                partition: p,
+            }) = PartitionId::parse(&part.name)
+            else {
                 return Reading {
                     assigned,
                     ..Reading::default()
@@ -588,7 +577,13 @@ impl KafkaSource {
 
     /// The index of partition `name` (registering it).
     pub fn index(&mut self, name: &str) -> usize {
-        let (topic, p) = split(name).unwrap_or((name, 0));
+        let PartitionId {
+            topic,
+            partition: p,
+        } = PartitionId::parse(name).unwrap_or(PartitionId {
+            topic: name,
+            partition: 0,
+        });
         self.partitions.get(topic, p) as usize
     }
 
@@ -602,7 +597,13 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         for name in names {
             let i = self.index(name);
-            let (topic, p) = split(name).unwrap_or((name, 0));
+            let PartitionId {
+                topic,
+                partition: p,
+            } = PartitionId::parse(name).unwrap_or(PartitionId {
+                topic: name,
+                partition: 0,
+            });
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
             part.seen();
@@ -634,7 +635,13 @@ impl KafkaSource {
     pub fn revoke(&mut self, names: &[String]) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for name in names {
-            let (topic, p) = split(name).unwrap_or((name, 0));
+            let PartitionId {
+                topic,
+                partition: p,
+            } = PartitionId::parse(name).unwrap_or(PartitionId {
+                topic: name,
+                partition: 0,
+            });
             tpl.add_partition(topic, p);
             let i = self.index(name);
             self.partitions.list[i].next = None;
@@ -663,7 +670,10 @@ impl KafkaSource {
     /// last fetch answer (librdkafka's cached value: no request is made).
     pub fn lag(&self, index: usize) -> Option<i64> {
         let part = self.partitions.list.get(index)?;
-        let (topic, p) = split(&part.name)?;
+        let PartitionId {
+            topic,
+            partition: p,
+        } = PartitionId::parse(&part.name)?;
         let topic = std::ffi::CString::new(topic).ok()?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client handle lives as long as the consumer; the call only reads
@@ -688,7 +698,11 @@ impl KafkaSource {
     pub fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for (name, &offset) in offsets {
-            if let Some((topic, p)) = split(name) {
+            if let Some(PartitionId {
+                topic,
+                partition: p,
+            }) = PartitionId::parse(name)
+            {
                 tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
             }
         }

@@ -1,11 +1,14 @@
-//! Where events come from. `replay` reads JSON lines from a file or stdin; each source hands
-//! the pipeline batches of raw lines with their positions.
+//! Where events come from: a file or stdin ([`file`], reading JSON lines with [`lines`]) or
+//! Kafka partitions ([`kafka`]). Each hands the pipeline batches of raw lines with their
+//! positions; [`Sources`] names them, for positions and checkpoints.
 
 pub mod kafka;
 pub mod lines;
 mod tls;
 
 use anyhow::Context;
+use lines::Line;
+use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
@@ -17,4 +20,141 @@ pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open input {}", path.display()))?;
     Ok(Box::new(file))
+}
+
+/// Where a record came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Position<'a> {
+    /// Input name: a file path, `-`, or `topic/partition`.
+    pub input: &'a str,
+    /// 1-based line number in a file, or the message offset in a partition.
+    pub number: u64,
+    /// Byte offset of the line in a file; none for messages.
+    pub byte: Option<u64>,
+}
+
+impl fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.byte {
+            Some(byte) => write!(f, "{}:{} (byte {byte})", self.input, self.number),
+            None => write!(f, "{} offset {}", self.input, self.number),
+        }
+    }
+}
+
+/// What a partition's reader says of it this round of the loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reading {
+    /// Read by this consumer now.
+    pub assigned: bool,
+    /// Declared idle by this reader (see [`kafka::KafkaSource::refresh`]).
+    pub idle: bool,
+    /// Idle, and vouched for by the broker just now: it may be moved along.
+    pub vouched: bool,
+}
+
+/// A Kafka partition: the one type for what is written `topic/partition` in names, logs
+/// and checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionId<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition number.
+    pub partition: i32,
+}
+
+impl<'a> PartitionId<'a> {
+    /// Reads `topic/partition`; `None` if `name` is not one.
+    pub fn parse(name: &'a str) -> Option<Self> {
+        let (topic, p) = name.rsplit_once('/')?;
+        Some(PartitionId {
+            topic,
+            partition: p.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for PartitionId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// The sources a pipeline reads, by index: one file (or stdin), or Kafka partitions as
+/// they are assigned, each marked as input or as a partition of a repartition topic.
+pub struct Sources {
+    names: Vec<String>,
+    /// Per source: a partition of a repartition topic.
+    internal: Vec<bool>,
+    /// Lines of files have byte offsets; messages do not.
+    files: bool,
+}
+
+impl Sources {
+    /// One file (or stdin) named `name`.
+    pub fn file(name: &str) -> Self {
+        Sources {
+            names: vec![name.to_owned()],
+            internal: vec![false],
+            files: true,
+        }
+    }
+
+    /// Kafka partitions, named as they are assigned ([`Sources::name`]).
+    pub fn partitions() -> Self {
+        Sources {
+            names: Vec::new(),
+            internal: Vec::new(),
+            files: false,
+        }
+    }
+
+    /// Names source `index` `name`, a partition of a repartition topic if `internal`;
+    /// whether the name changed.
+    pub fn name(&mut self, index: usize, name: &str, internal: impl Fn(&str) -> bool) -> bool {
+        if self.names.len() <= index {
+            self.names.resize(index + 1, String::new());
+            self.internal.resize(index + 1, false);
+        }
+        if self.names[index] == name {
+            return false;
+        }
+        self.names[index] = name.to_owned();
+        self.internal[index] = PartitionId::parse(name).is_some_and(|p| internal(p.topic));
+        true
+    }
+
+    /// Whether source `index` is a partition of a repartition topic.
+    pub fn is_internal(&self, index: usize) -> bool {
+        self.internal.get(index).copied().unwrap_or(false)
+    }
+
+    /// Whether the sources are files (then they are read at once, not assigned).
+    pub fn are_files(&self) -> bool {
+        self.files
+    }
+
+    /// Source `index`'s name (`?` if it has none yet).
+    pub fn name_of(&self, index: usize) -> &str {
+        self.names.get(index).map_or("?", String::as_str)
+    }
+
+    /// The sources' names, by index.
+    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.names.iter().map(String::as_str).enumerate()
+    }
+
+    /// The index of the source named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Where `line` is, for logs and dead letters.
+    pub fn position(&self, line: &Line) -> Position<'_> {
+        Position {
+            input: self.name_of(line.source as usize),
+            number: line.number,
+            byte: self.files.then_some(line.offset),
+        }
+    }
 }

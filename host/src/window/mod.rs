@@ -19,7 +19,10 @@
 //!
 //! Memory grows with open (window, key) pairs, never with the number of events.
 
+mod settings;
 pub mod watermark;
+
+pub use settings::WindowSettings;
 
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;

@@ -1,0 +1,191 @@
+//! Checkpoint bookkeeping of `run`: the writer driven from the loop (a checkpoint is handed
+//! over between batches, its offsets committed once it is stored, failures retried an
+//! interval later while processing goes on), and the hand-over of partitions on a
+//! rebalance — checkpointed before they are released, restored before they are read.
+
+use super::poll::Engine;
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::store::Store;
+use crate::checkpoint::writer::Writer;
+use crate::metrics::Histogram;
+use crate::pipeline::Pipeline;
+use crate::sink::Sink;
+use crate::sink::kafka::Output;
+use crate::source::kafka::{KafkaSource, Rebalance};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// The checkpoint writer as the loop drives it, and what the status says of it.
+pub(super) struct Checkpoints {
+    writer: Writer,
+    /// When the last checkpoint was written (or the run started).
+    pub last: Instant,
+    /// When the last one was handed to the writer.
+    tried: Instant,
+    /// From snapshot to stored records.
+    pub seconds: Histogram,
+    /// Why checkpoints are not being written, while they are not.
+    pub failing: Option<String>,
+}
+
+impl Checkpoints {
+    /// Starts the writer, which goes on from the checkpoint `file` loaded from `store`.
+    pub fn new(store: &Store, output: Output, file: &Checkpoint) -> anyhow::Result<Self> {
+        Ok(Checkpoints {
+            writer: Writer::start(store, output, file)?,
+            last: Instant::now(),
+            tried: Instant::now(),
+            seconds: Histogram::default(),
+            failing: None,
+        })
+    }
+
+    /// Hands a checkpoint of the pipeline's state and the source's offsets, taken between
+    /// batches after the console and reject files are flushed, to the writer.
+    pub fn start(
+        &mut self,
+        pipeline: &mut Pipeline,
+        source: &KafkaSource,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        sink.flush()?;
+        pipeline.flush_rejects()?;
+        let offsets = source.offsets();
+        let records = pipeline.checkpoint(&offsets)?;
+        self.writer.submit(records, offsets, pipeline.triggers());
+        self.tried = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the next checkpoint is due: `interval` after the last was written, or after
+    /// the last try while they fail.
+    pub fn due(&self, interval: Duration) -> bool {
+        !self.writer.busy() && self.last.elapsed() >= interval && self.tried.elapsed() >= interval
+    }
+
+    /// Commits the offsets of a checkpoint the writer finished; with `wait`, waits for the
+    /// one in flight. A checkpoint that could not be stored commits nothing: offsets stay
+    /// where the last good one put them, processing goes on, and the next one is tried an
+    /// interval later; each change between failing and working is logged once.
+    pub fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
+        match self.writer.finished(wait)? {
+            None => {}
+            Some(Ok(written)) => {
+                if let Err(e) = source.commit(&written.offsets, wait) {
+                    // The checkpoint, not the group's offsets, is what a restart resumes from.
+                    warn!("{e:#}");
+                }
+                self.seconds.observe(written.took.as_secs_f64());
+                self.last = Instant::now();
+                if self.failing.take().is_some() {
+                    info!("checkpoints are written again; offsets are committed again");
+                }
+            }
+            Some(Err(e)) => {
+                let why = format!("{e:#}");
+                if self.failing.as_deref() != Some(why.as_str()) {
+                    error!(
+                        "checkpoint not written: {why}; offsets stay committed where the last \
+                         checkpoint put them (a restart redoes the work since, with the same \
+                         alert ids), processing goes on, and it is tried again every interval"
+                    );
+                }
+                self.failing = Some(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now and waits until it is stored.
+    pub fn write_now(
+        &mut self,
+        pipeline: &mut Pipeline,
+        source: &KafkaSource,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        self.collect(source, true)?;
+        self.start(pipeline, source, sink)?;
+        self.collect(source, true)
+    }
+}
+
+impl Engine<'_> {
+    /// Hands over the partitions of every rebalance announced: revoked ones are released,
+    /// assigned ones taken (restored from the store unless `ignore_store`, which the first
+    /// assignment clears).
+    pub(super) fn rebalance(&mut self, ignore_store: &mut bool) -> anyhow::Result<()> {
+        while let Some(change) = self.source.take_rebalance() {
+            match change {
+                Rebalance::Revoke(names) => self.release(&names)?,
+                Rebalance::Assign(names) => {
+                    let from_store = !std::mem::take(ignore_store);
+                    self.take(&names, from_store)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives partitions `names` back to the group, checkpointed first so that their next owner
+    /// starts where this instance ended.
+    fn release(&mut self, names: &[String]) -> anyhow::Result<()> {
+        let (source, pipeline) = (&mut self.source, &mut self.pipeline);
+        let started = Instant::now();
+        if !names.is_empty() {
+            (self.checkpoints).write_now(pipeline, source, &mut self.sink)?;
+        }
+        for name in names {
+            pipeline.drop_partition(source.index(name));
+        }
+        // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
+        source.revoke(names)?;
+        if !names.is_empty() {
+            info!(
+                "rebalance: checkpointed and released {} partition(s) in {:?}",
+                names.len(),
+                started.elapsed()
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes partitions `names`: restores their state from the store (if `from_store`),
+    /// then reads each from the offset its state covers.
+    fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
+        let (source, pipeline) = (&mut self.source, &mut self.pipeline);
+        let store = from_store.then_some(&self.store);
+        let started = Instant::now();
+        let records = match store {
+            Some(store) if !names.is_empty() => store.load(names)?,
+            _ => Default::default(),
+        };
+        let mut offsets = std::collections::BTreeMap::new();
+        let mut pairs = 0;
+        for name in names {
+            let i = source.index(name);
+            pipeline.name_source(i, name);
+            pipeline.drop_partition(i);
+        }
+        for (name, state) in records {
+            offsets.insert(name.clone(), state.offset);
+            pairs += state
+                .rules
+                .values()
+                .map(|r| r.windows.pairs())
+                .sum::<usize>();
+            pipeline.restore_partition(source.index(&name), state);
+        }
+        source.assign(names, &offsets)?;
+        if !names.is_empty() {
+            info!(
+                "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
+                 {:?}",
+                offsets.len(),
+                names.len(),
+                store.map_or(String::new(), |s| format!(" from {}", s.describe())),
+                started.elapsed()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! `rulewatch run`: the long-running service. It consumes Kafka in a consumer group, runs
+//! the pipeline batch by batch, and checkpoints window state together with the offsets it
+//! covers, so that a restart after any crash resumes exactly where the last checkpoint was.
+//!
+//! Exactly-once effect without Kafka transactions: alerts carry a deterministic id of
+//! (rule, window, key); a checkpoint is written only after every alert before it is
+//! acknowledged by the broker; offsets are committed only for what a checkpoint covers.
+//! After a crash, the work since the last checkpoint is redone from the same offsets and
+//! produces the same alerts again, which consumers deduplicate by id.
+//!
+//! Scale-out: instances in one group split the partitions. State is per partition and so
+//! is the watermark that closes its windows, so a partition's results do not depend on
+//! which instance reads it. On a rebalance, revoked partitions are checkpointed before they
+//! are released, and assigned ones are restored from the store before they are read; an
+//! instance that dies leaves its last checkpoint, from which the new owner redoes the rest.
+
+mod checkpoints;
+mod poll;
+
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::store::Store;
+use crate::config::run::RunConfig;
+use crate::pipeline::{Pipeline, Rejects, Repartitioning};
+use crate::registry::LoadedRule;
+use crate::registry::watch::Changes;
+use crate::repartition::Plan;
+use crate::sink::kafka::{Output, RejectTopic, create_topics};
+use crate::sink::records::RejectSink;
+use crate::source::Sources;
+use crate::source::kafka::KafkaSource;
+use anyhow::Context;
+use checkpoints::Checkpoints;
+use poll::Engine;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tracing::{info, warn};
+
+/// Runs until SIGTERM or SIGINT, then checkpoints and returns.
+pub fn run(
+    config: &RunConfig,
+    rules: &[LoadedRule],
+    changes: Changes,
+    fresh_start: bool,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    // Up first, so that health and readiness answer while the broker is being reached.
+    let mut status = super::serve_status(config.http.address(), "kafka")?;
+    let (k, out) = (&config.kafka, &config.output);
+    let store = match &config.checkpoint.topic {
+        Some(topic) => Store::Kafka {
+            brokers: k.brokers.clone(),
+            options: k.options.clone(),
+            topic: topic.clone(),
+        },
+        None => Store::File(config.checkpoint.dir.clone()),
+    };
+    create_output_topics(config, &store)?;
+    let file = if fresh_start {
+        warn!(
+            "--fresh-start: ignoring the checkpoints in {}; windows start empty",
+            store.describe()
+        );
+        Default::default()
+    } else {
+        store.load_file()?
+    };
+    let plan = plan(config, rules, &store, &file, fresh_start)?;
+    let n = plan.inputs.len() as i32;
+    let internal: Vec<(&str, i32)> = plan.topics.values().map(|t| (t.as_str(), n)).collect();
+    create(config, &internal, &[])?;
+
+    // Alerts, rejects, checkpoint records and repartitioned events share one producer.
+    let output = Output::connect(&k.brokers, &k.options)?;
+    let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
+        Some(Box::new(RejectTopic::new(output.clone(), topic.as_ref()?)))
+    };
+    let rejects = Rejects {
+        dead_letter: reject_topic(&out.dead_letter_topic),
+        late: reject_topic(&out.late_topic),
+    };
+    let alerts_topic = out.alerts_topic.as_deref().map(|t| (&output, t));
+    let sink = crate::sink::build(out.console, alerts_topic);
+    let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
+    let mut subscribed = k.topics.clone();
+    subscribed.extend(plan.topics.values().cloned());
+    pipeline.set_repartitioning(Repartitioning {
+        output: Arc::new(output.clone()),
+        keyed_by: plan.keyed_by,
+        partitions: n,
+        topics: plan.topics,
+        inputs: plan.inputs,
+    })?;
+    pipeline.set_triggers(file.triggers);
+    if let Some(p) = status.as_mut() {
+        p.publish(true, |s| pipeline.status(s));
+    }
+    let source = KafkaSource::connect(
+        &k.brokers,
+        &k.group_id,
+        &subscribed,
+        &k.options,
+        k.max_message_bytes,
+    )?;
+    info!(
+        "consuming {} from {} as group {}; checkpoints in {}",
+        subscribed.join(", "),
+        k.brokers,
+        k.group_id,
+        store.describe()
+    );
+    let checkpoints = Checkpoints::new(&store, output, &file)?;
+    drop(file);
+    Engine::new(
+        config,
+        pipeline,
+        source,
+        sink,
+        checkpoints,
+        store,
+        changes,
+        status,
+    )
+    .run(&stop, fresh_start)
+}
+
+/// Creates the topics named in `[output]` and the checkpoint topic, if missing.
+fn create_output_topics(config: &RunConfig, store: &Store) -> anyhow::Result<()> {
+    let out = &config.output;
+    let outputs: Vec<(&str, i32)> = [&out.alerts_topic, &out.dead_letter_topic, &out.late_topic]
+        .into_iter()
+        .flatten()
+        .map(|t| (t.as_str(), out.topic_partitions))
+        .collect();
+    create(config, &outputs, &[])?;
+    if let Store::Kafka { topic, .. } = store {
+        let settings = crate::checkpoint::store::topic_settings();
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        create(config, &[(topic.as_str(), 1)], &settings)?;
+    }
+    Ok(())
+}
+
+/// Creates topics `specs` (name, partitions) with `settings`, if missing.
+fn create(
+    config: &RunConfig,
+    specs: &[(&str, i32)],
+    settings: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let k = &config.kafka;
+    let replication = config.output.topic_replication;
+    create_topics(&k.brokers, &k.options, specs, replication, settings)
+}
+
+/// Which rules repartition: as the input looks now, except that a rule checkpointed as
+/// repartitioned stays so (e.g. first started on an empty topic), since its state would not
+/// carry over to counting per input partition.
+fn plan(
+    config: &RunConfig,
+    rules: &[LoadedRule],
+    store: &Store,
+    file: &Checkpoint,
+    fresh_start: bool,
+) -> anyhow::Result<Plan> {
+    let k = &config.kafka;
+    let keys: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
+        .collect();
+    let mut plan = crate::repartition::plan(k, &keys)?;
+    if k.keyed_by == "auto" && !fresh_start {
+        let from_topic;
+        let records = match store {
+            Store::File(_) => &file.partitions,
+            Store::Kafka { .. } => {
+                from_topic = store.load(&plan.inputs)?;
+                &from_topic
+            }
+        };
+        let checkpointed = records
+            .values()
+            .flat_map(|r| r.rules.iter())
+            .map(|(rule, state)| (rule.as_str(), &state.window));
+        plan.keep_repartitioned(&k.group_id, checkpointed);
+    }
+    Ok(plan)
+}

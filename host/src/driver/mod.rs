@@ -1,0 +1,25 @@
+//! Drivers: one per kind of source, each owning the loop that feeds a [`Pipeline`] —
+//! [`file`] for JSON lines (`replay`, `bench`, `rulewatch test`), [`kafka`] for a consumer
+//! group (`run`). A driver reads batches, applies rule changes between them, and publishes
+//! the status; the pipeline never knows where its lines came from.
+//!
+//! [`Pipeline`]: crate::pipeline::Pipeline
+
+pub mod file;
+pub mod kafka;
+
+use crate::status::{Publisher, Shared, Status};
+
+/// Serves the status page, `/metrics`, `/healthz` and `/readyz` on `listen`, if given, for
+/// a run reading `source` (`file` or `kafka`); the handle to publish the status through.
+pub fn serve_status(
+    listen: Option<&str>,
+    source: &'static str,
+) -> anyhow::Result<Option<Publisher>> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let shared = Shared::new(Status::new(source));
+    crate::http::serve(listen, shared.clone())?;
+    Ok(Some(Publisher::new(shared, source)))
+}

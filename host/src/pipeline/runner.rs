@@ -1,0 +1,363 @@
+//! One rule in the pipeline: its module instance, projection, windows and counters. Per
+//! batch it stages the events it can read, asks its filter which are selected (one Wasm
+//! call per batch, or per [`MAX_RULE_BATCH_BYTES`]), and counts or forwards them; per
+//! trigger it gathers the candidate (window, key) counts its output mode asks for and asks
+//! its module which are alerts. A rule that traps, runs out of time or memory, or answers
+//! nonsense is quarantined; the others go on.
+
+use super::BatchContext;
+use super::cooldown::Cooldown;
+use super::forward::Counting;
+use super::rejects::Logged;
+use crate::config::sandbox::ceilings;
+use crate::config::{OnDelete, OutputMode};
+use crate::decode::{Decoder, FieldError, Projection, Record};
+use crate::metrics::RuleStats;
+use crate::registry::LoadedRule;
+use crate::rules::{RuleError, RuleInstance};
+use crate::sink::{AlertRow, RuleMeta};
+use crate::source::lines::Line;
+use crate::window::{Verdict, WindowRow, WindowSettings, Windows};
+use rulewatch_sdk::abi::{self, Batch, BatchWriter};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, warn};
+
+/// Largest encoded batch handed to a rule in one call (a single larger row goes alone), and
+/// at most an eighth of its memory: what others send never swamps a rule's memory.
+const MAX_RULE_BATCH_BYTES: usize = 4 << 20;
+
+/// A candidate row's source and that source's watermark when it was gathered.
+#[derive(Clone, Copy)]
+struct Candidate {
+    source: usize,
+    watermark: Option<i64>,
+}
+
+/// One rule's running state in the pipeline.
+pub(super) struct RuleRunner {
+    pub meta: Arc<RuleMeta>,
+    pub projection: Projection,
+    /// `None` once quarantined.
+    pub instance: Option<RuleInstance>,
+    pub windows: Windows,
+    /// What its window state depends on, as checkpoints record it.
+    pub settings: WindowSettings,
+    pub cooldown: Cooldown,
+    pub on_delete: OnDelete,
+    /// Counted here, or forwarded through a repartition topic.
+    pub counting: Counting,
+    /// The staged events of this batch, and the index of each one's line.
+    events: BatchWriter,
+    event_lines: Vec<u32>,
+    encoded: Vec<u8>,
+    candidates: BatchWriter,
+    candidate_sources: Vec<Candidate>,
+    /// The rule's answer for every candidate row, gathered over its batches.
+    alert_bits: Vec<u8>,
+    /// Most bytes of one batch to the rule.
+    batch_bytes: usize,
+    /// This rule's field problems logged so far.
+    logged: Logged,
+    pub stats: RuleStats,
+    /// 1 for the version loaded first, one more per version swapped in.
+    pub version: u64,
+    /// Why its last change was rejected.
+    pub last_error: Option<String>,
+    /// `[params]`, for the status.
+    pub params: serde_json::Value,
+}
+
+impl RuleRunner {
+    /// Starts a rule: instantiates its module with its params and registers its fields.
+    pub fn new(
+        rule: &LoadedRule,
+        decoder: &mut Decoder,
+        mode: Option<OutputMode>,
+    ) -> Result<Self, RuleError> {
+        let c = &rule.config;
+        let instance =
+            rule.module
+                .instantiate(&c.params_json(), c.limits.memory, c.limits.time_per_batch)?;
+        let projection = Projection::new(
+            decoder,
+            &c.time.field,
+            c.time.format,
+            &c.window.key,
+            rule.module.fields(),
+        )
+        .with_max_key_bytes(usize::try_from(ceilings().max_key_bytes).unwrap_or(usize::MAX));
+        let meta = RuleMeta {
+            name: rule.name.clone(),
+            role: rule.role.clone(),
+            sha256: rule.module.sha256().to_owned(),
+            key_column: c.output.key_column.clone().unwrap_or(c.window.key.clone()),
+            count_column: c.output.count_column.clone().unwrap_or("count".into()),
+            mode: mode.unwrap_or(c.output.mode),
+        };
+        Ok(RuleRunner {
+            meta: Arc::new(meta),
+            projection,
+            instance: Some(instance),
+            windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay),
+            settings: WindowSettings {
+                size: c.window.size,
+                slide: c.window.slide(),
+                delay: c.window.delay,
+                key: c.window.key.clone(),
+                time_field: c.time.field.clone(),
+                repartitioned: false,
+            },
+            cooldown: Cooldown::new(c.output.cooldown),
+            on_delete: c.output.on_delete,
+            counting: Counting::Local,
+            events: BatchWriter::default(),
+            event_lines: Vec::new(),
+            encoded: Vec::new(),
+            candidates: BatchWriter::default(),
+            candidate_sources: Vec::new(),
+            alert_bits: Vec::new(),
+            batch_bytes: usize::try_from(c.limits.memory / 8)
+                .unwrap_or(usize::MAX)
+                .clamp(64 << 10, MAX_RULE_BATCH_BYTES),
+            logged: Logged::default(),
+            stats: RuleStats::default(),
+            version: 1,
+            last_error: None,
+            params: c.params_value(),
+        })
+    }
+
+    /// Sets how its events reach its windows. Repartitioned state differs from state
+    /// counted per input partition, so the mode is part of the settings checkpoints record.
+    pub fn set_counting(&mut self, counting: Counting) {
+        self.settings.repartitioned = matches!(counting, Counting::Forwarded(_));
+        self.counting = counting;
+    }
+
+    /// Empties the stage for a new batch.
+    pub fn start_batch(&mut self) {
+        self.events.reset(self.projection.kinds());
+        self.event_lines.clear();
+    }
+
+    /// Stages the event of line `index`, decoded as `rec`, with the fields this rule
+    /// declared, or rejects it when one is missing or mistyped; runs the stage when it is
+    /// full.
+    pub fn stage(&mut self, rec: &Record<'_>, index: usize, ctx: &mut BatchContext<'_>) {
+        match self.projection.project(rec, &mut self.events) {
+            Ok(_) => {
+                self.event_lines.push(index as u32);
+                self.stats.events += 1;
+                if self.events.encoded_len() >= self.batch_bytes {
+                    self.flush_events(ctx);
+                }
+            }
+            Err(e) => self.reject_field(&e, &ctx.lines[index], ctx),
+        }
+    }
+
+    /// Counts, logs (rate-limited) and dead-letters an event this rule cannot read.
+    fn reject_field(&mut self, e: &FieldError, line: &Line, ctx: &mut BatchContext<'_>) {
+        self.stats.bad.add(e.reason);
+        let field = &self.projection.field_names()[e.field];
+        let pos = ctx.sources.position(line);
+        if self.logged.allow(e.reason, Some(&self.meta.name)) {
+            warn!(
+                "{pos}: rule {}: field `{field}`: {} [{}]; {}",
+                self.meta.name,
+                e.detail,
+                e.reason.label(),
+                e.reason.hint()
+            );
+        }
+        if let Some(dl) = &mut ctx.rejects.dead_letter {
+            let error = format!("field `{field}`: {}", e.detail);
+            let raw = &ctx.buf[line.range.clone()];
+            dl.dead_letter(pos, e.reason.label(), &error, Some(&self.meta.name), raw);
+        }
+    }
+
+    /// Runs the staged events (see [`RuleRunner::run_batch`]) and empties the stage; a rule
+    /// that misbehaves is quarantined.
+    pub fn flush_events(&mut self, ctx: &mut BatchContext<'_>) {
+        let result = self.run_batch(ctx);
+        self.start_batch();
+        if let Err(e) = result {
+            self.quarantine(e);
+        }
+    }
+
+    /// Filters the staged events, then counts or forwards each selected one.
+    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), RuleError> {
+        let Some(instance) = &mut self.instance else {
+            return Ok(());
+        };
+        let rows = self.events.rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.events.finish(&mut self.encoded);
+        let selected = instance.filter(&self.encoded, rows)?;
+        let filtered = Instant::now();
+        ctx.times.filter += filtered - started;
+        let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        for row in 0..rows {
+            let is_selected = abi::bit(selected, row);
+            let time = batch.i64(abi::EVENT_TIME, row);
+            let key = batch.str(abi::EVENT_KEY, row);
+            let line = &ctx.lines[self.event_lines[row] as usize];
+            let source = line.source as usize;
+            let watermark = self.windows.watermark_of(source);
+            let verdict = match &mut self.counting {
+                Counting::Local => self.windows.observe(source, time, key, is_selected),
+                Counting::Forwarded(f) => {
+                    let from = ctx.sources.name_of(source);
+                    let offset = line.number as i64;
+                    f.forward(
+                        &mut self.windows,
+                        source,
+                        from,
+                        offset,
+                        time,
+                        key,
+                        is_selected,
+                    )
+                }
+            };
+            match verdict {
+                Verdict::Counted => self.stats.matched += 1,
+                Verdict::Skipped => {}
+                Verdict::Late => {
+                    self.stats.matched += 1;
+                    self.stats.late += 1;
+                    if let (Some(late), Some(wm)) = (&mut ctx.rejects.late, watermark) {
+                        let raw = &ctx.buf[line.range.clone()];
+                        let pos = ctx.sources.position(line);
+                        late.late(pos, &self.meta.name, time, wm, raw);
+                    }
+                }
+            }
+        }
+        ctx.times.window += filtered.elapsed();
+        self.stats
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Collects this trigger's candidate rows per the output mode, asks the rule which are
+    /// alerts, and frees closed windows; `end` closes every window (the input ended).
+    pub fn trigger(&mut self, end: bool, out: &mut Vec<AlertRow>) -> Result<(), RuleError> {
+        if self.instance.is_none() {
+            return Ok(());
+        }
+        self.candidates.reset(&abi::WINDOW_KINDS);
+        self.candidate_sources.clear();
+        let (c, sources) = (&mut self.candidates, &mut self.candidate_sources);
+        let mut push = |w: WindowRow<'_>| {
+            sources.push(Candidate {
+                source: w.source,
+                watermark: w.watermark,
+            });
+            push_window(c, w.start, w.end, w.key, w.count as i64);
+        };
+        match self.meta.mode {
+            OutputMode::Append => self.windows.close(end, &mut push),
+            OutputMode::Update => {
+                self.windows.drain_changed(&mut push);
+                self.windows.close(end, |_| {});
+            }
+            OutputMode::Complete => {
+                self.windows.for_each(&mut push);
+                self.windows.close(end, |_| {});
+            }
+        }
+        let rows = self.candidates.rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        self.candidates.finish(&mut self.encoded);
+        self.decide(rows)?;
+        let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        for row in (0..rows).filter(|&row| abi::bit(&self.alert_bits, row)) {
+            let start = batch.i64(abi::WINDOW_START, row);
+            let window_end = batch.i64(abi::WINDOW_END, row);
+            let key = batch.str(abi::WINDOW_KEY, row);
+            let Candidate { source, watermark } = self.candidate_sources[row];
+            if !self.cooldown.admit(key, start, window_end, source) {
+                self.stats.suppressed += 1;
+                continue;
+            }
+            self.stats.alerts += 1;
+            out.push(AlertRow {
+                rule: self.meta.clone(),
+                start,
+                end: window_end,
+                key: key.to_owned(),
+                count: batch.i64(abi::WINDOW_COUNT, row) as u64,
+                watermark: if end { None } else { watermark },
+            });
+        }
+        let windows = &self.windows;
+        self.cooldown.expire(|source| windows.watermark_of(source));
+        Ok(())
+    }
+
+    /// Asks the rule which of the `rows` encoded candidates alert, into `alert_bits`: in one
+    /// call, or in batches of at most `batch_bytes` when they are more.
+    fn decide(&mut self, rows: usize) -> Result<(), RuleError> {
+        let instance = self.instance.as_mut().expect("running");
+        self.alert_bits.clear();
+        if self.encoded.len() <= self.batch_bytes {
+            let bits = instance.alert(&self.encoded, rows)?;
+            self.alert_bits.extend_from_slice(bits);
+            return Ok(());
+        }
+        self.alert_bits.resize(rows.div_ceil(8), 0);
+        let all = Batch::parse(&self.encoded).expect("the host encodes valid batches");
+        let (mut part, mut encoded, mut first) = (BatchWriter::default(), Vec::new(), 0);
+        part.reset(&abi::WINDOW_KINDS);
+        for row in 0..rows {
+            push_window(
+                &mut part,
+                all.i64(abi::WINDOW_START, row),
+                all.i64(abi::WINDOW_END, row),
+                all.str(abi::WINDOW_KEY, row),
+                all.i64(abi::WINDOW_COUNT, row),
+            );
+            if part.encoded_len() >= self.batch_bytes || row + 1 == rows {
+                part.finish(&mut encoded);
+                let bits = instance.alert(&encoded, part.rows())?;
+                for i in (0..part.rows()).filter(|&i| abi::bit(bits, i)) {
+                    abi::set_bit(&mut self.alert_bits, first + i);
+                }
+                first = row + 1;
+                part.reset(&abi::WINDOW_KINDS);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a rule that misbehaved; the other rules go on.
+    pub fn quarantine(&mut self, e: RuleError) {
+        error!(
+            "rule {} (module sha256 {}) {e}; it is quarantined and its open windows are \
+             dropped; the other rules keep running",
+            self.meta.name, self.meta.sha256
+        );
+        self.instance = None;
+        self.windows = Windows::empty();
+        self.stats.quarantined = Some(e.to_string());
+    }
+}
+
+/// Appends one row to a window batch.
+fn push_window(w: &mut BatchWriter, start: i64, end: i64, key: &str, count: i64) {
+    w.push_i64(abi::WINDOW_START, start);
+    w.push_i64(abi::WINDOW_END, end);
+    w.push_str(abi::WINDOW_KEY, key.as_bytes());
+    w.push_i64(abi::WINDOW_COUNT, count);
+    w.end_row();
+}
