@@ -255,35 +255,35 @@ pub struct LoadgenArgs {
     pub output: std::path::PathBuf,
 }
 
+/// The producer to `--brokers`, with the topic created, if a broker is given.
+fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::kafka::Output>> {
+    let Some(brokers) = &args.brokers else {
+        return Ok(None);
+    };
+    let mut options = std::collections::BTreeMap::new();
+    for kv in &args.kafka_options {
+        let (k, v) = crate::config::run::kafka_option(kv)?;
+        options.insert(k, v);
+    }
+    let topics = [(args.topic.as_str(), args.partitions)];
+    crate::sink::kafka::create_topics(brokers, &options, &topics, 1, &[])?;
+    // Without keys, a random partition per message: librdkafka's default sticks to one
+    // partition per batch, which leaves short runs on one or two partitions.
+    if args.unkeyed {
+        options.insert("sticky.partitioning.linger.ms".into(), "0".into());
+    }
+    Ok(Some(crate::sink::kafka::Output::connect(
+        brokers, &options,
+    )?))
+}
+
 /// Runs the load generator; prints progress on a terminal and a summary to stderr.
 pub fn run(mut args: LoadgenArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use std::io::{IsTerminal, Write};
     use std::time::{Duration, Instant};
     let total = args.generator.events;
-    let producer = match &args.brokers {
-        Some(brokers) => {
-            let mut options = std::collections::BTreeMap::new();
-            for kv in &args.kafka_options {
-                let (k, v) = crate::config::run::kafka_option(kv)?;
-                options.insert(k, v);
-            }
-            crate::sink::kafka::create_topics(
-                brokers,
-                &options,
-                &[(&args.topic, args.partitions)],
-                1,
-                &[],
-            )?;
-            // Without keys, a random partition per message: librdkafka's default sticks to
-            // one partition per batch, which leaves short runs on one or two partitions.
-            if args.unkeyed {
-                options.insert("sticky.partitioning.linger.ms".into(), "0".into());
-            }
-            Some(crate::sink::kafka::Output::connect(brokers, &options)?)
-        }
-        None => None,
-    };
+    let producer = connect(&args)?;
     let mut file: Box<dyn Write> = match (&producer, args.output.to_str()) {
         (Some(_), _) | (None, Some("-")) => Box::new(std::io::BufWriter::new(std::io::stdout())),
         (None, _) => Box::new(std::io::BufWriter::new(

@@ -4,7 +4,7 @@ use crate::metrics::Histogram;
 use crate::status::Status;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::MetricType::{self, Counter, Gauge, Histogram as Hist};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -55,11 +55,10 @@ fn seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), Error> {
-        use MetricType::{Counter, Gauge, Histogram as Hist};
+impl Snapshot {
+    /// The whole run: readiness, events read and rejected.
+    fn totals(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
         let s = &self.0;
-        let e = &mut e;
         family(
             e,
             "rulewatch_ready",
@@ -85,6 +84,12 @@ impl Collector for Snapshot {
                     .try_for_each(|(reason, &n)| counter(&mut m, &[("reason", reason)], n))
             },
         )?;
+        Ok(())
+    }
+
+    /// Per rule: what it matched, rejected and emitted, and its batch times.
+    fn rule_counts(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+        let s = &self.0;
         family(
             e,
             "rulewatch_rule_matched",
@@ -142,6 +147,12 @@ impl Collector for Snapshot {
                     .try_for_each(|r| histogram(&mut m, &[("rule", &r.name)], &r.batch_seconds))
             },
         )?;
+        Ok(())
+    }
+
+    /// Per rule: its state, open pairs and watermark; the rule changes.
+    fn rule_state(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+        let s = &self.0;
         family(
             e,
             "rulewatch_rule_quarantined",
@@ -161,7 +172,7 @@ impl Collector for Snapshot {
             e,
             "rulewatch_rule_held_seconds",
             "How long a repartitioned rule's windows have been held back by a silent input \
-             partition (its reader gone or being replaced)",
+         partition (its reader gone or being replaced)",
             Gauge,
             |mut m| {
                 s.rules.iter().try_for_each(|r| match &r.held_by {
@@ -215,6 +226,12 @@ impl Collector for Snapshot {
                 .try_for_each(|(change, n)| counter(&mut m, &[("change", change)], *n))
             },
         )?;
+        Ok(())
+    }
+
+    /// Per partition: watermarks, idleness and lag.
+    fn partitions(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+        let s = &self.0;
         family(
             e,
             "rulewatch_partition_watermark_seconds",
@@ -272,6 +289,12 @@ impl Collector for Snapshot {
                 })
             },
         )?;
+        Ok(())
+    }
+
+    /// The Kafka client and the checkpoints.
+    fn source(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+        let s = &self.0;
         if s.source == "kafka" {
             family(
                 e,
@@ -308,5 +331,16 @@ impl Collector for Snapshot {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), Error> {
+        let e = &mut e;
+        self.totals(e)?;
+        self.rule_counts(e)?;
+        self.rule_state(e)?;
+        self.partitions(e)?;
+        self.source(e)
     }
 }

@@ -367,6 +367,23 @@ mod tests {
         }
     }
 
+    /// A batch of `texts` read from source `source`.
+    fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<crate::source::lines::Line>) {
+        let (mut buf, mut lines) = (Vec::new(), Vec::new());
+        for (n, text) in texts.iter().enumerate() {
+            let start = buf.len();
+            buf.extend_from_slice(text.as_bytes());
+            lines.push(crate::source::lines::Line {
+                range: start..buf.len(),
+                source,
+                number: n as u64,
+                offset: 0,
+                too_large: false,
+            });
+        }
+        (buf, lines)
+    }
+
     fn pipeline() -> Pipeline {
         let rules = [crash("user_id")];
         Pipeline::new(Sources::partitions(), &rules, None, Default::default()).unwrap()
@@ -416,20 +433,7 @@ mod tests {
         assert!(p.rules[0].settings.repartitioned);
 
         // Three crashes of one user and one other event, read from the input partition.
-        let mut buf = Vec::new();
-        let mut lines = Vec::new();
-        let mut push = |buf: &mut Vec<u8>, source: u32, number: u64, text: &str| {
-            let start = buf.len();
-            buf.extend_from_slice(text.as_bytes());
-            lines.push(crate::source::lines::Line {
-                range: start..buf.len(),
-                source,
-                number,
-                offset: 0,
-                too_large: false,
-            });
-        };
-        for (i, (sev, content)) in [
+        let events: Vec<String> = [
             ("High", "app crash"),
             ("Critical", "CRASH again"),
             ("Low", "crash"),
@@ -437,12 +441,13 @@ mod tests {
         ]
         .iter()
         .enumerate()
-        {
-            let event = format!(
+        .map(|(i, (sev, content))| {
+            format!(
                 r#"{{"timestamp":"2026-01-01T00:00:0{i}Z","severity":"{sev}","user_id":"u1","content":"{content}"}}"#
-            );
-            push(&mut buf, 0, i as u64, &event);
-        }
+            )
+        })
+        .collect();
+        let (buf, lines) = batch(0, &events);
         let mut sink = Fanout(vec![]);
         p.process(&buf, &lines, &mut sink).unwrap();
         let sent = output.0.lock().unwrap().clone();
@@ -461,18 +466,8 @@ mod tests {
         );
 
         // Read back from the internal partition, they are counted there.
-        let (mut back, mut back_lines) = (Vec::new(), Vec::new());
-        for (n, (_, _, record)) in events.iter().enumerate() {
-            let start = back.len();
-            back.extend_from_slice(record.as_bytes());
-            back_lines.push(crate::source::lines::Line {
-                range: start..back.len(),
-                source: 1,
-                number: n as u64,
-                offset: 0,
-                too_large: false,
-            });
-        }
+        let records: Vec<String> = events.iter().map(|(_, _, r)| r.clone()).collect();
+        let (back, back_lines) = batch(1, &records);
         p.process(&back, &back_lines, &mut sink).unwrap();
         assert_eq!(p.rules[0].windows.open_pairs(), 1);
         // A replay of the same records (after a fail-over) is not counted twice.

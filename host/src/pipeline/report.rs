@@ -2,6 +2,7 @@
 //! page, `/metrics` and `/readyz` are made from (the driver adds what its source knows).
 
 use super::Pipeline;
+use super::runner::RuleRunner;
 use crate::decode::Reason;
 use crate::metrics::RuleSummary;
 use crate::source::PartitionId;
@@ -39,51 +40,11 @@ impl Pipeline {
         s.totals.bad = s.bad.values().sum();
         s.rules.clear();
         for r in &self.rules {
-            let shadow = r.meta.role.is_shadow();
-            if !shadow {
+            if !r.meta.role.is_shadow() {
                 s.totals.alerts += r.stats.alerts;
                 s.totals.late += r.stats.late;
             }
-            let inputs = self.repartitioning.as_ref().map(|rp| rp.inputs.as_slice());
-            let forwarder = r.counting.forwarder();
-            let w = &r.settings;
-            s.rules.push(RuleStatus {
-                name: r.meta.name.clone(),
-                state: match (&r.instance, shadow) {
-                    (None, _) => RuleState::Quarantined,
-                    (Some(_), true) => RuleState::Shadow,
-                    (Some(_), false) => RuleState::Running,
-                },
-                version: r.version,
-                sha256: r.meta.sha256.clone(),
-                last_error: r.stats.quarantined.clone().or(r.last_error.clone()),
-                repartition_topic: forwarder.map(|f| f.topic().to_owned()),
-                matched: r.stats.matched,
-                late: r.stats.late,
-                bad: r.stats.bad.total(),
-                bad_by_reason: Reason::ALL
-                    .iter()
-                    .map(|&x| (x.label(), r.stats.bad.get(x)))
-                    .filter(|&(_, n)| n > 0)
-                    .collect(),
-                alerts: r.stats.alerts,
-                watermark_ms: r.windows.watermark(),
-                open_pairs: r.windows.open_pairs(),
-                window: WindowStatus {
-                    key: w.key.clone(),
-                    size_ms: w.size.as_millis() as i64,
-                    slide_ms: w.slide.as_millis() as i64,
-                    delay_ms: w.delay.as_millis() as i64,
-                },
-                key_column: r.meta.key_column.clone(),
-                count_column: r.meta.count_column.clone(),
-                params: r.params.clone(),
-                batch_seconds: r.stats.batch_seconds.clone(),
-                held_by: forwarder
-                    .zip(inputs)
-                    .and_then(|(f, inputs)| f.held_by(inputs))
-                    .map(|(name, d)| (name, d.as_secs_f64())),
-            });
+            s.rules.push(self.rule_status(r));
         }
         s.alerts.clear();
         s.alerts.extend(self.recent.iter().rev().cloned());
@@ -110,6 +71,51 @@ impl Pipeline {
                 idle: false,
                 lag: None,
             });
+        }
+    }
+
+    /// What the status says of rule `r`.
+    fn rule_status(&self, r: &RuleRunner) -> RuleStatus {
+        let shadow = r.meta.role.is_shadow();
+        let inputs = self.repartitioning.as_ref().map(|rp| rp.inputs.as_slice());
+        let forwarder = r.counting.forwarder();
+        let w = &r.settings;
+        RuleStatus {
+            name: r.meta.name.clone(),
+            state: match (&r.instance, shadow) {
+                (None, _) => RuleState::Quarantined,
+                (Some(_), true) => RuleState::Shadow,
+                (Some(_), false) => RuleState::Running,
+            },
+            version: r.version,
+            sha256: r.meta.sha256.clone(),
+            last_error: r.stats.quarantined.clone().or(r.last_error.clone()),
+            repartition_topic: forwarder.map(|f| f.topic().to_owned()),
+            matched: r.stats.matched,
+            late: r.stats.late,
+            bad: r.stats.bad.total(),
+            bad_by_reason: Reason::ALL
+                .iter()
+                .map(|&x| (x.label(), r.stats.bad.get(x)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            alerts: r.stats.alerts,
+            watermark_ms: r.windows.watermark(),
+            open_pairs: r.windows.open_pairs(),
+            window: WindowStatus {
+                key: w.key.clone(),
+                size_ms: w.size.as_millis() as i64,
+                slide_ms: w.slide.as_millis() as i64,
+                delay_ms: w.delay.as_millis() as i64,
+            },
+            key_column: r.meta.key_column.clone(),
+            count_column: r.meta.count_column.clone(),
+            params: r.params.clone(),
+            batch_seconds: r.stats.batch_seconds.clone(),
+            held_by: forwarder
+                .zip(inputs)
+                .and_then(|(f, inputs)| f.held_by(inputs))
+                .map(|(name, d)| (name, d.as_secs_f64())),
         }
     }
 }

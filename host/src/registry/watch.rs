@@ -56,7 +56,7 @@ pub fn watch(dir: &Path, loaded: &[(PathBuf, String)]) -> anyhow::Result<Receive
     let mut watcher = notify::recommended_watcher(events_tx)?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     let (tx, rx) = channel();
-    let mut known: BTreeMap<PathBuf, (String, Option<Fingerprint>)> = loaded
+    let mut known: Known = loaded
         .iter()
         .map(|(path, name)| (path.clone(), (name.clone(), fingerprint(path))))
         .collect();
@@ -124,12 +124,12 @@ pub fn is_temporary(path: &Path) -> bool {
             .any(|ext| name.ends_with(ext))
 }
 
+/// Each rule config seen: the name of the rule it holds (empty if it never loaded) and the
+/// fingerprint of what it was loaded from.
+type Known = BTreeMap<PathBuf, (String, Option<Fingerprint>)>;
+
 /// Reads the folder again and sends what changed. False if nobody listens any more.
-fn rescan(
-    dir: &Path,
-    known: &mut BTreeMap<PathBuf, (String, Option<Fingerprint>)>,
-    tx: &Sender<Change>,
-) -> bool {
+fn rescan(dir: &Path, known: &mut Known, tx: &Sender<Change>) -> bool {
     let configs = match super::configs_in(dir) {
         Ok(c) => c,
         Err(e) => {
@@ -152,63 +152,67 @@ fn rescan(
             return false;
         }
     }
-    for path in configs {
-        let print = fingerprint(&path);
-        if known.get(&path).is_some_and(|(_, f)| *f == print) {
-            continue;
+    configs.into_iter().all(|path| reload(path, known, tx))
+}
+
+/// Loads rule config `path` again if its files changed, and sends what that changes. False
+/// if nobody listens any more.
+fn reload(path: PathBuf, known: &mut Known, tx: &Sender<Change>) -> bool {
+    let print = fingerprint(&path);
+    if known.get(&path).is_some_and(|(_, f)| *f == print) {
+        return true;
+    }
+    let loaded = load(&path).and_then(|rule| {
+        match known
+            .iter()
+            .find(|(p, (name, _))| **p != path && *name == rule.name)
+        {
+            Some((owner, _)) => Err(super::claimed(&path, &rule.name, owner)),
+            None => Ok(rule),
         }
-        let loaded = load(&path).and_then(|rule| {
-            match known
-                .iter()
-                .find(|(p, (name, _))| **p != path && *name == rule.name)
+    });
+    match loaded {
+        Ok(rule) => {
+            let name = rule.name.clone();
+            info!(
+                "{}: loaded rule {name} (module sha256 {}); it takes effect at the next batch",
+                path.display(),
+                rule.module.sha256()
+            );
+            if let Some((old, _)) = known.get(&path)
+                && !old.is_empty()
+                && *old != rule.name
+                && tx.send(Change::Remove(old.clone())).is_err()
             {
-                Some((owner, _)) => Err(super::claimed(&path, &rule.name, owner)),
-                None => Ok(rule),
+                return false;
             }
-        });
-        match loaded {
-            Ok(rule) => {
-                let name = rule.name.clone();
-                info!(
-                    "{}: loaded rule {name} (module sha256 {}); it takes effect at the next batch",
-                    path.display(),
-                    rule.module.sha256()
-                );
-                if let Some((old, _)) = known.get(&path)
-                    && !old.is_empty()
-                    && *old != rule.name
-                    && tx.send(Change::Remove(old.clone())).is_err()
-                {
-                    return false;
-                }
-                known.insert(path, (name, print));
-                if tx.send(Change::Upsert(Box::new(rule))).is_err() {
-                    return false;
-                }
+            known.insert(path, (name, print));
+            if tx.send(Change::Upsert(Box::new(rule))).is_err() {
+                return false;
             }
-            // A module still being written settles soon; say nothing until it has.
-            Err(_) if recently_modified(&path) => {
-                warn!(
-                    "{}: not loadable yet, still changing; waiting",
-                    path.display()
-                );
+        }
+        // A module still being written settles soon; say nothing until it has.
+        Err(_) if recently_modified(&path) => {
+            warn!(
+                "{}: not loadable yet, still changing; waiting",
+                path.display()
+            );
+        }
+        Err(e) => {
+            error!(
+                "rule change rejected, the running version stays: {}",
+                crate::text::one_line(&format!("{e:#}"))
+            );
+            // Remember it, so the same broken files are not reported again and again.
+            let name = known.get(&path).map(|(n, _)| n.clone()).unwrap_or_default();
+            let rejected = Change::Rejected {
+                rule: Some(name.clone()).filter(|n| !n.is_empty()),
+                error: format!("{e:#}"),
+            };
+            if tx.send(rejected).is_err() {
+                return false;
             }
-            Err(e) => {
-                error!(
-                    "rule change rejected, the running version stays: {}",
-                    crate::text::one_line(&format!("{e:#}"))
-                );
-                // Remember it, so the same broken files are not reported again and again.
-                let name = known.get(&path).map(|(n, _)| n.clone()).unwrap_or_default();
-                let rejected = Change::Rejected {
-                    rule: Some(name.clone()).filter(|n| !n.is_empty()),
-                    error: format!("{e:#}"),
-                };
-                if tx.send(rejected).is_err() {
-                    return false;
-                }
-                known.insert(path, (name, print));
-            }
+            known.insert(path, (name, print));
         }
     }
     true

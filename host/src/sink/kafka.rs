@@ -52,6 +52,10 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// The largest message the shared producer writes. Checkpoint records are the largest: one
+/// partition's whole state (see `checkpoint::store::MAX_RECORD`).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
 /// The shared producer.
 #[derive(Clone)]
 pub struct Output {
@@ -68,11 +72,7 @@ impl Output {
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
-            // Checkpoint records carry a partition's whole state.
-            .set(
-                "message.max.bytes",
-                (crate::checkpoint::store::MAX_RECORD + (1 << 20)).to_string(),
-            );
+            .set("message.max.bytes", (MAX_MESSAGE + (1 << 20)).to_string());
         for (k, v) in options {
             config.set(k, v);
         }

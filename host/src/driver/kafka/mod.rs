@@ -24,6 +24,7 @@ use crate::pipeline::{Pipeline, Rejects, Repartitioning};
 use crate::registry::LoadedRule;
 use crate::registry::watch::Changes;
 use crate::repartition::Plan;
+use crate::sink::Fanout;
 use crate::sink::kafka::{Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::source::Sources;
@@ -42,11 +43,7 @@ pub fn run(
     changes: Changes,
     fresh_start: bool,
 ) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("cannot install the signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     // Up first, so that health and readiness answer while the broker is being reached.
     let mut status = super::serve_status(config.http.address(), "kafka")?;
     let (k, out) = (&config.kafka, &config.output);
@@ -75,15 +72,7 @@ pub fn run(
 
     // Alerts, rejects, checkpoint records and repartitioned events share one producer.
     let output = Output::connect(&k.brokers, &k.options)?;
-    let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
-        Some(Box::new(RejectTopic::new(output.clone(), topic.as_ref()?)))
-    };
-    let rejects = Rejects {
-        dead_letter: reject_topic(&out.dead_letter_topic),
-        late: reject_topic(&out.late_topic),
-    };
-    let alerts_topic = out.alerts_topic.as_deref().map(|t| (&output, t));
-    let sink = crate::sink::build(out.console, alerts_topic);
+    let (rejects, sink) = outputs(config, &output);
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
     let mut subscribed = k.topics.clone();
     subscribed.extend(plan.topics.values().cloned());
@@ -125,6 +114,30 @@ pub fn run(
         status,
     )
     .run(&stop, fresh_start)
+}
+
+/// A flag SIGTERM and SIGINT set.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Where rejected input and alerts go, as `[output]` says; topics through `output`.
+fn outputs(config: &RunConfig, output: &Output) -> (Rejects, Fanout) {
+    let out = &config.output;
+    let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
+        Some(Box::new(RejectTopic::new(output.clone(), topic.as_ref()?)))
+    };
+    let rejects = Rejects {
+        dead_letter: reject_topic(&out.dead_letter_topic),
+        late: reject_topic(&out.late_topic),
+    };
+    let alerts_topic = out.alerts_topic.as_deref().map(|t| (output, t));
+    (rejects, crate::sink::build(out.console, alerts_topic))
 }
 
 /// Creates the topics named in `[output]` and the checkpoint topic, if missing.

@@ -8,30 +8,25 @@
 //! reading them ([`KafkaSource::take_rebalance`], [`KafkaSource::assign`],
 //! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
 
+mod client;
+
+pub use client::{Callbacks, hint, log, partition_name, read_from_start, reader};
+
 use super::lines::Line;
 use super::{PartitionId, Reading};
 use anyhow::Context as _;
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// How many messages before its resume point a partition is read again (and skipped) when it
 /// is assigned; more than a producer puts in one record batch.
 const RESUME_LOOKBACK: i64 = 20_000;
-
-/// A partition: `topic/partition`, the name used in checkpoints, metrics and positions.
-pub fn partition_name(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
-}
 
 /// A change of assignment the group asked for, to carry out between batches.
 #[derive(Debug)]
@@ -45,235 +40,6 @@ pub enum Rebalance {
 /// How often an idle partition is vouched for again (asking the broker whether it still
 /// has nothing new): how often it may be moved along with the others.
 const VOUCH_EVERY: Duration = Duration::from_secs(1);
-
-/// How long a client problem stays current without being reported again: longer than
-/// librdkafka's longest reconnect backoff (10 s).
-const PROBLEM_FORGOTTEN: Duration = Duration::from_secs(15);
-
-/// Callbacks from librdkafka: rebalances (recorded for the run loop) and client errors
-/// (logged once per change of state).
-pub struct Callbacks {
-    /// Rebalances asked for and not carried out yet.
-    pending: Mutex<VecDeque<Rebalance>>,
-    /// Whether `pending` has any.
-    waiting: AtomicBool,
-    /// The consumer is closing: rebalances are carried out at once (librdkafka revokes
-    /// the assignment while closing and waits for it to be released).
-    closing: AtomicBool,
-    /// The last client error logged (its words, without numbers), to log each state change
-    /// once.
-    last_error: Mutex<Option<String>>,
-    /// The current client problem with what to check, and when librdkafka last reported
-    /// it; over once messages flow again, or once it has not been reported for a while
-    /// (librdkafka reports a problem again at each failed reconnect).
-    problem: Mutex<Option<(String, Instant)>>,
-    /// Client problems logged (changes of state).
-    problems: AtomicU64,
-    /// The client's settings, to diagnose TLS failures with.
-    options: BTreeMap<String, String>,
-}
-
-/// What to check for a client error, from librdkafka's reason.
-pub fn hint(reason: &str) -> &'static str {
-    let reason = reason.to_ascii_lowercase();
-    if reason.contains("certificate verify failed") {
-        "check ssl.ca.location (the CA that signed the brokers' certificates) and that the \
-         broker names in bootstrap.servers and in the brokers' advertised listeners match \
-         their certificates"
-    } else if reason.contains("ssl") || reason.contains("tls") {
-        "check security.protocol and that the brokers' port speaks TLS"
-    } else if reason.contains("sasl") || reason.contains("authentication") {
-        "check sasl.mechanisms, sasl.username and sasl.password"
-    } else if reason.contains("unknown topic") {
-        "check kafka.topics, or create the topic"
-    } else {
-        "check that the brokers in bootstrap.servers are up and reachable from here"
-    }
-}
-
-/// librdkafka's own log lines, through tracing (debug and below unless they are worse).
-pub fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-    use rdkafka::config::RDKafkaLogLevel as L;
-    match level {
-        L::Emerg | L::Alert | L::Critical | L::Error => {
-            tracing::error!("librdkafka {fac}: {message}")
-        }
-        L::Warning => tracing::warn!("librdkafka {fac}: {message}"),
-        L::Notice | L::Info => tracing::info!("librdkafka {fac}: {message}"),
-        L::Debug => tracing::debug!("librdkafka {fac}: {message}"),
-    }
-}
-
-impl Callbacks {
-    /// Messages flow: whatever went wrong before is over.
-    fn recovered(&self) {
-        let mut problem = self.problem.lock().expect("not poisoned");
-        if problem.is_some() {
-            *problem = None;
-            *self.last_error.lock().expect("not poisoned") = None;
-        }
-    }
-}
-
-impl ClientContext for Callbacks {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        log(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        let message = format!("{error}: {reason}");
-        {
-            // "All brokers are down" follows the reason they are (TLS, credentials): keep
-            // the reason as the current problem.
-            let mut problem = self.problem.lock().expect("not poisoned");
-            let consequence = reason.contains("brokers are down");
-            match problem.as_mut() {
-                Some((_, at)) if consequence && at.elapsed() < PROBLEM_FORGOTTEN => {
-                    *at = Instant::now();
-                }
-                _ => *problem = Some((format!("{message} ({})", hint(reason)), Instant::now())),
-            }
-        }
-        // The same state may be told with other numbers ("after 2ms", a port): compare the
-        // words only.
-        let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
-        let mut last = self.last_error.lock().expect("not poisoned");
-        if last.as_deref() != Some(words.as_str()) {
-            warn!("Kafka: {message} (retrying; {})", hint(reason));
-            *last = Some(words);
-            self.problems.fetch_add(1, Ordering::Relaxed);
-            if reason.contains("certificate verify failed")
-                && let Some(broker) = super::tls::broker_of(reason)
-            {
-                // Off the polling thread: a handshake may take seconds.
-                let (broker, options) = (broker.to_owned(), self.options.clone());
-                std::thread::spawn(move || {
-                    if let Some(why) = super::tls::diagnose(&broker, &options) {
-                        warn!("Kafka TLS: {why}");
-                    }
-                });
-            }
-        }
-    }
-}
-
-impl ConsumerContext for Callbacks {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        if self.closing.load(Ordering::Relaxed) {
-            let released = match consumer.rebalance_protocol() {
-                rdkafka::consumer::RebalanceProtocol::Cooperative => {
-                    consumer.incremental_unassign(tpl)
-                }
-                _ => consumer.unassign(),
-            };
-            if let Err(e) = released {
-                warn!("Kafka: cannot release the assignment while closing: {e}");
-            }
-            return;
-        }
-        let names = tpl
-            .elements()
-            .iter()
-            .map(|e| partition_name(e.topic(), e.partition()))
-            .collect();
-        let change = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(names),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(names),
-            other => {
-                warn!("Kafka: rebalance error {other:?}");
-                return;
-            }
-        };
-        self.pending.lock().expect("not poisoned").push_back(change);
-        self.waiting.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A consumer outside any group, for reading partitions from their start (the keying check,
-/// restoring checkpoints). `extra` settings come before the user's `options`.
-pub fn reader(
-    brokers: &str,
-    options: &BTreeMap<String, String>,
-    extra: &[(&str, String)],
-) -> anyhow::Result<BaseConsumer> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "rulewatch-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // Some brokers hold a fetch for the whole wait when little is new.
-        .set("fetch.wait.max.ms", "10");
-    for (k, v) in extra {
-        config.set(*k, v);
-    }
-    for (k, v) in options {
-        config.set(k, v);
-    }
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-    config
-        .create()
-        .context("cannot create a Kafka consumer (check the [kafka] settings)")
-}
-
-/// Reads every partition of `topic` from its start, its first `limit` messages (all of them
-/// if `None`), handing each message to `f`; the topic's partitions, by name. Reading from a
-/// partition's start also avoids brokers that answer a fetch from the middle of a record
-/// batch with the next batch.
-pub fn read_from_start(
-    consumer: &BaseConsumer,
-    topic: &str,
-    limit: Option<i64>,
-    timeout: Duration,
-    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
-) -> anyhow::Result<Vec<String>> {
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
-    let mut names = Vec::new();
-    let mut tpl = TopicPartitionList::new();
-    // The offset of the last message to read, per partition.
-    let mut ends = BTreeMap::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
-        names.push(partition_name(topic, p.id()));
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
-            .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
-        let end = limit.map_or(high, |n| (low + n).min(high));
-        if end > low {
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-            ends.insert(p.id(), end - 1);
-        }
-    }
-    if ends.is_empty() {
-        return Ok(names);
-    }
-    consumer.assign(&tpl)?;
-    let started = Instant::now();
-    while !ends.is_empty() {
-        if started.elapsed() > timeout {
-            anyhow::bail!("topic {topic}: not read to its end within {timeout:?}");
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg.with_context(|| format!("reading topic {topic}"))?;
-        match ends.get(&msg.partition()) {
-            None => continue, // read far enough
-            Some(&end) if msg.offset() >= end => {
-                ends.remove(&msg.partition());
-            }
-            Some(_) => {}
-        }
-        f(&msg);
-    }
-    Ok(names)
-}
 
 /// A partition as the run loop sees it between batches.
 pub struct PartitionNow<'a> {
@@ -378,15 +144,7 @@ impl KafkaSource {
         for (k, v) in options {
             config.set(k, v);
         }
-        let context = Callbacks {
-            pending: Mutex::default(),
-            waiting: AtomicBool::default(),
-            closing: AtomicBool::default(),
-            last_error: Mutex::default(),
-            problem: Mutex::default(),
-            problems: AtomicU64::default(),
-            options: options.clone(),
-        };
+        let context = Callbacks::new(options);
         // librdkafka logs what its `debug` setting asks for; tracing filters.
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         let consumer: BaseConsumer<Callbacks> = config
@@ -550,13 +308,7 @@ impl KafkaSource {
     /// a missing topic) with what to check, until messages flow again; and how many were
     /// logged since start.
     pub fn problem(&self) -> (Option<String>, u64) {
-        let context = self.consumer.context();
-        let problem = context.problem.lock().expect("not poisoned");
-        let current = problem
-            .as_ref()
-            .filter(|(_, at)| at.elapsed() < PROBLEM_FORGOTTEN)
-            .map(|(p, _)| p.clone());
-        (current, context.problems.load(Ordering::Relaxed))
+        self.consumer.context().problem()
     }
 
     /// The next offset to process of partition `index`, if known.
