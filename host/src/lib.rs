@@ -1,22 +1,22 @@
 //! rulewatch: a stream rule engine. JSON events flow
 //! source → decode → rules (WebAssembly) → window → sink.
 
-pub mod author;
-pub mod bench;
-pub mod checkpoint;
+mod author;
+mod bench;
+mod checkpoint;
 pub mod cli;
-pub mod config;
+mod config;
 pub mod decode;
-pub mod driver;
-pub mod http;
+mod driver;
+mod http;
 pub mod loadgen;
-pub mod metrics;
-pub mod pipeline;
-pub mod registry;
-pub mod repartition;
+mod metrics;
+mod pipeline;
+mod registry;
+mod repartition;
 pub mod rules;
-pub mod sink;
-pub mod source;
-pub mod status;
-pub mod text;
+mod sink;
+mod source;
+mod status;
+mod text;
 pub mod window;

@@ -124,6 +124,7 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes `cp` to `dir` atomically: readers see the old checkpoint or the new one, whole.
+#[cfg(test)]
 pub fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     save_encoded(dir, &encode(cp)?)
 }

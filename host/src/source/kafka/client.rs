@@ -4,6 +4,7 @@
 //! start.
 
 use super::Rebalance;
+use crate::source::PartitionId;
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -20,7 +21,7 @@ use tracing::warn;
 
 /// A partition: `topic/partition`, the name used in checkpoints, metrics and positions.
 pub fn partition_name(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
+    PartitionId { topic, partition }.to_string()
 }
 
 /// How long a client problem stays current without being reported again: longer than
