@@ -1,7 +1,8 @@
 # Sourced by the bench scripts: starts tansu (memory storage) on a free loopback port and
 # cleans up on exit. Sets: bin (the release binary), work (a scratch folder), port, broker;
 # a script that starts an engine sets `engine` to its pid so that it is stopped first.
-bin=target/release/rulewatch
+# RULEWATCH_BIN: another build to measure (e.g. a copy of an earlier commit's binary).
+bin=$(realpath "${RULEWATCH_BIN:-target/release/rulewatch}")
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tansu broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \

@@ -11,7 +11,7 @@ cargo build --release --quiet --bin rulewatch --example alert_latency
 source bench/broker.sh
 # Create the topic with a first event, then start the engine and the latency reader.
 RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic logs --partitions 4 --events 1 --live
-(cd "$work" && RUST_LOG=warn exec "$OLDPWD/$bin" run --brokers 127.0.0.1:$port --topics logs \
+(cd "$work" && RUST_LOG=warn exec "$bin" run --brokers 127.0.0.1:$port --topics logs \
   --console none --alerts-topic alerts --mode update --checkpoint-dir state) &
 engine=$!
 sleep 3

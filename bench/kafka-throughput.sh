@@ -20,7 +20,7 @@ pids=()
 for i in $(seq 1 "$instances"); do
   http=$(free_port)
   urls+=("http://127.0.0.1:$http/metrics")
-  (cd "$work" && RUST_LOG=warn exec "$OLDPWD/$bin" run --brokers 127.0.0.1:$port --topics logs \
+  (cd "$work" && RUST_LOG=warn exec "$bin" run --brokers 127.0.0.1:$port --topics logs \
     --console none --alerts-topic alerts --checkpoint-topic checkpoints --keyed-by user_id \
     --checkpoint-interval "${CHECKPOINT_INTERVAL:-1s}" --http-listen 127.0.0.1:$http) &
   pids+=($!)

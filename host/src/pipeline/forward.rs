@@ -313,8 +313,7 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::LoadedRule;
-    use crate::rules::{RuleModule, builtin};
+    use crate::pipeline::test_support::{batch, crash, event};
     use crate::sink::Fanout;
     use crate::source::Sources;
     use crate::status::Status;
@@ -337,19 +336,6 @@ mod tests {
         }
     }
 
-    fn crash(key: &str) -> LoadedRule {
-        let mut config = builtin::crash_config();
-        config.window.key = key.to_owned();
-        LoadedRule {
-            name: "crash".into(),
-            role: crate::config::Role::Primary,
-            config,
-            module: Arc::new(
-                RuleModule::compile(builtin::CRASH_WASM, &Default::default()).unwrap(),
-            ),
-        }
-    }
-
     fn repartitioning(
         keyed_by: Option<&str>,
         topics: &[(&str, &str)],
@@ -365,23 +351,6 @@ mod tests {
             inputs: vec!["logs/0".into()],
             partitions: 2,
         }
-    }
-
-    /// A batch of `texts` read from source `source`.
-    fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<crate::source::lines::Line>) {
-        let (mut buf, mut lines) = (Vec::new(), Vec::new());
-        for (n, text) in texts.iter().enumerate() {
-            let start = buf.len();
-            buf.extend_from_slice(text.as_bytes());
-            lines.push(crate::source::lines::Line {
-                range: start..buf.len(),
-                source,
-                number: n as u64,
-                offset: 0,
-                too_large: false,
-            });
-        }
-        (buf, lines)
     }
 
     fn pipeline() -> Pipeline {
@@ -433,20 +402,12 @@ mod tests {
         assert!(p.rules[0].settings.repartitioned);
 
         // Three crashes of one user and one other event, read from the input partition.
-        let events: Vec<String> = [
-            ("High", "app crash"),
-            ("Critical", "CRASH again"),
-            ("Low", "crash"),
-            ("High", "crash 3"),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, (sev, content))| {
-            format!(
-                r#"{{"timestamp":"2026-01-01T00:00:0{i}Z","severity":"{sev}","user_id":"u1","content":"{content}"}}"#
-            )
-        })
-        .collect();
+        let events = [
+            event(0, "High", "u1", "app crash"),
+            event(1, "Critical", "u1", "CRASH again"),
+            event(2, "Low", "u1", "crash"),
+            event(3, "High", "u1", "crash 3"),
+        ];
         let (buf, lines) = batch(0, &events);
         let mut sink = Fanout(vec![]);
         p.process(&buf, &lines, &mut sink).unwrap();

@@ -27,6 +27,8 @@ mod report;
 mod runner;
 mod shadow;
 mod state;
+#[cfg(test)]
+mod test_support;
 
 pub use forward::Repartitioning;
 pub use rejects::Rejects;

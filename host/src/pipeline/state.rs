@@ -88,3 +88,67 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::test_support::{batch, crash, event};
+    use crate::sink::Fanout;
+    use crate::source::Sources;
+
+    fn pipeline() -> Pipeline {
+        let rules = [crash("user_id")];
+        let mut p = Pipeline::new(Sources::partitions(), &rules, None, Default::default()).unwrap();
+        p.name_source(0, "logs/0");
+        p.name_source(1, "logs/1");
+        p
+    }
+
+    #[test]
+    fn a_partition_restored_from_its_checkpoint_holds_what_it_held_and_nothing_else() {
+        let mut p = pipeline();
+        let mut sink = Fanout(vec![]);
+        for (source, user) in [(0, "u0"), (1, "u1")] {
+            let events: Vec<String> = (0..3).map(|i| event(i, "High", user, "crash")).collect();
+            let (buf, lines) = batch(source, &events);
+            p.process(&buf, &lines, &mut sink).unwrap();
+        }
+        let offsets: BTreeMap<String, i64> = [("logs/0".into(), 3), ("logs/1".into(), 3)].into();
+        let records = p.checkpoint(&offsets).unwrap();
+        assert_eq!(records.len(), 2);
+        let state = |name: &str| -> PartitionState {
+            let r = records.iter().find(|r| r.partition == name).unwrap();
+            serde_json::from_slice(&r.body).unwrap()
+        };
+        assert_eq!(state("logs/1").offset, 3);
+
+        // Another instance takes logs/1 only.
+        let mut q = pipeline();
+        q.restore_partition(1, state("logs/1"));
+        assert_eq!(q.rules[0].windows.open_pairs(), 1);
+        assert_eq!(
+            q.rules[0].windows.watermark_of(1),
+            p.rules[0].windows.watermark_of(1)
+        );
+        assert_eq!(q.rules[0].windows.watermark_of(0), None);
+        let again = q.checkpoint(&[("logs/1".into(), 3)].into()).unwrap();
+        assert_eq!(
+            again[0].body,
+            records
+                .iter()
+                .find(|r| r.partition == "logs/1")
+                .unwrap()
+                .body
+        );
+
+        // State built with other window settings is not restored.
+        let mut other = state("logs/0");
+        other.rules.get_mut("crash").unwrap().window.size *= 2;
+        q.restore_partition(0, other);
+        assert_eq!(q.rules[0].windows.watermark_of(0), None);
+
+        // A partition that leaves takes its state with it.
+        q.drop_partition(1);
+        assert_eq!(q.rules[0].windows.open_pairs(), 0);
+    }
+}

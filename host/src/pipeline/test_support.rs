@@ -1,0 +1,45 @@
+//! What the pipeline's unit tests share: the crash rule, events and batches.
+
+use crate::config::Role;
+use crate::registry::LoadedRule;
+use crate::rules::{RuleModule, builtin};
+use crate::source::lines::Line;
+use std::sync::Arc;
+
+/// The built-in crash rule, grouping by `key`.
+pub fn crash(key: &str) -> LoadedRule {
+    let mut config = builtin::crash_config();
+    config.window.key = key.to_owned();
+    LoadedRule {
+        name: "crash".into(),
+        role: Role::Primary,
+        config,
+        module: Arc::new(RuleModule::compile(builtin::CRASH_WASM, &Default::default()).unwrap()),
+    }
+}
+
+/// An event `second` seconds into 2026 of `user` with `severity` and `content`.
+pub fn event(second: u32, severity: &str, user: &str, content: &str) -> String {
+    format!(
+        r#"{{"timestamp":"2026-01-01T00:{:02}:{:02}Z","severity":"{severity}","user_id":"{user}","content":"{content}"}}"#,
+        second / 60,
+        second % 60
+    )
+}
+
+/// A batch of `texts` read from source `source`, numbered from 0.
+pub fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<Line>) {
+    let (mut buf, mut lines) = (Vec::new(), Vec::new());
+    for (n, text) in texts.iter().enumerate() {
+        let start = buf.len();
+        buf.extend_from_slice(text.as_bytes());
+        lines.push(Line {
+            range: start..buf.len(),
+            source,
+            number: n as u64,
+            offset: 0,
+            too_large: false,
+        });
+    }
+    (buf, lines)
+}
