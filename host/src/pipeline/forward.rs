@@ -167,19 +167,7 @@ impl Forwarder {
             } else {
                 Verdict::Skipped
             }),
-            Forwarded::Marker {
-                watermark,
-                from,
-                next,
-                idle,
-                vouched,
-            } => {
-                let marker = Marker {
-                    watermark,
-                    next,
-                    idle,
-                    vouched,
-                };
+            Forwarded::Marker { from, marker } => {
                 progress.apply_marker(from, marker, inputs);
                 if let Some(wm) = progress.watermark(inputs) {
                     windows.advance_source(source, wm);
@@ -205,14 +193,13 @@ impl Forwarder {
         if !Sent::due(self.sent.get(&source), watermark, reading, now) {
             return;
         }
-        Forwarded::Marker {
+        let marker = Marker {
             watermark,
-            from,
             next,
             idle: reading.idle,
             vouched: reading.vouched,
-        }
-        .encode(&mut self.buf);
+        };
+        Forwarded::Marker { from, marker }.encode(&mut self.buf);
         for q in 0..partitions {
             self.output.send_to_partition(&self.topic, q, &self.buf);
         }

@@ -160,20 +160,12 @@ pub enum Forwarded<'a> {
         /// The group key.
         key: &'a str,
     },
-    /// An input partition's progress: its watermark (none before its first event), whether
-    /// it is idle, and the next offset it will read.
+    /// An input partition's progress.
     Marker {
-        /// The input partition's watermark, epoch ms.
-        watermark: Option<i64>,
         /// Input partition (`topic/partition`).
         from: &'a str,
-        /// Its next offset.
-        next: i64,
-        /// Whether it is idle (read to the end, nothing new for a while).
-        idle: bool,
-        /// Idle, and vouched for by the broker just now: it may stand at the others'
-        /// watermark as of this marker.
-        vouched: bool,
+        /// What it says.
+        marker: Marker,
     },
 }
 
@@ -190,11 +182,14 @@ impl Forwarded<'_> {
                 key,
             } => write!(out, "E\t{time}\t{from}\t{offset}\t{key}"),
             Forwarded::Marker {
-                watermark,
                 from,
-                next,
-                idle,
-                vouched,
+                marker:
+                    Marker {
+                        watermark,
+                        next,
+                        idle,
+                        vouched,
+                    },
             } => {
                 let wm = watermark.map_or(String::new(), |w| w.to_string());
                 // 1: idle and vouched for now; 2: idle, standing where it was; 0: active.
@@ -225,15 +220,17 @@ impl Forwarded<'_> {
                 key: last,
             }),
             "M" => Some(Forwarded::Marker {
-                watermark: if a.is_empty() {
-                    None
-                } else {
-                    Some(a.parse().ok()?)
-                },
                 from,
-                next: n,
-                idle: last == "1" || last == "2",
-                vouched: last == "1",
+                marker: Marker {
+                    watermark: if a.is_empty() {
+                        None
+                    } else {
+                        Some(a.parse().ok()?)
+                    },
+                    next: n,
+                    idle: last == "1" || last == "2",
+                    vouched: last == "1",
+                },
             }),
             _ => None,
         }
@@ -272,16 +269,18 @@ impl Upstream {
     }
 }
 
-/// What an input partition's marker says, for [`Progress::apply_marker`].
-#[derive(Clone, Copy, Debug)]
+/// What an input partition's marker says: its watermark (none before its first event),
+/// whether it is idle, and the next offset it will read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Marker {
-    /// Its watermark.
+    /// Its watermark, epoch ms.
     pub watermark: Option<i64>,
     /// Its next offset.
     pub next: i64,
-    /// Idle.
+    /// Idle: read to the end, nothing new for a while.
     pub idle: bool,
-    /// Idle and vouched for now.
+    /// Idle, and vouched for by the broker just now: it may stand at the others'
+    /// watermark as of this marker.
     pub vouched: bool,
 }
 
@@ -410,25 +409,31 @@ mod tests {
                 key: "a\tkey",
             },
             Forwarded::Marker {
-                watermark: Some(1_000),
                 from: "logs/0",
-                next: 7,
-                idle: false,
-                vouched: false,
+                marker: Marker {
+                    watermark: Some(1_000),
+                    next: 7,
+                    idle: false,
+                    vouched: false,
+                },
             },
             Forwarded::Marker {
-                watermark: None,
                 from: "logs/1",
-                next: 0,
-                idle: true,
-                vouched: true,
+                marker: Marker {
+                    watermark: None,
+                    next: 0,
+                    idle: true,
+                    vouched: true,
+                },
             },
             Forwarded::Marker {
-                watermark: Some(5),
                 from: "logs/1",
-                next: 3,
-                idle: true,
-                vouched: false,
+                marker: Marker {
+                    watermark: Some(5),
+                    next: 3,
+                    idle: true,
+                    vouched: false,
+                },
             },
         ] {
             r.encode(&mut buf);

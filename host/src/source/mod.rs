@@ -74,6 +74,16 @@ impl<'a> PartitionId<'a> {
     }
 }
 
+impl<'a> PartitionId<'a> {
+    /// Reads `topic/partition`; any other name is taken as partition 0 of a topic so named.
+    pub fn of(name: &'a str) -> Self {
+        Self::parse(name).unwrap_or(PartitionId {
+            topic: name,
+            partition: 0,
+        })
+    }
+}
+
 impl std::fmt::Display for PartitionId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.topic, self.partition)

@@ -103,7 +103,7 @@ pub fn run(
     );
     let checkpoints = Checkpoints::new(&store, output, &file)?;
     drop(file);
-    Engine::new(
+    let engine = Engine {
         config,
         pipeline,
         source,
@@ -112,8 +112,10 @@ pub fn run(
         store,
         changes,
         status,
-    )
-    .run(&stop, fresh_start)
+        partitions: Vec::new(),
+        quiet_closed: false,
+    };
+    engine.run(&stop, fresh_start)
 }
 
 /// A flag SIGTERM and SIGINT set.

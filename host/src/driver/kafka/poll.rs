@@ -26,40 +26,15 @@ pub(super) struct Engine<'a> {
     pub sink: Fanout,
     pub checkpoints: Checkpoints,
     pub store: Store,
-    changes: Changes,
-    status: Option<Publisher>,
+    pub changes: Changes,
+    pub status: Option<Publisher>,
     /// Per partition index: what its reader says of it this round.
-    partitions: Vec<Reading>,
+    pub partitions: Vec<Reading>,
     /// The open windows were closed for quiet input, and no data came since.
-    quiet_closed: bool,
+    pub quiet_closed: bool,
 }
 
-impl<'a> Engine<'a> {
-    #[allow(clippy::too_many_arguments)] // the parts `run` sets up, handed over once
-    pub fn new(
-        config: &'a RunConfig,
-        pipeline: Pipeline,
-        source: KafkaSource,
-        sink: Fanout,
-        checkpoints: Checkpoints,
-        store: Store,
-        changes: Changes,
-        status: Option<Publisher>,
-    ) -> Self {
-        Engine {
-            config,
-            pipeline,
-            source,
-            sink,
-            checkpoints,
-            store,
-            changes,
-            status,
-            partitions: Vec::new(),
-            quiet_closed: false,
-        }
-    }
-
+impl Engine<'_> {
     /// Loops until `stop`, then writes a last checkpoint and prints the summary. With
     /// `fresh_start`, the first assignment ignores the store (later ones are hand-overs
     /// between instances and restore what the others wrote).

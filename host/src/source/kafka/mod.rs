@@ -332,10 +332,7 @@ impl KafkaSource {
         let PartitionId {
             topic,
             partition: p,
-        } = PartitionId::parse(name).unwrap_or(PartitionId {
-            topic: name,
-            partition: 0,
-        });
+        } = PartitionId::of(name);
         self.partitions.get(topic, p) as usize
     }
 
@@ -352,10 +349,7 @@ impl KafkaSource {
             let PartitionId {
                 topic,
                 partition: p,
-            } = PartitionId::parse(name).unwrap_or(PartitionId {
-                topic: name,
-                partition: 0,
-            });
+            } = PartitionId::of(name);
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
             part.seen();
@@ -390,10 +384,7 @@ impl KafkaSource {
             let PartitionId {
                 topic,
                 partition: p,
-            } = PartitionId::parse(name).unwrap_or(PartitionId {
-                topic: name,
-                partition: 0,
-            });
+            } = PartitionId::of(name);
             tpl.add_partition(topic, p);
             let i = self.index(name);
             self.partitions.list[i].next = None;
