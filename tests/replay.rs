@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Generated data — in order, out of order, very late and malformed lines — gives exactly
 /// the reference's alerts, late count and bad counts.
@@ -546,4 +547,140 @@ fn hopping_windows_match_the_reference() {
         stdout.contains("needs window.slide, e.g. slide = \"1m\""),
         "{stdout}"
     );
+}
+
+/// Logs and summary without their times (the only part that may differ): each log line's
+/// timestamp and the summary's duration and rate.
+fn without_timing(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(|l| match (l.find(" in "), l.find(" lines/s)")) {
+            (Some(a), Some(b)) if l.starts_with("read ") => format!("{}{}", &l[..a], &l[b..]),
+            _ if l.starts_with("20") => l.split_once("  ").map_or(l, |(_, m)| m).to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Workers split the decoding and filtering, never the result: 2 and 4 workers write what
+/// one writes, byte for byte — alerts in order, dead letters, late events, logs and summary
+/// — over data sets with disorder, late and bad lines, and rules in several modes beside a
+/// shadow.
+#[test]
+fn workers_do_not_change_a_byte_of_the_output() {
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let hopping = crash_toml()
+        .replace(
+            "module = \"crash.wasm\"",
+            "name = \"hopping\"\nmodule = \"crash.wasm\"",
+        )
+        .replace(
+            "size = \"10s\"",
+            "kind = \"hopping\"\nsize = \"20s\"\nslide = \"5s\"",
+        )
+        .replace("mode = \"append\"", "mode = \"update\"\ncooldown = \"15s\"");
+    let shadow = crash_toml()
+        .replace(
+            "module = \"crash.wasm\"",
+            "name = \"crash\"\nshadow = true\nmodule = \"crash.wasm\"",
+        )
+        .replace("threshold = 2", "threshold = 3");
+    let rules = rules_dir(&[
+        ("crash", &crash_toml(), &crash),
+        ("hopping", &hopping, &crash),
+        ("shadow", &shadow, &crash),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let sets: [&[&str]; 3] = [
+        &[
+            "--events",
+            "120000",
+            "--disorder",
+            "5000",
+            "--late-share",
+            "0.02",
+            "--bad",
+            "0.01",
+        ],
+        &[
+            "--events",
+            "60000",
+            "--hot-users",
+            "5",
+            "--crash-share",
+            "0.5",
+            "--bad",
+            "0.002",
+            "--late-share",
+            "0.01",
+            "--seed",
+            "3",
+        ],
+        &[
+            "--events",
+            "40000",
+            "--bad",
+            "0.2",
+            "--late-share",
+            "0.1",
+            "--seed",
+            "11",
+        ],
+    ];
+    for (i, args) in sets.iter().enumerate() {
+        let input = generate(dir.path(), &format!("in{i}.jsonl"), args);
+        let run = |workers: &str| {
+            let dead = dir.path().join(format!("dead{i}-{workers}"));
+            let late = dir.path().join(format!("late{i}-{workers}"));
+            let out = rulewatch(
+                &[
+                    "replay",
+                    input.to_str().unwrap(),
+                    "--rules",
+                    rules.path().to_str().unwrap(),
+                    "--format",
+                    "jsonl",
+                    "--workers",
+                    workers,
+                    "--dead-letter",
+                    dead.to_str().unwrap(),
+                    "--late",
+                    late.to_str().unwrap(),
+                ],
+                None,
+            );
+            assert!(out.status.success());
+            let stderr = without_timing(&String::from_utf8_lossy(&out.stderr));
+            let read = |p: &Path| std::fs::read(p).unwrap();
+            (out.stdout, read(&dead), read(&late), stderr)
+        };
+        let one = run("1");
+        assert!(
+            !one.0.is_empty() && !one.1.is_empty() && !one.2.is_empty(),
+            "data set {i} is too easy: {} {} {} bytes",
+            one.0.len(),
+            one.1.len(),
+            one.2.len()
+        );
+        for workers in ["2", "4"] {
+            let many = run(workers);
+            assert!(
+                one.0 == many.0,
+                "data set {i}: alerts differ with {workers} workers"
+            );
+            assert!(
+                one.1 == many.1,
+                "data set {i}: dead letters differ with {workers}"
+            );
+            assert!(
+                one.2 == many.2,
+                "data set {i}: late events differ with {workers}"
+            );
+            assert_eq!(
+                one.3, many.3,
+                "data set {i}: logs differ with {workers} workers"
+            );
+        }
+    }
 }

@@ -158,6 +158,9 @@ struct RunArgs {
     /// (`host:port`, or `off`).
     #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// engine.workers: threads that decode, project and filter (default: one per core).
+    #[arg(long, env = "RULEWATCH_WORKERS")]
+    workers: Option<usize>,
     /// Start with empty windows even if a checkpoint exists (it is replaced at the next
     /// checkpoint). Needed to get past a damaged checkpoint.
     #[arg(long)]
@@ -219,6 +222,9 @@ impl RunArgs {
         if let Some(v) = &self.http_listen {
             c.http.listen.clone_from(v);
         }
+        if let Some(v) = self.workers {
+            c.engine.workers = v;
+        }
         Ok(c)
     }
 }
@@ -252,6 +258,15 @@ struct ReplayArgs {
     /// A rulewatch.toml whose `[sandbox]` ceilings apply (the defaults otherwise).
     #[arg(long, env = "RULEWATCH_CONFIG")]
     config: Option<PathBuf>,
+    /// Threads that decode, project and filter (default: one per core); the output is the
+    /// same for any number.
+    #[arg(
+        long,
+        env = "RULEWATCH_WORKERS",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    workers: usize,
 }
 
 /// Runs the command line; the process's exit code.
@@ -369,6 +384,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let sources = Sources::file(&args.input.display().to_string());
     let input = source::open(&args.input)?;
     let mut pipeline = Pipeline::new(sources, &rules, args.mode, rejects)?;
+    pipeline.set_workers(crate::config::run::workers(args.workers))?;
     let console = args.format.unwrap_or(if io::stdout().is_terminal() {
         Console::Table
     } else {

@@ -34,6 +34,27 @@ pub struct RunConfig {
     /// The engine-wide ceilings every rule lives within.
     #[serde(default)]
     pub sandbox: super::sandbox::SandboxConfig,
+    /// How the engine uses the machine.
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Threads that decode, project and filter each batch (0 or absent: one per core).
+    /// Windows, watermarks and outputs stay on one thread, so results do not depend on it.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+/// The worker count `workers` asks for: itself, or one per core for 0.
+pub fn workers(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
 }
 
 /// `[http]`.

@@ -3,11 +3,12 @@
 //!
 //! 1. records of repartition topics are taken apart from input lines and counted where
 //!    they belong ([`forward`]);
-//! 2. each input line is decoded once, and each rule projects the fields it declared into
-//!    its own event batch ([`crate::decode`]); lines no rule can use are rejected
-//!    ([`rejects`]);
-//! 3. each rule's filter sees its batch in one Wasm call, and the selected events are
-//!    counted in its windows or forwarded ([`runner`]);
+//! 2. the input lines are split into chunks, one per worker, and each worker's [`front`]
+//!    decodes its lines once, projects the fields each rule declared into that rule's event
+//!    batch ([`crate::decode`]) and runs the rule's filter over it (one Wasm call per batch),
+//!    on its own core;
+//! 3. chunk by chunk, in line order: lines no rule can use are rejected ([`rejects`]), and
+//!    each rule's selected events are counted in its windows or forwarded ([`runner`]);
 //! 4. the trigger gathers each rule's candidate (window, key) counts and asks its module
 //!    which are alerts (one Wasm call per rule), cooldowns suppress repeats ([`cooldown`]),
 //!    shadows are compared and taken out ([`shadow`]);
@@ -21,6 +22,7 @@
 
 mod cooldown;
 pub mod forward;
+mod front;
 mod rejects;
 mod reload;
 mod report;
@@ -31,10 +33,10 @@ mod state;
 mod test_support;
 
 pub use forward::Repartitioning;
+pub(crate) use front::{Filtered, Front};
 pub use rejects::Rejects;
 
 use crate::config::OutputMode;
-use crate::decode::{Decoder, LineError, Reason};
 use crate::metrics::{RuleChanges, StageTimes};
 use crate::registry::LoadedRule;
 use crate::rules::RuleError;
@@ -54,8 +56,10 @@ pub const BATCH_LINES: usize = 4096;
 /// Runs rules over batches of lines.
 pub struct Pipeline {
     sources: Sources,
-    decoder: Decoder,
     rules: Vec<RuleRunner>,
+    /// One filter stage per worker, and what each found in its chunk of the batch.
+    fronts: Vec<Front>,
+    filtered: Vec<Filtered>,
     /// Output mode for every rule, if overridden.
     mode: Option<OutputMode>,
     changes: RuleChanges,
@@ -78,15 +82,15 @@ impl Pipeline {
         mode: Option<OutputMode>,
         rejects: Rejects,
     ) -> Result<Self, RuleError> {
-        let mut decoder = Decoder::default();
         let runners = rules
             .iter()
-            .map(|rule| RuleRunner::new(rule, &mut decoder, mode))
+            .map(|rule| RuleRunner::new(rule, mode))
             .collect::<Result<_, _>>()?;
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             sources,
-            decoder,
             rules: runners,
+            fronts: Vec::new(),
+            filtered: Vec::new(),
             mode,
             changes: RuleChanges::default(),
             input: InputTally::default(),
@@ -96,7 +100,57 @@ impl Pipeline {
             recent: VecDeque::with_capacity(status::RECENT_ALERTS),
             times: StageTimes::default(),
             repartitioning: None,
-        })
+        };
+        pipeline.set_workers(1)?;
+        Ok(pipeline)
+    }
+
+    /// Runs the filter stage of each batch on `workers` threads (see [`front`]); the
+    /// output does not depend on how many.
+    pub fn set_workers(&mut self, workers: usize) -> Result<(), RuleError> {
+        let workers = workers.max(1);
+        self.filtered.resize_with(workers, Filtered::default);
+        self.fronts = self.new_fronts(workers)?;
+        Ok(())
+    }
+
+    /// How many workers filter each batch.
+    pub fn workers(&self) -> usize {
+        self.fronts.len()
+    }
+
+    /// Fronts for the rules as they are now, to run on threads of the caller's (see
+    /// [`Pipeline::apply_filtered`]).
+    pub(crate) fn new_fronts(&self, n: usize) -> Result<Vec<Front>, RuleError> {
+        let rules: Vec<(&LoadedRule, bool)> = (self.rules.iter())
+            .map(|r| (&r.rule, r.instance.is_some()))
+            .collect();
+        (0..n)
+            .map(|_| Front::new(&rules))
+            .collect::<Result<_, _>>()
+            .map_err(|(_, e)| e)
+    }
+
+    /// Which rules run, by index (a front stops giving the others their events).
+    pub(crate) fn running(&self) -> Vec<bool> {
+        self.rules.iter().map(|r| r.instance.is_some()).collect()
+    }
+
+    /// Starts the fronts again for the rules as they are now (after a rule change); a rule
+    /// whose instance does not start there is quarantined.
+    pub(super) fn restart_fronts(&mut self) {
+        loop {
+            let rules: Vec<(&LoadedRule, bool)> = (self.rules.iter())
+                .map(|r| (&r.rule, r.instance.is_some()))
+                .collect();
+            match (0..self.fronts.len()).map(|_| Front::new(&rules)).collect() {
+                Ok(fronts) => {
+                    self.fronts = fronts;
+                    return;
+                }
+                Err((i, e)) => self.rules[i].quarantine(e),
+            }
+        }
     }
 
     /// Sets up repartitioning: rules not grouping by the field the input is keyed by
@@ -118,7 +172,6 @@ impl Pipeline {
         lines: &[Line],
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        let started = Instant::now();
         if self.repartitioning.is_some() {
             for line in lines {
                 if self.sources.is_internal(line.source as usize) {
@@ -126,9 +179,24 @@ impl Pipeline {
                 }
             }
         }
+        let chunks = self.filter(buf, lines);
+        let filtered = std::mem::take(&mut self.filtered);
+        let applied = self.apply_filtered(buf, lines, &filtered[..chunks], sink);
+        self.filtered = filtered;
+        applied
+    }
+
+    /// The back half of [`Pipeline::process`]: applies what the fronts found in the
+    /// batch's chunks (in order), then emits the trigger.
+    pub(crate) fn apply_filtered(
+        &mut self,
+        buf: &[u8],
+        lines: &[Line],
+        filtered: &[Filtered],
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
         let Pipeline {
             sources,
-            decoder,
             rules,
             input,
             rejects,
@@ -142,34 +210,60 @@ impl Pipeline {
             rejects,
             times,
         };
-        for r in rules.iter_mut() {
-            r.start_batch();
+        for chunk in filtered {
+            input.reject_unusable(chunk, rules, &mut ctx);
+            ctx.times.decode += chunk.decode_time;
         }
-        for (index, line) in lines.iter().enumerate() {
-            if ctx.sources.is_internal(line.source as usize) {
+        for (i, r) in rules.iter_mut().enumerate() {
+            if r.instance.is_none() {
                 continue;
             }
-            input.stats.lines += 1;
-            let decoded = if line.too_large {
-                Err(TOO_LARGE)
-            } else {
-                decoder.decode(&buf[line.range.clone()])
-            };
-            match decoded {
-                Ok(rec) => {
-                    for r in rules.iter_mut().filter(|r| r.instance.is_some()) {
-                        r.stage(&rec, index, &mut ctx);
-                    }
-                }
-                Err(e) => input.reject(line, &e, &mut ctx),
+            r.stats.events += filtered.iter().map(|c| c.rules[i].events).sum::<u64>();
+            ctx.times.filter += filtered.iter().map(|c| c.rules[i].filter_time).sum();
+            // A filter that failed anywhere in the batch stops the rule before any of the
+            // batch's events count, however the batch was split.
+            if let Some(e) = filtered.iter().find_map(|c| c.rules[i].failed.clone()) {
+                r.quarantine(e);
+                continue;
             }
-        }
-        ctx.times.decode += started.elapsed();
-        for r in rules.iter_mut() {
-            r.flush_events(&mut ctx);
+            for chunk in filtered {
+                r.apply(&chunk.rules[i], &mut ctx);
+            }
         }
         self.rejects.flush()?;
         self.trigger(false, sink)
+    }
+
+    /// Runs the fronts over the input lines, a chunk each; how many chunks.
+    fn filter(&mut self, buf: &[u8], lines: &[Line]) -> usize {
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.instance.is_none() {
+                self.fronts.iter_mut().for_each(|f| f.stop(i));
+            }
+        }
+        let sources = &self.sources;
+        let skip = |line: &Line| sources.is_internal(line.source as usize);
+        let per_chunk = lines.len().div_ceil(self.fronts.len()).max(MIN_CHUNK);
+        let chunks = lines.len().div_ceil(per_chunk).max(1);
+        let mut work = self.fronts[..chunks].iter_mut().zip(&mut self.filtered);
+        let (front, out) = work.next().expect("one front at least");
+        let first = &lines[..per_chunk.min(lines.len())];
+        if chunks == 1 {
+            front.filter(buf, first, 0, &skip, out);
+            return 1;
+        }
+        // The other chunks on threads of their own, the first on this one; threads that
+        // sleep between batches leave the cores to the reader and the windows.
+        std::thread::scope(|scope| {
+            for (k, (front, out)) in work.enumerate() {
+                let start = (k + 1) * per_chunk;
+                let chunk = &lines[start..lines.len().min(start + per_chunk)];
+                let skip = &skip;
+                scope.spawn(move || front.filter(buf, chunk, start, skip, out));
+            }
+            front.filter(buf, first, 0, &skip, out);
+        });
+        chunks
     }
 
     /// Emits what the watermark alone decides (windows it closed while no data came, for
@@ -281,12 +375,8 @@ impl Pipeline {
     }
 }
 
-/// A line over the record size, rejected before decoding.
-const TOO_LARGE: LineError = LineError {
-    reason: Reason::TooLarge,
-    at: None,
-    detail: "longer than the maximum record size",
-};
+/// Fewest lines worth a chunk of their own: below, the hand-over costs more than it saves.
+const MIN_CHUNK: usize = 256;
 
 /// What a rule's batch run needs from the pipeline: the batch's lines and bytes, their
 /// sources, where rejected input goes, and the stage clocks.

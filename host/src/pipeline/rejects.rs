@@ -3,6 +3,8 @@
 //! is set (late events to the late output), so that nothing is lost without a trace.
 
 use super::BatchContext;
+use super::front::Filtered;
+use super::runner::RuleRunner;
 use crate::decode::{LineError, Reason};
 use crate::metrics::InputStats;
 use crate::sink::records::RejectSink;
@@ -68,8 +70,53 @@ pub(crate) struct InputTally {
 }
 
 impl InputTally {
+    /// Counts the input lines of chunk `c` and rejects, in line order, what could not be
+    /// used: lines no rule can use, and events a rule could not read.
+    pub(crate) fn reject_unusable(
+        &mut self,
+        c: &Filtered,
+        rules: &mut [RuleRunner],
+        ctx: &mut BatchContext<'_>,
+    ) {
+        self.stats.lines += c.input_lines;
+        let mut next_line_error = c.line_errors.iter().peekable();
+        // Only running rules' (a front may have run one the batch before stopped).
+        let mut next_field_error: Vec<_> = (c.rules.iter().zip(rules.iter()))
+            .map(|(f, r)| {
+                let errors = if r.instance.is_some() {
+                    &f.field_errors[..]
+                } else {
+                    &[]
+                };
+                errors.iter().peekable()
+            })
+            .collect();
+        loop {
+            // The earliest line; a line no rule can use has no field errors.
+            let mut earliest = next_line_error.peek().map(|&&(line, _)| (line, None));
+            for (r, errors) in next_field_error.iter_mut().enumerate() {
+                if let Some(&&(line, _)) = errors.peek()
+                    && earliest.is_none_or(|(first, _)| line < first)
+                {
+                    earliest = Some((line, Some(r)));
+                }
+            }
+            match earliest {
+                None => return,
+                Some((_, None)) => {
+                    let (line, e) = next_line_error.next().expect("peeked");
+                    self.reject(&ctx.lines[*line as usize], e, ctx);
+                }
+                Some((_, Some(r))) => {
+                    let (line, e) = next_field_error[r].next().expect("peeked");
+                    rules[r].reject_field(e, &ctx.lines[*line as usize], ctx);
+                }
+            }
+        }
+    }
+
     /// Counts, logs (rate-limited) and dead-letters a line no rule can use.
-    pub(crate) fn reject(&mut self, line: &Line, e: &LineError, ctx: &mut BatchContext<'_>) {
+    fn reject(&mut self, line: &Line, e: &LineError, ctx: &mut BatchContext<'_>) {
         self.stats.bad.add(e.reason);
         let pos = ctx.sources.position(line);
         if self.logged.allow(e.reason, None) {

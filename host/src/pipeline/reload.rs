@@ -29,8 +29,14 @@ impl Pipeline {
     pub fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let started = Instant::now();
         match change {
-            Change::Upsert(rule) => self.upsert(&rule, sink)?,
-            Change::Remove(name) => self.remove(&name, sink)?,
+            Change::Upsert(rule) => {
+                self.upsert(&rule, sink)?;
+                self.restart_fronts();
+            }
+            Change::Remove(name) => {
+                self.remove(&name, sink)?;
+                self.restart_fronts();
+            }
             Change::Rejected { rule, error } => {
                 self.changes.rejected += 1;
                 if let Some(r) = self
@@ -66,7 +72,7 @@ impl Pipeline {
     fn upsert(&mut self, rule: &LoadedRule, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let name = &rule.name;
         let index = self.rules.iter().position(|r| &r.meta.name == name);
-        let mut runner = match RuleRunner::new(rule, &mut self.decoder, self.mode) {
+        let mut runner = match RuleRunner::new(rule, self.mode) {
             Ok(r) => r,
             Err(e) => {
                 error!(

@@ -1,17 +1,17 @@
-//! One rule in the pipeline: its module instance, projection, windows and counters. Per
-//! batch it stages the events it can read, asks its filter which are selected (one Wasm
-//! call per batch, or per [`MAX_RULE_BATCH_BYTES`]), and counts or forwards them; per
-//! trigger it gathers the candidate (window, key) counts its output mode asks for and asks
-//! its module which are alerts. A rule that traps, runs out of time or memory, or answers
-//! nonsense is quarantined; the others go on.
+//! One rule in the pipeline: its windows, counters and the instance that decides alerts.
+//! Per batch it applies what the fronts found for it ([`super::front`]): the events its
+//! filter selected are counted or forwarded in line order; per trigger it gathers the
+//! candidate (window, key) counts its output mode asks for and asks its module which are
+//! alerts. A rule that traps, runs out of time or memory, or answers nonsense is
+//! quarantined; the others go on.
 
 use super::BatchContext;
 use super::cooldown::Cooldown;
 use super::forward::Counting;
+use super::front::{RuleFiltered, batch_bytes};
 use super::rejects::Logged;
-use crate::config::sandbox::ceilings;
 use crate::config::{OnDelete, OutputMode};
-use crate::decode::{Decoder, FieldError, Projection, Record};
+use crate::decode::FieldError;
 use crate::metrics::RuleStats;
 use crate::registry::LoadedRule;
 use crate::rules::{RuleError, RuleInstance};
@@ -23,10 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, warn};
 
-/// Largest encoded batch handed to a rule in one call (a single larger row goes alone), and
-/// at most an eighth of its memory: what others send never swamps a rule's memory.
-const MAX_RULE_BATCH_BYTES: usize = 4 << 20;
-
 /// A candidate row's source and that source's watermark when it was gathered.
 #[derive(Clone, Copy)]
 struct Candidate {
@@ -37,8 +33,11 @@ struct Candidate {
 /// One rule's running state in the pipeline.
 pub(super) struct RuleRunner {
     pub meta: Arc<RuleMeta>,
-    pub projection: Projection,
-    /// `None` once quarantined.
+    /// What it was loaded from: the fronts start their own instances from it.
+    pub rule: LoadedRule,
+    /// The fields its events are built from: time, key, then the declared ones.
+    field_names: Vec<String>,
+    /// Decides its alerts; `None` once quarantined.
     pub instance: Option<RuleInstance>,
     pub windows: Windows,
     /// What its window state depends on, as checkpoints record it.
@@ -47,15 +46,12 @@ pub(super) struct RuleRunner {
     pub on_delete: OnDelete,
     /// Counted here, or forwarded through a repartition topic.
     pub counting: Counting,
-    /// The staged events of this batch, and the index of each one's line.
-    events: BatchWriter,
-    event_lines: Vec<u32>,
     encoded: Vec<u8>,
     candidates: BatchWriter,
     candidate_sources: Vec<Candidate>,
     /// The rule's answer for every candidate row, gathered over its batches.
     alert_bits: Vec<u8>,
-    /// Most bytes of one batch to the rule.
+    /// Most bytes of one window batch to the rule.
     batch_bytes: usize,
     /// This rule's field problems logged so far.
     logged: Logged,
@@ -70,23 +66,13 @@ pub(super) struct RuleRunner {
 
 impl RuleRunner {
     /// Starts a rule: instantiates its module with its params and registers its fields.
-    pub fn new(
-        rule: &LoadedRule,
-        decoder: &mut Decoder,
-        mode: Option<OutputMode>,
-    ) -> Result<Self, RuleError> {
+    pub fn new(rule: &LoadedRule, mode: Option<OutputMode>) -> Result<Self, RuleError> {
         let c = &rule.config;
         let instance =
             rule.module
                 .instantiate(&c.params_json(), c.limits.memory, c.limits.time_per_batch)?;
-        let projection = Projection::new(
-            decoder,
-            &c.time.field,
-            c.time.format,
-            &c.window.key,
-            rule.module.fields(),
-        )
-        .with_max_key_bytes(usize::try_from(ceilings().max_key_bytes).unwrap_or(usize::MAX));
+        let mut field_names = vec![c.time.field.clone(), c.window.key.clone()];
+        field_names.extend(rule.module.fields().iter().map(|(n, _)| n.clone()));
         let meta = RuleMeta {
             name: rule.name.clone(),
             role: rule.role.clone(),
@@ -97,7 +83,8 @@ impl RuleRunner {
         };
         Ok(RuleRunner {
             meta: Arc::new(meta),
-            projection,
+            rule: rule.clone(),
+            field_names,
             instance: Some(instance),
             windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay),
             settings: WindowSettings {
@@ -111,15 +98,11 @@ impl RuleRunner {
             cooldown: Cooldown::new(c.output.cooldown),
             on_delete: c.output.on_delete,
             counting: Counting::Local,
-            events: BatchWriter::default(),
-            event_lines: Vec::new(),
             encoded: Vec::new(),
             candidates: BatchWriter::default(),
             candidate_sources: Vec::new(),
             alert_bits: Vec::new(),
-            batch_bytes: usize::try_from(c.limits.memory / 8)
-                .unwrap_or(usize::MAX)
-                .clamp(64 << 10, MAX_RULE_BATCH_BYTES),
+            batch_bytes: batch_bytes(rule),
             logged: Logged::default(),
             stats: RuleStats::default(),
             version: 1,
@@ -135,32 +118,10 @@ impl RuleRunner {
         self.counting = counting;
     }
 
-    /// Empties the stage for a new batch.
-    pub fn start_batch(&mut self) {
-        self.events.reset(self.projection.kinds());
-        self.event_lines.clear();
-    }
-
-    /// Stages the event of line `index`, decoded as `rec`, with the fields this rule
-    /// declared, or rejects it when one is missing or mistyped; runs the stage when it is
-    /// full.
-    pub fn stage(&mut self, rec: &Record<'_>, index: usize, ctx: &mut BatchContext<'_>) {
-        match self.projection.project(rec, &mut self.events) {
-            Ok(_) => {
-                self.event_lines.push(index as u32);
-                self.stats.events += 1;
-                if self.events.encoded_len() >= self.batch_bytes {
-                    self.flush_events(ctx);
-                }
-            }
-            Err(e) => self.reject_field(&e, &ctx.lines[index], ctx),
-        }
-    }
-
     /// Counts, logs (rate-limited) and dead-letters an event this rule cannot read.
-    fn reject_field(&mut self, e: &FieldError, line: &Line, ctx: &mut BatchContext<'_>) {
+    pub fn reject_field(&mut self, e: &FieldError, line: &Line, ctx: &mut BatchContext<'_>) {
         self.stats.bad.add(e.reason);
-        let field = &self.projection.field_names()[e.field];
+        let field = &self.field_names[e.field];
         let pos = ctx.sources.position(line);
         if self.logged.allow(e.reason, Some(&self.meta.name)) {
             warn!(
@@ -178,73 +139,56 @@ impl RuleRunner {
         }
     }
 
-    /// Runs the staged events (see [`RuleRunner::run_batch`]) and empties the stage; a rule
-    /// that misbehaves is quarantined.
-    pub fn flush_events(&mut self, ctx: &mut BatchContext<'_>) {
-        let result = self.run_batch(ctx);
-        self.start_batch();
-        if let Err(e) = result {
-            self.quarantine(e);
-        }
-    }
-
-    /// Filters the staged events, then counts or forwards each selected one.
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), RuleError> {
-        let Some(instance) = &mut self.instance else {
-            return Ok(());
-        };
-        let rows = self.events.rows();
-        if rows == 0 {
-            return Ok(());
-        }
+    /// Applies what a front found for this rule in one chunk: the events its filter
+    /// selected are counted or forwarded, in line order.
+    pub fn apply(&mut self, f: &RuleFiltered, ctx: &mut BatchContext<'_>) {
         let started = Instant::now();
-        self.events.finish(&mut self.encoded);
-        let selected = instance.filter(&self.encoded, rows)?;
-        let filtered = Instant::now();
-        ctx.times.filter += filtered - started;
-        let batch = Batch::parse(&self.encoded).expect("the host encodes valid batches");
-        for row in 0..rows {
-            let is_selected = abi::bit(selected, row);
-            let time = batch.i64(abi::EVENT_TIME, row);
-            let key = batch.str(abi::EVENT_KEY, row);
-            let line = &ctx.lines[self.event_lines[row] as usize];
-            let source = line.source as usize;
-            let watermark = self.windows.watermark_of(source);
-            let verdict = match &mut self.counting {
-                Counting::Local => self.windows.observe(source, time, key, is_selected),
-                Counting::Forwarded(f) => {
-                    let from = ctx.sources.name_of(source);
-                    let offset = line.number as i64;
-                    f.forward(
-                        &mut self.windows,
-                        source,
-                        from,
-                        offset,
-                        time,
-                        key,
-                        is_selected,
-                    )
-                }
-            };
-            match verdict {
-                Verdict::Counted => self.stats.matched += 1,
-                Verdict::Skipped => {}
-                Verdict::Late => {
-                    self.stats.matched += 1;
-                    self.stats.late += 1;
-                    if let (Some(late), Some(wm)) = (&mut ctx.rejects.late, watermark) {
-                        let raw = &ctx.buf[line.range.clone()];
-                        let pos = ctx.sources.position(line);
-                        late.late(pos, &self.meta.name, time, wm, raw);
+        for call in f.calls() {
+            let batch = Batch::parse(&call.encoded).expect("the host encodes valid batches");
+            for (row, &line) in call.lines.iter().enumerate() {
+                let is_selected = abi::bit(&call.selected, row);
+                let time = batch.i64(abi::EVENT_TIME, row);
+                let key = batch.str(abi::EVENT_KEY, row);
+                let line = &ctx.lines[line as usize];
+                let source = line.source as usize;
+                let watermark = self.windows.watermark_of(source);
+                let verdict = match &mut self.counting {
+                    Counting::Local => self.windows.observe(source, time, key, is_selected),
+                    Counting::Forwarded(f) => {
+                        let from = ctx.sources.name_of(source);
+                        let offset = line.number as i64;
+                        f.forward(
+                            &mut self.windows,
+                            source,
+                            from,
+                            offset,
+                            time,
+                            key,
+                            is_selected,
+                        )
+                    }
+                };
+                match verdict {
+                    Verdict::Counted => self.stats.matched += 1,
+                    Verdict::Skipped => {}
+                    Verdict::Late => {
+                        self.stats.matched += 1;
+                        self.stats.late += 1;
+                        if let (Some(late), Some(wm)) = (&mut ctx.rejects.late, watermark) {
+                            let raw = &ctx.buf[line.range.clone()];
+                            let pos = ctx.sources.position(line);
+                            late.late(pos, &self.meta.name, time, wm, raw);
+                        }
                     }
                 }
             }
         }
-        ctx.times.window += filtered.elapsed();
-        self.stats
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        let applied = started.elapsed();
+        ctx.times.window += applied;
+        if !f.calls().is_empty() {
+            let seconds = (f.filter_time + applied).as_secs_f64();
+            self.stats.batch_seconds.observe(seconds);
+        }
     }
 
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are

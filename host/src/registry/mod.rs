@@ -15,6 +15,7 @@ use tracing::error;
 use watch::Changes;
 
 /// A loaded rule: its name, role, config and compiled module, ready to start.
+#[derive(Clone)]
 pub struct LoadedRule {
     /// The rule's name.
     pub name: String,

@@ -74,6 +74,7 @@ pub fn run(
     let output = Output::connect(&k.brokers, &k.options)?;
     let (rejects, sink) = outputs(config, &output);
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
+    pipeline.set_workers(crate::config::run::workers(config.engine.workers))?;
     let mut subscribed = k.topics.clone();
     subscribed.extend(plan.topics.values().cloned());
     pipeline.set_repartitioning(Repartitioning {

@@ -1,0 +1,261 @@
+//! The filter stage: the part of a batch that runs on any core. A [`Front`] decodes a
+//! chunk of lines once, projects each running rule's fields into that rule's event batch,
+//! and asks the rule's own instance which events it selects. It touches no window, counter
+//! or output: what it found ([`Filtered`]) the pipeline applies afterwards, chunk by chunk in
+//! line order, so the result does not depend on how many fronts split the batch.
+//!
+//! Each front has its own decoder and its own instance of every rule (a wasmtime store
+//! belongs to one thread); a filter must therefore decide each event on its own, which the
+//! SDK's `filter(&self, …)` already asks of it.
+
+use crate::config::sandbox::ceilings;
+use crate::decode::{Decoder, FieldError, LineError, Projection, Reason};
+use crate::registry::LoadedRule;
+use crate::rules::{RuleError, RuleInstance};
+use crate::source::lines::Line;
+use rulewatch_sdk::abi::BatchWriter;
+use std::time::{Duration, Instant};
+
+/// Largest encoded batch handed to a rule in one call (a single larger row goes alone), and
+/// at most an eighth of its memory: what others send never swamps a rule's memory.
+const MAX_RULE_BATCH_BYTES: usize = 4 << 20;
+
+/// A line over the record size, rejected before decoding.
+const TOO_LARGE: LineError = LineError {
+    reason: Reason::TooLarge,
+    at: None,
+    detail: "longer than the maximum record size",
+};
+
+/// The filter stage of every rule, for one core.
+pub(crate) struct Front {
+    decoder: Decoder,
+    rules: Vec<FrontRule>,
+}
+
+/// One rule's filter stage.
+struct FrontRule {
+    projection: Projection,
+    /// `None` once its filter failed here.
+    instance: Option<RuleInstance>,
+    events: BatchWriter,
+    /// Most bytes of one batch to the rule.
+    batch_bytes: usize,
+}
+
+/// What one front found in a chunk of a batch.
+#[derive(Default)]
+pub(crate) struct Filtered {
+    /// Input lines decoded or rejected (lines of repartition topics are not input).
+    pub input_lines: u64,
+    /// Lines no rule can use: the line's index in the batch, and why.
+    pub line_errors: Vec<(u32, LineError)>,
+    /// Per rule, in the pipeline's order.
+    pub rules: Vec<RuleFiltered>,
+    /// Time spent decoding and projecting.
+    pub decode_time: Duration,
+}
+
+/// What one front found for one rule in a chunk.
+#[derive(Default)]
+pub(crate) struct RuleFiltered {
+    /// Events it staged (their fields could be read).
+    pub events: u64,
+    /// Events whose fields it could not read: the line's index in the batch, and why.
+    pub field_errors: Vec<(u32, FieldError)>,
+    /// Its filter calls, in line order; only the first `calls_used` are this chunk's.
+    pub calls: Vec<FilterCall>,
+    pub calls_used: usize,
+    /// Why its filter failed in this chunk.
+    pub failed: Option<RuleError>,
+    /// Time spent in its filter.
+    pub filter_time: Duration,
+}
+
+/// One filter call: the encoded event batch, the rule's selection bitmap, and the batch
+/// index of each row's line.
+#[derive(Default)]
+pub(crate) struct FilterCall {
+    pub encoded: Vec<u8>,
+    pub selected: Vec<u8>,
+    pub lines: Vec<u32>,
+}
+
+impl RuleFiltered {
+    /// The filter calls of this chunk.
+    pub fn calls(&self) -> &[FilterCall] {
+        &self.calls[..self.calls_used]
+    }
+
+    fn clear(&mut self) {
+        self.events = 0;
+        self.field_errors.clear();
+        self.calls_used = 0;
+        if let Some(first) = self.calls.first_mut() {
+            first.lines.clear();
+        }
+        self.failed = None;
+        self.filter_time = Duration::ZERO;
+    }
+}
+
+impl Front {
+    /// A front for `rules`; a rule that is not `running` gets none of its events. An
+    /// error names the index of the rule whose instance did not start.
+    pub fn new(rules: &[(&LoadedRule, bool)]) -> Result<Self, (usize, RuleError)> {
+        let mut decoder = Decoder::default();
+        let rules = (rules.iter().enumerate())
+            .map(|(i, &(rule, running))| {
+                FrontRule::new(rule, running, &mut decoder).map_err(|e| (i, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Front { decoder, rules })
+    }
+
+    /// Stops giving rule `index` its events (it was quarantined).
+    pub fn stop(&mut self, index: usize) {
+        if let Some(r) = self.rules.get_mut(index) {
+            r.instance = None;
+            r.batch_bytes = 0;
+        }
+    }
+
+    /// Filters the lines `lines` (the batch's lines from index `first` on; `buf` holds the
+    /// batch's bytes) into `out`. Lines whose source `skip` says are not input are left out.
+    pub fn filter(
+        &mut self,
+        buf: &[u8],
+        lines: &[Line],
+        first: usize,
+        skip: &(dyn Fn(&Line) -> bool + Sync),
+        out: &mut Filtered,
+    ) {
+        let started = Instant::now();
+        out.input_lines = 0;
+        out.line_errors.clear();
+        out.rules
+            .resize_with(self.rules.len(), RuleFiltered::default);
+        out.rules.iter_mut().for_each(RuleFiltered::clear);
+        for r in &mut self.rules {
+            r.events.reset(r.projection.kinds());
+        }
+        let mut filter_time = Duration::ZERO;
+        for (i, line) in lines.iter().enumerate() {
+            if skip(line) {
+                continue;
+            }
+            let index = (first + i) as u32;
+            out.input_lines += 1;
+            let decoded = if line.too_large {
+                Err(TOO_LARGE)
+            } else {
+                self.decoder.decode(&buf[line.range.clone()])
+            };
+            let rec = match decoded {
+                Ok(rec) => rec,
+                Err(e) => {
+                    out.line_errors.push((index, e));
+                    continue;
+                }
+            };
+            for (r, f) in self.rules.iter_mut().zip(&mut out.rules) {
+                if r.batch_bytes == 0 {
+                    continue; // not running
+                }
+                match r.projection.project(&rec, &mut r.events) {
+                    Ok(_) => {
+                        f.events += 1;
+                        current_call(f).lines.push(index);
+                        if r.events.encoded_len() >= r.batch_bytes {
+                            filter_time += r.call(f);
+                        }
+                    }
+                    Err(e) => f.field_errors.push((index, e)),
+                }
+            }
+        }
+        for (r, f) in self.rules.iter_mut().zip(&mut out.rules) {
+            filter_time += r.call(f);
+        }
+        out.decode_time = started.elapsed().saturating_sub(filter_time);
+    }
+}
+
+/// The call being staged: the one after the used ones, made ready if new.
+fn current_call(f: &mut RuleFiltered) -> &mut FilterCall {
+    if f.calls.len() == f.calls_used {
+        f.calls.push(FilterCall::default());
+    }
+    &mut f.calls[f.calls_used]
+}
+
+impl FrontRule {
+    fn new(rule: &LoadedRule, running: bool, decoder: &mut Decoder) -> Result<Self, RuleError> {
+        let c = &rule.config;
+        let projection = Projection::new(
+            decoder,
+            &c.time.field,
+            c.time.format,
+            &c.window.key,
+            rule.module.fields(),
+        )
+        .with_max_key_bytes(usize::try_from(ceilings().max_key_bytes).unwrap_or(usize::MAX));
+        let instance = if running {
+            let limits = &c.limits;
+            Some(
+                rule.module
+                    .instantiate(&c.params_json(), limits.memory, limits.time_per_batch)?,
+            )
+        } else {
+            None
+        };
+        Ok(FrontRule {
+            projection,
+            instance,
+            events: BatchWriter::default(),
+            // Zero: the rule gets no events.
+            batch_bytes: if running { batch_bytes(rule) } else { 0 },
+        })
+    }
+
+    /// Runs the filter over the staged events into the current call and starts a new one;
+    /// the time it took. A failure is kept in `f`; no later call is made here.
+    fn call(&mut self, f: &mut RuleFiltered) -> Duration {
+        let rows = self.events.rows();
+        if rows == 0 {
+            return Duration::ZERO;
+        }
+        let started = Instant::now();
+        let call = current_call(f);
+        self.events.finish(&mut call.encoded);
+        self.events.reset(self.projection.kinds());
+        call.selected.clear();
+        match self
+            .instance
+            .as_mut()
+            .map(|i| i.filter(&call.encoded, rows))
+        {
+            Some(Ok(selected)) => call.selected.extend_from_slice(selected),
+            Some(Err(e)) => {
+                f.failed.get_or_insert(e);
+                self.instance = None;
+            }
+            // Failed earlier in this chunk: its events are counted, never applied.
+            None => {}
+        }
+        f.calls_used += 1;
+        if let Some(next) = f.calls.get_mut(f.calls_used) {
+            next.lines.clear();
+        }
+        let took = started.elapsed();
+        f.filter_time += took;
+        took
+    }
+}
+
+/// Most bytes of one filter call for `rule`.
+pub(crate) fn batch_bytes(rule: &LoadedRule) -> usize {
+    usize::try_from(rule.config.limits.memory / 8)
+        .unwrap_or(usize::MAX)
+        .clamp(64 << 10, MAX_RULE_BATCH_BYTES)
+}
