@@ -140,20 +140,22 @@ impl Workers {
         let mut eof = false;
         while !eof || self.applied < self.sent {
             while !eof && !self.spare.is_empty() {
-                if let Some(change) = changes.as_ref().and_then(|rx| rx.try_recv().ok()) {
-                    // Batches already filtered are applied under the rules they saw.
-                    self.apply_all(pipeline, sink, status)?;
-                    pipeline.apply(change, sink)?;
-                    pipeline.apply_ready(changes, sink)?;
-                    for (tx, front) in self.jobs.iter().zip(pipeline.new_fronts(self.jobs.len())?) {
-                        tx.send(Job::Replace(Box::new(front)))?;
-                    }
-                }
                 let mut batch = self.spare.pop().expect("checked");
                 if !next_batch(reader, &mut batch.lines)? {
                     self.spare.push(batch);
                     eof = true;
                     break;
+                }
+                // As with one worker, a change ready when a batch has been read applies to
+                // it; the batches before it are applied under the rules they saw.
+                if let Some(change) = changes.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                    self.apply_all(pipeline, sink, status)?;
+                    pipeline.apply(change, sink)?;
+                    pipeline.apply_ready(changes, sink)?;
+                    let fronts = pipeline.new_fronts(self.jobs.len())?;
+                    for (tx, front) in self.jobs.iter().zip(fronts) {
+                        tx.send(Job::Replace(Box::new(front)))?;
+                    }
                 }
                 // The batch's lines are at the start of the reader's buffer.
                 let end = batch.lines.iter().map(|l| l.range.end).max().unwrap_or(0);
