@@ -6,7 +6,8 @@
 //! and splits batch after batch and hands each to a worker, which decodes, projects and
 //! filters it with its own front; this thread then applies the workers' results strictly in
 //! input order. So the output is that of one worker, byte for byte, and at most a few
-//! batches are in flight: memory stays flat.
+//! batches are in flight: memory stays flat. Before a read that may wait for the stream,
+//! the batches in flight are applied, so that a slow stream's alerts come as with one worker.
 
 use crate::pipeline::{BATCH_LINES, Filtered, Front, Pipeline};
 use crate::registry::watch::Changes;
@@ -140,6 +141,11 @@ impl Workers {
         let mut eof = false;
         while !eof || self.applied < self.sent {
             while !eof && !self.spare.is_empty() {
+                // Before a read that may wait for a slow stream, everything read so far is
+                // applied: its alerts must not wait for lines that have not come.
+                if reader.may_wait() {
+                    self.apply_all(pipeline, sink, status)?;
+                }
                 let mut batch = self.spare.pop().expect("checked");
                 if !next_batch(reader, &mut batch.lines)? {
                     self.spare.push(batch);

@@ -60,6 +60,12 @@ impl<R: Read> LineReader<R> {
         &self.buf
     }
 
+    /// Whether the next batch may have to wait for the stream: no complete line is buffered
+    /// and the stream has not ended.
+    pub fn may_wait(&self) -> bool {
+        !self.eof && memchr::memchr(b'\n', &self.buf[self.start..self.end]).is_none()
+    }
+
     /// Fills `out` with up to `max_lines` lines; returns false when the stream has ended and
     /// no line was read. It reads from the stream only when no complete line is buffered, so
     /// a slow stream's lines are handed out as they come. Ranges stay valid until the next
