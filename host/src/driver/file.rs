@@ -82,6 +82,19 @@ struct Batch {
     filtered: Filtered,
 }
 
+/// Copies the bytes of `batch`'s lines out of the reader's buffer, and points the lines at
+/// the copy.
+fn copy_out(buffer: &[u8], batch: &mut Batch) {
+    let text = || batch.lines.iter().filter(|l| !l.too_large);
+    let start = text().map(|l| l.range.start).min().unwrap_or(0);
+    let end = text().map(|l| l.range.end).max().unwrap_or(0);
+    batch.buf.clear();
+    batch.buf.extend_from_slice(&buffer[start..end]);
+    for l in batch.lines.iter_mut().filter(|l| !l.too_large) {
+        l.range = l.range.start - start..l.range.end - start;
+    }
+}
+
 /// What a worker is asked to do.
 enum Job {
     /// Filter a batch, giving no events to the rules not `running`.
@@ -163,10 +176,7 @@ impl Workers {
                         tx.send(Job::Replace(Box::new(front)))?;
                     }
                 }
-                // The batch's lines are at the start of the reader's buffer.
-                let end = batch.lines.iter().map(|l| l.range.end).max().unwrap_or(0);
-                batch.buf.clear();
-                batch.buf.extend_from_slice(&reader.buffer()[..end]);
+                copy_out(reader.buffer(), &mut batch);
                 batch.seq = self.sent;
                 let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
                 let running = pipeline.running();

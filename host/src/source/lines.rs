@@ -55,7 +55,7 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    /// The buffer that [`Line::range`]s of the last batch point into.
+    /// The buffer that [`Line::range`]s of the last batch point into (anywhere in it).
     pub fn buffer(&self) -> &[u8] {
         &self.buf
     }
@@ -72,10 +72,6 @@ impl<R: Read> LineReader<R> {
     /// call.
     pub fn next_batch(&mut self, max_lines: usize, out: &mut Vec<Line>) -> io::Result<bool> {
         out.clear();
-        // Move the unconsumed tail to the front; earlier batches' ranges are now void.
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
         let mut scanned = 0; // bytes after `start` known to hold no newline
         while out.len() < max_lines {
             if let Some(nl) = memchr::memchr(b'\n', &self.buf[self.start + scanned..self.end]) {
@@ -110,10 +106,16 @@ impl<R: Read> LineReader<R> {
                 // the lines already here must not wait for a full batch.
                 break;
             }
-            if self.end == self.buf.len() {
-                // Only reachable while skipping an oversized line: make room.
+            // Room to read into: nothing is handed out yet in this call, so the earlier
+            // batches' ranges may move. The unconsumed tail moves to the front only when
+            // the free end is short, so each byte is moved at most about once.
+            if self.start == self.end {
                 self.start = 0;
                 self.end = 0;
+            } else if self.buf.len() - self.end < self.buf.len() / 4 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
             }
             let n = read_some(&mut self.inner, &mut self.buf[self.end..])?;
             if n == 0 {
