@@ -85,9 +85,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     // Before the baseline, which holds the whole file in memory.
     let peak_rss = peak_rss_kib().unwrap_or(0) >> 10;
-    let baseline = result.and_then(|()| bare_parse(&path));
+    let baselines = result.and_then(|()| baselines(&path));
     std::fs::remove_dir_all(&dir).ok();
-    let (parsed, parse_secs) = baseline?;
+    let baselines = baselines?;
     let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e9 / events as f64;
     let t = pipeline.stage_times();
     let staged = t.decode + t.filter + t.window + t.trigger;
@@ -115,25 +115,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         per_event(t.window),
         per_event(t.trigger),
     );
-    println!(
-        "baseline: serde_json parsing the same lines (in memory, into a borrowed struct of the \
-         four fields): {:.0} events/s ({parsed} parsed); rulewatch runs at {:.2}x its speed",
-        events as f64 / parse_secs,
-        parse_secs / secs,
-    );
+    for (name, parsed, parse_secs) in baselines {
+        println!(
+            "baseline: {name} parsing the same lines (in memory, into a borrowed struct of the \
+             four fields): {:.0} events/s ({parsed} parsed); rulewatch runs at {:.2}x its speed",
+            events as f64 / parse_secs,
+            parse_secs / secs,
+        );
+    }
     Ok(())
 }
 
-/// A bare native JSON parse of every line of `path` (read into memory first, not timed):
-/// (lines parsed, seconds).
-fn bare_parse(path: &Path) -> anyhow::Result<(u64, f64)> {
+/// Bare native JSON parses of every line of `path` (read into memory first, not timed), by
+/// serde_json and by sonic-rs: (name, lines parsed, seconds) of each.
+fn baselines(path: &Path) -> anyhow::Result<Vec<(&'static str, u64, f64)>> {
     let data = std::fs::read(path)?;
-    let started = Instant::now();
-    let parsed = data
-        .split(|&b| b == b'\n')
-        .filter(|line| crate::decode::serde_baseline(line))
-        .count();
-    Ok((parsed as u64, started.elapsed().as_secs_f64()))
+    let parsers: [(&str, fn(&[u8]) -> bool); 2] = [
+        ("serde_json", crate::decode::serde_baseline),
+        ("sonic-rs", crate::decode::sonic_baseline),
+    ];
+    Ok(parsers
+        .into_iter()
+        .map(|(name, parse)| {
+            let started = Instant::now();
+            let parsed = data
+                .split(|&b| b == b'\n')
+                .filter(|line| parse(line))
+                .count();
+            (name, parsed as u64, started.elapsed().as_secs_f64())
+        })
+        .collect())
 }
 
 /// Peak resident memory of this process (VmHWM), in KiB.

@@ -211,9 +211,11 @@ impl Scanner<'_, '_> {
         }
     }
 
-    /// An object or array whose contents are validated but not kept.
+    /// An object or array whose contents are validated but not kept; `depth` containers
+    /// enclose it.
     fn container(&mut self, depth: usize, close: u8) -> Result<(), SyntaxError> {
-        if depth >= MAX_DEPTH {
+        // With itself, at most MAX_DEPTH - 1 containers deep, as serde_json.
+        if depth + 1 >= MAX_DEPTH {
             return Err(self.err("nested too deeply"));
         }
         self.i += 1;
@@ -521,6 +523,51 @@ mod tests {
     /// Differential test: on many generated and mutated lines, the scanner accepts exactly
     /// what serde_json accepts and extracts the same values.
     #[test]
+    fn nesting_is_refused_where_serde_json_refuses_it() {
+        let ns = names(&["a"]);
+        let mut slots = vec![Value::Missing; 1];
+        for depth in [126, 127, 128, 129, 200] {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            for line in [format!("{{\"a\":{nested}}}"), nested] {
+                let oracle = serde_json::from_str::<serde_json::Value>(&line);
+                let ours = scan_object(line.as_bytes(), &ns, &mut slots, &mut Vec::new());
+                // Valid JSON that is not an object is refused as such, not as JSON.
+                let accepted = matches!(ours, Ok(()) | Err(ScanError::NotObject(_)));
+                assert_eq!(accepted, oracle.is_ok(), "depth {depth}: {}", &line[..8]);
+            }
+        }
+    }
+
+    #[test]
+    fn every_special_byte_is_seen_at_every_offset_of_a_long_string() {
+        let ns = names(&["k"]);
+        let mut slots = vec![Value::Missing; 1];
+        let mut scratch = Vec::new();
+        for at in 0..40 {
+            for special in ["\\\"", "\\n", "\"", "\u{1}", "é", "\u{7f}"] {
+                let mut text = "x".repeat(40);
+                text.insert_str(at, special);
+                let line = format!("{{\"k\":\"{text}\"}}");
+                let oracle = serde_json::from_str::<serde_json::Value>(&line);
+                let ours = scan_object(line.as_bytes(), &ns, &mut slots, &mut scratch);
+                match (oracle, ours) {
+                    (Ok(v), Ok(())) => assert_eq!(
+                        text_of(&line, &scratch, &slots[0]),
+                        v["k"].as_str().unwrap().as_bytes(),
+                        "{line}"
+                    ),
+                    (Err(_), Err(_)) => {}
+                    (o, s) => panic!("{line}: serde_json {o:?}, scanner {s:?}"),
+                }
+            }
+        }
+    }
+
+    fn text_of<'a>(line: &'a str, scratch: &'a [u8], v: &Value) -> &'a [u8] {
+        v.bytes(line.as_bytes(), scratch)
+    }
+
+    #[test]
     fn agrees_with_serde_json() {
         let seeds: &[&str] = &[
             r#"{"timestamp":"2026-01-27T22:00:00.000Z","severity":"High","user_id":"user_1","content":"App crash","seq":12}"#,
@@ -528,6 +575,10 @@ mod tests {
             r#"{"k":"\ud83d\ude00","x":{},"y":[]}"#,
             r#"{"k":"héllo wörld, long enough for eight-byte steps","n":"ünïcödé"}"#,
             r#"  {  "k" : 0 , "z" : "" }  "#,
+            // Strings over several 16-byte blocks, escapes and specials at any offset.
+            r#"{"k":"a long plain ascii string that spans several sixteen-byte blocks " and on","n":"0123456789abcdef0123456789abcdeéf\0123456789abcdef"}"#,
+            // Duplicate keys (the last wins), a huge number, deep nesting.
+            r#"{"k":"first","k":"second","n":1e400,"a":[[[[[[[[[[[[[[[[{"z":[[[]]]}]]]]]]]]]]]]]]]]}"#,
         ];
         let ns = names(&["k", "n", "timestamp", "seq", "a", "z"]);
         let mut rng = fastrand::Rng::with_seed(7);

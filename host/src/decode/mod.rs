@@ -343,24 +343,31 @@ fn expected(what: &'static str, v: &Value) -> &'static str {
     }
 }
 
+/// The four crash-rule fields of a line as the baselines parse them: borrowed strings,
+/// copied only when escaped.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // only parsed
+struct BaselineEvent<'a> {
+    #[serde(borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    severity: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    content: std::borrow::Cow<'a, str>,
+}
+
 /// The bare native parse that benchmarks measure the scanner against (`rulewatch bench`,
-/// `cargo bench`): serde_json deserialising a line's four crash-rule fields into borrowed
-/// strings (copied only when escaped). Whether the line parsed.
+/// `cargo bench`): serde_json deserialising a line into [`BaselineEvent`]. Whether the line
+/// parsed.
 pub fn serde_baseline(line: &[u8]) -> bool {
-    use std::borrow::Cow;
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)] // only parsed
-    struct Event<'a> {
-        #[serde(borrow)]
-        timestamp: Cow<'a, str>,
-        #[serde(borrow)]
-        severity: Cow<'a, str>,
-        #[serde(borrow)]
-        user_id: Cow<'a, str>,
-        #[serde(borrow)]
-        content: Cow<'a, str>,
-    }
-    serde_json::from_slice::<Event<'_>>(line).is_ok()
+    serde_json::from_slice::<BaselineEvent<'_>>(line).is_ok()
+}
+
+/// The second baseline: sonic-rs, a SIMD JSON parser, deserialising into the same struct.
+pub fn sonic_baseline(line: &[u8]) -> bool {
+    sonic_rs::from_slice::<BaselineEvent<'_>>(line).is_ok()
 }
 
 #[cfg(test)]
