@@ -130,7 +130,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// serde_json and by sonic-rs: (name, lines parsed, seconds) of each.
 fn baselines(path: &Path) -> anyhow::Result<Vec<(&'static str, u64, f64)>> {
     let data = std::fs::read(path)?;
-    let parsers: [(&str, fn(&[u8]) -> bool); 2] = [
+    type Parse = fn(&[u8]) -> bool;
+    let parsers: [(&str, Parse); 2] = [
         ("serde_json", crate::decode::serde_baseline),
         ("sonic-rs", crate::decode::sonic_baseline),
     ];
