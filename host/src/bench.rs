@@ -23,14 +23,8 @@ pub struct BenchArgs {
     /// Folder of rules; the built-in crash rule if not given.
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// Threads that decode, project and filter (default: one per core).
-    #[arg(
-        long,
-        env = "RULEWATCH_WORKERS",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    workers: usize,
+    #[command(flatten)]
+    workers: crate::config::run::Workers,
 }
 
 /// A sink that only counts, for benchmarks.
@@ -70,7 +64,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let sources = Sources::file(&path.display().to_string());
     let mut pipeline = Pipeline::new(sources, &rules, Some(args.mode), Rejects::default())?;
-    let workers = crate::config::run::workers(args.workers);
+    let workers = args.workers.count();
     pipeline.set_workers(workers)?;
     let mut sink = Count(0);
     let started = Instant::now();

@@ -258,15 +258,8 @@ struct ReplayArgs {
     /// A rulewatch.toml whose `[sandbox]` ceilings apply (the defaults otherwise).
     #[arg(long, env = "RULEWATCH_CONFIG")]
     config: Option<PathBuf>,
-    /// Threads that decode, project and filter (default: one per core); the output is the
-    /// same for any number.
-    #[arg(
-        long,
-        env = "RULEWATCH_WORKERS",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    workers: usize,
+    #[command(flatten)]
+    workers: crate::config::run::Workers,
 }
 
 /// Runs the command line; the process's exit code.
@@ -384,7 +377,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let sources = Sources::file(&args.input.display().to_string());
     let input = source::open(&args.input)?;
     let mut pipeline = Pipeline::new(sources, &rules, args.mode, rejects)?;
-    pipeline.set_workers(crate::config::run::workers(args.workers))?;
+    pipeline.set_workers(args.workers.count())?;
     let console = args.format.unwrap_or(if io::stdout().is_terminal() {
         Console::Table
     } else {

@@ -49,6 +49,27 @@ pub struct EngineConfig {
     pub workers: usize,
 }
 
+/// `--workers` of `replay` and `bench`.
+#[derive(clap::Args)]
+pub struct Workers {
+    /// Threads that decode, project and filter (default: one per core); the output is the
+    /// same for any number.
+    #[arg(
+        long,
+        env = "RULEWATCH_WORKERS",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    workers: usize,
+}
+
+impl Workers {
+    /// How many: as given, or one per core.
+    pub fn count(&self) -> usize {
+        workers(self.workers)
+    }
+}
+
 /// The worker count `workers` asks for: itself, or one per core for 0.
 pub fn workers(workers: usize) -> usize {
     match workers {
