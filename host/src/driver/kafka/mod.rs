@@ -47,14 +47,7 @@ pub fn run(
     // Up first, so that health and readiness answer while the broker is being reached.
     let mut status = super::serve_status(config.http.address(), "kafka")?;
     let (k, out) = (&config.kafka, &config.output);
-    let store = match &config.checkpoint.topic {
-        Some(topic) => Store::Kafka {
-            brokers: k.brokers.clone(),
-            options: k.options.clone(),
-            topic: topic.clone(),
-        },
-        None => Store::File(config.checkpoint.dir.clone()),
-    };
+    let store = store(config);
     create_output_topics(config, &store)?;
     let file = if fresh_start {
         warn!(
@@ -117,6 +110,19 @@ pub fn run(
         quiet_closed: false,
     };
     engine.run(&stop, fresh_start)
+}
+
+/// Where checkpoints are kept: `[checkpoint] topic`, else its folder.
+fn store(config: &RunConfig) -> Store {
+    let k = &config.kafka;
+    match &config.checkpoint.topic {
+        Some(topic) => Store::Kafka {
+            brokers: k.brokers.clone(),
+            options: k.options.clone(),
+            topic: topic.clone(),
+        },
+        None => Store::File(config.checkpoint.dir.clone()),
+    }
 }
 
 /// A flag SIGTERM and SIGINT set.
