@@ -419,6 +419,9 @@ impl Engine {
             )
             .args(args)
             .env("RUST_LOG", "info")
+            // Two workers on any machine: every guarantee must hold with the filter stage
+            // split over threads.
+            .env("RULEWATCH_WORKERS", "2")
             // A free port for the status endpoint: tests run side by side.
             .env("RULEWATCH_HTTP_LISTEN", "127.0.0.1:0")
             // No rulewatch.toml there: flags and defaults only.

@@ -32,6 +32,8 @@ impl Live {
         }
         let mut child = cmd
             .env("RUST_LOG", "info,rulewatch=debug")
+            // Two workers on any machine: rule changes must land between the same batches.
+            .env("RULEWATCH_WORKERS", "2")
             .stdin(Stdio::piped())
             .stdout(stdout.reopen().unwrap())
             .stderr(stderr.reopen().unwrap())
