@@ -2,12 +2,13 @@
 //! rule changes applied between batches, then the end of the input closes every window.
 //! `replay`, `bench` and `rulewatch test` all run through [`drive`].
 //!
-//! With several workers the batches flow through a pipeline of threads: this thread reads
-//! and splits batch after batch and hands each to a worker, which decodes, projects and
-//! filters it with its own front; this thread then applies the workers' results strictly in
-//! input order. So the output is that of one worker, byte for byte, and at most a few
-//! batches are in flight: memory stays flat. Before a read that may wait for the stream,
-//! the batches in flight are applied, so that a slow stream's alerts come as with one worker.
+//! With several workers the batches flow through a pipeline of threads: a reader thread
+//! reads and splits batch after batch; this thread applies rule changes and hands each batch
+//! to a worker, which decodes, projects and filters it with its own front; this thread then
+//! applies the workers' results strictly in input order. So the output is that of one
+//! worker, byte for byte; at most a few batches are in flight, so memory stays flat; and
+//! since this thread never waits on the input, what a slow stream has sent is applied at
+//! once, as with one worker.
 
 use crate::pipeline::{BATCH_LINES, Filtered, Front, Pipeline};
 use crate::registry::watch::Changes;
@@ -15,9 +16,9 @@ use crate::sink::Sink;
 use crate::source::lines::{Line, LineReader};
 use crate::status::{Publisher, RuleState, Status};
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Batches in flight per worker.
 const IN_FLIGHT_PER_WORKER: usize = 2;
@@ -27,7 +28,7 @@ const IN_FLIGHT_PER_WORKER: usize = 2;
 /// is published as the replay goes.
 pub fn drive(
     pipeline: &mut Pipeline,
-    input: impl Read,
+    input: impl Read + Send + 'static,
     max_line: usize,
     sink: &mut dyn Sink,
     changes: &Changes,
@@ -43,7 +44,7 @@ pub fn drive(
             publish(pipeline, &lines, status.as_deref_mut());
         }
     } else {
-        Workers::start(pipeline)?.drive(pipeline, &mut reader, sink, changes, &mut status)?;
+        Workers::start(pipeline, reader)?.drive(pipeline, sink, changes, &mut status)?;
     }
     pipeline.finish(sink)?;
     if let Some(p) = status {
@@ -82,6 +83,182 @@ struct Batch {
     filtered: Filtered,
 }
 
+/// What reaches this thread: a batch read, a batch filtered (or why a worker stopped), or
+/// the end of the input (or why reading stopped).
+enum Msg {
+    Read(Batch),
+    Filtered(Result<Batch, String>),
+    End(anyhow::Result<()>),
+}
+
+/// What a worker is asked to do.
+enum Job {
+    /// Filter a batch, giving no events to the rules not `running`.
+    Filter { batch: Batch, running: Vec<bool> },
+    /// Use this front from now on (the rules changed).
+    Replace(Box<Front>),
+}
+
+/// The reader and worker threads, and the batches in flight.
+struct Workers {
+    jobs: Vec<Sender<Job>>,
+    msgs: Receiver<Msg>,
+    /// Batches read while this thread waited for others to be filtered.
+    read: VecDeque<Batch>,
+    /// Filtered batches waiting for the ones before them.
+    ready: BTreeMap<u64, Batch>,
+    /// Gives applied batches back to the reader to fill.
+    empty: SyncSender<Batch>,
+    sent: u64,
+    applied: u64,
+    /// The input has ended (with this error, if reading failed).
+    ended: Option<anyhow::Result<()>>,
+}
+
+impl Workers {
+    /// A reader thread over `reader`, and one thread per worker of `pipeline`, each with
+    /// one of the pipeline's fronts.
+    fn start<R: Read + Send + 'static>(
+        pipeline: &mut Pipeline,
+        reader: LineReader<R>,
+    ) -> anyhow::Result<Self> {
+        let fronts = pipeline.take_fronts();
+        let in_flight = fronts.len() * IN_FLIGHT_PER_WORKER;
+        let (msg_tx, msgs) = channel();
+        let (empty, empty_rx) = sync_channel(in_flight);
+        for _ in 0..in_flight {
+            empty.send(Batch::default())?;
+        }
+        let to_main = msg_tx.clone();
+        // Not scoped: a read may wait on the stream for ever, and must not keep this
+        // thread from returning.
+        std::thread::Builder::new()
+            .name("rulewatch-reader".into())
+            .spawn(move || read(reader, &empty_rx, &to_main))?;
+        let mut jobs = Vec::with_capacity(fronts.len());
+        for (i, front) in fronts.into_iter().enumerate() {
+            let (tx, rx) = channel();
+            let to_main = msg_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("rulewatch-worker-{i}"))
+                .spawn(move || work(front, &rx, &to_main))?;
+            jobs.push(tx);
+        }
+        Ok(Workers {
+            jobs,
+            msgs,
+            read: VecDeque::new(),
+            ready: BTreeMap::new(),
+            empty,
+            sent: 0,
+            applied: 0,
+            ended: None,
+        })
+    }
+
+    /// Runs the input to its end through the workers; a read error comes after every batch
+    /// read before it is applied, as with one worker.
+    fn drive(
+        mut self,
+        pipeline: &mut Pipeline,
+        sink: &mut dyn Sink,
+        changes: &Changes,
+        status: &mut Option<&mut Publisher>,
+    ) -> anyhow::Result<()> {
+        while self.ended.is_none() || !self.read.is_empty() || self.applied < self.sent {
+            match self.read.pop_front() {
+                Some(batch) => self.dispatch(batch, pipeline, sink, changes, status)?,
+                None => self.take(pipeline, sink, status)?,
+            }
+        }
+        self.ended.unwrap_or(Ok(()))
+    }
+
+    /// Hands a batch read to its worker, after the rule changes that are ready: a change
+    /// applies to the batches read after it came, as with one worker.
+    fn dispatch(
+        &mut self,
+        mut batch: Batch,
+        pipeline: &mut Pipeline,
+        sink: &mut dyn Sink,
+        changes: &Changes,
+        status: &mut Option<&mut Publisher>,
+    ) -> anyhow::Result<()> {
+        if let Some(change) = changes.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            // The batches in flight are applied under the rules they saw.
+            while self.applied < self.sent {
+                self.take(pipeline, sink, status)?;
+            }
+            pipeline.apply(change, sink)?;
+            pipeline.apply_ready(changes, sink)?;
+            let fronts = pipeline.new_fronts(self.jobs.len())?;
+            for (tx, front) in self.jobs.iter().zip(fronts) {
+                tx.send(Job::Replace(Box::new(front)))?;
+            }
+        }
+        batch.seq = self.sent;
+        let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
+        let running = pipeline.running();
+        worker
+            .send(Job::Filter { batch, running })
+            .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Takes the next message: keeps a batch read for later, applies filtered batches that
+    /// are next in input order, notes the end of the input.
+    fn take(
+        &mut self,
+        pipeline: &mut Pipeline,
+        sink: &mut dyn Sink,
+        status: &mut Option<&mut Publisher>,
+    ) -> anyhow::Result<()> {
+        match self
+            .msgs
+            .recv()
+            .context("the reader and the workers stopped")?
+        {
+            Msg::Read(batch) => self.read.push_back(batch),
+            Msg::End(result) => self.ended = Some(result),
+            Msg::Filtered(batch) => {
+                let batch = batch.map_err(anyhow::Error::msg)?;
+                self.ready.insert(batch.seq, batch);
+                while let Some(batch) = self.ready.remove(&self.applied) {
+                    let filtered = std::slice::from_ref(&batch.filtered);
+                    pipeline.apply_filtered(&batch.buf, &batch.lines, filtered, sink)?;
+                    publish(pipeline, &batch.lines, status.as_deref_mut());
+                    self.applied += 1;
+                    // The reader may have ended: then the batch is not needed.
+                    let _ = self.empty.send(batch);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reader thread: fills empty batches from `reader` and sends them on, until the input
+/// ends (then says so, with the error if reading failed) or nobody listens.
+fn read<R: Read>(mut reader: LineReader<R>, empty: &Receiver<Batch>, out: &Sender<Msg>) {
+    while let Ok(mut batch) = empty.recv() {
+        match next_batch(&mut reader, &mut batch.lines) {
+            Ok(true) => {
+                copy_out(reader.buffer(), &mut batch);
+                if out.send(Msg::Read(batch)).is_err() {
+                    return;
+                }
+            }
+            Ok(false) => break,
+            Err(e) => {
+                let _ = out.send(Msg::End(Err(e)));
+                return;
+            }
+        }
+    }
+    let _ = out.send(Msg::End(Ok(())));
+}
+
 /// Copies the bytes of `batch`'s lines out of the reader's buffer, and points the lines at
 /// the copy.
 fn copy_out(buffer: &[u8], batch: &mut Batch) {
@@ -95,149 +272,28 @@ fn copy_out(buffer: &[u8], batch: &mut Batch) {
     }
 }
 
-/// What a worker is asked to do.
-enum Job {
-    /// Filter a batch, giving no events to the rules not `running`.
-    Filter { batch: Batch, running: Vec<bool> },
-    /// Use this front from now on (the rules changed).
-    Replace(Box<Front>),
-}
-
-/// The worker threads and the batches in flight.
-struct Workers {
-    jobs: Vec<Sender<Job>>,
-    done: Receiver<Batch>,
-    /// Filtered batches waiting for the ones before them.
-    ready: BTreeMap<u64, Batch>,
-    /// Empty batches to fill.
-    spare: Vec<Batch>,
-    sent: u64,
-    applied: u64,
-}
-
-impl Workers {
-    /// One thread per worker of `pipeline`, each with a front of its own.
-    fn start(pipeline: &Pipeline) -> anyhow::Result<Self> {
-        let n = pipeline.workers();
-        let (done_tx, done) = channel();
-        let mut jobs = Vec::with_capacity(n);
-        for (i, front) in pipeline.new_fronts(n)?.into_iter().enumerate() {
-            let (tx, rx) = channel();
-            let done = done_tx.clone();
-            std::thread::Builder::new()
-                .name(format!("rulewatch-worker-{i}"))
-                .spawn(move || work(front, &rx, &done))?;
-            jobs.push(tx);
-        }
-        let spare = (0..n * IN_FLIGHT_PER_WORKER)
-            .map(|_| Batch::default())
-            .collect();
-        Ok(Workers {
-            jobs,
-            done,
-            ready: BTreeMap::new(),
-            spare,
-            sent: 0,
-            applied: 0,
-        })
-    }
-
-    /// Reads `reader` to its end through the workers.
-    fn drive<R: Read>(
-        mut self,
-        pipeline: &mut Pipeline,
-        reader: &mut LineReader<R>,
-        sink: &mut dyn Sink,
-        changes: &Changes,
-        status: &mut Option<&mut Publisher>,
-    ) -> anyhow::Result<()> {
-        let mut eof = false;
-        while !eof || self.applied < self.sent {
-            while !eof && !self.spare.is_empty() {
-                // Before a read that may wait for a slow stream, everything read so far is
-                // applied: its alerts must not wait for lines that have not come.
-                if reader.may_wait() {
-                    self.apply_all(pipeline, sink, status)?;
-                }
-                let mut batch = self.spare.pop().expect("checked");
-                if !next_batch(reader, &mut batch.lines)? {
-                    self.spare.push(batch);
-                    eof = true;
-                    break;
-                }
-                // As with one worker, a change ready when a batch has been read applies to
-                // it; the batches before it are applied under the rules they saw.
-                if let Some(change) = changes.as_ref().and_then(|rx| rx.try_recv().ok()) {
-                    self.apply_all(pipeline, sink, status)?;
-                    pipeline.apply(change, sink)?;
-                    pipeline.apply_ready(changes, sink)?;
-                    let fronts = pipeline.new_fronts(self.jobs.len())?;
-                    for (tx, front) in self.jobs.iter().zip(fronts) {
-                        tx.send(Job::Replace(Box::new(front)))?;
-                    }
-                }
-                copy_out(reader.buffer(), &mut batch);
-                batch.seq = self.sent;
-                let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
-                let running = pipeline.running();
-                worker.send(Job::Filter { batch, running })?;
-                self.sent += 1;
-            }
-            if self.applied < self.sent {
-                self.apply_next(pipeline, sink, status)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the next batch in input order and applies it.
-    fn apply_next(
-        &mut self,
-        pipeline: &mut Pipeline,
-        sink: &mut dyn Sink,
-        status: &mut Option<&mut Publisher>,
-    ) -> anyhow::Result<()> {
-        let batch = loop {
-            if let Some(batch) = self.ready.remove(&self.applied) {
-                break batch;
-            }
-            let batch = self.done.recv().context("a worker stopped")?;
-            self.ready.insert(batch.seq, batch);
-        };
-        let filtered = std::slice::from_ref(&batch.filtered);
-        pipeline.apply_filtered(&batch.buf, &batch.lines, filtered, sink)?;
-        publish(pipeline, &batch.lines, status.as_deref_mut());
-        self.applied += 1;
-        self.spare.push(batch);
-        Ok(())
-    }
-
-    /// Applies every batch in flight.
-    fn apply_all(
-        &mut self,
-        pipeline: &mut Pipeline,
-        sink: &mut dyn Sink,
-        status: &mut Option<&mut Publisher>,
-    ) -> anyhow::Result<()> {
-        while self.applied < self.sent {
-            self.apply_next(pipeline, sink, status)?;
-        }
-        Ok(())
-    }
-}
-
-/// A worker: filters the batches it is given and hands them back, until the driver is done.
-fn work(mut front: Front, jobs: &Receiver<Job>, done: &Sender<Batch>) {
+/// A worker: filters the batches it is given and sends them back, until the driver is done.
+/// A panic is sent back as an error rather than leaving the driver waiting.
+fn work(mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>) {
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Filter { mut batch, running } => {
                 for (i, _) in running.iter().enumerate().filter(|(_, run)| !**run) {
                     front.stop(i);
                 }
-                let no_skip = |_: &Line| false;
-                let (buf, lines) = (&batch.buf, &batch.lines);
-                front.filter(buf, lines, 0, &no_skip, &mut batch.filtered);
-                if done.send(batch).is_err() {
+                let filtered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let no_skip = |_: &Line| false;
+                    let (buf, lines) = (&batch.buf, &batch.lines);
+                    front.filter(buf, lines, 0, &no_skip, &mut batch.filtered);
+                }));
+                let failed = filtered.is_err();
+                let msg = match filtered {
+                    Ok(()) => Ok(batch),
+                    Err(_) => Err("a worker panicked while filtering a batch (a bug: please \
+                                   report it with the log)"
+                        .to_owned()),
+                };
+                if out.send(Msg::Filtered(msg)).is_err() || failed {
                     return;
                 }
             }

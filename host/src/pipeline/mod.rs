@@ -47,7 +47,7 @@ use crate::status::{self, AlertStatus};
 use rejects::InputTally;
 use runner::RuleRunner;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
 /// batch's buffers stay in cache and `update` rows come out promptly.
@@ -57,7 +57,10 @@ pub const BATCH_LINES: usize = 4096;
 pub struct Pipeline {
     sources: Sources,
     rules: Vec<RuleRunner>,
-    /// One filter stage per worker, and what each found in its chunk of the batch.
+    /// How many workers filter each batch.
+    workers: usize,
+    /// One filter stage per worker (none while a driver has taken them), and what each
+    /// found in its chunk of the batch.
     fronts: Vec<Front>,
     filtered: Vec<Filtered>,
     /// Output mode for every rule, if overridden.
@@ -89,6 +92,7 @@ impl Pipeline {
         let mut pipeline = Pipeline {
             sources,
             rules: runners,
+            workers: 1,
             fronts: Vec::new(),
             filtered: Vec::new(),
             mode,
@@ -109,6 +113,7 @@ impl Pipeline {
     /// output does not depend on how many.
     pub fn set_workers(&mut self, workers: usize) -> Result<(), RuleError> {
         let workers = workers.max(1);
+        self.workers = workers;
         self.filtered.resize_with(workers, Filtered::default);
         self.fronts = self.new_fronts(workers)?;
         Ok(())
@@ -116,7 +121,14 @@ impl Pipeline {
 
     /// How many workers filter each batch.
     pub fn workers(&self) -> usize {
-        self.fronts.len()
+        self.workers
+    }
+
+    /// The fronts, for a driver that runs them on threads of its own (see
+    /// [`Pipeline::apply_filtered`]); [`Pipeline::process`] cannot be used after, and rule
+    /// changes leave the fronts to that driver.
+    pub(crate) fn take_fronts(&mut self) -> Vec<Front> {
+        std::mem::take(&mut self.fronts)
     }
 
     /// Fronts for the rules as they are now, to run on threads of the caller's (see
@@ -139,6 +151,10 @@ impl Pipeline {
     /// Starts the fronts again for the rules as they are now (after a rule change); a rule
     /// whose instance does not start there is quarantined.
     pub(super) fn restart_fronts(&mut self) {
+        // Taken by a driver, which starts its own.
+        if self.fronts.is_empty() {
+            return;
+        }
         loop {
             let rules: Vec<(&LoadedRule, bool)> = (self.rules.iter())
                 .map(|r| (&r.rule, r.instance.is_some()))
@@ -226,8 +242,13 @@ impl Pipeline {
                 r.quarantine(e);
                 continue;
             }
+            let mut took = Duration::ZERO;
             for chunk in filtered {
-                r.apply(&chunk.rules[i], &mut ctx);
+                took += chunk.rules[i].filter_time + r.apply(&chunk.rules[i], &mut ctx);
+            }
+            // One observation per batch, however it was split.
+            if filtered.iter().any(|c| !c.rules[i].calls().is_empty()) {
+                r.stats.batch_seconds.observe(took.as_secs_f64());
             }
         }
         self.rejects.flush()?;

@@ -20,7 +20,7 @@ use crate::source::lines::Line;
 use crate::window::{Verdict, WindowRow, WindowSettings, Windows};
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 /// A candidate row's source and that source's watermark when it was gathered.
@@ -140,8 +140,8 @@ impl RuleRunner {
     }
 
     /// Applies what a front found for this rule in one chunk: the events its filter
-    /// selected are counted or forwarded, in line order.
-    pub fn apply(&mut self, f: &RuleFiltered, ctx: &mut BatchContext<'_>) {
+    /// selected are counted or forwarded, in line order. The time it took.
+    pub fn apply(&mut self, f: &RuleFiltered, ctx: &mut BatchContext<'_>) -> Duration {
         let started = Instant::now();
         for call in f.calls() {
             let batch = Batch::parse(&call.encoded).expect("the host encodes valid batches");
@@ -185,10 +185,7 @@ impl RuleRunner {
         }
         let applied = started.elapsed();
         ctx.times.window += applied;
-        if !f.calls().is_empty() {
-            let seconds = (f.filter_time + applied).as_secs_f64();
-            self.stats.batch_seconds.observe(seconds);
-        }
+        applied
     }
 
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are

@@ -34,8 +34,6 @@ pub struct LineReader<R> {
     next_number: u64,
     max_line: usize,
     eof: bool,
-    /// The last read gave less than the room it was given.
-    short_read: bool,
     /// Inside an oversized line: discard until the next newline.
     skipping: bool,
 }
@@ -53,7 +51,6 @@ impl<R: Read> LineReader<R> {
             next_number: 1,
             max_line,
             eof: false,
-            short_read: false,
             skipping: false,
         }
     }
@@ -61,15 +58,6 @@ impl<R: Read> LineReader<R> {
     /// The buffer that [`Line::range`]s of the last batch point into (anywhere in it).
     pub fn buffer(&self) -> &[u8] {
         &self.buf
-    }
-
-    /// Whether the next batch may have to wait for the stream: no complete line is buffered,
-    /// the stream has not ended, and its last read gave less than asked for (a file gives
-    /// all it is asked; a pipe or socket what has come).
-    pub fn may_wait(&self) -> bool {
-        self.short_read
-            && !self.eof
-            && memchr::memchr(b'\n', &self.buf[self.start..self.end]).is_none()
     }
 
     /// Fills `out` with up to `max_lines` lines; returns false when the stream has ended and
@@ -123,9 +111,7 @@ impl<R: Read> LineReader<R> {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let room = self.buf.len() - self.end;
             let n = read_some(&mut self.inner, &mut self.buf[self.end..])?;
-            self.short_read = n < room;
             if n == 0 {
                 self.eof = true;
             }

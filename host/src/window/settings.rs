@@ -99,11 +99,20 @@ impl Serialize for WindowSettings {
     }
 }
 
+/// Text that does not read as settings (written by no version of rulewatch) reads as
+/// settings no rule has — zero-sized windows, keyed by that text — so that the rule starts
+/// empty there, as when its settings changed, instead of the whole record being refused.
 impl<'de> Deserialize<'de> for WindowSettings {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        WindowSettings::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("unreadable window settings {text:?}")))
+        Ok(WindowSettings::parse(&text).unwrap_or(WindowSettings {
+            size: Duration::ZERO,
+            slide: Duration::ZERO,
+            delay: Duration::ZERO,
+            key: text,
+            time_field: String::new(),
+            repartitioned: false,
+        }))
     }
 }
 
@@ -143,6 +152,7 @@ mod tests {
             }
         }
         assert_eq!(WindowSettings::parse("10000/10000/user_id"), None);
-        assert!(serde_json::from_str::<WindowSettings>("\"size=1x\"").is_err());
+        let unreadable = serde_json::from_str::<WindowSettings>("\"size=1x\"").unwrap();
+        assert_eq!(unreadable.size, Duration::ZERO, "settings no rule has");
     }
 }
