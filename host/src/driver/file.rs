@@ -89,13 +89,17 @@ enum Msg {
     Read(Batch),
     Filtered(Result<Batch, String>),
     End(anyhow::Result<()>),
+    /// A worker's front, given back to be renewed.
+    Front(usize, Box<Front>),
 }
 
 /// What a worker is asked to do.
 enum Job {
     /// Filter a batch, giving no events to the rules not `running`.
     Filter { batch: Batch, running: Vec<bool> },
-    /// Use this front from now on (the rules changed).
+    /// Give the front back (the rules are changing).
+    Return,
+    /// Use this front from now on.
     Replace(Box<Front>),
 }
 
@@ -141,7 +145,7 @@ impl Workers {
             let to_main = msg_tx.clone();
             std::thread::Builder::new()
                 .name(format!("rulewatch-worker-{i}"))
-                .spawn(move || work(front, &rx, &to_main))?;
+                .spawn(move || work(i, front, &rx, &to_main))?;
             jobs.push(tx);
         }
         Ok(Workers {
@@ -191,10 +195,7 @@ impl Workers {
             }
             pipeline.apply(change, sink)?;
             pipeline.apply_ready(changes, sink)?;
-            let fronts = pipeline.new_fronts(self.jobs.len())?;
-            for (tx, front) in self.jobs.iter().zip(fronts) {
-                tx.send(Job::Replace(Box::new(front)))?;
-            }
+            self.renew_fronts(pipeline)?;
         }
         batch.seq = self.sent;
         let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
@@ -203,6 +204,35 @@ impl Workers {
             .send(Job::Filter { batch, running })
             .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
         self.sent += 1;
+        Ok(())
+    }
+
+    /// Takes the workers' fronts back, renews them for the rules as they are now (keeping
+    /// the instances of unchanged rules), and hands them out again.
+    fn renew_fronts(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
+        for tx in &self.jobs {
+            tx.send(Job::Return)
+                .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+        }
+        let mut fronts: Vec<Option<Box<Front>>> = (0..self.jobs.len()).map(|_| None).collect();
+        while fronts.iter().any(Option::is_none) {
+            match self
+                .msgs
+                .recv()
+                .context("the reader and the workers stopped")?
+            {
+                Msg::Front(i, front) => fronts[i] = Some(front),
+                Msg::Read(batch) => self.read.push_back(batch),
+                Msg::End(result) => self.ended = Some(result),
+                Msg::Filtered(_) => unreachable!("nothing is in flight while rules change"),
+            }
+        }
+        let mut fronts: Vec<Front> = fronts.into_iter().flatten().map(|f| *f).collect();
+        pipeline.renew_fronts(&mut fronts);
+        for (tx, front) in self.jobs.iter().zip(fronts) {
+            tx.send(Job::Replace(Box::new(front)))
+                .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+        }
         Ok(())
     }
 
@@ -221,6 +251,7 @@ impl Workers {
         {
             Msg::Read(batch) => self.read.push_back(batch),
             Msg::End(result) => self.ended = Some(result),
+            Msg::Front(..) => unreachable!("fronts come back only when asked for"),
             Msg::Filtered(batch) => {
                 let batch = batch.map_err(anyhow::Error::msg)?;
                 self.ready.insert(batch.seq, batch);
@@ -274,9 +305,17 @@ fn copy_out(buffer: &[u8], batch: &mut Batch) {
 
 /// A worker: filters the batches it is given and sends them back, until the driver is done.
 /// A panic is sent back as an error rather than leaving the driver waiting.
-fn work(mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>) {
+fn work(index: usize, mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>) {
     while let Ok(job) = jobs.recv() {
         match job {
+            Job::Return => {
+                // Replaced by an empty front until the renewed one comes back.
+                let empty = Front::new(&[]).expect("no rule to start");
+                let given = std::mem::replace(&mut front, empty);
+                if out.send(Msg::Front(index, Box::new(given))).is_err() {
+                    return;
+                }
+            }
             Job::Filter { mut batch, running } => {
                 for (i, _) in running.iter().enumerate().filter(|(_, run)| !**run) {
                     front.stop(i);

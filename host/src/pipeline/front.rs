@@ -35,6 +35,8 @@ pub(crate) struct Front {
 
 /// One rule's filter stage.
 struct FrontRule {
+    /// The rule version's identity ([`FrontSpec::id`]).
+    id: u64,
     projection: Projection,
     /// `None` once its filter failed here.
     instance: Option<RuleInstance>,
@@ -99,17 +101,40 @@ impl RuleFiltered {
     }
 }
 
+/// What a front needs of a rule: the rule, whether it runs, and the identity of its
+/// version (a front keeps an instance of the same version across rule changes).
+pub(crate) struct FrontSpec<'a> {
+    pub rule: &'a LoadedRule,
+    pub running: bool,
+    pub id: u64,
+}
+
 impl Front {
-    /// A front for `rules`; a rule that is not `running` gets none of its events. An
-    /// error names the index of the rule whose instance did not start.
-    pub fn new(rules: &[(&LoadedRule, bool)]) -> Result<Self, (usize, RuleError)> {
+    /// A front for `rules`; a rule that is not running gets none of its events. An error
+    /// names the index of the rule whose instance did not start.
+    pub fn new(rules: &[FrontSpec<'_>]) -> Result<Self, (usize, RuleError)> {
+        let mut front = Front {
+            decoder: Decoder::default(),
+            rules: Vec::new(),
+        };
+        front.renew(rules)?;
+        Ok(front)
+    }
+
+    /// Follows a change of the rules: keeps the instances of the versions still running and
+    /// starts the others. On an error (the index of the rule whose instance did not start)
+    /// the front has no rules until renewed again.
+    pub fn renew(&mut self, rules: &[FrontSpec<'_>]) -> Result<(), (usize, RuleError)> {
         let mut decoder = Decoder::default();
-        let rules = (rules.iter().enumerate())
-            .map(|(i, &(rule, running))| {
-                FrontRule::new(rule, running, &mut decoder).map_err(|e| (i, e))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Front { decoder, rules })
+        let mut old = std::mem::take(&mut self.rules);
+        let mut renewed = Vec::with_capacity(rules.len());
+        for (i, spec) in rules.iter().enumerate() {
+            let kept = (old.iter_mut().find(|r| r.id == spec.id)).and_then(|r| r.instance.take());
+            renewed.push(FrontRule::new(spec, &mut decoder, kept).map_err(|e| (i, e))?);
+        }
+        self.decoder = decoder;
+        self.rules = renewed;
+        Ok(())
     }
 
     /// Stops giving rule `index` its events (it was quarantined).
@@ -190,7 +215,14 @@ fn current_call(f: &mut RuleFiltered) -> &mut FilterCall {
 }
 
 impl FrontRule {
-    fn new(rule: &LoadedRule, running: bool, decoder: &mut Decoder) -> Result<Self, RuleError> {
+    /// The filter stage of `spec`'s rule, with fields registered in `decoder`, using the
+    /// instance `kept` if it has one for a running rule.
+    fn new(
+        spec: &FrontSpec<'_>,
+        decoder: &mut Decoder,
+        kept: Option<RuleInstance>,
+    ) -> Result<Self, RuleError> {
+        let (rule, running) = (spec.rule, spec.running);
         let c = &rule.config;
         let projection = Projection::new(
             decoder,
@@ -200,16 +232,20 @@ impl FrontRule {
             rule.module.fields(),
         )
         .with_max_key_bytes(usize::try_from(ceilings().max_key_bytes).unwrap_or(usize::MAX));
-        let instance = if running {
-            let limits = &c.limits;
-            Some(
-                rule.module
-                    .instantiate(&c.params_json(), limits.memory, limits.time_per_batch)?,
-            )
-        } else {
-            None
+        let instance = match (running, kept) {
+            (false, _) => None,
+            (true, Some(kept)) => Some(kept),
+            (true, None) => {
+                let limits = &c.limits;
+                let params = c.params_json();
+                Some(
+                    rule.module
+                        .instantiate(&params, limits.memory, limits.time_per_batch)?,
+                )
+            }
         };
         Ok(FrontRule {
+            id: spec.id,
             projection,
             instance,
             events: BatchWriter::default(),
@@ -258,4 +294,32 @@ pub(crate) fn batch_bytes(rule: &LoadedRule) -> usize {
     usize::try_from(rule.config.limits.memory / 8)
         .unwrap_or(usize::MAX)
         .clamp(64 << 10, MAX_RULE_BATCH_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::test_support::crash;
+
+    #[test]
+    fn renewing_keeps_the_instances_of_versions_still_running() {
+        let good = crash("user_id");
+        let spec = |rule, id| FrontSpec {
+            rule,
+            running: true,
+            id,
+        };
+        let mut front = Front::new(&[spec(&good, 1)]).unwrap();
+        // A config whose init would refuse: only starting a new instance would notice.
+        let mut refused = good.clone();
+        refused.config.params = toml::from_str("threshold = \"many\"").unwrap();
+        front
+            .renew(&[spec(&refused, 1)])
+            .expect("version 1 is kept, not restarted");
+        let (i, e) = front
+            .renew(&[spec(&good, 1), spec(&refused, 2)])
+            .unwrap_err();
+        assert_eq!(i, 1);
+        assert!(matches!(e, RuleError::Init(_)), "{e}");
+    }
 }

@@ -33,6 +33,7 @@ mod state;
 mod test_support;
 
 pub use forward::Repartitioning;
+use front::FrontSpec;
 pub(crate) use front::{Filtered, Front};
 pub use rejects::Rejects;
 
@@ -134,13 +135,22 @@ impl Pipeline {
     /// Fronts for the rules as they are now, to run on threads of the caller's (see
     /// [`Pipeline::apply_filtered`]).
     pub(crate) fn new_fronts(&self, n: usize) -> Result<Vec<Front>, RuleError> {
-        let rules: Vec<(&LoadedRule, bool)> = (self.rules.iter())
-            .map(|r| (&r.rule, r.instance.is_some()))
-            .collect();
+        let specs = self.front_specs();
         (0..n)
-            .map(|_| Front::new(&rules))
+            .map(|_| Front::new(&specs))
             .collect::<Result<_, _>>()
             .map_err(|(_, e)| e)
+    }
+
+    /// What the fronts need of each rule, in order.
+    fn front_specs(&self) -> Vec<FrontSpec<'_>> {
+        (self.rules.iter())
+            .map(|r| FrontSpec {
+                rule: &r.rule,
+                running: r.instance.is_some(),
+                id: r.id,
+            })
+            .collect()
     }
 
     /// Which rules run, by index (a front stops giving the others their events).
@@ -148,25 +158,27 @@ impl Pipeline {
         self.rules.iter().map(|r| r.instance.is_some()).collect()
     }
 
-    /// Starts the fronts again for the rules as they are now (after a rule change); a rule
-    /// whose instance does not start there is quarantined.
-    pub(super) fn restart_fronts(&mut self) {
-        // Taken by a driver, which starts its own.
-        if self.fronts.is_empty() {
+    /// Brings `fronts` up to the rules as they are now (after a rule change): instances of
+    /// unchanged rules are kept; a rule whose new instance does not start is quarantined.
+    pub(crate) fn renew_fronts(&mut self, fronts: &mut [Front]) {
+        'renew: loop {
+            let specs = self.front_specs();
+            for front in fronts.iter_mut() {
+                if let Err((i, e)) = front.renew(&specs) {
+                    drop(specs);
+                    self.rules[i].quarantine(e);
+                    continue 'renew;
+                }
+            }
             return;
         }
-        loop {
-            let rules: Vec<(&LoadedRule, bool)> = (self.rules.iter())
-                .map(|r| (&r.rule, r.instance.is_some()))
-                .collect();
-            match (0..self.fronts.len()).map(|_| Front::new(&rules)).collect() {
-                Ok(fronts) => {
-                    self.fronts = fronts;
-                    return;
-                }
-                Err((i, e)) => self.rules[i].quarantine(e),
-            }
-        }
+    }
+
+    /// Renews the pipeline's own fronts, unless a driver has taken them (it renews its own).
+    pub(super) fn restart_fronts(&mut self) {
+        let mut fronts = std::mem::take(&mut self.fronts);
+        self.renew_fronts(&mut fronts);
+        self.fronts = fronts;
     }
 
     /// Sets up repartitioning: rules not grouping by the field the input is keyed by

@@ -20,6 +20,7 @@ use crate::source::lines::Line;
 use crate::window::{Verdict, WindowRow, WindowSettings, Windows};
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
@@ -32,6 +33,8 @@ struct Candidate {
 
 /// One rule's running state in the pipeline.
 pub(super) struct RuleRunner {
+    /// Unique to this version of the rule in this process (fronts keep its instances by it).
+    pub id: u64,
     pub meta: Arc<RuleMeta>,
     /// What it was loaded from: the fronts start their own instances from it.
     pub rule: LoadedRule,
@@ -81,7 +84,9 @@ impl RuleRunner {
             count_column: c.output.count_column.clone().unwrap_or("count".into()),
             mode: mode.unwrap_or(c.output.mode),
         };
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(RuleRunner {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             meta: Arc::new(meta),
             rule: rule.clone(),
             field_names,
