@@ -663,6 +663,33 @@ fn workers_do_not_change_a_byte_of_the_output() {
             one.1.len(),
             one.2.len()
         );
+        // From a pipe, a thread of its own reads: the same append-mode alerts (batches, and
+        // so each row's watermark and the update-mode rows, follow the pipe's timing, as
+        // with one worker).
+        let piped = rulewatch(
+            &[
+                "replay",
+                "-",
+                "--rules",
+                rules.path().to_str().unwrap(),
+                "--format",
+                "jsonl",
+                "--workers",
+                "2",
+            ],
+            Some(&std::fs::read(&input).unwrap()),
+        );
+        let alerts = |out: &[u8]| {
+            let mut a = parse_alerts(&String::from_utf8_lossy(out));
+            a.retain(|a| a.rule == "crash");
+            a.sort();
+            a
+        };
+        assert_eq!(
+            alerts(&one.0),
+            alerts(&piped.stdout),
+            "data set {i}: alerts differ from a pipe"
+        );
         for workers in ["2", "4"] {
             let many = run(workers);
             assert!(

@@ -71,6 +71,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = drive(
         &mut pipeline,
         std::fs::File::open(&path)?,
+        false,
         1 << 20,
         &mut sink,
         &None,

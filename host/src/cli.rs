@@ -386,9 +386,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let mut sink = crate::sink::build(console, None);
     let mut status = serve_status(args.http_listen.as_deref(), "file")?;
     let started = Instant::now();
+    // stdin may be a pipe whose producer pauses; a named file is read from disk.
+    let may_wait = args.input.as_os_str() == "-";
     let result = drive(
         &mut pipeline,
         input,
+        may_wait,
         args.max_line_bytes,
         &mut sink,
         &changes,

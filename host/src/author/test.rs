@@ -145,7 +145,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<bool> {
     let mut sink = JsonLines::new(alerts.clone());
     let input = std::fs::File::open(&args.events)
         .with_context(|| format!("cannot read events {}", args.events.display()))?;
-    drive(&mut pipeline, input, 1 << 20, &mut sink, &None, None)?;
+    drive(&mut pipeline, input, false, 1 << 20, &mut sink, &None, None)?;
 
     let checks = [
         ("alerts", Some(&args.expect), &alerts, ALERT_FIELDS),

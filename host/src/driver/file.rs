@@ -23,12 +23,15 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 /// Batches in flight per worker.
 const IN_FLIGHT_PER_WORKER: usize = 2;
 
-/// Feeds a whole stream through the pipeline, then ends it. Lines longer than `max_line`
-/// are rejected as too large; `changes` are applied between batches; `status`, if given,
-/// is published as the replay goes.
+/// Feeds a whole stream through the pipeline, then ends it. `may_wait`: reading `input` may
+/// wait on its producer (stdin, a pipe), not only on a disk; with several workers, a thread
+/// of its own then reads it. Lines longer than `max_line` are rejected as too large;
+/// `changes` are applied between batches; `status`, if given, is published as the replay
+/// goes.
 pub fn drive(
     pipeline: &mut Pipeline,
     input: impl Read + Send + 'static,
+    may_wait: bool,
     max_line: usize,
     sink: &mut dyn Sink,
     changes: &Changes,
@@ -44,7 +47,8 @@ pub fn drive(
             publish(pipeline, &lines, status.as_deref_mut());
         }
     } else {
-        Workers::start(pipeline, reader)?.drive(pipeline, sink, changes, &mut status)?;
+        let workers = Workers::start(pipeline, reader, may_wait)?;
+        workers.drive(pipeline, sink, changes, &mut status)?;
     }
     pipeline.finish(sink)?;
     if let Some(p) = status {
@@ -103,8 +107,8 @@ enum Job {
     Replace(Box<Front>),
 }
 
-/// The reader and worker threads, and the batches in flight.
-struct Workers {
+/// The worker threads (and the reader thread, if any), and the batches in flight.
+struct Workers<R> {
     jobs: Vec<Sender<Job>>,
     msgs: Receiver<Msg>,
     /// Batches read while this thread waited for others to be filtered.
@@ -117,14 +121,17 @@ struct Workers {
     applied: u64,
     /// The input has ended (with this error, if reading failed).
     ended: Option<anyhow::Result<()>>,
+    /// The input and the empty batches, when this thread reads it (it never waits long).
+    inline: Option<(LineReader<R>, Receiver<Batch>)>,
 }
 
-impl Workers {
-    /// A reader thread over `reader`, and one thread per worker of `pipeline`, each with
-    /// one of the pipeline's fronts.
-    fn start<R: Read + Send + 'static>(
+impl<R: Read + Send + 'static> Workers<R> {
+    /// One thread per worker of `pipeline`, each with one of the pipeline's fronts, and a
+    /// reader thread over `reader` if reading `may_wait` on its producer.
+    fn start(
         pipeline: &mut Pipeline,
         reader: LineReader<R>,
+        may_wait: bool,
     ) -> anyhow::Result<Self> {
         let fronts = pipeline.take_fronts();
         let in_flight = fronts.len() * IN_FLIGHT_PER_WORKER;
@@ -133,12 +140,17 @@ impl Workers {
         for _ in 0..in_flight {
             empty.send(Batch::default())?;
         }
-        let to_main = msg_tx.clone();
-        // Not scoped: a read may wait on the stream for ever, and must not keep this
-        // thread from returning.
-        std::thread::Builder::new()
-            .name("rulewatch-reader".into())
-            .spawn(move || read(reader, &empty_rx, &to_main))?;
+        let inline = if may_wait {
+            let to_main = msg_tx.clone();
+            // Not scoped: a read may wait on the stream for ever, and must not keep this
+            // thread from returning.
+            std::thread::Builder::new()
+                .name("rulewatch-reader".into())
+                .spawn(move || read(reader, &empty_rx, &to_main))?;
+            None
+        } else {
+            Some((reader, empty_rx))
+        };
         let mut jobs = Vec::with_capacity(fronts.len());
         for (i, front) in fronts.into_iter().enumerate() {
             let (tx, rx) = channel();
@@ -157,6 +169,7 @@ impl Workers {
             sent: 0,
             applied: 0,
             ended: None,
+            inline,
         })
     }
 
@@ -170,12 +183,36 @@ impl Workers {
         status: &mut Option<&mut Publisher>,
     ) -> anyhow::Result<()> {
         while self.ended.is_none() || !self.read.is_empty() || self.applied < self.sent {
-            match self.read.pop_front() {
-                Some(batch) => self.dispatch(batch, pipeline, sink, changes, status)?,
-                None => self.take(pipeline, sink, status)?,
+            if let Some(batch) = self.read.pop_front() {
+                self.dispatch(batch, pipeline, sink, changes, status)?;
+            } else if !self.read_inline() {
+                self.take(pipeline, sink, status)?;
             }
         }
         self.ended.unwrap_or(Ok(()))
+    }
+
+    /// Reads a batch on this thread if it reads the input and a batch is free; whether it
+    /// did (or saw the input end).
+    fn read_inline(&mut self) -> bool {
+        let Some((reader, empty)) = &mut self.inline else {
+            return false;
+        };
+        if self.ended.is_some() {
+            return false;
+        }
+        let Ok(mut batch) = empty.try_recv() else {
+            return false;
+        };
+        match next_batch(reader, &mut batch.lines) {
+            Ok(true) => {
+                copy_out(reader.buffer(), &mut batch);
+                self.read.push_back(batch);
+            }
+            Ok(false) => self.ended = Some(Ok(())),
+            Err(e) => self.ended = Some(Err(e)),
+        }
+        true
     }
 
     /// Hands a batch read to its worker, after the rule changes that are ready: a change
