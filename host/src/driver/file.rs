@@ -2,13 +2,14 @@
 //! rule changes applied between batches, then the end of the input closes every window.
 //! `replay`, `bench` and `rulewatch test` all run through [`drive`].
 //!
-//! With several workers the batches flow through a pipeline of threads: a reader thread
-//! reads and splits batch after batch; this thread applies rule changes and hands each batch
-//! to a worker, which decodes, projects and filters it with its own front; this thread then
-//! applies the workers' results strictly in input order. So the output is that of one
-//! worker, byte for byte; at most a few batches are in flight, so memory stays flat; and
-//! since this thread never waits on the input, what a slow stream has sent is applied at
-//! once, as with one worker.
+//! With several workers the batches flow through a pipeline of threads: batch after batch
+//! is read and split (for a file on this thread, whose disk reads never wait long; for a
+//! stream that may pause, on a reader thread, so that this thread never waits on it and what
+//! a slow producer sent is applied at once, as with one worker); this thread applies rule
+//! changes and hands each batch to a worker, which decodes, projects and filters it with its
+//! own front; this thread then applies the workers' results strictly in input order. So the
+//! output is that of one worker, byte for byte, and at most a few batches are in flight:
+//! memory stays flat.
 
 use crate::pipeline::{BATCH_LINES, Filtered, Front, Pipeline};
 use crate::registry::watch::Changes;
