@@ -420,3 +420,89 @@ pub(crate) struct BatchContext<'a> {
     rejects: &'a mut Rejects,
     times: &'a mut StageTimes,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::{GenConfig, Generator};
+    use crate::pipeline::test_support::crash;
+    use crate::sink::records::RecordWriter;
+    use crate::source::lines::LineReader;
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+
+    /// Keeps every row as text, in order, with its trigger number.
+    struct Rows(Vec<String>);
+
+    impl Sink for Rows {
+        fn emit(&mut self, trigger: u64, rows: &[AlertRow]) -> std::io::Result<()> {
+            for r in rows {
+                let row = (trigger, &r.rule.name, r.start, &r.key, r.count, r.watermark);
+                self.0.push(format!("{row:?}"));
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A `Write` into a buffer shared with the test.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Rows, dead letters, late records and summary of `process` over `input` with
+    /// `workers` splitting each batch into chunks (as `run` does).
+    fn run(input: &[u8], workers: usize) -> (Vec<String>, Vec<u8>, Vec<u8>, String) {
+        let (dead, late) = (Shared::default(), Shared::default());
+        let rejects = Rejects {
+            dead_letter: Some(Box::new(RecordWriter::new(Box::new(dead.clone())))),
+            late: Some(Box::new(RecordWriter::new(Box::new(late.clone())))),
+        };
+        let rules = [crash("user_id")];
+        let mut p = Pipeline::new(Sources::file("in"), &rules, None, rejects).unwrap();
+        p.set_workers(workers).unwrap();
+        let mut sink = Rows(Vec::new());
+        let mut reader = LineReader::new(input, 1 << 20);
+        let mut lines = Vec::new();
+        while reader.next_batch(BATCH_LINES, &mut lines).unwrap() {
+            p.process(reader.buffer(), &lines, &mut sink).unwrap();
+        }
+        p.finish(&mut sink).unwrap();
+        let summary = p.summary(std::time::Duration::from_secs(1));
+        let take = |s: &Shared| s.0.lock().unwrap().clone();
+        (sink.0, take(&dead), take(&late), summary)
+    }
+
+    #[test]
+    fn batches_split_over_workers_give_what_one_worker_gives() {
+        let mut input = Vec::new();
+        let config = GenConfig {
+            events: 30_000,
+            disorder: 5_000.0,
+            late_share: 0.02,
+            bad: 0.01,
+            ..GenConfig::default()
+        };
+        Generator::new(config).read_to_end(&mut input).unwrap();
+        let one = run(&input, 1);
+        assert!(!one.0.is_empty() && !one.1.is_empty() && !one.2.is_empty());
+        for workers in [2, 3, 16] {
+            assert!(
+                run(&input, workers) == one,
+                "{workers} workers differ from one"
+            );
+        }
+    }
+}
