@@ -423,12 +423,7 @@ fn cooldown_suppresses_repeats_of_a_key_across_windows() {
 #[test]
 fn a_shadow_rule_reports_differences_and_publishes_nothing() {
     let crash = rule_wasm("rulewatch-rule-crash", "crash");
-    let next = crash_toml()
-        .replace(
-            "module = \"crash.wasm\"",
-            "name = \"crash\"\nshadow = true\nmodule = \"next.wasm\"",
-        )
-        .replace("threshold = 2", "threshold = 3");
+    let next = crash_shadow_toml("next.wasm");
     let rules = rules_dir(&[("crash", &crash_toml(), &crash), ("next", &next, &crash)]);
     let at = |second: u32, user: &str| event(&format!("\"2026-01-27T22:00:0{second}Z\""), user);
     let mut lines: Vec<String> = (1..4).map(|s| at(s, "u1")).collect();
@@ -580,12 +575,7 @@ fn workers_do_not_change_a_byte_of_the_output() {
             "kind = \"hopping\"\nsize = \"20s\"\nslide = \"5s\"",
         )
         .replace("mode = \"append\"", "mode = \"update\"\ncooldown = \"15s\"");
-    let shadow = crash_toml()
-        .replace(
-            "module = \"crash.wasm\"",
-            "name = \"crash\"\nshadow = true\nmodule = \"crash.wasm\"",
-        )
-        .replace("threshold = 2", "threshold = 3");
+    let shadow = crash_shadow_toml("crash.wasm");
     let rules = rules_dir(&[
         ("crash", &crash_toml(), &crash),
         ("hopping", &hopping, &crash),

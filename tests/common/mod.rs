@@ -45,6 +45,16 @@ pub fn crash_toml() -> String {
     std::fs::read_to_string(workspace().join("rules/crash/crash.toml")).unwrap()
 }
 
+/// A shadow of the crash rule (module `module` beside it) alerting only above 3.
+pub fn crash_shadow_toml(module: &str) -> String {
+    crash_toml()
+        .replace(
+            "module = \"crash.wasm\"",
+            &format!("name = \"crash\"\nshadow = true\nmodule = \"{module}\""),
+        )
+        .replace("threshold = 2", "threshold = 3")
+}
+
 /// Generates events with the engine's own `rulewatch loadgen` (`args` are its generator
 /// flags: `--events`, `--disorder`, `--late-share`, `--bad`, `--seed`, ...) into `dir/name`.
 pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {

@@ -202,15 +202,12 @@ impl<R: Read + Send + 'static> Workers<R> {
         if self.ended.is_some() {
             return false;
         }
-        let Ok(mut batch) = empty.try_recv() else {
+        let Ok(batch) = empty.try_recv() else {
             return false;
         };
-        match next_batch(reader, &mut batch.lines) {
-            Ok(true) => {
-                copy_out(reader.buffer(), &mut batch);
-                self.read.push_back(batch);
-            }
-            Ok(false) => self.ended = Some(Ok(())),
+        match read_batch(reader, batch) {
+            Ok(Some(batch)) => self.read.push_back(batch),
+            Ok(None) => self.ended = Some(Ok(())),
             Err(e) => self.ended = Some(Err(e)),
         }
         true
@@ -238,9 +235,7 @@ impl<R: Read + Send + 'static> Workers<R> {
         batch.seq = self.sent;
         let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
         let running = pipeline.running();
-        worker
-            .send(Job::Filter { batch, running })
-            .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+        give(worker, Job::Filter { batch, running })?;
         self.sent += 1;
         Ok(())
     }
@@ -249,8 +244,7 @@ impl<R: Read + Send + 'static> Workers<R> {
     /// the instances of unchanged rules), and hands them out again.
     fn renew_fronts(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
         for tx in &self.jobs {
-            tx.send(Job::Return)
-                .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+            give(tx, Job::Return)?;
         }
         let mut fronts: Vec<Option<Box<Front>>> = (0..self.jobs.len()).map(|_| None).collect();
         while fronts.iter().any(Option::is_none) {
@@ -268,8 +262,7 @@ impl<R: Read + Send + 'static> Workers<R> {
         let mut fronts: Vec<Front> = fronts.into_iter().flatten().map(|f| *f).collect();
         pipeline.renew_fronts(&mut fronts);
         for (tx, front) in self.jobs.iter().zip(fronts) {
-            tx.send(Job::Replace(Box::new(front)))
-                .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
+            give(tx, Job::Replace(Box::new(front)))?;
         }
         Ok(())
     }
@@ -307,25 +300,39 @@ impl<R: Read + Send + 'static> Workers<R> {
     }
 }
 
+/// Sends a worker a job; an error if the worker is gone.
+fn give(worker: &Sender<Job>, job: Job) -> anyhow::Result<()> {
+    worker
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("a worker stopped"))
+}
+
 /// The reader thread: fills empty batches from `reader` and sends them on, until the input
 /// ends (then says so, with the error if reading failed) or nobody listens.
 fn read<R: Read>(mut reader: LineReader<R>, empty: &Receiver<Batch>, out: &Sender<Msg>) {
-    while let Ok(mut batch) = empty.recv() {
-        match next_batch(&mut reader, &mut batch.lines) {
-            Ok(true) => {
-                copy_out(reader.buffer(), &mut batch);
-                if out.send(Msg::Read(batch)).is_err() {
-                    return;
-                }
-            }
-            Ok(false) => break,
-            Err(e) => {
-                let _ = out.send(Msg::End(Err(e)));
-                return;
-            }
+    while let Ok(batch) = empty.recv() {
+        let (msg, end) = match read_batch(&mut reader, batch) {
+            Ok(Some(batch)) => (Msg::Read(batch), false),
+            Ok(None) => (Msg::End(Ok(())), true),
+            Err(e) => (Msg::End(Err(e)), true),
+        };
+        if out.send(msg).is_err() || end {
+            return;
         }
     }
-    let _ = out.send(Msg::End(Ok(())));
+}
+
+/// Fills `batch` from `reader` with the next lines and their bytes; `None` at the end of
+/// the input.
+fn read_batch<R: Read>(
+    reader: &mut LineReader<R>,
+    mut batch: Batch,
+) -> anyhow::Result<Option<Batch>> {
+    if !next_batch(reader, &mut batch.lines)? {
+        return Ok(None);
+    }
+    copy_out(reader.buffer(), &mut batch);
+    Ok(Some(batch))
 }
 
 /// Copies the bytes of `batch`'s lines out of the reader's buffer, and points the lines at
@@ -355,9 +362,7 @@ fn work(index: usize, mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>)
                 }
             }
             Job::Filter { mut batch, running } => {
-                for (i, _) in running.iter().enumerate().filter(|(_, run)| !**run) {
-                    front.stop(i);
-                }
+                front.keep_running(&running);
                 let filtered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let no_skip = |_: &Line| false;
                     let (buf, lines) = (&batch.buf, &batch.lines);

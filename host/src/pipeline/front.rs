@@ -93,9 +93,9 @@ impl RuleFiltered {
         self.events = 0;
         self.field_errors.clear();
         self.calls_used = 0;
-        if let Some(first) = self.calls.first_mut() {
-            first.lines.clear();
-        }
+        // Each call's `encoded` and `selected` are overwritten when it is made; its lines
+        // are pushed as they are staged, so they start empty.
+        self.calls.iter_mut().for_each(|c| c.lines.clear());
         self.failed = None;
         self.filter_time = Duration::ZERO;
     }
@@ -137,9 +137,10 @@ impl Front {
         Ok(())
     }
 
-    /// Stops giving rule `index` its events (it was quarantined).
-    pub fn stop(&mut self, index: usize) {
-        if let Some(r) = self.rules.get_mut(index) {
+    /// Stops giving its events to each rule that is not `running` (by index) any more: it
+    /// was quarantined.
+    pub fn keep_running(&mut self, running: &[bool]) {
+        for (r, _) in self.rules.iter_mut().zip(running).filter(|(_, run)| !**run) {
             r.instance = None;
             r.batch_bytes = 0;
         }
@@ -280,9 +281,6 @@ impl FrontRule {
             None => {}
         }
         f.calls_used += 1;
-        if let Some(next) = f.calls.get_mut(f.calls_used) {
-            next.lines.clear();
-        }
         let took = started.elapsed();
         f.filter_time += took;
         took

@@ -116,7 +116,10 @@ impl Pipeline {
         let workers = workers.max(1);
         self.workers = workers;
         self.filtered.resize_with(workers, Filtered::default);
-        self.fronts = self.new_fronts(workers)?;
+        // The fronts there are stay: their rule instances are started once.
+        self.fronts.truncate(workers);
+        let more = self.new_fronts(workers - self.fronts.len())?;
+        self.fronts.extend(more);
         Ok(())
     }
 
@@ -269,11 +272,10 @@ impl Pipeline {
 
     /// Runs the fronts over the input lines, a chunk each; how many chunks.
     fn filter(&mut self, buf: &[u8], lines: &[Line]) -> usize {
-        for (i, r) in self.rules.iter().enumerate() {
-            if r.instance.is_none() {
-                self.fronts.iter_mut().for_each(|f| f.stop(i));
-            }
-        }
+        let running = self.running();
+        self.fronts
+            .iter_mut()
+            .for_each(|f| f.keep_running(&running));
         let sources = &self.sources;
         let skip = |line: &Line| sources.is_internal(line.source as usize);
         let per_chunk = lines.len().div_ceil(self.fronts.len()).max(MIN_CHUNK);
