@@ -49,6 +49,11 @@ pub struct Status {
 }
 
 impl Status {
+    /// Whether a rule runs (and publishes): the first condition of readiness.
+    pub fn a_rule_runs(&self) -> bool {
+        self.rules.iter().any(|r| r.state == RuleState::Running)
+    }
+
     /// An empty snapshot of a source of `kind` (`kafka`, `file`).
     pub fn new(kind: &'static str) -> Self {
         Status {

@@ -15,7 +15,7 @@ use crate::pipeline::{BATCH_LINES, Filtered, Front, Pipeline};
 use crate::registry::watch::Changes;
 use crate::sink::Sink;
 use crate::source::lines::{Line, LineReader};
-use crate::status::{Publisher, RuleState, Status};
+use crate::status::{Publisher, Status};
 use anyhow::Context;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
@@ -76,7 +76,7 @@ fn publish(pipeline: &Pipeline, lines: &[Line], status: Option<&mut Publisher>) 
 /// The status of a file replay: ready while a rule runs.
 fn file_status(pipeline: &Pipeline, s: &mut Status) {
     pipeline.status(s);
-    s.ready = s.rules.iter().any(|r| r.state == RuleState::Running);
+    s.ready = s.a_rule_runs();
 }
 
 /// A batch on its way: its number, bytes and lines, and what a worker found in it.

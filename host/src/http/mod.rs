@@ -116,11 +116,7 @@ fn readyz(status: &Shared) -> Response {
         kafka.as_str()
     } else if s.rules.is_empty() {
         "starting (reaching the broker, restoring the checkpoint)"
-    } else if s
-        .rules
-        .iter()
-        .any(|r| r.state == crate::status::RuleState::Running)
-    {
+    } else if s.a_rule_runs() {
         "no input partitions assigned yet"
     } else {
         "no rule is running"

@@ -10,7 +10,7 @@ use crate::registry::watch::Changes;
 use crate::sink::Fanout;
 use crate::source::Reading;
 use crate::source::kafka::KafkaSource;
-use crate::status::{CheckpointStatus, Publisher, RuleState};
+use crate::status::{CheckpointStatus, Publisher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -134,9 +134,7 @@ impl Engine<'_> {
                 part.lag = if assigned { source.lag(i) } else { None };
             }
             let assigned = s.partitions.iter().any(|p| p.assigned);
-            s.ready = assigned
-                && s.rules.iter().any(|r| r.state == RuleState::Running)
-                && checkpoints.failing.is_none();
+            s.ready = assigned && s.a_rule_runs() && checkpoints.failing.is_none();
             (s.kafka_problem, s.kafka_problems) = source.problem();
             s.checkpoint = Some(CheckpointStatus {
                 age_seconds: checkpoints.last.elapsed().as_secs_f64(),
