@@ -18,14 +18,19 @@ struct Replay {
     peak_mib: u64,
 }
 
-/// `replay INPUT --format jsonl --rules DIR`, killed (and failed) if it takes over two
-/// minutes; measures the child's peak RSS with wait4.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
+/// `replay INPUT --format jsonl --rules DIR` logging warnings, killed (and failed) if it
+/// takes over two minutes; measures the child's peak RSS with wait4.
 fn replay(input: &Path, rules: &Path) -> Replay {
+    replay_logging(input, rules, "warn")
+}
+
+/// [`replay`] with the log level `level`.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
+fn replay_logging(input: &Path, rules: &Path, level: &str) -> Replay {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
         .args(["replay", input.to_str().unwrap(), "--format", "jsonl"])
         .args(["--rules", rules.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,8 +123,18 @@ fn assert_contained(run: &Replay, input: &Path) {
 /// A minimal rule module in WebAssembly text: declares `fields`, selects nothing and alerts
 /// on nothing; `extra` adds module fields (a start function, memories, functions).
 fn module(fields: &str, extra: &str) -> Vec<u8> {
+    module_importing("", fields, NONE, extra)
+}
+
+/// A filter body that selects nothing.
+const NONE: &str = "(call $none (local.get 0))";
+
+/// [`module`] with `imports` (which the text format wants before any definition) and the
+/// filter's body `filter` (it ends with an answer: `(call $none (local.get 0))`).
+fn module_importing(imports: &str, fields: &str, filter: &str, extra: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
+  {imports}
   (memory (export "memory") 130)
   (data (i32.const 1048576) "{fields}")
   (func (export "rulewatch_abi_version") (result i32) (i32.const 1))
@@ -131,7 +146,7 @@ fn module(fields: &str, extra: &str) -> Vec<u8> {
     (i64.or (i64.shl (i64.const 65536) (i64.const 32))
       (i64.extend_i32_u (i32.div_u (i32.add (i32.load (i32.const 2097152)) (i32.const 7))
         (i32.const 8)))))
-  (func (export "rulewatch_filter") (param i32) (result i64) (call $none (local.get 0)))
+  (func (export "rulewatch_filter") (param i32) (result i64) (local i32) {filter})
   (func (export "rulewatch_alert") (param i32) (result i64) (call $none (local.get 0)))
   (func (export "rulewatch_error") (result i64) (i64.const 0))
   {extra}
@@ -382,4 +397,139 @@ fn hostile_lines_are_bad_input_not_a_reason_to_stop_a_rule() {
     }
     assert!(!run.stderr.contains("quarantined"), "{}", run.stderr);
     assert!(run.peak_mib < 400, "peak RSS {} MiB", run.peak_mib);
+}
+
+/// `wasi_snapshot_preview1.NAME` imported as `$NAME` with the given signature.
+fn wasi(name: &str, signature: &str) -> String {
+    format!(r#"(import "wasi_snapshot_preview1" "{name}" (func ${name} {signature}))"#)
+}
+
+#[test]
+fn imports_beyond_the_capability_free_subset_are_refused_by_name() {
+    for (import, named) in [
+        (
+            wasi(
+                "path_open",
+                "(param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)",
+            ),
+            "imports `wasi_snapshot_preview1::path_open`, which rules may not use: a rule has \
+             no files, sockets, arguments or environment",
+        ),
+        (
+            wasi("sock_accept", "(param i32 i32 i32) (result i32)"),
+            "`wasi_snapshot_preview1::sock_accept`",
+        ),
+        (
+            r#"(import "env" "seed" (func $seed (result f64)))"#.into(),
+            "imports `env::seed`, which rules may not use",
+        ),
+        (
+            r#"(import "env" "abort" (global $g i32))"#.into(),
+            "imports `env::abort`, which rules may not use",
+        ),
+    ] {
+        beside_crash(
+            TOML,
+            &module_importing(&import, "str severity\\n", NONE, ""),
+            named,
+        );
+    }
+}
+
+/// A module whose filter writes `text` (WAT-escaped) to `fd`, then selects nothing — or
+/// calls `proc_exit(2)` after writing, when `exit`.
+fn writing_module(fd: u32, text: &str, exit: bool) -> Vec<u8> {
+    let len = text.replace("\\n", "\n").len();
+    let imports = wasi("fd_write", "(param i32 i32 i32 i32) (result i32)")
+        + &wasi("proc_exit", "(param i32)");
+    let then = if exit {
+        "(call $proc_exit (i32.const 2))"
+    } else {
+        ""
+    };
+    let filter = format!(
+        "(drop (call $fd_write (i32.const {fd}) (i32.const 4096) (i32.const 1) (i32.const 4200)))
+         {then} {NONE}"
+    );
+    let data = format!(
+        r#"(data (i32.const 4096) "\00\11\00\00") (data (i32.const 4100) "\{:02x}\{:02x}")
+  (data (i32.const 4352) "{text}")"#,
+        len & 0xff,
+        len >> 8
+    );
+    module_importing(&imports, "str severity\\n", &filter, &data)
+}
+
+#[test]
+fn what_a_rule_writes_is_logged_by_name_and_rate_limited() {
+    let data = tempfile::tempdir().unwrap();
+    let input = input(data.path());
+    let wasm = writing_module(1, "hello from the rule\\n", false);
+    let rules = folder_with(&[("bad.toml", TOML.as_bytes()), ("bad.wasm", &wasm)]);
+    let run = replay_logging(&input, rules.path(), "info");
+    assert_contained(&run, &input);
+    let said = run.stderr.matches("rule says: hello from the rule").count();
+    // One line per filter call (five batches or more), at most 20 a second per instance.
+    assert!((5..=200).contains(&said), "{said} lines: {}", run.stderr);
+    assert!(run.stderr.contains("rule=bad"), "{}", run.stderr);
+    assert!(!run.stderr.contains("quarantined"), "{}", run.stderr);
+}
+
+#[test]
+fn a_rule_that_exits_or_aborts_is_quarantined_with_its_own_words() {
+    beside_crash(
+        TOML,
+        &writing_module(2, "panic: boom\\n\\ngoroutine 1 [running]:\\n", true),
+        "trapped: the module exited with code 2: panic: boom",
+    );
+    // AssemblyScript's abort(message, file, line, column), strings as UTF-16 with their
+    // byte length before them.
+    let abort = r#"(import "env" "abort" (func $abort (param i32 i32 i32 i32)))"#;
+    let strings = r#"(data (i32.const 8188) "\08\00\00\00b\00o\00o\00m\00")
+  (data (i32.const 8204) "\10\00\00\00r\00u\00l\00e\00.\00t\00s\00!\00")"#;
+    let filter = format!(
+        "(call $abort (i32.const 8192) (i32.const 8208) (i32.const 3) (i32.const 7)) {NONE}"
+    );
+    beside_crash(
+        TOML,
+        &module_importing(abort, "str severity\\n", &filter, strings),
+        "trapped: the module aborted: boom at rule.ts!:3:7",
+    );
+}
+
+#[test]
+fn clocks_and_random_bytes_are_the_same_on_every_run() {
+    // The filter selects rows by the bits of (clock read after a one-second poll) xor
+    // (random bytes): with the wall clock or real randomness two runs would differ.
+    let imports = wasi("clock_time_get", "(param i32 i64 i32) (result i32)")
+        + &wasi("random_get", "(param i32 i32) (result i32)")
+        + &wasi("poll_oneoff", "(param i32 i32 i32 i32) (result i32)");
+    let filter = format!(
+        "(i64.store (i32.const 5024) (i64.const 1000000000))
+         (drop (call $poll_oneoff (i32.const 5000) (i32.const 5100) (i32.const 1) (i32.const 5200)))
+         (drop (call $clock_time_get (i32.const 1) (i64.const 1) (i32.const 4096)))
+         (drop (call $random_get (i32.const 4104) (i32.const 8)))
+         (i64.store (i32.const 4112)
+           (i64.xor (i64.load (i32.const 4096)) (i64.load (i32.const 4104))))
+         (local.set 1 (i32.const 0))
+         (loop $fill
+           (i32.store8 (i32.add (i32.const 65536) (local.get 1))
+             (i32.load8_u (i32.add (i32.const 4112) (i32.and (local.get 1) (i32.const 7)))))
+           (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+           (br_if $fill (i32.lt_u (local.get 1) (i32.const 512))))
+         {NONE}"
+    );
+    let wasm = module_importing(&imports, "str severity\\n", &filter, "");
+    let data = tempfile::tempdir().unwrap();
+    let input = input(data.path());
+    let rules = folder_with(&[("bad.toml", TOML.as_bytes()), ("bad.wasm", &wasm)]);
+    let runs: Vec<Replay> = (0..2).map(|_| replay(&input, rules.path())).collect();
+    let summary = |run: &Replay| {
+        let line = run.stderr.lines().find(|l| l.starts_with("rule bad"));
+        line.unwrap_or_else(|| panic!("no summary: {}", run.stderr)).to_owned()
+    };
+    let matched = summary_count(&summary(&runs[0]), "matched");
+    assert!(matched > 0, "the rule selected nothing: {}", summary(&runs[0]));
+    assert_eq!(summary(&runs[0]), summary(&runs[1]));
+    assert_eq!(runs[0].alerts, runs[1].alerts);
 }

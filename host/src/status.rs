@@ -149,6 +149,8 @@ pub struct RuleStatus {
     pub bad_by_reason: Vec<(&'static str, u64)>,
     /// Alert rows emitted.
     pub alerts: u64,
+    /// Lines its module wrote to stdout or stderr (all of its versions).
+    pub log_lines: u64,
     /// Its watermark, epoch ms.
     pub watermark_ms: Option<i64>,
     /// Open (window, key) pairs.

@@ -187,6 +187,18 @@ impl Snapshot {
         )?;
         family(
             e,
+            "rulewatch_rule_log_lines",
+            "Lines a rule's module wrote to stdout or stderr (logged at most 20 a second per \
+             instance)",
+            Counter,
+            |mut m| {
+                s.rules
+                    .iter()
+                    .try_for_each(|r| counter(&mut m, &[("rule", &r.name)], r.log_lines))
+            },
+        )?;
+        family(
+            e,
             "rulewatch_rule_open_pairs",
             "Open (window, key) pairs a rule holds",
             Gauge,

@@ -100,6 +100,7 @@ impl Pipeline {
                 .filter(|&(_, n)| n > 0)
                 .collect(),
             alerts: r.stats.alerts,
+            log_lines: crate::rules::wasi::log_lines_of(&r.meta.name),
             watermark_ms: r.windows.watermark(),
             open_pairs: r.windows.open_pairs(),
             window: WindowStatus {

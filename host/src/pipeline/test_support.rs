@@ -14,7 +14,9 @@ pub fn crash(key: &str) -> LoadedRule {
         name: "crash".into(),
         role: Role::Primary,
         config,
-        module: Arc::new(RuleModule::compile(builtin::CRASH_WASM, &Default::default()).unwrap()),
+        module: Arc::new(
+            RuleModule::compile("crash", builtin::CRASH_WASM, &Default::default()).unwrap(),
+        ),
     }
 }
 

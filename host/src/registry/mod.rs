@@ -30,7 +30,7 @@ pub struct LoadedRule {
 /// The built-in crash rule.
 pub fn builtin() -> anyhow::Result<LoadedRule> {
     let config = builtin::crash_config();
-    let module = RuleModule::compile(builtin::CRASH_WASM, &config.limits)
+    let module = RuleModule::compile("crash", builtin::CRASH_WASM, &config.limits)
         .context("the built-in crash rule does not load (a build problem)")?;
     validate_init(&config, &module, "built-in crash.toml")?;
     Ok(LoadedRule {
@@ -61,7 +61,7 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
                 config.module
             )
         })?;
-    let module = RuleModule::compile(&bytes, &config.limits).with_context(|| {
+    let module = RuleModule::compile(&name, &bytes, &config.limits).with_context(|| {
         format!(
             "{origin}: module {} (sha256 {})",
             wasm.display(),

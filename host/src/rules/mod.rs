@@ -10,15 +10,17 @@
 pub mod builtin;
 mod inspect;
 pub mod sandbox;
+pub mod wasi;
 
 use crate::config::LimitsConfig;
 use crate::config::sandbox::ceilings;
 use crate::text::shown;
 use rulewatch_sdk::FieldType;
 use rulewatch_sdk::abi;
-use sandbox::Limits;
+use sandbox::{Guest, Limits};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{InstancePre, Linker, Memory, Module, Store, Trap, TypedFunc};
 
@@ -74,36 +76,36 @@ const EXPORTS: &[(&str, &str)] = &[
 
 /// A compiled and validated rule module.
 pub struct RuleModule {
-    pre: InstancePre<Limits>,
+    pre: InstancePre<Guest>,
+    name: Arc<str>,
     sha256: String,
     fields: Vec<(String, FieldType)>,
 }
 
 impl RuleModule {
-    /// Compiles `bytes` and checks them against the ABI: no imports, the expected exports,
-    /// the same ABI version, a well-formed field declaration. Everything the module runs
-    /// while being checked (its start function, the version and field probes) runs under
-    /// the rule's own `limits`; its size is checked before it is compiled.
-    pub fn compile(bytes: &[u8], limits: &LimitsConfig) -> Result<Self, RuleError> {
+    /// Compiles `bytes`, the module of the rule `name`, and checks them against the ABI: no
+    /// imports but the [`wasi`] subset, the expected exports, the same ABI version, a
+    /// well-formed field declaration. Everything the module runs while being checked (its
+    /// start function, `_initialize`, the version and field probes) runs under the rule's
+    /// own `limits`; its size is checked before it is compiled.
+    pub fn compile(name: &str, bytes: &[u8], limits: &LimitsConfig) -> Result<Self, RuleError> {
         let invalid = |m: String| RuleError::Invalid(m);
         let sha256 = sha256(bytes);
         inspect::check(bytes, ceilings().max_functions).map_err(invalid)?;
         let engine = sandbox::engine();
         let module = Module::new(engine, bytes)
             .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
-        if let Some(import) = module.imports().next() {
-            return Err(invalid(format!(
-                "it imports `{}::{}`, but rules may not import anything (ABI v{} has no host \
-                 functions; build for wasm32-unknown-unknown without WASI)",
-                shown(import.module()),
-                shown(import.name()),
-                abi::VERSION
-            )));
-        }
-        let pre = Linker::new(engine)
-            .instantiate_pre(&module)
-            .map_err(|e| invalid(format!("cannot be instantiated: {}", shown(&e.to_string()))))?;
-        let mut probe = Instance::new(&pre, limits.memory, limits.time_per_batch)?;
+        wasi::check_imports(&module).map_err(invalid)?;
+        let mut linker = Linker::new(engine);
+        wasi::link(&mut linker).expect("the WASI subset links once per linker");
+        let pre = linker.instantiate_pre(&module).map_err(|e| {
+            invalid(format!(
+                "cannot be instantiated: {}",
+                shown(&format!("{e:#}"))
+            ))
+        })?;
+        let name: Arc<str> = name.into();
+        let mut probe = Instance::new(&pre, &name, limits.memory, limits.time_per_batch)?;
         let version = probe.typed::<(), u32>("rulewatch_abi_version")?;
         let version = probe.call(&version, ())?;
         if version != abi::VERSION {
@@ -136,6 +138,7 @@ impl RuleModule {
         let fields = parse_fields(&String::from_utf8_lossy(declared), max).map_err(invalid)?;
         Ok(RuleModule {
             pre,
+            name,
             sha256,
             fields,
         })
@@ -158,7 +161,7 @@ impl RuleModule {
         memory: u64,
         time_per_batch: Duration,
     ) -> Result<RuleInstance, RuleError> {
-        let mut inst = Instance::new(&self.pre, memory, time_per_batch)?;
+        let mut inst = Instance::new(&self.pre, &self.name, memory, time_per_batch)?;
         let funcs = Funcs {
             input: inst.typed("rulewatch_input")?,
             init: inst.typed("rulewatch_init")?,
@@ -229,7 +232,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// A store with its instance and memory: the plumbing shared by validation and running.
 struct Instance {
-    store: Store<Limits>,
+    store: Store<Guest>,
     instance: wasmtime::Instance,
     memory: Memory,
     budget: u64,
@@ -237,19 +240,24 @@ struct Instance {
 }
 
 impl Instance {
-    /// Instantiates the module (running its start function, if any) under the rule's
-    /// memory cap and time budget.
+    /// Instantiates the module under the rule's memory cap and time budget, running its
+    /// start function and then its `_initialize` export (a WASI reactor's), if it has them.
     fn new(
-        pre: &InstancePre<Limits>,
+        pre: &InstancePre<Guest>,
+        rule: &Arc<str>,
         memory: u64,
         time_per_batch: Duration,
     ) -> Result<Self, RuleError> {
-        let mut store = Store::new(sandbox::engine(), Limits::new(memory));
-        store.limiter(|l| l);
+        let guest = Guest {
+            limits: Limits::new(memory),
+            wasi: wasi::State::new(rule.clone()),
+        };
+        let mut store = Store::new(sandbox::engine(), guest);
+        store.limiter(|g| &mut g.limits);
         let budget = sandbox::ticks(time_per_batch);
         store.set_epoch_deadline(budget);
         let instance = pre.instantiate(&mut store).map_err(|e| {
-            if store.data().memory_exceeded {
+            if store.data().limits.memory_exceeded {
                 RuleError::Memory(memory)
             } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                 RuleError::Timeout(time_per_batch)
@@ -263,13 +271,20 @@ impl Instance {
         let memory_export = instance.get_memory(&mut store, "memory").ok_or_else(|| {
             RuleError::Invalid("it does not export its linear memory as `memory`".into())
         })?;
-        Ok(Instance {
+        let mut instance = Instance {
             store,
             instance,
             memory: memory_export,
             budget,
             time_per_batch,
-        })
+        };
+        if let Ok(initialize) = instance
+            .instance
+            .get_typed_func::<(), ()>(&mut instance.store, "_initialize")
+        {
+            instance.call(&initialize, ())?;
+        }
+        Ok(instance)
     }
 
     fn typed<P, R>(&mut self, name: &str) -> Result<TypedFunc<P, R>, RuleError>
@@ -297,9 +312,14 @@ impl Instance {
         R: wasmtime::WasmResults,
     {
         self.store.set_epoch_deadline(self.budget);
+        self.store.data_mut().wasi.begin_call();
         f.call(&mut self.store, args).map_err(|e| {
-            if self.store.data().memory_exceeded {
-                return RuleError::Memory(self.store.data().memory as u64);
+            let limits = &self.store.data().limits;
+            if limits.memory_exceeded {
+                return RuleError::Memory(limits.memory as u64);
+            }
+            if let Some(exit) = e.downcast_ref::<wasi::Exit>() {
+                return RuleError::Trap(exit.0.clone());
             }
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => RuleError::Timeout(self.time_per_batch),
@@ -357,10 +377,11 @@ impl RuleInstance {
         f(&mut self.inst, &self.funcs, len)
     }
 
-    /// Adds the module's own message (a panic's, say) to a trap.
+    /// Adds the module's own message (a panic's, say) to a trap, unless the module exited
+    /// and said why itself (it is not called again then).
     fn explain_trap<T>(&mut self, result: Result<T, RuleError>) -> Result<T, RuleError> {
         match result {
-            Err(RuleError::Trap(reason)) => {
+            Err(RuleError::Trap(reason)) if !self.inst.store.data().wasi.exited => {
                 let message = self.last_error();
                 Err(RuleError::Trap(format!("{reason}: {message}")))
             }
@@ -448,7 +469,7 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_module() {
-        let e = RuleModule::compile(b"not wasm", &LimitsConfig::default())
+        let e = RuleModule::compile("x", b"not wasm", &LimitsConfig::default())
             .err()
             .unwrap();
         assert!(
@@ -459,7 +480,8 @@ mod tests {
 
     #[test]
     fn the_builtin_rule_loads_and_filters() {
-        let module = RuleModule::compile(builtin::CRASH_WASM, &LimitsConfig::default()).unwrap();
+        let module =
+            RuleModule::compile("crash", builtin::CRASH_WASM, &LimitsConfig::default()).unwrap();
         assert_eq!(module.fields().len(), 2);
         let config = builtin::crash_config();
         let mut rule = module

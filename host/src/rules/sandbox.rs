@@ -39,6 +39,14 @@ pub fn ticks(budget: Duration) -> u64 {
     (budget.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }
 
+/// What a rule's store holds: its limits and the state behind its imports.
+pub struct Guest {
+    /// Memory accounting (the store's resource limiter).
+    pub limits: Limits,
+    /// Clocks, random state and log lines of the current call.
+    pub wasi: super::wasi::State,
+}
+
 /// Most table elements a store may hold.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 

@@ -1,0 +1,3 @@
+module github.com/rulewatch/rulewatch/sdk/go
+
+go 1.24
