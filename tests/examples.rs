@@ -1,6 +1,6 @@
 //! The example rules under examples/rules/ meet their shipped expectations (`rulewatch
-//! test`), and the rule written in C against the documented ABI, without the Rust SDK,
-//! alerts exactly as the built-in Rust crash rule.
+//! test`), and the crash rule written in C (against the documented ABI, without an SDK), in
+//! Go and in TypeScript (with their SDKs) alerts exactly as the built-in Rust crash rule.
 
 mod common;
 
@@ -87,10 +87,27 @@ fn build_c_rule() -> PathBuf {
 
 #[test]
 fn the_c_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
-    let wasm = build_c_rule();
-    let dir = example("crash-c");
+    meets_expectations_and_alerts_as_the_rust_rule("crash-c", &build_c_rule());
+}
+
+#[test]
+fn the_go_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
+    meets_expectations_and_alerts_as_the_rust_rule("crash-go", &built_rule(&example("crash-go")));
+}
+
+#[test]
+fn the_typescript_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
+    meets_expectations_and_alerts_as_the_rust_rule("crash-ts", &built_rule(&example("crash-ts")));
+}
+
+/// The example `name` (its module `wasm`) meets its expectations on the sample events, and
+/// gives the built-in crash rule's alerts, matched, late and bad counts on 100 k generated
+/// events with disorder, very late and bad lines.
+fn meets_expectations_and_alerts_as_the_rust_rule(name: &str, wasm: &Path) {
+    let dir = example(name);
+    let toml = format!("{name}.toml");
     let sample = workspace().join("examples/data/sample.jsonl");
-    let report = rule_test(&dir, "crash-c.toml", &wasm, &sample);
+    let report = rule_test(&dir, &toml, wasm, &sample);
     assert!(
         report.contains("ok      alerts: 12 as expected"),
         "{report}"
@@ -116,12 +133,12 @@ fn the_c_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
     );
     let rules = rules_dir(&[(
         "crash",
-        &std::fs::read_to_string(dir.join("crash-c.toml")).unwrap(),
-        &wasm,
+        &std::fs::read_to_string(dir.join(&toml)).unwrap(),
+        wasm,
     )]);
     std::fs::rename(
         rules.path().join("crash.wasm"),
-        rules.path().join("crash-c.wasm"),
+        rules.path().join(wasm.file_name().unwrap()),
     )
     .unwrap();
     let (c, c_log) = replay_rules(&input, rules.path());
@@ -129,7 +146,7 @@ fn the_c_rule_meets_its_expectations_and_alerts_as_the_rust_rule() {
     let (rust, rust_log) = rulewatch_ok(&["replay", path, "--format", "jsonl"], None);
     let (c, rust) = (parse_alerts(&c), parse_alerts(&rust));
     assert!(rust.len() > 100);
-    assert_eq!(c, rust, "the C rule alerts differently from the Rust rule");
+    assert_eq!(c, rust, "{name} alerts differently from the Rust rule");
     for label in ["matched", "late", "bad"] {
         assert_eq!(
             summary_count(&c_log, label),

@@ -526,10 +526,15 @@ fn clocks_and_random_bytes_are_the_same_on_every_run() {
     let runs: Vec<Replay> = (0..2).map(|_| replay(&input, rules.path())).collect();
     let summary = |run: &Replay| {
         let line = run.stderr.lines().find(|l| l.starts_with("rule bad"));
-        line.unwrap_or_else(|| panic!("no summary: {}", run.stderr)).to_owned()
+        line.unwrap_or_else(|| panic!("no summary: {}", run.stderr))
+            .to_owned()
     };
     let matched = summary_count(&summary(&runs[0]), "matched");
-    assert!(matched > 0, "the rule selected nothing: {}", summary(&runs[0]));
+    assert!(
+        matched > 0,
+        "the rule selected nothing: {}",
+        summary(&runs[0])
+    );
     assert_eq!(summary(&runs[0]), summary(&runs[1]));
     assert_eq!(runs[0].alerts, runs[1].alerts);
 }

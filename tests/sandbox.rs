@@ -168,3 +168,83 @@ fn bytes_that_are_not_wasm_are_refused() {
     );
     assert!(!alerts.is_empty());
 }
+
+/// `replay INPUT --rules DIR` logging at level info; (alerts, stderr).
+fn replay_logging_info(input: &Path, rules: &Path) -> (Vec<Alert>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rulewatch"))
+        .args(["replay", input.to_str().unwrap(), "--format", "jsonl"])
+        .args(["--rules", rules.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (parse_alerts(&String::from_utf8_lossy(&out.stdout)), stderr)
+}
+
+#[test]
+fn a_go_rule_that_prints_reads_the_clock_loops_or_eats_memory_is_contained() {
+    let bad = built_rule(&workspace().join("tests/rules/misbehave-go"));
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(
+        dir.path(),
+        "in.jsonl",
+        &["--events", "30000", "--seed", "11"],
+    );
+    let expected = expected_crash_alerts(&input);
+    let crash_only = |alerts: &[Alert]| {
+        let mut crash: Vec<Alert> = alerts
+            .iter()
+            .filter(|a| a.rule == "crash")
+            .cloned()
+            .collect();
+        crash.sort();
+        crash
+    };
+    let crash = rule_wasm("rulewatch-rule-crash", "crash");
+    let folder = |toml: &str| rules_dir(&[("crash", &crash_toml(), &crash), ("bad", toml, &bad)]);
+
+    // Stdout: the rule's log lines, by name, rate-limited; the rule keeps running.
+    let rules = folder(&misbehave_toml("stdout", ""));
+    let (alerts, stderr) = replay_logging_info(&input, rules.path());
+    assert!(!stderr.contains("quarantined"), "{stderr}");
+    let said = stderr.matches("rule says: event ").count();
+    assert!(
+        (1..=2000).contains(&said),
+        "{said} lines logged of 25000 written"
+    );
+    assert!(
+        stderr.contains("lines a second: the rest are counted"),
+        "{stderr}"
+    );
+    assert_eq!(crash_only(&alerts), expected);
+
+    // The clock: Go's time.Now and time.Sleep run on the virtual clock, so two runs select
+    // the same events.
+    let runs: Vec<(Vec<Alert>, String)> = (0..2)
+        .map(|_| run_beside_crash(&misbehave_toml("clock", ""), &bad, &input))
+        .collect();
+    assert!(!runs[0].1.contains("quarantined"), "{}", runs[0].1);
+    assert!(runs[0].0.iter().any(|a| a.rule == "bad"));
+    assert_eq!(runs[0].0, runs[1].0);
+
+    // A panic, an endless loop, memory without end: quarantined with the reason.
+    for (toml, reason) in [
+        (
+            misbehave_toml("panic", ""),
+            "trapped: the module exited with code 2: panic: misbehave: panicking on purpose",
+        ),
+        (
+            misbehave_toml("loop", "[limits]\ntime_per_batch = \"200ms\""),
+            "ran longer than its time budget of 200ms for one batch",
+        ),
+        (
+            misbehave_toml("memory", "[limits]\nmemory = \"32MiB\""),
+            "tried to use more than its memory limit of 32 MiB",
+        ),
+    ] {
+        let (alerts, stderr) = run_beside_crash(&toml, &bad, &input);
+        assert_quarantined(&stderr, reason);
+        assert_eq!(crash_only(&alerts), expected, "{reason}");
+    }
+}

@@ -59,21 +59,25 @@ enum Command {
         #[arg(long, env = "RULEWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Scaffold a rule crate: logic, TOML, unit tests, sample events and expectations.
+    /// Scaffold a rule: logic, TOML, unit tests, sample events and expectations.
     New {
         /// The rule's name, e.g. `failed-logins`.
         name: String,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The rulewatch-sdk dependency: a path or a version (default: the SDK of this
-        /// source tree if present, else this version from crates.io).
+        /// The language of its logic.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::author::new::Lang,
+        /// The SDK: a folder (Rust, Go, TypeScript) or a crates.io version (Rust) (default:
+        /// the SDK of this source tree if present, else, for Rust, this version).
         #[arg(long)]
         sdk: Option<String>,
     },
-    /// Compile a rule crate to WebAssembly and put the module beside its TOML.
+    /// Compile a rule to WebAssembly and put the module beside its TOML; the language is
+    /// recognised from the folder (Cargo.toml, go.mod, package.json or Makefile).
     Build {
-        /// The rule crate.
+        /// The rule's folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
@@ -288,7 +292,12 @@ pub fn main() -> ExitCode {
         }),
         Command::Check { dir, config } => sandbox_from(config.as_deref()).and_then(|_| check(&dir)),
         Command::Health { url } => crate::http::check(&url),
-        Command::New { name, dir, sdk } => crate::author::new::run(&name, dir, sdk),
+        Command::New {
+            name,
+            dir,
+            lang,
+            sdk,
+        } => crate::author::new::run(&name, dir, lang, sdk),
         Command::Build { dir } => crate::author::build::run(&dir).map(drop),
         Command::Test(args) => match crate::author::test::run(&args) {
             Ok(true) => Ok(()),

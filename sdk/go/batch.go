@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // ABIVersion is the version of the rule ABI (sdk/ABI.md) this package speaks. The host
@@ -46,13 +47,12 @@ func kindName(k uint32) string {
 	return fmt.Sprintf("kind %d", k)
 }
 
-// column is where one column's data lies in the batch buffer.
+// column is one column's data in the batch buffer.
 type column struct {
-	kind uint32
-	// data is the offset of the values (i64, f64) or of the rows+1 string end offsets (str).
-	data int
-	// text is the offset of a string column's bytes.
-	text int
+	// data holds the values (i64, f64) or the rows+1 string end offsets (str).
+	data []byte
+	// text holds a string column's bytes.
+	text []byte
 }
 
 // batch is a checked, read-only view of an encoded batch. Its column slice is reused from
@@ -91,7 +91,7 @@ func (b *batch) parse(buf []byte, kinds []uint32) {
 		if off+length > size {
 			malformed("column %d (offset %d, length %d) outside the batch of %d bytes", c, off, length, size)
 		}
-		col := column{kind: kind, data: int(off)}
+		col := column{data: buf[off : off+length]}
 		switch kind {
 		case kindI64, kindF64:
 			if length != rows*8 {
@@ -102,8 +102,8 @@ func (b *batch) parse(buf []byte, kinds []uint32) {
 			if length < header {
 				malformed("column %d (str): %d bytes cannot hold %d end offsets", c, length, rows+1)
 			}
-			col.text = int(off + header)
 			ends := buf[off : off+header]
+			col.data, col.text = ends, buf[off+header:off+length]
 			textLen := uint32(length - header)
 			prev := binary.LittleEndian.Uint32(ends)
 			if prev != 0 {
@@ -135,24 +135,24 @@ func malformed(format string, args ...any) {
 
 // i64 is the value at row of an i64 column.
 func (b *batch) i64(col, row int) int64 {
-	return int64(binary.LittleEndian.Uint64(b.buf[b.cols[col].data+8*row:]))
+	return int64(binary.LittleEndian.Uint64(b.cols[col].data[8*row:]))
 }
 
 // f64 is the value at row of an f64 column.
 func (b *batch) f64(col, row int) float64 {
-	return f64bits(b.buf[b.cols[col].data+8*row:])
+	return math.Float64frombits(binary.LittleEndian.Uint64(b.cols[col].data[8*row:]))
 }
 
 // str is the string at row of a str column: a view into the batch, not a copy.
 func (b *batch) str(col, row int) string {
-	c := &b.cols[col]
-	ends := b.buf[c.data+4*row:]
-	start := int(binary.LittleEndian.Uint32(ends))
-	end := int(binary.LittleEndian.Uint32(ends[4:]))
-	if end == start {
-		return ""
-	}
-	return bytesView(b.buf[c.text+start : c.text+end])
+	return b.cols[col].str(row)
+}
+
+// str is the string at row of a str column: a view into the batch, not a copy.
+func (c *column) str(row int) string {
+	ends := c.data[4*row : 4*row+8]
+	text := c.text[binary.LittleEndian.Uint32(ends):binary.LittleEndian.Uint32(ends[4:])]
+	return unsafe.String(unsafe.SliceData(text), len(text))
 }
 
 // bitmap returns out resized to ceil(rows/8) zeroed bytes, reusing its storage.

@@ -51,7 +51,6 @@ package rulewatch
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"math/bits"
 	"unsafe"
 )
@@ -138,21 +137,34 @@ func (e *Event) Key() string { return e.b.str(eventKey, e.row) }
 //
 // It panics if name is not declared as a string field ([Str]) in the fields given to
 // [Export]: the rule would otherwise read a field the host never sent.
-func (e *Event) Str(name string) string { return e.b.str(e.column(name, FieldStr), e.row) }
+func (e *Event) Str(name string) string {
+	// One function for the lookup and the read: calls are dear in Go's WebAssembly code.
+	for i := range e.fields {
+		f := &e.fields[i]
+		// A rule names its fields with the same literals it declared them with, which the
+		// linker stores once: comparing the pointers first mostly skips comparing the bytes.
+		if len(f.Name) == len(name) && f.Type == FieldStr &&
+			(unsafe.StringData(f.Name) == unsafe.StringData(name) || f.Name == name) {
+			return e.b.cols[eventFixedColumns+i].str(e.row)
+		}
+	}
+	undeclared(name, FieldStr, e.fields)
+	return ""
+}
 
 // Num returns the number field name.
 //
 // It panics if name is not declared as a number field ([Num]) in the fields given to
 // [Export].
-func (e *Event) Num(name string) float64 { return e.b.f64(e.column(name, FieldNum), e.row) }
-
-func (e *Event) column(name string, t FieldType) int {
+func (e *Event) Num(name string) float64 {
 	for i := range e.fields {
-		if e.fields[i].Type == t && e.fields[i].Name == name {
-			return eventFixedColumns + i
+		f := &e.fields[i]
+		if len(f.Name) == len(name) && f.Type == FieldNum &&
+			(unsafe.StringData(f.Name) == unsafe.StringData(name) || f.Name == name) {
+			return e.b.f64(eventFixedColumns+i, e.row)
 		}
 	}
-	undeclared(name, t, e.fields)
+	undeclared(name, FieldNum, e.fields)
 	return 0
 }
 
@@ -160,8 +172,12 @@ func (e *Event) column(name string, t FieldType) int {
 func undeclared(name string, t FieldType, fields []Field) {
 	for _, f := range fields {
 		if f.Name == name {
-			panic(fmt.Sprintf("rulewatch: field %q is declared as %s, not %s: use Event.%s",
-				name, f.Type, t, map[FieldType]string{FieldStr: "Str", FieldNum: "Num"}[f.Type]))
+			read := "Event.Str"
+			if f.Type == FieldNum {
+				read = "Event.Num"
+			}
+			panic(fmt.Sprintf("rulewatch: field %q is declared as %s, not %s: read it with %s",
+				name, f.Type, t, read))
 		}
 	}
 	panic(fmt.Sprintf("rulewatch: field %q (%s) is not declared in the fields given to rulewatch.Export",
@@ -245,6 +261,3 @@ func lowerASCII(c byte) byte {
 	}
 	return c
 }
-
-// num reads a little-endian f64.
-func f64bits(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) }

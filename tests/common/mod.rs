@@ -30,6 +30,24 @@ pub fn rule_wasm(package: &str, lib: &str) -> PathBuf {
     build_rule::build_rule(&workspace(), package, lib).unwrap()
 }
 
+/// Builds the rule in `dir` with `rulewatch build` (any language it knows); the module's
+/// path, beside the rule's TOML.
+pub fn built_rule(dir: &Path) -> PathBuf {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = rulewatch(&["build", dir.to_str().unwrap()], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rulewatch build {}: {stdout}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().find_map(|l| l.strip_prefix("built "));
+    let path = line.and_then(|l| l.rsplit_once(" (")).map(|(p, _)| p);
+    PathBuf::from(path.unwrap_or_else(|| panic!("no `built` line in: {stdout}")))
+}
+
 /// A rules folder with the given `(name, toml text, module)` rules.
 pub fn rules_dir(rules: &[(&str, &str, &Path)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

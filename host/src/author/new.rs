@@ -3,15 +3,122 @@
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 
+/// The language of a rule's logic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate using rulewatch-sdk (`cargo test`, `cargo build`).
+    Rust,
+    /// A Go module using the Go SDK (`go test`, `GOOS=wasip1 go build`).
+    Go,
+    /// An AssemblyScript package using rulewatch-sdk from npm (`npm test`, `npm run build`).
+    Ts,
+    /// Plain C against the ABI, no SDK (`make`).
+    C,
+}
+
+/// The SDK folder of this source tree for `lang`, when the engine's sources are on this
+/// machine (a clone of the repository).
+fn local_sdk(folder: &str) -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sdk")
+        .join(folder);
+    sdk.canonicalize().ok().filter(|p| p.is_dir())
+}
+
 /// Where the scaffold's SDK comes from when `--sdk` is not given: the SDK beside the engine's
-/// sources when they are on this machine (a clone of the repository), else crates.io.
-fn default_sdk() -> String {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    match sdk.canonicalize() {
-        Ok(path) if path.join("Cargo.toml").exists() => {
-            format!("{{ path = {:?} }}", path.display().to_string())
-        }
-        _ => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+/// sources when they are on this machine, else (Rust) this version from crates.io.
+fn default_sdk(lang: Lang) -> anyhow::Result<String> {
+    let (folder, marker) = match lang {
+        Lang::Rust => ("", "Cargo.toml"),
+        Lang::Go => ("go", "go.mod"),
+        Lang::Ts => ("assemblyscript", "package.json"),
+        Lang::C => return Ok(String::new()),
+    };
+    match local_sdk(folder).filter(|p| p.join(marker).exists()) {
+        Some(path) => Ok(path.display().to_string()),
+        None if lang == Lang::Rust => Ok(env!("CARGO_PKG_VERSION").to_owned()),
+        None => bail!(
+            "this rulewatch was not built from a source tree with sdk/{folder}: give the SDK's \
+             folder with --sdk PATH"
+        ),
+    }
+}
+
+/// The Cargo dependency spec of `rulewatch-sdk` for `sdk`, a folder or a version.
+fn cargo_dependency(sdk: &str) -> String {
+    if Path::new(sdk).exists() {
+        format!("{{ path = {sdk:?} }}")
+    } else {
+        format!("\"{sdk}\"")
+    }
+}
+
+/// The scaffold's files for `lang`: (path in the rule folder, template).
+fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    let mut files = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", include_str!("template/rust/Cargo.toml.in")),
+            ("src/lib.rs", include_str!("template/rust/lib.rs.in")),
+            ("README.md", include_str!("template/rust/README.md.in")),
+            (".gitignore", include_str!("template/rust/gitignore.in")),
+        ],
+        Lang::Go => vec![
+            ("go.mod", include_str!("template/go/go.mod.in")),
+            ("rule.go", include_str!("template/go/rule.go.in")),
+            ("rule_test.go", include_str!("template/go/rule_test.go.in")),
+            ("README.md", include_str!("template/go/README.md.in")),
+            (".gitignore", include_str!("template/go/gitignore.in")),
+        ],
+        Lang::Ts => vec![
+            ("package.json", include_str!("template/ts/package.json.in")),
+            (
+                "asconfig.json",
+                include_str!("template/ts/asconfig.json.in"),
+            ),
+            ("assembly/index.ts", include_str!("template/ts/index.ts.in")),
+            (
+                "assembly/rule.test.ts",
+                include_str!("template/ts/rule.test.ts.in"),
+            ),
+            ("README.md", include_str!("template/ts/README.md.in")),
+            (".gitignore", include_str!("template/ts/gitignore.in")),
+        ],
+        Lang::C => vec![
+            ("Makefile", include_str!("template/c/Makefile.in")),
+            ("rule.c", include_str!("template/c/rule.c.in")),
+            ("README.md", include_str!("template/c/README.md.in")),
+            (".gitignore", include_str!("template/c/gitignore.in")),
+        ],
+    };
+    files.extend([
+        ("events.jsonl", include_str!("template/shared/events.jsonl")),
+        (
+            "expected.jsonl",
+            include_str!("template/shared/expected.jsonl"),
+        ),
+        ("late.jsonl", include_str!("template/shared/late.jsonl")),
+        ("bad.jsonl", include_str!("template/shared/bad.jsonl")),
+    ]);
+    files
+}
+
+/// The file with the rule's two decisions, per language.
+fn logic_file(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "src/lib.rs",
+        Lang::Go => "rule.go",
+        Lang::Ts => "assembly/index.ts",
+        Lang::C => "rule.c",
+    }
+}
+
+/// The commands that test the logic natively, per language.
+fn unit_test_command(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "cargo test",
+        Lang::Go => "go test",
+        Lang::Ts => "npm install && npm test",
+        Lang::C => "make test",
     }
 }
 
@@ -49,9 +156,14 @@ fn names(name: &str) -> anyhow::Result<Names> {
     })
 }
 
-/// Writes the rule crate `name` into `dir` (default `./NAME`), which must not exist yet.
-/// `sdk` is the Cargo dependency spec of `rulewatch-sdk` (a version, or `{ path = "…" }`).
-pub fn run(name: &str, dir: Option<PathBuf>, sdk: Option<String>) -> anyhow::Result<()> {
+/// Writes the rule `name` in `lang` into `dir` (default `./NAME`), which must not exist yet.
+/// `sdk` is the SDK to use: a folder, or (Rust) a crates.io version.
+pub fn run(
+    name: &str,
+    dir: Option<PathBuf>,
+    lang: Lang,
+    sdk: Option<String>,
+) -> anyhow::Result<()> {
     let n = names(name)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
@@ -60,47 +172,42 @@ pub fn run(name: &str, dir: Option<PathBuf>, sdk: Option<String>) -> anyhow::Res
             dir.display()
         );
     }
-    let sdk = sdk.map_or_else(default_sdk, |s| {
-        if Path::new(&s).exists() {
-            format!("{{ path = {s:?} }}")
-        } else {
-            format!("\"{s}\"")
-        }
-    });
+    let sdk = match sdk {
+        Some(s) if Path::new(&s).exists() => std::fs::canonicalize(&s)
+            .with_context(|| format!("--sdk {s}"))?
+            .display()
+            .to_string(),
+        Some(s) => s,
+        None => default_sdk(lang)?,
+    };
     let fill = |template: &str| {
         template
             .replace("{{name}}", &n.name)
             .replace("{{crate}}", &n.krate)
             .replace("{{type}}", &n.ty)
             .replace("{{sdk}}", &sdk)
+            .replace("{{logic}}", logic_file(lang))
+            .replace("{{cargo_sdk}}", &cargo_dependency(&sdk))
     };
-    let files: [(String, &str); 9] = [
-        ("Cargo.toml".into(), include_str!("template/Cargo.toml.in")),
-        ("src/lib.rs".into(), include_str!("template/lib.rs.in")),
-        (
-            format!("{name}.toml"),
-            include_str!("template/rule.toml.in"),
-        ),
-        ("events.jsonl".into(), include_str!("template/events.jsonl")),
-        (
-            "expected.jsonl".into(),
-            include_str!("template/expected.jsonl"),
-        ),
-        ("late.jsonl".into(), include_str!("template/late.jsonl")),
-        ("bad.jsonl".into(), include_str!("template/bad.jsonl")),
-        ("README.md".into(), include_str!("template/README.md.in")),
-        (".gitignore".into(), include_str!("template/gitignore.in")),
-    ];
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let toml = format!("{name}.toml");
+    let files = templates(lang)
+        .into_iter()
+        .chain([(toml.as_str(), include_str!("template/shared/rule.toml.in"))]);
     for (file, template) in files {
         let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         std::fs::write(&path, fill(template))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let d = dir.display();
-    println!("created rule `{name}` in {d}; next:");
-    println!("  cd {d} && cargo test         # unit tests of the logic");
+    println!("created rule `{name}` ({lang:?}) in {d}; next:");
+    println!(
+        "  cd {d} && {:<22} # unit tests of the logic",
+        unit_test_command(lang)
+    );
     println!("  rulewatch build {d}           # -> {d}/{}.wasm", n.krate);
     println!(
         "  rulewatch test {d}/{name}.toml --events {d}/events.jsonl --expect {d}/expected.jsonl"

@@ -32,6 +32,7 @@ pub const WASI_FUNCTIONS: &[&str] = &[
     "poll_oneoff",
     "sched_yield",
     "fd_write",
+    "fd_read",
     "fd_close",
     "fd_fdstat_get",
     "fd_fdstat_set_flags",
@@ -59,6 +60,8 @@ pub struct State {
     clock_ns: u64,
     random: u64,
     line: Vec<u8>,
+    /// The descriptor `line` was written to.
+    line_fd: i32,
     /// The start of what the module wrote to stderr during the current call.
     stderr: String,
     /// Set when the module called `proc_exit` or `env.abort`: it must not be called again.
@@ -88,6 +91,7 @@ impl State {
             clock_ns: 0,
             random: 0,
             line: Vec::new(),
+            line_fd: 1,
             stderr: String::new(),
             exited: false,
             window: Instant::now(),
@@ -101,6 +105,10 @@ impl State {
         self.clock_ns = 0;
         self.random = 0x5275_6c65_7761_7463; // "Rulewatc"
         self.stderr.clear();
+        self.flush();
+    }
+
+    fn flush(&mut self) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.log(&line);
@@ -123,6 +131,10 @@ impl State {
 
     /// Takes bytes written to stdout or stderr: complete lines are logged.
     fn write(&mut self, fd: i32, bytes: &[u8]) {
+        if fd != self.line_fd {
+            self.flush();
+            self.line_fd = fd;
+        }
         if fd == 2 && self.stderr.len() < MAX_LINE {
             let room = MAX_LINE - self.stderr.len();
             self.stderr
@@ -156,11 +168,23 @@ impl State {
             self.suppressed = 0;
         }
         if self.logged_in_window >= LINES_PER_SECOND {
+            if self.suppressed == 0 {
+                tracing::warn!(
+                    rule = %self.rule,
+                    "the rule writes more than {LINES_PER_SECOND} lines a second: the rest are \
+                     counted (rulewatch_rule_log_lines), not logged"
+                );
+            }
             self.suppressed += 1;
             return;
         }
         self.logged_in_window += 1;
-        tracing::info!(rule = %self.rule, "rule says: {}", crate::text::shown_bytes(line));
+        let line = crate::text::shown_bytes(line);
+        if self.line_fd == 2 {
+            tracing::warn!(rule = %self.rule, "rule says (stderr): {line}");
+        } else {
+            tracing::info!(rule = %self.rule, "rule says: {line}");
+        }
     }
 
     /// The error that ends a call when the module exits: its code and what it wrote to
@@ -286,6 +310,17 @@ pub fn link(linker: &mut Linker<Guest>) -> wasmtime::Result<()> {
     linker.func_wrap(WASI, "environ_get", |_: i32, _: i32| SUCCESS)?;
     linker.func_wrap(WASI, "sched_yield", || SUCCESS)?;
     linker.func_wrap(WASI, "fd_close", |_: i32| EBADF)?;
+    // stdin is empty; there is nothing else to read.
+    linker.func_wrap(
+        WASI,
+        "fd_read",
+        |mut c: Caller<'_, Guest>, fd: i32, _iovs: i32, _n: i32, read: i32| {
+            if fd != 0 {
+                return EBADF;
+            }
+            with(&mut c, |mem, _| put(mem, read, &0u32.to_le_bytes()))
+        },
+    )?;
     linker.func_wrap(WASI, "fd_prestat_get", |_: i32, _: i32| EBADF)?;
     linker.func_wrap(WASI, "fd_prestat_dir_name", |_: i32, _: i32, _: i32| EBADF)?;
     linker.func_wrap(WASI, "fd_fdstat_set_flags", |fd: i32, _: i32| {
