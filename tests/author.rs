@@ -1,6 +1,7 @@
-//! End to end, what a new rule author does: scaffold a rule with `rulewatch new`, run its
-//! unit tests, build it with `rulewatch build`, check it with `rulewatch test` (which must
-//! also fail, readably, on a wrong expectation), and hot-load it into a running engine.
+//! End to end, what a new rule author does, in each language: scaffold a rule with
+//! `rulewatch new --lang`, run its unit tests natively, build it with `rulewatch build`,
+//! check it with `rulewatch test` (which must also fail, readably, on a wrong expectation),
+//! and hot-load it into a running engine.
 
 mod common;
 
@@ -31,35 +32,86 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn scaffold_build_test_and_hot_load_a_new_rule() {
+fn scaffold_build_test_and_hot_load_a_new_rust_rule() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    author_a_rule(
+        "rust",
+        &["Cargo.toml", "src/lib.rs"],
+        &[(&cargo, &["test", "--quiet"])],
+        "2 passed",
+    );
+}
+
+#[test]
+fn scaffold_build_test_and_hot_load_a_new_go_rule() {
+    author_a_rule(
+        "go",
+        &["go.mod", "rule.go", "rule_test.go"],
+        &[("go", &["test", "-v", "./..."])],
+        "--- PASS",
+    );
+}
+
+#[test]
+fn scaffold_build_test_and_hot_load_a_new_typescript_rule() {
+    author_a_rule(
+        "ts",
+        &["package.json", "assembly/index.ts"],
+        &[
+            ("npm", &["install", "--no-audit", "--no-fund"]),
+            ("npm", &["test"]),
+        ],
+        "passed",
+    );
+}
+
+#[test]
+fn scaffold_build_test_and_hot_load_a_new_c_rule() {
+    // C has no unit tests natively: `make test` is the sample events through the module.
+    author_a_rule("c", &["Makefile", "rule.c"], &[], "");
+}
+
+/// The whole workflow for `lang`: the scaffold has `files`; `unit_tests` (program, args)
+/// run in it and the last one's output says `passed`.
+fn author_a_rule(lang: &str, files: &[&str], unit_tests: &[(&str, &[&str])], passed: &str) {
     let rulewatch = env!("CARGO_BIN_EXE_rulewatch");
     let home = tempfile::tempdir().unwrap();
-    let out = run_in(home.path(), rulewatch, &["new", "slow-requests"]);
+    let out = run_in(
+        home.path(),
+        rulewatch,
+        &["new", "slow-requests", "--lang", lang],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rule = home.path().join("slow-requests");
-    for file in [
-        "Cargo.toml",
-        "src/lib.rs",
+    let shared = [
         "slow-requests.toml",
         "events.jsonl",
         "expected.jsonl",
         "README.md",
-    ] {
+    ];
+    for file in files.iter().chain(&shared) {
         assert!(rule.join(file).exists(), "{file}");
     }
     // A second scaffold over it is refused.
-    let again = run_in(home.path(), rulewatch, &["new", "slow-requests"]);
+    let again = run_in(
+        home.path(),
+        rulewatch,
+        &["new", "slow-requests", "--lang", lang],
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
     // The logic's unit tests, natively.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let tests = run_in(&rule, &cargo, &["test", "--quiet"]);
-    assert!(String::from_utf8_lossy(&tests.stdout).contains("2 passed"));
+    let mut said = String::new();
+    for (program, args) in unit_tests {
+        let out = run_in(&rule, program, args);
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    assert!(said.contains(passed), "{said}");
 
     // One command builds the module beside the TOML.
     let built = run_in(&rule, rulewatch, &["build"]);

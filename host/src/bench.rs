@@ -110,6 +110,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         per_event(t.window),
         per_event(t.trigger),
     );
+    let rules = pipeline.filter_times();
+    if rules.len() > 1 {
+        let each: Vec<String> = rules
+            .iter()
+            .map(|(name, t)| format!("{name} {:.0}", per_event(*t)))
+            .collect();
+        println!("ns/event in each rule's filter: {}", each.join("  "));
+    }
     for (name, parsed, parse_secs) in baselines {
         println!(
             "baseline: {name} parsing the same lines (in memory, into a borrowed struct of the \

@@ -81,6 +81,8 @@ pub struct RuleStats {
     pub quarantined: Option<String>,
     /// Time per batch: the filter call and the window updates.
     pub batch_seconds: Histogram,
+    /// Time in its filter calls, summed over the workers.
+    pub filter_time: Duration,
 }
 
 /// Time spent per pipeline stage, summed over batches (a few clock reads per batch).

@@ -136,7 +136,7 @@ fn go(dir: &Path) -> anyhow::Result<PathBuf> {
 /// An AssemblyScript package: `npm install` when its dependencies are missing, then
 /// `npm run build`, which writes the module the TOML names.
 fn assemblyscript(dir: &Path) -> anyhow::Result<PathBuf> {
-    let hint = "install Node.js 18 or later with npm (https://nodejs.org)";
+    let hint = "install Node.js 20 or later with npm (https://nodejs.org)";
     if !dir.join("node_modules").exists() {
         let mut npm = Command::new("npm");
         npm.args(["install", "--no-audit", "--no-fund"]);

@@ -10,7 +10,8 @@ pub enum Lang {
     Rust,
     /// A Go module using the Go SDK (`go test`, `GOOS=wasip1 go build`).
     Go,
-    /// An AssemblyScript package using rulewatch-sdk from npm (`npm test`, `npm run build`).
+    /// An AssemblyScript (TypeScript) package using the AssemblyScript SDK (`npm test`,
+    /// `npm run build`).
     Ts,
     /// Plain C against the ABI, no SDK (`make`).
     C,

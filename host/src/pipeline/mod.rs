@@ -250,7 +250,9 @@ impl Pipeline {
                 continue;
             }
             r.stats.events += filtered.iter().map(|c| c.rules[i].events).sum::<u64>();
-            ctx.times.filter += filtered.iter().map(|c| c.rules[i].filter_time).sum();
+            let filter_time: Duration = filtered.iter().map(|c| c.rules[i].filter_time).sum();
+            ctx.times.filter += filter_time;
+            r.stats.filter_time += filter_time;
             // A filter that failed anywhere in the batch stops the rule before any of the
             // batch's events count, however the batch was split.
             if let Some(e) = filtered.iter().find_map(|c| c.rules[i].failed.clone()) {
@@ -402,6 +404,14 @@ impl Pipeline {
     /// Time spent per stage so far.
     pub fn stage_times(&self) -> &StageTimes {
         &self.times
+    }
+
+    /// Time in each rule's filter calls so far, summed over the workers, by rule name.
+    pub fn filter_times(&self) -> Vec<(String, Duration)> {
+        self.rules
+            .iter()
+            .map(|r| (r.meta.name.clone(), r.stats.filter_time))
+            .collect()
     }
 
     /// Flushes the reject outputs (before a checkpoint).
