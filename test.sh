@@ -115,6 +115,20 @@ done
 
 cargo test --workspace "$@"
 
+# --- the Go and AssemblyScript SDKs' own tests, and the example rules', natively --------------
+if [ $# -eq 0 ]; then
+  for dir in sdk/go examples/rules/crash-go; do
+    say "go vet and go test in $dir"
+    (cd "$dir" && test -z "$(gofmt -l .)" && go vet ./... && go test ./...) ||
+      die "the Go tests in $dir failed (above; gofmt -l lists unformatted files)"
+  done
+  for dir in sdk/assemblyscript examples/rules/crash-ts; do
+    say "npm test in $dir"
+    (cd "$dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test) ||
+      die "the AssemblyScript tests in $dir failed (above)"
+  done
+fi
+
 # --- the container image, for real ------------------------------------------------------------
 # The runtime stage of ./Dockerfile around the binary just tested, run as its user against the
 # test broker. Needs root (buildah's chroot isolation).

@@ -88,7 +88,7 @@ fn decode(c: &mut Criterion) {
 fn rule(c: &mut Criterion) {
     let batch = encoded(&lines());
     let params = br#"{"keyword":"crash","severities":["High","Critical"],"threshold":2}"#;
-    let module = RuleModule::compile(CRASH_WASM, &Default::default()).unwrap();
+    let module = RuleModule::compile("crash", CRASH_WASM, &Default::default()).unwrap();
     let mut wasm = module
         .instantiate(params, 64 << 20, Duration::from_secs(1))
         .unwrap();
