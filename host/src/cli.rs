@@ -3,10 +3,11 @@
 
 use crate::config::OutputMode;
 use crate::config::run::{Console, RunConfig};
-use crate::driver::{file::drive, serve_status};
+use crate::driver::{file::drive, history, serve_status};
 use crate::pipeline::{Pipeline, Rejects};
 use crate::registry;
 use crate::sink::records::{RecordWriter, RejectSink};
+use crate::source::kafka::history::{History, Span};
 use crate::source::{self, Sources};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -238,6 +239,27 @@ struct ReplayArgs {
     /// JSON lines to read; `-` for stdin.
     #[arg(default_value = "-")]
     input: PathBuf,
+    /// Backtest: read the history of Kafka topics (--topics) from these bootstrap servers
+    /// instead of a file, each partition with its own watermark as `run` counts it, without
+    /// joining a consumer group or committing anything.
+    #[arg(long, requires = "topics")]
+    brokers: Option<String>,
+    /// The topics to backtest over, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "brokers")]
+    topics: Vec<String>,
+    /// Backtest from the first record stamped at or after this time: RFC 3339,
+    /// "YYYY-MM-DD HH:MM:SS" (UTC), epoch milliseconds, or a duration ago (`7d-ago`).
+    /// Default: each partition's start.
+    #[arg(long, requires = "brokers", value_parser = parse_time)]
+    from: Option<i64>,
+    /// Backtest up to (not including) the first record stamped at or after this time (same
+    /// forms as --from). Default: each partition's end offset as of the start.
+    #[arg(long, requires = "brokers", value_parser = parse_time)]
+    to: Option<i64>,
+    /// A librdkafka setting for the backtest's consumer, KEY=VALUE (TLS, SASL: as `run`'s
+    /// --kafka-option); repeatable.
+    #[arg(long = "kafka-option", requires = "brokers")]
+    kafka_options: Vec<String>,
     /// Folder of rules (`*.toml` with their `.wasm`); the built-in crash rule if not given.
     #[arg(long, env = "RULEWATCH_RULES")]
     rules: Option<PathBuf>,
@@ -377,14 +399,48 @@ fn create(path: &Path) -> anyhow::Result<Box<dyn RejectSink>> {
     Ok(Box::new(RecordWriter::new(Box::new(BufWriter::new(file)))))
 }
 
+/// A time given on the command line: RFC 3339, "YYYY-MM-DD HH:MM:SS" (UTC), epoch
+/// milliseconds, or a duration before now (`7d-ago`, `2h ago`); epoch milliseconds.
+fn parse_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Some(ago) = text
+        .strip_suffix("-ago")
+        .or_else(|| text.strip_suffix(" ago"))
+    {
+        let d = humantime::parse_duration(ago.trim()).map_err(|e| format!("`{ago}`: {e}"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        return Ok(now.unwrap_or_default().saturating_sub(d).as_millis() as i64);
+    }
+    let raw = if text.bytes().all(|b| b.is_ascii_digit()) {
+        crate::decode::time::Raw::Num(text.as_bytes())
+    } else {
+        crate::decode::time::Raw::Str(text.as_bytes())
+    };
+    crate::decode::time::TimeParser::new(crate::decode::TimeFormat::Auto)
+        .parse(raw)
+        .map_err(|e| {
+            format!(
+                "`{text}`: {e}; expected RFC 3339 (2026-01-27T22:35:51Z), \
+                 \"2026-01-27 22:35:51\" (UTC), epoch milliseconds or a duration ago (7d-ago)"
+            )
+        })
+}
+
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let (rules, changes) = registry::load_rules(args.rules.as_deref(), true)?;
     let rejects = Rejects {
         dead_letter: args.dead_letter.as_deref().map(create).transpose()?,
         late: args.late.as_deref().map(create).transpose()?,
     };
-    let sources = Sources::file(&args.input.display().to_string());
-    let input = source::open(&args.input)?;
+    if args.brokers.is_some() && args.input.as_os_str() != "-" {
+        anyhow::bail!(
+            "give either a file to replay or --brokers and --topics to backtest, not both"
+        );
+    }
+    let sources = match args.brokers {
+        Some(_) => Sources::partitions(),
+        None => Sources::file(&args.input.display().to_string()),
+    };
     let mut pipeline = Pipeline::new(sources, &rules, args.mode, rejects)?;
     pipeline.set_workers(args.workers.count())?;
     let console = args.format.unwrap_or(if io::stdout().is_terminal() {
@@ -393,19 +449,41 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Console::Jsonl
     });
     let mut sink = crate::sink::build(console, None);
-    let mut status = serve_status(args.http_listen.as_deref(), "file")?;
+    let kind = if args.brokers.is_some() {
+        "kafka"
+    } else {
+        "file"
+    };
+    let mut status = serve_status(args.http_listen.as_deref(), kind)?;
     let started = Instant::now();
-    // stdin may be a pipe whose producer pauses; a named file is read from disk.
-    let may_wait = args.input.as_os_str() == "-";
-    let result = drive(
-        &mut pipeline,
-        input,
-        may_wait,
-        args.max_line_bytes,
-        &mut sink,
-        &changes,
-        status.as_mut(),
-    );
+    let result = if let Some(brokers) = &args.brokers {
+        let mut options = std::collections::BTreeMap::new();
+        for kv in &args.kafka_options {
+            let (k, v) = crate::config::run::kafka_option(kv)?;
+            options.insert(k, v);
+        }
+        let span = Span {
+            from: args.from,
+            to: args.to,
+        };
+        let mut history =
+            History::connect(brokers, &args.topics, &options, span, args.max_line_bytes)?;
+        let status = status.as_mut();
+        history::drive(&mut pipeline, &mut history, &mut sink, &changes, status)
+    } else {
+        let input = source::open(&args.input)?;
+        // stdin may be a pipe whose producer pauses; a named file is read from disk.
+        let may_wait = args.input.as_os_str() == "-";
+        drive(
+            &mut pipeline,
+            input,
+            may_wait,
+            args.max_line_bytes,
+            &mut sink,
+            &changes,
+            status.as_mut(),
+        )
+    };
     crate::metrics::print_summary(&pipeline.summary(started.elapsed()));
     result
 }

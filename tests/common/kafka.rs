@@ -248,6 +248,26 @@ impl Broker {
         messages: &[(Option<i32>, String, Vec<u8>)],
         settings: &[(&str, &str)],
     ) {
+        let stamped = messages
+            .iter()
+            .map(|(p, k, v)| (*p, k.as_str(), v.as_slice(), None));
+        self.send(topic, stamped, settings);
+    }
+
+    /// Produces `(partition, key, value, timestamp ms)` messages and waits for all
+    /// acknowledgements.
+    pub fn produce_stamped(&self, topic: &str, messages: &[(i32, String, Vec<u8>, i64)]) {
+        let stamped =
+            (messages.iter()).map(|(p, k, v, t)| (Some(*p), k.as_str(), v.as_slice(), Some(*t)));
+        self.send(topic, stamped, &[]);
+    }
+
+    fn send<'a>(
+        &self,
+        topic: &str,
+        messages: impl Iterator<Item = (Option<i32>, &'a str, &'a [u8], Option<i64>)>,
+        settings: &[(&str, &str)],
+    ) {
         let mut config = self.client();
         for (k, v) in settings {
             config.set(*k, *v);
@@ -257,10 +277,13 @@ impl Broker {
             .set("linger.ms", "5")
             .create()
             .unwrap();
-        for (partition, key, value) in messages {
+        for (partition, key, value, timestamp) in messages {
             let mut record = BaseRecord::to(topic).key(key).payload(value);
             if let Some(p) = partition {
-                record = record.partition(*p);
+                record = record.partition(p);
+            }
+            if let Some(t) = timestamp {
+                record = record.timestamp(t);
             }
             loop {
                 match producer.send(record) {

@@ -65,7 +65,7 @@ fn next_batch<R: Read>(reader: &mut LineReader<R>, lines: &mut Vec<Line>) -> any
 }
 
 /// Publishes the status after a batch of `lines`.
-fn publish(pipeline: &Pipeline, lines: &[Line], status: Option<&mut Publisher>) {
+pub(super) fn publish(pipeline: &Pipeline, lines: &[Line], status: Option<&mut Publisher>) {
     tracing::debug!("processed a batch of {} lines", lines.len());
     if let Some(p) = status {
         // A short batch means the input is slower than we are: show it at once.
@@ -74,7 +74,7 @@ fn publish(pipeline: &Pipeline, lines: &[Line], status: Option<&mut Publisher>) 
 }
 
 /// The status of a file replay: ready while a rule runs.
-fn file_status(pipeline: &Pipeline, s: &mut Status) {
+pub(super) fn file_status(pipeline: &Pipeline, s: &mut Status) {
     pipeline.status(s);
     s.ready = s.a_rule_runs();
 }

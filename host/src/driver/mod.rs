@@ -1,11 +1,12 @@
 //! Drivers: one per kind of source, each owning the loop that feeds a [`Pipeline`] —
 //! [`file`] for JSON lines (`replay`, `bench`, `rulewatch test`), [`kafka`] for a consumer
-//! group (`run`). A driver reads batches, applies rule changes between them, and publishes
+//! group (`run`), [`history`] for the history of Kafka topics (`replay --brokers`). A driver reads batches, applies rule changes between them, and publishes
 //! the status; the pipeline never knows where its lines came from.
 //!
 //! [`Pipeline`]: crate::pipeline::Pipeline
 
 pub mod file;
+pub mod history;
 pub mod kafka;
 
 use crate::status::{Publisher, Shared, Status};

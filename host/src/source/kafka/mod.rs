@@ -9,6 +9,7 @@
 //! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
 
 mod client;
+pub mod history;
 
 pub use client::{Callbacks, hint, log, partition_name, read_from_start, reader};
 

@@ -1,0 +1,325 @@
+//! The history already in Kafka topics, for a backtest (`replay --brokers`): every partition
+//! is read from the first record stamped at or after `from` (Kafka's offsets-for-times) up to
+//! its end offset as of the start, or up to the first record stamped at or after `to`. No
+//! consumer group is joined and nothing is committed: a backtest leaves no trace on the
+//! cluster.
+//!
+//! Partitions are read with [`client::reader`](super::reader)'s consumer outside any group,
+//! assigned explicitly. Each starts a little before its first offset (and skips up to it):
+//! some brokers answer a fetch from the middle of a record batch with the next batch.
+
+use super::{hint, partition_name, reader};
+use crate::source::lines::Line;
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How far before its first offset a partition is fetched from (and skipped).
+const LOOKBACK: i64 = 20_000;
+/// How long the cluster may answer nothing before the backtest gives up.
+const STALL: Duration = Duration::from_secs(120);
+/// Timeout of each metadata and offsets request.
+const ASK: Duration = Duration::from_secs(30);
+/// How long nothing must come for a partition's end to be taken as found.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// What to read.
+pub struct Span {
+    /// Records stamped before this (epoch ms) are not read; `None`: from the start.
+    pub from: Option<i64>,
+    /// The first record stamped at or after this (epoch ms) ends its partition.
+    pub to: Option<i64>,
+}
+
+struct Part {
+    topic: String,
+    partition: i32,
+    name: String,
+    /// The partition's first offset.
+    low: i64,
+    /// The first offset to hand out.
+    first: i64,
+    /// The end offset as of the start: the partition is read up to `end - 1`.
+    end: i64,
+    done: bool,
+}
+
+/// Reads the history of some topics in batches, as lines whose source is the partition's
+/// index (numbered as listed by [`History::names`]) and whose number is the offset.
+pub struct History {
+    consumer: BaseConsumer,
+    buf: Vec<u8>,
+    parts: Vec<Part>,
+    index: HashMap<(String, i32), usize>,
+    span: Span,
+    open: usize,
+    max_message: usize,
+    last_progress: Instant,
+    had_error: bool,
+    /// Records skipped for being stamped before `from` (after the first offset).
+    pub early: u64,
+}
+
+impl History {
+    /// Plans and starts reading `topics` over `span`.
+    pub fn connect(
+        brokers: &str,
+        topics: &[String],
+        options: &BTreeMap<String, String>,
+        span: Span,
+        max_message: usize,
+    ) -> anyhow::Result<Self> {
+        let consumer = reader(
+            brokers,
+            options,
+            &[("queued.min.messages", "1000000".into())],
+        )?;
+        let mut parts = Vec::new();
+        for topic in topics {
+            parts.extend(plan(&consumer, topic)?);
+        }
+        measure_ends(&reader(brokers, options, &[])?, &mut parts)?;
+        let mut tpl = TopicPartitionList::new();
+        for p in &mut parts {
+            p.first = match span.from {
+                None => p.low,
+                Some(ms) => first_at(&consumer, &p.topic, p.partition, ms)?.unwrap_or(p.end),
+            };
+            p.done = p.first >= p.end;
+            if !p.done {
+                let at = (p.first - LOOKBACK).max(p.low);
+                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(at))?;
+            }
+        }
+        consumer
+            .assign(&tpl)
+            .context("cannot assign the partitions to read")?;
+        let open = parts.iter().filter(|p| !p.done).count();
+        for p in &parts {
+            info!(
+                "backtest: {} offsets {} to {} ({} records at most)",
+                p.name,
+                p.first,
+                p.end - 1,
+                (p.end - p.first).max(0)
+            );
+        }
+        let index = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.topic.clone(), p.partition), i))
+            .collect();
+        Ok(History {
+            consumer,
+            buf: Vec::with_capacity(4 << 20),
+            parts,
+            index,
+            span,
+            open,
+            max_message,
+            last_progress: Instant::now(),
+            had_error: false,
+            early: 0,
+        })
+    }
+
+    /// The partitions, `topic/partition`, by source index.
+    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, p.name.as_str()))
+    }
+
+    /// Whether every partition has been read to its end.
+    pub fn done(&self) -> bool {
+        self.open == 0
+    }
+
+    /// The bytes that the last batch's line ranges point into.
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Waits up to `wait` for records, then takes what is ready, up to `max` of them.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        out: &mut Vec<Line>,
+    ) -> anyhow::Result<()> {
+        out.clear();
+        self.buf.clear();
+        let mut timeout = wait;
+        while out.len() < max && self.open > 0 {
+            let Some(result) = self.consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            let msg = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    if !self.had_error {
+                        warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
+                        self.had_error = true;
+                    }
+                    continue;
+                }
+            };
+            self.had_error = false;
+            let key = (msg.topic().to_owned(), msg.partition());
+            let Some(&i) = self.index.get(&key) else {
+                continue;
+            };
+            let offset = msg.offset();
+            let Part {
+                done, first, end, ..
+            } = self.parts[i];
+            if done || offset < first {
+                continue;
+            }
+            let stamp = msg.timestamp().to_millis();
+            let past_to = stamp.zip(self.span.to).is_some_and(|(t, to)| t >= to);
+            if offset >= end || past_to {
+                finish(&mut self.parts[i], &mut self.open, &self.consumer);
+                continue;
+            }
+            if offset + 1 >= end {
+                finish(&mut self.parts[i], &mut self.open, &self.consumer);
+            }
+            if stamp.zip(self.span.from).is_some_and(|(t, from)| t < from) {
+                self.early += 1;
+                continue;
+            }
+            let payload = msg.payload().unwrap_or_default();
+            let too_large = payload.len() > self.max_message;
+            let start = self.buf.len();
+            if !too_large {
+                self.buf.extend_from_slice(payload);
+            }
+            out.push(Line {
+                range: start..self.buf.len(),
+                source: i as u32,
+                number: offset as u64,
+                offset: 0,
+                too_large,
+            });
+        }
+        if !out.is_empty() {
+            self.last_progress = Instant::now();
+        } else if self.open > 0 && self.last_progress.elapsed() > STALL {
+            let waiting: Vec<&str> = (self.parts.iter())
+                .filter(|p| !p.done)
+                .map(|p| p.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "no records from {} for {}s although they have more before their end offsets: \
+                 is the cluster reachable? (see the Kafka messages above)",
+                waiting.join(", "),
+                STALL.as_secs()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Marks `p` read to its end (one fewer `open`) and stops fetching it.
+fn finish(p: &mut Part, open: &mut usize, consumer: &BaseConsumer) {
+    if p.done {
+        return;
+    }
+    p.done = true;
+    *open -= 1;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&p.topic, p.partition);
+    if let Err(e) = consumer.pause(&tpl) {
+        warn!("Kafka: cannot stop fetching {}: {e}", p.name);
+    }
+}
+
+/// The partitions of `topic` with their offsets as the broker reports them.
+fn plan(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<Part>> {
+    let meta = consumer
+        .fetch_metadata(Some(topic), ASK)
+        .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        anyhow::bail!("topic {topic} does not exist (or has no partitions): check --topics");
+    }
+    let mut parts = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, ASK)
+            .with_context(|| format!("cannot read the end offsets of topic {topic}"))?;
+        parts.push(Part {
+            topic: topic.to_owned(),
+            partition,
+            name: partition_name(topic, partition),
+            low,
+            first: low,
+            end: high,
+            done: false,
+        });
+    }
+    Ok(parts)
+}
+
+/// Sets each partition's end to the offset after its last record as of now. Some brokers
+/// report the first offset of their last record batch as the high watermark: reading from a
+/// little before it until nothing more comes finds the real end (with brokers that report it
+/// right, nothing comes).
+fn measure_ends(probe: &BaseConsumer, parts: &mut [Part]) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts.iter() {
+        let at = (p.end - LOOKBACK).max(p.low);
+        tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(at))?;
+    }
+    probe
+        .assign(&tpl)
+        .context("cannot assign the partitions to read")?;
+    let index: HashMap<(&str, i32), usize> = (parts.iter().enumerate())
+        .map(|(i, p)| ((p.topic.as_str(), p.partition), i))
+        .collect();
+    let mut ends: Vec<i64> = parts.iter().map(|p| p.end).collect();
+    let (started, mut last) = (Instant::now(), Instant::now());
+    while last.elapsed() < QUIET && started.elapsed() < ASK {
+        if let Some(Ok(msg)) = probe.poll(Duration::from_millis(50))
+            && let Some(&i) = index.get(&(msg.topic(), msg.partition()))
+        {
+            ends[i] = ends[i].max(msg.offset() + 1);
+            last = Instant::now();
+        }
+    }
+    for (p, end) in parts.iter_mut().zip(ends) {
+        p.end = end;
+    }
+    Ok(())
+}
+
+/// The first offset of a record stamped at or after `ms`, if there is one.
+fn first_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    ms: i64,
+) -> anyhow::Result<Option<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(ms))?;
+    let found = consumer
+        .offsets_for_times(tpl, ASK)
+        .with_context(|| format!("cannot look up the offsets of {topic} by time"))?;
+    let offset = found.find_partition(topic, partition).map(|p| p.offset());
+    Ok(match offset {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    })
+}

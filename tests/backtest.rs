@@ -1,0 +1,212 @@
+//! `replay --brokers`: a backtest over the history of a topic with 4 partitions gives,
+//! alert for alert, what `run` gives over the same topic and the reference's alerts over
+//! those partitions (each with its own watermark), and `--from`/`--to` select the records
+//! they say.
+
+mod common;
+
+use common::kafka::{Broker, Engine, dedup, sentinels, sorted};
+use common::*;
+use std::time::Duration;
+
+const PARTITIONS: usize = 4;
+
+/// One produced record: its partition, key, line and timestamp.
+struct Record {
+    partition: usize,
+    key: String,
+    line: Vec<u8>,
+    stamp: i64,
+}
+
+/// The lines of `input` spread over the partitions by key (by line number when a line has
+/// none), stamped as a producer's clock would stamp them as they are sent: the latest event
+/// time so far in their partition (never going back), moved to the last hour.
+fn records(input: &[u8]) -> Vec<Record> {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let now = since.unwrap().as_millis() as i64;
+    let mut shift = None;
+    let mut clocks = [i64::MIN; PARTITIONS];
+    let lines = input.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let v = serde_json::from_slice::<serde_json::Value>(line).ok();
+            let field = |name: &str| {
+                v.as_ref()
+                    .and_then(|v| v.get(name))
+                    .and_then(|u| u.as_str())
+                    .map(str::to_owned)
+            };
+            let key = field("user_id").unwrap_or_else(|| format!("line-{i}"));
+            let partition = key.bytes().map(usize::from).sum::<usize>() % PARTITIONS;
+            let clock = &mut clocks[partition];
+            if let Some(t) =
+                field("timestamp").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            {
+                let t = t.timestamp_millis();
+                *clock = (*clock).max(t + *shift.get_or_insert(now - 3_600_000 - t));
+            }
+            let stamp = if *clock == i64::MIN {
+                now - 3_600_000
+            } else {
+                *clock
+            };
+            Record {
+                partition,
+                key,
+                line: line.to_vec(),
+                stamp,
+            }
+        })
+        .collect()
+}
+
+/// What a backtest over `from..to` reads of each partition: from the first record stamped
+/// at or after `from`, skipping later ones stamped before it, up to the first stamped at or
+/// after `to`.
+fn selected(records: &[Record], from: i64, to: i64) -> Vec<Vec<u8>> {
+    let mut parts = vec![Vec::new(); PARTITIONS];
+    for (p, part) in parts.iter_mut().enumerate() {
+        let mine = records.iter().filter(|r| r.partition == p);
+        let started = mine.skip_while(|r| r.stamp < from);
+        for r in started.take_while(|r| r.stamp < to) {
+            if r.stamp >= from {
+                part.extend_from_slice(&r.line);
+                part.push(b'\n');
+            }
+        }
+    }
+    parts
+}
+
+fn backtest(broker: &Broker, extra: &[&str]) -> (Vec<Alert>, String) {
+    let args = [
+        &["replay", "--brokers", &broker.addr, "--topics", "logs"][..],
+        &["--format", "jsonl"],
+        extra,
+    ]
+    .concat();
+    let (out, log) = rulewatch_ok(&args, None);
+    let mut alerts = parse_alerts(&out);
+    alerts.sort();
+    (alerts, log)
+}
+
+#[test]
+fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--events",
+        "40000",
+        "--disorder",
+        "8",
+        "--late-share",
+        "0.02",
+        "--bad",
+        "0.02",
+        "--seed",
+        "31",
+    ];
+    let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
+    let records = records(&input);
+    let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
+        .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
+        .collect();
+    broker.produce_stamped("logs", &messages);
+
+    // The whole history.
+    let parts = selected(&records, i64::MIN, i64::MAX);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let expected = crash_reference_partitions(&parts);
+    assert!(
+        expected.alerts.len() > 30,
+        "{} alerts",
+        expected.alerts.len()
+    );
+    let (alerts, log) = backtest(&broker, &[]);
+    assert_eq!(alerts, expected.alerts, "{log}");
+    assert_eq!(summary_count(&log, "matched"), expected.matched, "{log}");
+    assert_eq!(summary_count(&log, "late"), expected.late, "{log}");
+
+    // `run` over the same topic from the start, its last windows closed by one far-future
+    // event per partition (never selected), alerts what the backtest alerted.
+    let stamp = records.iter().map(|r| r.stamp).max().unwrap();
+    let ends: Vec<(i32, String, Vec<u8>, i64)> =
+        sentinels(PARTITIONS as i32, "2026-01-28T00:00:00Z")
+            .into_iter()
+            .map(|(p, k, v)| (p.unwrap(), k, v, stamp))
+            .collect();
+    broker.produce_stamped("logs", &ends);
+    let state = dir.path().join("state");
+    let run_args = ["--group-id", "g", "--alerts-topic", "alerts"];
+    let mut engine = Engine::start(
+        &broker,
+        dir.path(),
+        &[
+            &run_args[..],
+            &["--checkpoint-dir", state.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        dedup(got).len() >= alerts.len()
+    });
+    assert_eq!(sorted(&dedup(&got)), alerts, "{}", engine.log());
+    engine.kill();
+    let (again, _) = backtest(&broker, &[]);
+    assert_eq!(again, alerts, "the sentinels changed nothing");
+
+    // A span in the middle: records stamped before --from or from --to on are not counted.
+    let mut stamps: Vec<i64> = records.iter().map(|r| r.stamp).collect();
+    stamps.sort();
+    let (from, to) = (stamps[stamps.len() * 3 / 10], stamps[stamps.len() * 7 / 10]);
+    let parts = selected(&records, from, to);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let expected = crash_reference_partitions(&parts);
+    assert!(!expected.alerts.is_empty());
+    let (from_text, to_text) = (from.to_string(), to.to_string());
+    let (alerts, log) = backtest(&broker, &["--from", &from_text, "--to", &to_text]);
+    assert_eq!(alerts, expected.alerts, "{log}");
+    assert_eq!(summary_count(&log, "matched"), expected.matched, "{log}");
+}
+
+#[test]
+fn a_backtest_says_what_is_wrong_with_its_arguments() {
+    let out = rulewatch(&["replay", "--brokers", "127.0.0.1:1"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--topics"));
+    let out = rulewatch(
+        &[
+            "replay",
+            "in.jsonl",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topics",
+            "t",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("either a file to replay or --brokers"),
+        "{stderr}"
+    );
+    let out = rulewatch(
+        &[
+            "replay",
+            "--brokers",
+            "b:9092",
+            "--topics",
+            "t",
+            "--from",
+            "last tuesday",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("expected RFC 3339"), "{stderr}");
+}
