@@ -124,7 +124,7 @@ fn window(c: &mut Criterion) {
             || Windows::new(Duration::from_secs(10), Duration::from_secs(10)),
             |w| {
                 for &(t, key) in &events {
-                    black_box(w.observe(0, t, key, true));
+                    black_box(w.observe(0, t, key, true, rulewatch::window::Pos::default()));
                 }
             },
             BatchSize::SmallInput,
@@ -135,7 +135,7 @@ fn window(c: &mut Criterion) {
             || Windows::new(Duration::from_secs(10), Duration::from_secs(10)),
             |w| {
                 for (i, &(t, key)) in events.iter().enumerate() {
-                    black_box(w.observe(i % 4, t, key, true));
+                    black_box(w.observe(i % 4, t, key, true, rulewatch::window::Pos::default()));
                 }
             },
             BatchSize::SmallInput,

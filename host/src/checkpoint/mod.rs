@@ -232,7 +232,7 @@ mod tests {
             std::time::Duration::from_secs(10),
             std::time::Duration::from_secs(10),
         );
-        w.observe(0, 1_000, "user_1", true);
+        w.observe(0, 1_000, "user_1", true, crate::window::Pos::default());
         w
     }
 

@@ -160,7 +160,14 @@ pub struct OutputConfig {
     /// What happens to the open windows when the rule's file is deleted from a watched folder.
     #[serde(default)]
     pub on_delete: OnDelete,
+    /// How many of the events counted for an alert it carries the input positions of (the
+    /// smallest positions), at most [`MAX_EVIDENCE`]; 0, the default, keeps none.
+    #[serde(default)]
+    pub evidence: usize,
 }
+
+/// Most evidence positions an alert may carry.
+pub const MAX_EVIDENCE: usize = 16;
 
 /// What a deleted rule does with its open windows.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -313,6 +320,13 @@ impl RuleConfig {
                  ceiling of {} ([sandbox] max_windows_per_event in rulewatch.toml): use a \
                  longer slide",
                 ceilings.max_windows_per_event
+            );
+        }
+        if self.output.evidence > MAX_EVIDENCE {
+            bail!(
+                "output.evidence = {} is over {MAX_EVIDENCE}: an alert carries the positions of \
+                 at most {MAX_EVIDENCE} of its events",
+                self.output.evidence
             );
         }
         if let Some(c) = self.output.cooldown

@@ -323,7 +323,7 @@ impl Pipeline {
         let started = Instant::now();
         self.rows.clear();
         for r in &mut self.rules {
-            if let Err(e) = r.trigger(end, &mut self.rows) {
+            if let Err(e) = r.trigger(end, &mut self.rows, &self.sources) {
                 r.quarantine(e);
             }
         }

@@ -16,8 +16,9 @@ use crate::metrics::RuleStats;
 use crate::registry::LoadedRule;
 use crate::rules::{RuleError, RuleInstance};
 use crate::sink::{AlertRow, RuleMeta};
+use crate::source::Sources;
 use crate::source::lines::Line;
-use crate::window::{Verdict, WindowRow, WindowSettings, Windows};
+use crate::window::{Pos, Verdict, WindowRow, WindowSettings, Windows};
 use rulewatch_sdk::abi::{self, Batch, BatchWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +26,12 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 /// A candidate row's source and that source's watermark when it was gathered.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Candidate {
     source: usize,
     watermark: Option<i64>,
+    /// Its evidence (with evidence on).
+    evidence: Vec<Pos>,
 }
 
 /// One rule's running state in the pipeline.
@@ -91,7 +94,8 @@ impl RuleRunner {
             rule: rule.clone(),
             field_names,
             instance: Some(instance),
-            windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay),
+            windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay)
+                .with_evidence(c.output.evidence),
             settings: WindowSettings {
                 size: c.window.size,
                 slide: c.window.slide(),
@@ -158,7 +162,13 @@ impl RuleRunner {
                 let source = line.source as usize;
                 let watermark = self.windows.watermark_of(source);
                 let verdict = match &mut self.counting {
-                    Counting::Local => self.windows.observe(source, time, key, is_selected),
+                    Counting::Local => {
+                        let pos = Pos {
+                            number: line.number,
+                            byte: line.offset,
+                        };
+                        self.windows.observe(source, time, key, is_selected, pos)
+                    }
                     Counting::Forwarded(f) => {
                         let from = ctx.sources.name_of(source);
                         let offset = line.number as i64;
@@ -195,7 +205,13 @@ impl RuleRunner {
 
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are
     /// alerts, and frees closed windows; `end` closes every window (the input ended).
-    pub fn trigger(&mut self, end: bool, out: &mut Vec<AlertRow>) -> Result<(), RuleError> {
+    /// `inputs` says where evidence positions are.
+    pub fn trigger(
+        &mut self,
+        end: bool,
+        out: &mut Vec<AlertRow>,
+        inputs: &Sources,
+    ) -> Result<(), RuleError> {
         if self.instance.is_none() {
             return Ok(());
         }
@@ -206,6 +222,7 @@ impl RuleRunner {
             sources.push(Candidate {
                 source: w.source,
                 watermark: w.watermark,
+                evidence: w.evidence.to_vec(),
             });
             push_window(c, w.start, w.end, w.key, w.count as i64);
         };
@@ -231,7 +248,11 @@ impl RuleRunner {
             let start = batch.i64(abi::WINDOW_START, row);
             let window_end = batch.i64(abi::WINDOW_END, row);
             let key = batch.str(abi::WINDOW_KEY, row);
-            let Candidate { source, watermark } = self.candidate_sources[row];
+            let Candidate {
+                source,
+                watermark,
+                ref evidence,
+            } = self.candidate_sources[row];
             if !self.cooldown.admit(key, start, window_end, source) {
                 self.stats.suppressed += 1;
                 continue;
@@ -244,6 +265,7 @@ impl RuleRunner {
                 key: key.to_owned(),
                 count: batch.i64(abi::WINDOW_COUNT, row) as u64,
                 watermark: if end { None } else { watermark },
+                evidence: evidence.iter().map(|&p| inputs.origin(source, p)).collect(),
             });
         }
         let windows = &self.windows;

@@ -122,6 +122,7 @@ mod tests {
                 key: key.into(),
                 count,
                 watermark: None,
+                evidence: Vec::new(),
             })
             .collect()
     }

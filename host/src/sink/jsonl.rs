@@ -1,5 +1,7 @@
 //! Alerts as JSON lines, one object per alert:
-//! `{"rule":"crash","window_start":"2026-01-27T22:35:50Z","window_end":"2026-01-27T22:36:00Z","key":"user_1503","count":5,"watermark":"…","module_sha256":"…","alert_id":"…"}`.
+//! `{"rule":"crash","window_start":"2026-01-27T22:35:50Z","window_end":"2026-01-27T22:36:00Z","key":"user_1503","count":5,"watermark":"…","module_sha256":"…","alert_id":"…"}`,
+//! and with `[output] evidence` on, `"evidence":[{"topic":"logs","partition":3,"offset":1042},…]`
+//! (Kafka) or `[{"line":17,"byte":2210},…]` (files) at the end.
 
 use super::{AlertRow, Sink};
 use crate::decode::time::format_rfc3339;
@@ -28,8 +30,14 @@ pub fn alert_json(r: &AlertRow) -> String {
     let watermark = r
         .watermark
         .map_or_else(|| "null".to_owned(), |w| quote(&format_rfc3339(w)));
+    let evidence = if r.evidence.is_empty() {
+        String::new()
+    } else {
+        let list = serde_json::to_string(&r.evidence).expect("positions serialise");
+        format!(r#","evidence":{list}"#)
+    };
     format!(
-        r#"{{"rule":{},"window_start":"{}","window_end":"{}","key":{},"count":{},"watermark":{},"module_sha256":"{}","alert_id":"{}"}}"#,
+        r#"{{"rule":{},"window_start":"{}","window_end":"{}","key":{},"count":{},"watermark":{},"module_sha256":"{}","alert_id":"{}"{evidence}}}"#,
         quote(&r.rule.name),
         format_rfc3339(r.start),
         format_rfc3339(r.end),

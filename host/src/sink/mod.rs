@@ -46,6 +46,8 @@ pub struct AlertRow {
     pub count: u64,
     /// The rule's watermark when the row was decided, epoch ms.
     pub watermark: Option<i64>,
+    /// Where some of the events counted for it are (`[output] evidence`; empty when off).
+    pub evidence: Vec<crate::source::Origin>,
 }
 
 impl AlertRow {

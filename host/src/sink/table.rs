@@ -111,6 +111,7 @@ mod tests {
             key: key.into(),
             count,
             watermark: None,
+            evidence: Vec::new(),
         };
         let mut out = Vec::new();
         Table::new(&mut out)

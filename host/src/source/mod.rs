@@ -168,3 +168,63 @@ impl Sources {
         }
     }
 }
+
+/// Where an event is in its source: the line number (files) or offset (Kafka), and the
+/// byte offset of the line (files; 0 for Kafka).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Pos {
+    /// Line number or offset.
+    pub number: u64,
+    /// Byte offset of the line in a file.
+    pub byte: u64,
+}
+
+/// Where an event is in the input, as an alert's evidence shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Origin {
+    /// A record of a Kafka partition.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The record's offset.
+        offset: u64,
+    },
+    /// A line of a file.
+    File {
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line's first byte.
+        byte: u64,
+    },
+}
+
+impl Sources {
+    /// Where `pos` of source `index` is.
+    pub fn origin(&self, index: usize, pos: Pos) -> Origin {
+        match PartitionId::parse(self.name_of(index)) {
+            Some(p) if !self.are_files() => Origin::Kafka {
+                topic: p.topic.to_owned(),
+                partition: p.partition,
+                offset: pos.number,
+            },
+            _ => Origin::File {
+                line: pos.number,
+                byte: pos.byte,
+            },
+        }
+    }
+}

@@ -18,11 +18,16 @@
 //!   An idle source is moved along to the watermark of the active ones.
 //!
 //! Memory grows with open (window, key) pairs, never with the number of events.
+//! * With evidence on ([`Windows::with_evidence`]), each pair also keeps the input positions
+//!   of the N smallest-positioned events counted in it: which N does not depend on the order
+//!   they came in, so a pair rebuilt after a restart or re-read keeps the same ones. They are
+//!   kept beside the counts, so that a rule without evidence pays nothing for it.
 
 mod settings;
 mod snapshot;
 pub mod watermark;
 
+pub use crate::source::Pos;
 pub use settings::WindowSettings;
 pub use snapshot::{Snapshot, SnapshotRef};
 
@@ -58,6 +63,37 @@ pub struct WindowRow<'a> {
     pub source: usize,
     /// That source's watermark.
     pub watermark: Option<i64>,
+    /// Positions of the smallest-positioned events counted in it, ascending (with evidence
+    /// on; empty otherwise).
+    pub evidence: &'a [Pos],
+}
+
+/// Evidence of each pair of a pane, by the pair's index in it.
+type Proofs = Vec<Vec<Pos>>;
+
+/// Keeps `pos` among the `keep` smallest positions of pair `index`.
+fn keep_smallest(proofs: &mut Proofs, index: usize, pos: Pos, keep: usize) {
+    if proofs.len() <= index {
+        proofs.resize_with(index + 1, Vec::new);
+    }
+    let kept = &mut proofs[index];
+    if kept.len() == keep && kept.last().is_some_and(|last| pos >= *last) {
+        return;
+    }
+    if let Err(at) = kept.binary_search(&pos) {
+        if kept.len() == keep {
+            kept.pop();
+        }
+        kept.insert(at, pos);
+    }
+}
+
+/// The evidence of pair `index` of the pane at `start`.
+fn proof_of(proofs: &BTreeMap<i64, Proofs>, start: i64, index: usize) -> &[Pos] {
+    proofs
+        .get(&start)
+        .and_then(|p| p.get(index))
+        .map_or(&[], Vec::as_slice)
 }
 
 #[derive(Clone, Copy)]
@@ -73,6 +109,8 @@ struct Part {
     watermark: Watermark,
     idle: bool,
     open: BTreeMap<i64, Pane>,
+    /// Evidence per open window, with evidence on.
+    proofs: BTreeMap<i64, Proofs>,
     /// (window start, index in its pane) of counts changed since the last drain.
     changed: Vec<(i64, usize)>,
 }
@@ -83,13 +121,16 @@ impl Part {
             watermark: Watermark::new(delay),
             idle: false,
             open: BTreeMap::new(),
+            proofs: BTreeMap::new(),
             changed: Vec::new(),
         }
     }
 
     /// Counts an event at `time` in each of its windows still open under `watermark`
-    /// (`latest` is the last window holding `time`); late if none is.
+    /// (`latest` is the last window holding `time`); late if none is. `proof`: its position
+    /// and how many to keep, with evidence on.
     #[inline]
+    #[allow(clippy::too_many_arguments)] // the hot path: no struct to build per event
     fn count_open(
         &mut self,
         size: i64,
@@ -98,6 +139,7 @@ impl Part {
         watermark: Option<i64>,
         time: i64,
         key: &str,
+        proof: Option<(Pos, usize)>,
     ) -> Verdict {
         // The latest window ends last: if it is closed, all of the event's windows are.
         if watermark.is_some_and(|wm| latest.1 <= wm) {
@@ -106,7 +148,7 @@ impl Part {
         let mut start = latest.0;
         while start.saturating_add(size) > time {
             if watermark.is_none_or(|wm| start.saturating_add(size) > wm) {
-                self.count(start, key);
+                self.count(start, key, proof);
             }
             if slide == size {
                 break;
@@ -118,29 +160,27 @@ impl Part {
 
     /// Counts one event for `key` in the window starting at `start`.
     #[inline]
-    fn count(&mut self, start: i64, key: &str) {
+    fn count(&mut self, start: i64, key: &str, proof: Option<(Pos, usize)>) {
         let pane = self.open.entry(start).or_default();
-        let index = match pane.get_full_mut(key) {
+        let (index, first_change) = match pane.get_full_mut(key) {
             Some((i, _, c)) => {
                 c.n += 1;
-                if c.changed {
-                    return;
-                }
-                c.changed = true;
-                i
+                (i, !std::mem::replace(&mut c.changed, true))
             }
             None => {
-                pane.insert_full(
-                    key.into(),
-                    Count {
-                        n: 1,
-                        changed: true,
-                    },
-                )
-                .0
+                let count = Count {
+                    n: 1,
+                    changed: true,
+                };
+                (pane.insert_full(key.into(), count).0, true)
             }
         };
-        self.changed.push((start, index));
+        if let Some((pos, keep)) = proof {
+            keep_smallest(self.proofs.entry(start).or_default(), index, pos, keep);
+        }
+        if first_change {
+            self.changed.push((start, index));
+        }
     }
 }
 
@@ -149,6 +189,8 @@ pub struct Windows {
     size: i64,
     slide: i64,
     delay: i64,
+    /// Evidence positions kept per pair (0: none).
+    evidence: usize,
     /// By source index; `None` for sources without state here (no data yet, or revoked).
     parts: Vec<Option<Part>>,
 }
@@ -166,8 +208,16 @@ impl Windows {
             size: size.as_millis() as i64,
             slide: slide.as_millis() as i64,
             delay: delay.as_millis() as i64,
+            evidence: 0,
             parts: Vec::new(),
         }
+    }
+
+    /// These windows keeping, per pair, the positions of the `n` smallest-positioned events
+    /// counted in it (at most [`crate::config::MAX_EVIDENCE`]).
+    pub fn with_evidence(mut self, n: usize) -> Self {
+        self.evidence = n;
+        self
     }
 
     /// Placeholder windows holding nothing (for a stopped rule).
@@ -241,10 +291,18 @@ impl Windows {
         (start, start.saturating_add(self.size))
     }
 
-    /// Observes one decoded event from `source`, in arrival order.
+    /// Observes one decoded event from `source` at `pos`, in arrival order.
     #[inline]
-    pub fn observe(&mut self, source: usize, time: i64, key: &str, selected: bool) -> Verdict {
+    pub fn observe(
+        &mut self,
+        source: usize,
+        time: i64,
+        key: &str,
+        selected: bool,
+        pos: Pos,
+    ) -> Verdict {
         let (size, slide) = (self.size, self.slide);
+        let proof = (self.evidence > 0).then_some((pos, self.evidence));
         let window = self.window_of(time);
         let part = self.part(source);
         part.idle = false;
@@ -253,7 +311,7 @@ impl Windows {
         if !selected {
             return Verdict::Skipped;
         }
-        part.count_open(size, slide, window, watermark, time, key)
+        part.count_open(size, slide, window, watermark, time, key, proof)
     }
 
     /// Moves `source`'s watermark by an event at `time` without counting it; whether one
@@ -276,7 +334,7 @@ impl Windows {
         let window = self.window_of(time);
         let part = self.part(source);
         let watermark = part.watermark.current();
-        part.count_open(size, slide, window, watermark, time, key)
+        part.count_open(size, slide, window, watermark, time, key, None)
     }
 
     /// Moves `source`'s watermark to at least `to`.
@@ -300,6 +358,7 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark,
+                        evidence: proof_of(&part.proofs, start, i),
                     });
                 }
             }
@@ -311,7 +370,7 @@ impl Windows {
         for (source, part) in self.parts() {
             let watermark = part.watermark.current();
             for (&start, pane) in &part.open {
-                for (key, c) in pane {
+                for (i, (key, c)) in pane.iter().enumerate() {
                     f(WindowRow {
                         start,
                         end: start.saturating_add(self.size),
@@ -319,6 +378,7 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark,
+                        evidence: proof_of(&part.proofs, start, i),
                     });
                 }
             }
@@ -339,7 +399,9 @@ impl Windows {
                 if !all && wm.is_none_or(|wm| end > wm) {
                     break;
                 }
-                for (key, c) in entry.remove() {
+                let pane = entry.remove();
+                let proofs = part.proofs.remove(&start).unwrap_or_default();
+                for (i, (key, c)) in pane.into_iter().enumerate() {
                     f(WindowRow {
                         start,
                         end,
@@ -347,6 +409,7 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark: wm,
+                        evidence: proofs.get(i).map_or(&[], Vec::as_slice),
                     });
                 }
             }
@@ -413,31 +476,49 @@ mod tests {
     #[test]
     fn late_is_judged_against_the_watermark_before_the_event() {
         let mut w = windows();
-        assert_eq!(w.observe(0, 25_000, "a", true), Verdict::Counted);
+        assert_eq!(
+            w.observe(0, 25_000, "a", true, Pos::default()),
+            Verdict::Counted
+        );
         // watermark 15 000: window [0, 10 000) has ended before it.
         assert_eq!(w.watermark(), Some(15_000));
-        assert_eq!(w.observe(0, 9_999, "a", true), Verdict::Late);
+        assert_eq!(
+            w.observe(0, 9_999, "a", true, Pos::default()),
+            Verdict::Late
+        );
         // [10 000, 20 000) ends after 15 000: still open.
-        assert_eq!(w.observe(0, 10_000, "a", true), Verdict::Counted);
+        assert_eq!(
+            w.observe(0, 10_000, "a", true, Pos::default()),
+            Verdict::Counted
+        );
         // An unselected event moves the watermark too...
-        assert_eq!(w.observe(0, 30_000, "b", false), Verdict::Skipped);
+        assert_eq!(
+            w.observe(0, 30_000, "b", false, Pos::default()),
+            Verdict::Skipped
+        );
         assert_eq!(w.watermark(), Some(20_000));
         // ...so [10 000, 20 000) is now late: end 20 000 <= watermark 20 000.
-        assert_eq!(w.observe(0, 19_999, "a", true), Verdict::Late);
+        assert_eq!(
+            w.observe(0, 19_999, "a", true, Pos::default()),
+            Verdict::Late
+        );
         // Out of order but not late: the max does not go back.
-        assert_eq!(w.observe(0, 21_000, "a", true), Verdict::Counted);
+        assert_eq!(
+            w.observe(0, 21_000, "a", true, Pos::default()),
+            Verdict::Counted
+        );
         assert_eq!(w.watermark(), Some(20_000));
     }
 
     #[test]
     fn windows_close_when_the_watermark_reaches_their_end() {
         let mut w = windows();
-        w.observe(0, 1_000, "a", true);
-        w.observe(0, 2_000, "a", true);
-        w.observe(0, 12_000, "b", true);
-        w.observe(0, 19_999, "c", false); // watermark 9 999
+        w.observe(0, 1_000, "a", true, Pos::default());
+        w.observe(0, 2_000, "a", true, Pos::default());
+        w.observe(0, 12_000, "b", true, Pos::default());
+        w.observe(0, 19_999, "c", false, Pos::default()); // watermark 9 999
         assert!(closed(&mut w, false).is_empty());
-        w.observe(0, 20_000, "c", false); // watermark 10 000 = end of [0, 10 000)
+        w.observe(0, 20_000, "c", false, Pos::default()); // watermark 10 000 = end of [0, 10 000)
         assert_eq!(closed(&mut w, false), vec![(0, "a".into(), 2)]);
         assert_eq!(w.open_pairs(), 1);
         assert_eq!(closed(&mut w, true), vec![(10_000, "b".into(), 1)]);
@@ -447,9 +528,9 @@ mod tests {
     #[test]
     fn snapshots_restore_counts_and_watermark_per_source() {
         let mut w = windows();
-        w.observe(0, 1_000, "a", true);
-        w.observe(1, 12_000, "b", true);
-        w.observe(0, 2_000, "a", true);
+        w.observe(0, 1_000, "a", true, Pos::default());
+        w.observe(1, 12_000, "b", true, Pos::default());
+        w.observe(0, 2_000, "a", true, Pos::default());
         let snap = w.snapshot(0);
         let json = serde_json::to_string(&snap).unwrap();
         let mut r = windows();
@@ -458,22 +539,28 @@ mod tests {
         assert_eq!(r.watermark_of(3), w.watermark_of(0));
         assert_eq!(r.sources().collect::<Vec<_>>(), [3]);
         // Counting goes on where it stopped.
-        r.observe(3, 3_000, "a", true);
+        r.observe(3, 3_000, "a", true, Pos::default());
         assert_eq!(closed(&mut r, true)[0], (0, "a".into(), 3));
     }
 
     #[test]
     fn each_source_closes_its_windows_by_its_own_watermark() {
         let mut w = windows();
-        w.observe(0, 1_000, "a", true);
-        w.observe(1, 2_000, "b", true);
+        w.observe(0, 1_000, "a", true, Pos::default());
+        w.observe(1, 2_000, "b", true, Pos::default());
         // Source 0 reaches 20 s (watermark 10 s): its [0, 10 s) closes, source 1's does not.
-        w.observe(0, 20_000, "c", false);
+        w.observe(0, 20_000, "c", false, Pos::default());
         assert_eq!(closed(&mut w, false), [(0, "a".to_owned(), 1)]);
         assert_eq!(w.watermark(), Some(-8_000), "the slowest source's");
         // An event of source 1 in that window is still on time there, late in source 0.
-        assert_eq!(w.observe(1, 3_000, "b", true), Verdict::Counted);
-        assert_eq!(w.observe(0, 3_000, "a", true), Verdict::Late);
+        assert_eq!(
+            w.observe(1, 3_000, "b", true, Pos::default()),
+            Verdict::Counted
+        );
+        assert_eq!(
+            w.observe(0, 3_000, "a", true, Pos::default()),
+            Verdict::Late
+        );
         // Source 1 goes idle: it holds its place until vouched for, then is moved to the
         // active sources' watermark and closes.
         w.set_idle(1, true);
@@ -482,7 +569,7 @@ mod tests {
         assert_eq!(closed(&mut w, false), [(0, "b".to_owned(), 2)]);
         assert_eq!(w.watermark_of(1), Some(10_000));
         // A dropped source is forgotten, and holds nothing back.
-        w.observe(1, 4_000, "b", true);
+        w.observe(1, 4_000, "b", true, Pos::default());
         w.drop_source(1);
         assert_eq!(w.open_pairs(), 0);
         assert_eq!(w.sources().collect::<Vec<_>>(), [0]);
@@ -491,16 +578,16 @@ mod tests {
     #[test]
     fn changes_are_reported_once_per_drain() {
         let mut w = windows();
-        w.observe(0, 1_000, "a", true);
-        w.observe(0, 1_500, "a", true);
-        w.observe(0, 2_000, "b", true);
+        w.observe(0, 1_000, "a", true, Pos::default());
+        w.observe(0, 1_500, "a", true, Pos::default());
+        w.observe(0, 2_000, "b", true, Pos::default());
         let mut seen = Vec::new();
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert_eq!(seen, vec![("a".into(), 2), ("b".into(), 1)]);
         seen.clear();
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert!(seen.is_empty());
-        w.observe(0, 3_000, "b", true);
+        w.observe(0, 3_000, "b", true, Pos::default());
         w.drain_changed(|r| seen.push((r.key.to_owned(), r.count)));
         assert_eq!(seen, vec![("b".into(), 2)]);
     }
@@ -512,17 +599,26 @@ mod tests {
             Duration::from_secs(5),
             Duration::from_secs(10),
         );
-        assert_eq!(w.observe(0, 12_000, "a", true), Verdict::Counted);
+        assert_eq!(
+            w.observe(0, 12_000, "a", true, Pos::default()),
+            Verdict::Counted
+        );
         let mut all = Vec::new();
         w.for_each(|r| all.push((r.start, r.end, r.count)));
         assert_eq!(all, [(5_000, 15_000, 1), (10_000, 20_000, 1)]);
         // Watermark 14 s: [5, 15) is open, an event at 6 s counts there only; [0, 10) is
         // closed, so an event at 3 s (all its windows closed) is late.
-        w.observe(0, 24_000, "b", false);
-        assert_eq!(w.observe(0, 6_000, "a", true), Verdict::Counted);
-        assert_eq!(w.observe(0, 3_000, "a", true), Verdict::Late);
+        w.observe(0, 24_000, "b", false, Pos::default());
+        assert_eq!(
+            w.observe(0, 6_000, "a", true, Pos::default()),
+            Verdict::Counted
+        );
+        assert_eq!(
+            w.observe(0, 3_000, "a", true, Pos::default()),
+            Verdict::Late
+        );
         assert_eq!(closed(&mut w, false), []);
-        w.observe(0, 25_000, "b", false);
+        w.observe(0, 25_000, "b", false, Pos::default());
         assert_eq!(closed(&mut w, false), [(5_000, "a".to_owned(), 2)]);
         assert_eq!(closed(&mut w, true), [(10_000, "a".to_owned(), 1)]);
     }
@@ -535,7 +631,7 @@ mod tests {
             Duration::from_secs(10),
         );
         for (source, t, key) in [(0, 1_000, "a"), (1, 7_000, "b\"q"), (0, 12_000, "a")] {
-            w.observe(source, t, key, true);
+            w.observe(source, t, key, true, Pos::default());
         }
         for source in [0, 1] {
             let by_ref = serde_json::to_string(&SnapshotRef {
@@ -547,5 +643,71 @@ mod tests {
             let back: Snapshot = serde_json::from_str(&by_ref).unwrap();
             assert_eq!(back, w.snapshot(source));
         }
+    }
+
+    fn pos(n: u64) -> Pos {
+        Pos {
+            number: n,
+            byte: n * 10,
+        }
+    }
+
+    fn closed_evidence(w: &mut Windows) -> Vec<(String, u64, Vec<Pos>)> {
+        let mut out = Vec::new();
+        w.close(true, |r| {
+            out.push((r.key.to_owned(), r.count, r.evidence.to_vec()))
+        });
+        out
+    }
+
+    #[test]
+    fn evidence_keeps_the_smallest_positions_whatever_the_order() {
+        for order in [[5, 1, 9, 3, 7], [9, 7, 5, 3, 1], [1, 3, 5, 7, 9]] {
+            let mut w = windows().with_evidence(3);
+            for n in order {
+                w.observe(0, 1_000, "a", true, pos(n));
+            }
+            w.observe(0, 1_000, "b", false, pos(2));
+            let want = vec![pos(1), pos(3), pos(5)];
+            assert_eq!(closed_evidence(&mut w), [("a".to_owned(), 5, want)]);
+        }
+        let mut w = windows();
+        w.observe(0, 1_000, "a", true, pos(1));
+        assert_eq!(closed_evidence(&mut w), [("a".to_owned(), 1, vec![])]);
+    }
+
+    #[test]
+    fn evidence_survives_a_checkpoint() {
+        let mut w = windows().with_evidence(2);
+        for n in [4, 2, 8] {
+            w.observe(0, 1_000, "a", true, pos(n));
+        }
+        w.observe(0, 1_500, "b", true, pos(6));
+        let written = serde_json::to_string(&SnapshotRef {
+            windows: &w,
+            source: 0,
+        })
+        .unwrap();
+        let back: Snapshot = serde_json::from_str(&written).unwrap();
+        assert_eq!(back, w.snapshot(0));
+        let mut restored = windows().with_evidence(2);
+        restored.restore(0, back);
+        restored.observe(0, 1_200, "a", true, pos(1));
+        assert_eq!(
+            closed_evidence(&mut restored),
+            [
+                ("a".to_owned(), 4, vec![pos(1), pos(2)]),
+                ("b".to_owned(), 1, vec![pos(6)])
+            ]
+        );
+        // A checkpoint of windows without evidence has no evidence field.
+        let mut plain = windows();
+        plain.observe(0, 1_000, "a", true, pos(1));
+        let written = serde_json::to_string(&SnapshotRef {
+            windows: &plain,
+            source: 0,
+        })
+        .unwrap();
+        assert!(!written.contains("evidence"), "{written}");
     }
 }

@@ -2,7 +2,7 @@
 //! [`SnapshotRef`], read back as a [`Snapshot`] and restored into a source.
 
 use super::watermark::Watermark;
-use super::{Count, Pane, Windows};
+use super::{Count, Pane, Part, Pos, Windows};
 
 impl Windows {
     /// Source `source`'s state as a checkpoint reads it back (checkpoints are written from
@@ -22,11 +22,18 @@ impl Windows {
                     (*start, counts)
                 })
                 .collect(),
+            evidence: evidence_of(part)
+                .map(|(start, pairs)| {
+                    let pairs = pairs.map(|(k, p)| (k.to_owned(), p.to_vec())).collect();
+                    (start, pairs)
+                })
+                .collect(),
         }
     }
 
     /// Restores source `source`'s state from a checkpoint, replacing what it had.
     pub fn restore(&mut self, source: usize, snapshot: Snapshot) {
+        let keep = self.evidence;
         let part = self.part(source);
         part.watermark = snapshot.watermark;
         part.idle = false;
@@ -42,7 +49,34 @@ impl Windows {
                 (start, pane)
             })
             .collect();
+        part.proofs.clear();
+        for (start, pairs) in snapshot.evidence.into_iter().filter(|_| keep > 0) {
+            let (Some(pane), proofs) = (part.open.get(&start), part.proofs.entry(start)) else {
+                continue;
+            };
+            let proofs = proofs.or_default();
+            for (key, mut kept) in pairs {
+                if let Some(i) = pane.get_index_of(key.as_str()) {
+                    kept.truncate(keep);
+                    proofs.resize_with(proofs.len().max(i + 1), Vec::new);
+                    proofs[i] = kept;
+                }
+            }
+        }
     }
+}
+
+/// The pairs of `part` that hold evidence, per window: (start, (key, positions)).
+fn evidence_of(part: &Part) -> impl Iterator<Item = (i64, impl Iterator<Item = (&str, &[Pos])>)> {
+    part.proofs.iter().filter_map(|(start, proofs)| {
+        let pane = part.open.get(start)?;
+        let pairs = pane
+            .keys()
+            .zip(proofs)
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(k, p)| (&**k, p.as_slice()));
+        Some((*start, pairs))
+    })
 }
 
 /// One source's windows as a [`Snapshot`] serialises, without copying them first:
@@ -65,7 +99,7 @@ impl serde::Serialize for SnapshotRef<'_> {
         }
         let w = self.windows;
         let part = w.parts.get(self.source).and_then(Option::as_ref);
-        let mut out = s.serialize_struct("Snapshot", 4)?;
+        let mut out = s.serialize_struct("Snapshot", 5)?;
         out.serialize_field("size", &w.size)?;
         out.serialize_field("slide", &w.slide)?;
         let empty = Watermark::new(w.delay);
@@ -76,6 +110,15 @@ impl serde::Serialize for SnapshotRef<'_> {
             .map(|(&start, pane)| (start, PaneRef(pane)))
             .collect();
         out.serialize_field("windows", &windows)?;
+        match part.filter(|p| !p.proofs.is_empty()) {
+            Some(part) => {
+                let evidence: Vec<(i64, Vec<(&str, &[Pos])>)> = evidence_of(part)
+                    .map(|(start, pairs)| (start, pairs.collect()))
+                    .collect();
+                out.serialize_field("evidence", &evidence)?;
+            }
+            None => out.skip_field("evidence")?,
+        }
         out.end()
     }
 }
@@ -87,6 +130,10 @@ pub struct Snapshot {
     slide: i64,
     watermark: Watermark,
     windows: Vec<(i64, Vec<(String, u64)>)>,
+    /// Evidence of the pairs that have some: (window start, (key, positions)). Absent
+    /// from checkpoints of rules without evidence (and of versions before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    evidence: Vec<(i64, Vec<(String, Vec<Pos>)>)>,
 }
 
 impl Snapshot {
