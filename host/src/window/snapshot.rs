@@ -112,7 +112,7 @@ impl serde::Serialize for SnapshotRef<'_> {
         out.serialize_field("windows", &windows)?;
         match part.filter(|p| !p.proofs.is_empty()) {
             Some(part) => {
-                let evidence: Vec<(i64, Vec<(&str, &[Pos])>)> = evidence_of(part)
+                let evidence: Vec<WindowEvidence<&str, &[Pos]>> = evidence_of(part)
                     .map(|(start, pairs)| (start, pairs.collect()))
                     .collect();
                 out.serialize_field("evidence", &evidence)?;
@@ -133,8 +133,11 @@ pub struct Snapshot {
     /// Evidence of the pairs that have some: (window start, (key, positions)). Absent
     /// from checkpoints of rules without evidence (and of versions before it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    evidence: Vec<(i64, Vec<(String, Vec<Pos>)>)>,
+    evidence: Vec<WindowEvidence<String, Vec<Pos>>>,
 }
+
+/// One window's evidence: its start, and (key, positions) per pair that has some.
+type WindowEvidence<K, P> = (i64, Vec<(K, P)>);
 
 impl Snapshot {
     /// Open (window, key) pairs held.
