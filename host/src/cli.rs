@@ -52,6 +52,9 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// Generate log events to Kafka or a file, at a rate or as fast as possible.
     Loadgen(crate::loadgen::LoadgenArgs),
+    /// Print the log lines an alert was counted from (its evidence: `[output] evidence = N`
+    /// in the rule's TOML), from the file or the Kafka topics they are in.
+    Evidence(crate::evidence::EvidenceArgs),
     /// Validate a rules folder as `run` would load it; exits non-zero on any error.
     Check {
         /// The rules folder.
@@ -314,6 +317,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Check { dir, config } => sandbox_from(config.as_deref()).and_then(|_| check(&dir)),
         Command::Health { url } => crate::http::check(&url),
+        Command::Evidence(args) => crate::evidence::run(args),
         Command::New {
             name,
             dir,

@@ -8,6 +8,7 @@ pub mod cli;
 mod config;
 pub mod decode;
 mod driver;
+mod evidence;
 mod http;
 pub mod loadgen;
 mod metrics;

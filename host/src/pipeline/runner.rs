@@ -124,6 +124,13 @@ impl RuleRunner {
     /// counted per input partition, so the mode is part of the settings checkpoints record.
     pub fn set_counting(&mut self, counting: Counting) {
         self.settings.repartitioned = matches!(counting, Counting::Forwarded(_));
+        if self.settings.repartitioned && self.windows.keeps_evidence() {
+            warn!(
+                "rule {}: [output] evidence is not kept for a rule counted through a \
+                 repartition topic (its input is not keyed by {}): its alerts carry none",
+                self.meta.name, self.settings.key
+            );
+        }
         self.counting = counting;
     }
 

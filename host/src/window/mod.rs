@@ -220,6 +220,11 @@ impl Windows {
         self
     }
 
+    /// Whether pairs keep evidence.
+    pub fn keeps_evidence(&self) -> bool {
+        self.evidence > 0
+    }
+
     /// Placeholder windows holding nothing (for a stopped rule).
     pub fn empty() -> Self {
         Self::new(Duration::from_millis(1), Duration::ZERO)
