@@ -169,3 +169,146 @@ fn without_evidence_alerts_have_none_and_the_command_says_how_to_get_some() {
         "{stderr}"
     );
 }
+
+/// Alert id → evidence, of alert JSON objects.
+fn evidence_by_id<'a>(
+    alerts: impl Iterator<Item = &'a serde_json::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    alerts
+        .map(|a| {
+            (
+                a["alert_id"].as_str().unwrap().to_owned(),
+                a["evidence"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn after_kills_and_restarts_kafka_alerts_carry_the_evidence_of_a_backtest() {
+    use common::kafka::{Broker, Engine, keyed_messages, sentinels};
+    use std::time::Duration;
+    let broker = Broker::start();
+    broker.create_topic("logs", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--events",
+        "60000",
+        "--disorder",
+        "3",
+        "--late-share",
+        "0",
+        "--seed",
+        "9",
+    ];
+    let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
+    broker.produce("logs", &keyed_messages(&input));
+    broker.produce("logs", &sentinels(4, "2026-01-28T00:00:00Z"));
+    let rules = crash_with_evidence(3);
+    let rules_arg = rules.path().to_str().unwrap();
+
+    // The history through a backtest: what an uninterrupted run counts per partition.
+    let (out, _) = rulewatch_ok(
+        &[
+            "replay",
+            "--brokers",
+            &broker.addr,
+            "--topics",
+            "logs",
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    let (out_rules, _) = rulewatch_ok(
+        &[
+            "replay",
+            "--brokers",
+            &broker.addr,
+            "--topics",
+            "logs",
+            "--format",
+            "jsonl",
+            "--rules",
+            rules_arg,
+        ],
+        None,
+    );
+    assert!(!out.contains("evidence") && out_rules.contains("evidence"));
+    let backtest: Vec<serde_json::Value> = out_rules
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected = evidence_by_id(backtest.iter());
+    assert!(expected.len() > 50);
+
+    // `run`, killed at several moments and restarted from its checkpoints.
+    let state = dir.path().join("state");
+    let start = |group: &str| {
+        let args = [
+            "--group-id",
+            group,
+            "--alerts-topic",
+            "alerts",
+            "--rules",
+            rules_arg,
+        ];
+        let state = ["--checkpoint-dir", state.to_str().unwrap()];
+        Engine::start(&broker, dir.path(), &[&args[..], &state].concat())
+    };
+    for (i, ms) in [1200u64, 2500].into_iter().enumerate() {
+        let engine = start(&format!("run-{i}"));
+        std::thread::sleep(Duration::from_millis(ms));
+        engine.kill();
+    }
+    let mut engine = start("last");
+    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        got.iter()
+            .filter_map(|m| m.key.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= expected.len()
+    });
+    let log = engine.log();
+    engine.kill();
+    let alerts: Vec<serde_json::Value> = got
+        .iter()
+        .map(|m| serde_json::from_slice(&m.value).unwrap())
+        .collect();
+    // Every message of an alert, re-emitted after a restart or not, carries the same evidence.
+    for a in &alerts {
+        let id = a["alert_id"].as_str().unwrap();
+        assert_eq!(Some(&a["evidence"]), expected.get(id), "{a}\n{log}");
+    }
+    assert_eq!(evidence_by_id(alerts.iter()), expected);
+
+    // From an alert id to its log lines, through the alerts topic.
+    let (id, alert) = expected.iter().next().unwrap();
+    let key = backtest
+        .iter()
+        .find(|a| a["alert_id"] == id.as_str())
+        .unwrap()["key"]
+        .clone();
+    let (printed, _) = rulewatch_ok(
+        &[
+            "evidence",
+            "--brokers",
+            &broker.addr,
+            "--alerts-topic",
+            "alerts",
+            "--alert-id",
+            id,
+        ],
+        None,
+    );
+    let printed: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), alert.as_array().unwrap().len());
+    for event in &printed {
+        assert_eq!(event["user_id"], key);
+        assert!(matching(&event.to_string()).is_some(), "{event}");
+    }
+}

@@ -3,7 +3,8 @@
 //! from the file the alerts came from, or from Kafka — and prints them, one per line, as
 //! they are in the input.
 
-use crate::source::kafka::{read_from_start, reader};
+use crate::source::kafka::history::{History, Span};
+use crate::source::kafka::reader;
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -11,11 +12,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How far before a wanted offset to fetch from when a broker answers a fetch from the
-/// middle of a record batch with the next batch.
+/// How far before the first wanted offset of a partition to start reading.
 const LOOKBACK: i64 = 20_000;
 /// How long to look for one partition's records.
 const WAIT: Duration = Duration::from_secs(30);
@@ -108,7 +108,7 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
 }
 
 /// Reads alert JSON lines from `path` (`-`: stdin).
-fn read_alerts(path: &PathBuf) -> anyhow::Result<Vec<Alert>> {
+fn read_alerts(path: &Path) -> anyhow::Result<Vec<Alert>> {
     let mut text = String::new();
     crate::source::open(path)?
         .read_to_string(&mut text)
@@ -126,25 +126,35 @@ fn read_alerts(path: &PathBuf) -> anyhow::Result<Vec<Alert>> {
         .collect()
 }
 
-/// The alert with `id` in the alerts topic: its latest message keyed by it.
+/// The alert with `id` in the alerts topic (its latest message), read to its end.
 fn find_alert(
     brokers: &str,
     options: &BTreeMap<String, String>,
     topic: &str,
     id: &str,
 ) -> anyhow::Result<Alert> {
-    let consumer = reader(brokers, options, &[])?;
-    let mut found = None;
-    read_from_start(&consumer, topic, None, Duration::from_secs(120), |m| {
-        if m.key() == Some(id.as_bytes()) {
-            found = m.payload().map(<[u8]>::to_vec);
-        }
-    })?;
-    let Some(json) = found else {
-        bail!("no alert with alert_id {id} in topic {topic}");
+    let everything = Span {
+        from: None,
+        to: None,
     };
-    serde_json::from_slice(&json)
-        .context("the alert message is not an alert as rulewatch writes them")
+    let topics = [topic.to_owned()];
+    let mut history = History::connect(brokers, &topics, options, everything, 1 << 20)?;
+    let (mut lines, mut found, mut read) = (Vec::new(), None, 0);
+    while !history.done() {
+        history.next_batch(4096, Duration::from_millis(100), &mut lines)?;
+        read += lines.len();
+        for line in &lines {
+            let raw = &history.buffer()[line.range.clone()];
+            if let Ok(alert) = serde_json::from_slice::<Alert>(raw)
+                && alert.alert_id == id
+            {
+                found = Some(alert);
+            }
+        }
+    }
+    found.with_context(|| {
+        format!("no alert with alert_id {id} among the {read} messages of topic {topic}")
+    })
 }
 
 /// The evidence lines of `alert`, in its order.
@@ -213,46 +223,41 @@ fn read_line(file: &mut std::io::BufReader<std::fs::File>, byte: u64) -> anyhow:
     Ok(line)
 }
 
-/// The records at `offsets` of a partition: ((topic, partition, offset), value).
+/// The records at `offsets` of a partition: ((topic, partition, offset), value). Reading
+/// starts a little before the first: some brokers answer a fetch from the middle of a record
+/// batch with nothing, or with the next batch.
 fn fetch(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
     offsets: &[i64],
 ) -> anyhow::Result<BTreeMap<(String, i32, i64), Vec<u8>>> {
-    let (first, last) = (offsets.iter().min(), offsets.iter().max());
-    let (Some(&first), Some(&last)) = (first, last) else {
+    let (Some(&first), Some(&last)) = (offsets.iter().min(), offsets.iter().max()) else {
         return Ok(BTreeMap::new());
     };
+    let low = consumer.fetch_watermarks(topic, partition, WAIT)?.0;
+    let mut tpl = TopicPartitionList::new();
+    let from = (first - LOOKBACK).max(low);
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
     let mut found = BTreeMap::new();
-    let mut from = first;
     let started = Instant::now();
-    'again: loop {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
-        consumer.assign(&tpl)?;
-        while started.elapsed() < WAIT {
-            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let msg = msg.with_context(|| format!("reading {topic}/{partition}"))?;
-            if msg.offset() > first && found.is_empty() && from == first && first > 0 {
-                // Some brokers answer from the next record batch: start earlier.
-                from = (first - LOOKBACK).max(0);
-                continue 'again;
-            }
-            if offsets.contains(&msg.offset()) {
-                let value = msg.payload().unwrap_or_default().to_vec();
-                found.insert((topic.to_owned(), partition, msg.offset()), value);
-            }
-            if msg.offset() >= last {
-                return Ok(found);
-            }
+    while started.elapsed() < WAIT {
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.with_context(|| format!("reading {topic}/{partition}"))?;
+        if offsets.contains(&msg.offset()) {
+            let value = msg.payload().unwrap_or_default().to_vec();
+            found.insert((topic.to_owned(), partition, msg.offset()), value);
         }
-        bail!(
-            "{topic}/{partition}: offsets {first} to {last} not read within {}s (deleted by \
-             retention, or the cluster is unreachable?)",
-            WAIT.as_secs()
-        );
+        if msg.offset() >= last {
+            return Ok(found);
+        }
     }
+    bail!(
+        "{topic}/{partition}: offsets {first} to {last} not read within {}s (deleted by \
+         retention, or the cluster is unreachable?)",
+        WAIT.as_secs()
+    );
 }

@@ -12,6 +12,7 @@ use super::{hint, partition_name, reader};
 use crate::source::lines::Line;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -24,8 +25,10 @@ const LOOKBACK: i64 = 20_000;
 const STALL: Duration = Duration::from_secs(120);
 /// Timeout of each metadata and offsets request.
 const ASK: Duration = Duration::from_secs(30);
-/// How long nothing must come for a partition's end to be taken as found.
+/// How long nothing must come after a partition's last record for its end to be found.
 const QUIET: Duration = Duration::from_secs(1);
+/// How long a partition that gives nothing at all is waited for.
+const FIRST: Duration = Duration::from_secs(5);
 
 /// What to read.
 pub struct Span {
@@ -82,7 +85,7 @@ impl History {
         for topic in topics {
             parts.extend(plan(&consumer, topic)?);
         }
-        measure_ends(&reader(brokers, options, &[])?, &mut parts)?;
+        measure_ends(brokers, options, &mut parts)?;
         let mut tpl = TopicPartitionList::new();
         for p in &mut parts {
             p.first = match span.from {
@@ -275,9 +278,15 @@ fn plan(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<Part>> {
 
 /// Sets each partition's end to the offset after its last record as of now. Some brokers
 /// report the first offset of their last record batch as the high watermark: reading from a
-/// little before it until nothing more comes finds the real end (with brokers that report it
-/// right, nothing comes).
-fn measure_ends(probe: &BaseConsumer, parts: &mut [Part]) -> anyhow::Result<()> {
+/// little before it to the end finds the real end. A partition's end is found when the
+/// consumer reports it at its end, or when records came and then nothing for [`QUIET`], or
+/// when nothing came for [`FIRST`].
+fn measure_ends(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    parts: &mut [Part],
+) -> anyhow::Result<()> {
+    let probe = reader(brokers, options, &[("enable.partition.eof", "true".into())])?;
     let mut tpl = TopicPartitionList::new();
     for p in parts.iter() {
         let at = (p.end - LOOKBACK).max(p.low);
@@ -289,17 +298,37 @@ fn measure_ends(probe: &BaseConsumer, parts: &mut [Part]) -> anyhow::Result<()> 
     let index: HashMap<(&str, i32), usize> = (parts.iter().enumerate())
         .map(|(i, p)| ((p.topic.as_str(), p.partition), i))
         .collect();
-    let mut ends: Vec<i64> = parts.iter().map(|p| p.end).collect();
-    let (started, mut last) = (Instant::now(), Instant::now());
-    while last.elapsed() < QUIET && started.elapsed() < ASK {
-        if let Some(Ok(msg)) = probe.poll(Duration::from_millis(50))
-            && let Some(&i) = index.get(&(msg.topic(), msg.partition()))
-        {
-            ends[i] = ends[i].max(msg.offset() + 1);
-            last = Instant::now();
+    // Per partition: its end so far, when its last record came, whether it is found.
+    let mut ends: Vec<(i64, Option<Instant>, bool)> =
+        parts.iter().map(|p| (p.end, None, false)).collect();
+    let started = Instant::now();
+    while ends.iter().any(|e| !e.2) && started.elapsed() < ASK {
+        match probe.poll(Duration::from_millis(50)) {
+            Some(Ok(msg)) => {
+                if let Some(&i) = index.get(&(msg.topic(), msg.partition())) {
+                    ends[i].0 = ends[i].0.max(msg.offset() + 1);
+                    ends[i].1 = Some(Instant::now());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                // Which topic is not said: a partition of each at its end is done if it
+                // has had its records (or had none to give).
+                for (p, e) in parts.iter().zip(&mut ends) {
+                    if p.partition == partition && e.1.is_none_or(|t| t.elapsed() > QUIET / 4) {
+                        e.2 = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        for e in &mut ends {
+            e.2 |= match e.1 {
+                Some(last) => last.elapsed() > QUIET,
+                None => started.elapsed() > FIRST,
+            };
         }
     }
-    for (p, end) in parts.iter_mut().zip(ends) {
+    for (p, (end, _, _)) in parts.iter_mut().zip(ends) {
         p.end = end;
     }
     Ok(())
