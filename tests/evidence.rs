@@ -312,3 +312,45 @@ fn after_kills_and_restarts_kafka_alerts_carry_the_evidence_of_a_backtest() {
         assert!(matching(&event.to_string()).is_some(), "{event}");
     }
 }
+
+#[test]
+fn rulewatch_test_compares_evidence_when_asked() {
+    let rules = crash_with_evidence(2);
+    let toml = rules.path().join("crash.toml");
+    let expect = rules.path().join("expected.jsonl");
+    let sample = workspace().join("examples/data/sample.jsonl");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a = vec![
+            "test".to_owned(),
+            toml.display().to_string(),
+            "--events".into(),
+            sample.display().to_string(),
+            "--expect".into(),
+            expect.display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        rulewatch(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+    };
+    assert!(run(&["--evidence", "--write"]).status.success());
+    let written = std::fs::read_to_string(&expect).unwrap();
+    assert!(written.contains(r#""evidence":[{"byte":"#), "{written}");
+    assert!(run(&["--evidence"]).status.success());
+    // One evidence position off: a difference with --evidence, none without.
+    let first = written.lines().next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(first).unwrap();
+    let line = v["evidence"][0]["line"].as_u64().unwrap();
+    let changed = first.replacen(
+        &format!(r#""line":{line}"#),
+        &format!(r#""line":{}"#, line + 1),
+        1,
+    );
+    std::fs::write(&expect, written.replacen(first, &changed, 1)).unwrap();
+    let out = run(&["--evidence"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(expected, not produced)"));
+    assert!(run(&[]).status.success());
+}

@@ -197,6 +197,9 @@ pub struct AlertStatus {
     pub key: String,
     /// The count.
     pub count: u64,
+    /// Where some of its events are (`[output] evidence`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<crate::source::Origin>,
 }
 
 /// Checkpoints of `run`.

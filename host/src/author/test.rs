@@ -45,6 +45,10 @@ pub struct TestArgs {
     /// Write what the rule produces to the expectation files instead of comparing.
     #[arg(long)]
     pub write: bool,
+    /// Also compare (or write) each alert's `evidence`: the positions of its events that
+    /// `[output] evidence = N` in the rule's TOML asks for.
+    #[arg(long)]
+    pub evidence: bool,
 }
 
 /// A `Write` into a buffer shared with the caller.
@@ -147,8 +151,14 @@ pub fn run(args: &TestArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot read events {}", args.events.display()))?;
     drive(&mut pipeline, input, false, 1 << 20, &mut sink, &None, None)?;
 
+    let with_evidence = [ALERT_FIELDS, &["evidence"]].concat();
+    let alert_fields = if args.evidence {
+        &with_evidence[..]
+    } else {
+        ALERT_FIELDS
+    };
     let checks = [
-        ("alerts", Some(&args.expect), &alerts, ALERT_FIELDS),
+        ("alerts", Some(&args.expect), &alerts, alert_fields),
         ("late events", args.late.as_ref(), &late, LATE_FIELDS),
         ("bad input", args.bad.as_ref(), &bad, BAD_FIELDS),
     ];

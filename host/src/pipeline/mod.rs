@@ -345,6 +345,7 @@ impl Pipeline {
                 window_end_ms: row.end,
                 key: row.key.clone(),
                 count: row.count,
+                evidence: row.evidence.clone(),
             });
         }
         if !self.rows.is_empty() {

@@ -84,6 +84,8 @@ fn keep_smallest(proofs: &mut Proofs, index: usize, pos: Pos, keep: usize) {
         if kept.len() == keep {
             kept.pop();
         }
+        // Room for all of them at once: growing by doubling would leave freed blocks behind.
+        kept.reserve_exact(keep - kept.len());
         kept.insert(at, pos);
     }
 }
