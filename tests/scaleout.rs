@@ -28,10 +28,27 @@ enum Idle {
     Soon,
 }
 
-/// One instance of group `group`, alerts to `alerts`, checkpoints in topic `group-cp`;
-/// quiet-close is kept out of the way.
+/// The crash rule keeping 3 evidence positions per alert, in `dir/rules`.
+fn rules(dir: &Path) -> std::path::PathBuf {
+    let folder = dir.join("rules");
+    if !folder.exists() {
+        std::fs::create_dir_all(&folder).unwrap();
+        let toml = crash_toml().replace("[output]", "[output]\nevidence = 3");
+        std::fs::write(folder.join("crash.toml"), toml).unwrap();
+        std::fs::copy(
+            rule_wasm("rulewatch-rule-crash", "crash"),
+            folder.join("crash.wasm"),
+        )
+        .unwrap();
+    }
+    folder
+}
+
+/// One instance of group `group` running the crash rule with evidence, alerts to
+/// `alerts`, checkpoints in topic `group-cp`; quiet-close is kept out of the way.
 fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) -> Engine {
     let checkpoints = format!("{group}-cp");
+    let rules = rules(dir);
     let idle = match idle {
         Idle::Never => "1h",
         Idle::Soon => "2s",
@@ -50,8 +67,63 @@ fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) 
             idle,
             "--quiet-close",
             "1h",
+            "--rules",
+            rules.to_str().unwrap(),
         ],
     )
+}
+
+/// Alert id → evidence of every message of an alerts topic; each message of an alert
+/// carries the same evidence.
+fn evidence_of(broker: &Broker, topic: &str, alerts: usize) -> BTreeMap<String, serde_json::Value> {
+    let mut evidence = BTreeMap::new();
+    let got = broker.consume(topic, Duration::from_secs(60), |g| dedup(g).len() >= alerts);
+    for m in got {
+        let alert: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
+        let id = alert["alert_id"].as_str().unwrap().to_owned();
+        if let Some(before) = evidence.insert(id.clone(), alert["evidence"].clone()) {
+            assert_eq!(
+                before, alert["evidence"],
+                "alert {id} sent with two evidences"
+            );
+        }
+    }
+    evidence
+}
+
+/// The instances of the scenario and the single instance gave each alert the same
+/// evidence, and `rulewatch evidence` reads it back as events of the alert's key.
+fn assert_same_evidence(broker: &Broker, alerts: usize) {
+    let scaled = evidence_of(broker, "alerts-scale", alerts);
+    let single = evidence_of(broker, "alerts-single", alerts);
+    let differ: Vec<String> = (scaled.keys().chain(single.keys()))
+        .filter(|id| scaled.get(*id) != single.get(*id))
+        .map(|id| format!("{id}: {:?} vs {:?}", scaled.get(id), single.get(id)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} differ:\n{}",
+        differ.len(),
+        single.len(),
+        differ.join("\n")
+    );
+    let some = broker.consume("alerts-single", Duration::from_secs(60), |g| g.len() >= 5);
+    for m in some.iter().take(5) {
+        let alert: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
+        let shown = alert["evidence"].as_array().unwrap().len() as u64;
+        assert_eq!(shown, alert["count"].as_u64().unwrap().min(3), "{alert}");
+        let (out, _) = rulewatch_ok(&["evidence", "--brokers", &broker.addr], Some(&m.value));
+        let events: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len() as u64, shown);
+        for e in events {
+            assert_eq!(e["user_id"], alert["key"], "{e}");
+            let content = e["content"].as_str().unwrap().to_lowercase();
+            assert!(content.contains("crash"), "{e}");
+        }
+    }
 }
 
 /// The reference's alerts over the partitions of `topic` as they stand: each partition's
@@ -104,8 +176,14 @@ fn wait_for(
 /// partitions are idle, and the second part produced right after, so that its partitions
 /// get data nobody reads until the group notices), one added before the third; then one
 /// instance alone in another group. Both must give the reference's alerts; returns the
-/// instances' logs.
-fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle: Idle) -> String {
+/// instances' logs and the number of alerts.
+fn scenario(
+    broker: &Broker,
+    dir: &Path,
+    messages: &[Message],
+    mode: &str,
+    idle: Idle,
+) -> (String, usize) {
     let third = messages.len() / 3;
     // The first part is there before the instances start, so that they can see how it is
     // keyed.
@@ -220,7 +298,7 @@ fn scenario(broker: &Broker, dir: &Path, messages: &[Message], mode: &str, idle:
     let alone = wait_for(broker, "alerts-single", &mut [&mut single], expected.len());
     assert_same(&alone, &expected, &single.log());
     assert!(single.log().contains(mode), "{}", single.log());
-    logs
+    (logs, expected.len())
 }
 
 /// Generated events with disorder, very late events and bad lines: late data must be
@@ -244,13 +322,14 @@ fn keyed(idle: Idle) {
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let messages = keyed_messages(&events(dir.path()));
-    scenario(
+    let (_, alerts) = scenario(
         &broker,
         dir.path(),
         &messages,
         "is keyed by `user_id`",
         idle,
     );
+    assert_same_evidence(&broker, alerts);
 }
 
 fn unkeyed(idle: Idle) {
@@ -263,7 +342,7 @@ fn unkeyed(idle: Idle) {
         .enumerate()
         .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
         .collect();
-    let logs = scenario(
+    let (logs, alerts) = scenario(
         &broker,
         dir.path(),
         &messages,
@@ -271,6 +350,7 @@ fn unkeyed(idle: Idle) {
         idle,
     );
     assert!(logs.contains("is not keyed by `user_id` (0 of"), "{logs}");
+    assert_same_evidence(&broker, alerts);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::decode::Reason;
 use crate::repartition::{ForwardOutput, Forwarded, Marker, Progress, Sent, Upstream};
 use crate::source::lines::Line;
 use crate::source::{PartitionId, Reading};
-use crate::window::{Verdict, Windows};
+use crate::window::{Pos, Verdict, Windows};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,7 +163,16 @@ impl Forwarder {
                 offset,
                 key,
             } => Some(if progress.accept_event(from, offset) {
-                windows.count_forwarded(source, time, key)
+                // Evidence orders inputs by their place in the run's list of them.
+                let input = match windows.keeps_evidence() {
+                    true => inputs.iter().position(|i| i == from).unwrap_or(usize::MAX),
+                    false => 0,
+                };
+                let pos = Pos {
+                    byte: input as u64,
+                    number: offset as u64,
+                };
+                windows.count_forwarded(source, time, key, pos)
             } else {
                 Verdict::Skipped
             }),

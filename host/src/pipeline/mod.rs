@@ -322,8 +322,9 @@ impl Pipeline {
     fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let started = Instant::now();
         self.rows.clear();
+        let inputs = self.repartitioning.as_ref().map(|r| r.inputs.as_slice());
         for r in &mut self.rules {
-            if let Err(e) = r.trigger(end, &mut self.rows, &self.sources) {
+            if let Err(e) = r.trigger(end, &mut self.rows, &self.sources, inputs) {
                 r.quarantine(e);
             }
         }

@@ -140,7 +140,8 @@ impl Pipeline {
     /// Closes every window of rule `i` and emits the result, as at the end of input.
     fn close_rule(&mut self, i: usize, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.rows.clear();
-        if let Err(e) = self.rules[i].trigger(true, &mut self.rows, &self.sources) {
+        let inputs = self.repartitioning.as_ref().map(|r| r.inputs.as_slice());
+        if let Err(e) = self.rules[i].trigger(true, &mut self.rows, &self.sources, inputs) {
             self.rules[i].quarantine(e);
         }
         // A shadow's rows are never published.

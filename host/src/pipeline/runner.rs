@@ -124,13 +124,6 @@ impl RuleRunner {
     /// counted per input partition, so the mode is part of the settings checkpoints record.
     pub fn set_counting(&mut self, counting: Counting) {
         self.settings.repartitioned = matches!(counting, Counting::Forwarded(_));
-        if self.settings.repartitioned && self.windows.keeps_evidence() {
-            warn!(
-                "rule {}: [output] evidence is not kept for a rule counted through a \
-                 repartition topic (its input is not keyed by {}): its alerts carry none",
-                self.meta.name, self.settings.key
-            );
-        }
         self.counting = counting;
     }
 
@@ -212,21 +205,24 @@ impl RuleRunner {
 
     /// Collects this trigger's candidate rows per the output mode, asks the rule which are
     /// alerts, and frees closed windows; `end` closes every window (the input ended).
-    /// `inputs` says where evidence positions are.
+    /// `sources` and (with a repartition topic) `inputs`, the input partitions, say where
+    /// evidence positions are.
     pub fn trigger(
         &mut self,
         end: bool,
         out: &mut Vec<AlertRow>,
-        inputs: &Sources,
+        sources: &Sources,
+        inputs: Option<&[String]>,
     ) -> Result<(), RuleError> {
+        let inputs = inputs.filter(|_| self.settings.repartitioned);
         if self.instance.is_none() {
             return Ok(());
         }
         self.candidates.reset(&abi::WINDOW_KINDS);
         self.candidate_sources.clear();
-        let (c, sources) = (&mut self.candidates, &mut self.candidate_sources);
+        let (c, candidates) = (&mut self.candidates, &mut self.candidate_sources);
         let mut push = |w: WindowRow<'_>| {
-            sources.push(Candidate {
+            candidates.push(Candidate {
                 source: w.source,
                 watermark: w.watermark,
                 evidence: w.evidence.to_vec(),
@@ -272,7 +268,9 @@ impl RuleRunner {
                 key: key.to_owned(),
                 count: batch.i64(abi::WINDOW_COUNT, row) as u64,
                 watermark: if end { None } else { watermark },
-                evidence: evidence.iter().map(|&p| inputs.origin(source, p)).collect(),
+                evidence: (evidence.iter())
+                    .map(|&p| sources.origin(source, p, inputs))
+                    .collect(),
             });
         }
         let windows = &self.windows;

@@ -169,8 +169,7 @@ impl Sources {
     }
 }
 
-/// Where an event is in its source: the line number (files) or offset (Kafka), and the
-/// byte offset of the line (files; 0 for Kafka).
+/// Where an event is in its input, ordered as evidence picks the smallest: see the fields.
 #[derive(
     Clone,
     Copy,
@@ -184,10 +183,13 @@ impl Sources {
     serde::Deserialize,
 )]
 pub struct Pos {
+    /// Compared first. Files: the byte offset of the line (it grows with the line number).
+    /// Events a repartitioned rule counts: the index of their input partition in the run's
+    /// list of input partitions (`kafka.topics` in order, partitions in number order). 0
+    /// for records of the partition counted.
+    pub byte: u64,
     /// Line number or offset.
     pub number: u64,
-    /// Byte offset of the line in a file.
-    pub byte: u64,
 }
 
 /// Where an event is in the input, as an alert's evidence shows it.
@@ -213,15 +215,24 @@ pub enum Origin {
 }
 
 impl Sources {
-    /// Where `pos` of source `index` is.
-    pub fn origin(&self, index: usize, pos: Pos) -> Origin {
-        match PartitionId::parse(self.name_of(index)) {
-            Some(p) if !self.are_files() => Origin::Kafka {
+    /// Where `pos` of source `index` is; `inputs`: the input partitions of a rule counted
+    /// through a repartition topic, whose positions index them.
+    pub fn origin(&self, index: usize, pos: Pos, inputs: Option<&[String]>) -> Origin {
+        let kafka = |name: &str, offset| {
+            let p = PartitionId::of(name);
+            Origin::Kafka {
                 topic: p.topic.to_owned(),
                 partition: p.partition,
-                offset: pos.number,
-            },
-            _ => Origin::File {
+                offset,
+            }
+        };
+        match inputs {
+            Some(inputs) => kafka(
+                inputs.get(pos.byte as usize).map_or("", String::as_str),
+                pos.number,
+            ),
+            None if !self.are_files() => kafka(self.name_of(index), pos.number),
+            None => Origin::File {
                 line: pos.number,
                 byte: pos.byte,
             },

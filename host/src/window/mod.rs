@@ -333,15 +333,16 @@ impl Windows {
         watermark.is_none_or(|wm| end > wm)
     }
 
-    /// Counts an event judged elsewhere in `source`'s windows that are still open; its
-    /// time does not move the watermark (see [`Windows::advance_source`]).
+    /// Counts an event judged elsewhere in `source`'s windows that are still open, at `pos`
+    /// in its input; its time does not move the watermark (see [`Windows::advance_source`]).
     #[inline]
-    pub fn count_forwarded(&mut self, source: usize, time: i64, key: &str) -> Verdict {
+    pub fn count_forwarded(&mut self, source: usize, time: i64, key: &str, pos: Pos) -> Verdict {
         let (size, slide) = (self.size, self.slide);
+        let proof = (self.evidence > 0).then_some((pos, self.evidence));
         let window = self.window_of(time);
         let part = self.part(source);
         let watermark = part.watermark.current();
-        part.count_open(size, slide, window, watermark, time, key, None)
+        part.count_open(size, slide, window, watermark, time, key, proof)
     }
 
     /// Moves `source`'s watermark to at least `to`.
