@@ -8,7 +8,7 @@
 //! assigned explicitly. Each starts a little before its first offset (and skips up to it):
 //! some brokers answer a fetch from the middle of a record batch with the next batch.
 
-use super::{hint, partition_name, reader};
+use super::{Batch, partition_name, reader};
 use crate::source::lines::Line;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,14 +55,13 @@ struct Part {
 /// index (numbered as listed by [`History::names`]) and whose number is the offset.
 pub struct History {
     consumer: BaseConsumer,
-    buf: Vec<u8>,
+    batch: Batch,
     parts: Vec<Part>,
     index: HashMap<(String, i32), usize>,
     span: Span,
     open: usize,
     max_message: usize,
     last_progress: Instant,
-    had_error: bool,
     /// Records skipped for being stamped before `from` (after the first offset).
     pub early: u64,
 }
@@ -118,14 +117,13 @@ impl History {
             .collect();
         Ok(History {
             consumer,
-            buf: Vec::with_capacity(4 << 20),
+            batch: Batch::default(),
             parts,
             index,
             span,
             open,
             max_message,
             last_progress: Instant::now(),
-            had_error: false,
             early: 0,
         })
     }
@@ -145,7 +143,7 @@ impl History {
 
     /// The bytes that the last batch's line ranges point into.
     pub fn buffer(&self) -> &[u8] {
-        &self.buf
+        &self.batch.buf
     }
 
     /// Waits up to `wait` for records, then takes what is ready, up to `max` of them.
@@ -156,24 +154,16 @@ impl History {
         out: &mut Vec<Line>,
     ) -> anyhow::Result<()> {
         out.clear();
-        self.buf.clear();
+        self.batch.buf.clear();
         let mut timeout = wait;
         while out.len() < max && self.open > 0 {
             let Some(result) = self.consumer.poll(timeout) else {
                 break;
             };
             timeout = Duration::ZERO;
-            let msg = match result {
-                Ok(m) => m,
-                Err(e) => {
-                    if !self.had_error {
-                        warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
-                        self.had_error = true;
-                    }
-                    continue;
-                }
+            let Some(msg) = self.batch.message(result) else {
+                continue;
             };
-            self.had_error = false;
             let key = (msg.topic().to_owned(), msg.partition());
             let Some(&i) = self.index.get(&key) else {
                 continue;
@@ -199,18 +189,7 @@ impl History {
                 continue;
             }
             let payload = msg.payload().unwrap_or_default();
-            let too_large = payload.len() > self.max_message;
-            let start = self.buf.len();
-            if !too_large {
-                self.buf.extend_from_slice(payload);
-            }
-            out.push(Line {
-                range: start..self.buf.len(),
-                source: i as u32,
-                number: offset as u64,
-                offset: 0,
-                too_large,
-            });
+            (self.batch).push(out, payload, self.max_message, i as u32, offset);
         }
         if !out.is_empty() {
             self.last_progress = Instant::now();

@@ -106,12 +106,59 @@ impl Partitions {
 /// Reads messages in batches.
 pub struct KafkaSource {
     consumer: BaseConsumer<Callbacks>,
-    buf: Vec<u8>,
+    batch: Batch,
     partitions: Partitions,
     /// The assignment as last seen by `refresh`.
     assigned: Vec<String>,
     max_message: usize,
+}
+
+/// What both readers of Kafka do with the records they poll: say once that fetching fails
+/// (librdkafka retries by itself), and copy payloads into one buffer as lines.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
     had_error: bool,
+}
+
+impl Batch {
+    /// The message of a poll's result; `None` on an error (logged once until one comes).
+    fn message<'a>(
+        &mut self,
+        result: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'a>>,
+    ) -> Option<rdkafka::message::BorrowedMessage<'a>> {
+        match result {
+            Ok(m) => {
+                if std::mem::take(&mut self.had_error) {
+                    info!("Kafka: receiving again");
+                }
+                Some(m)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.had_error, true) {
+                    warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
+                }
+                None
+            }
+        }
+    }
+
+    /// Appends `payload` (unless larger than `max`) as a line of source `source` numbered
+    /// `offset`.
+    fn push(&mut self, out: &mut Vec<Line>, payload: &[u8], max: usize, source: u32, offset: i64) {
+        let too_large = payload.len() > max;
+        let start = self.buf.len();
+        if !too_large {
+            self.buf.extend_from_slice(payload);
+        }
+        out.push(Line {
+            range: start..self.buf.len(),
+            source,
+            number: offset as u64,
+            offset: 0,
+            too_large,
+        });
+    }
 }
 
 impl KafkaSource {
@@ -157,18 +204,17 @@ impl KafkaSource {
             .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
         let source = KafkaSource {
             consumer,
-            buf: Vec::with_capacity(4 << 20),
+            batch: Batch::default(),
             partitions: Partitions::default(),
             assigned: Vec::new(),
             max_message,
-            had_error: false,
         };
         Ok(source)
     }
 
     /// The bytes that the last batch's line ranges point into.
     pub fn buffer(&self) -> &[u8] {
-        &self.buf
+        &self.batch.buf
     }
 
     /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages.
@@ -179,28 +225,16 @@ impl KafkaSource {
         out: &mut Vec<Line>,
     ) -> anyhow::Result<()> {
         out.clear();
-        self.buf.clear();
+        self.batch.buf.clear();
         let mut timeout = wait;
         while out.len() < max && !self.rebalance_pending() {
             let Some(result) = self.consumer.poll(timeout) else {
                 break;
             };
             timeout = Duration::ZERO;
-            let msg = match result {
-                Ok(m) => m,
-                Err(e) => {
-                    // librdkafka retries by itself; say so once.
-                    if !self.had_error {
-                        warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
-                        self.had_error = true;
-                    }
-                    continue;
-                }
+            let Some(msg) = self.batch.message(result) else {
+                continue;
             };
-            if self.had_error {
-                info!("Kafka: receiving again");
-                self.had_error = false;
-            }
             let i = self.partitions.get(msg.topic(), msg.partition());
             let offset = msg.offset();
             let part = &mut self.partitions.list[i as usize];
@@ -218,18 +252,7 @@ impl KafkaSource {
             }
             part.next = Some(offset + 1);
             let payload = msg.payload().unwrap_or_default();
-            let too_large = payload.len() > self.max_message;
-            let start = self.buf.len();
-            if !too_large {
-                self.buf.extend_from_slice(payload);
-            }
-            out.push(Line {
-                range: start..self.buf.len(),
-                source: i,
-                number: offset as u64,
-                offset: 0,
-                too_large,
-            });
+            self.batch.push(out, payload, self.max_message, i, offset);
         }
         if !out.is_empty() {
             self.consumer.context().recovered();
