@@ -57,7 +57,9 @@ pub struct History {
     consumer: BaseConsumer,
     batch: Batch,
     parts: Vec<Part>,
-    index: HashMap<(String, i32), usize>,
+    /// The topics read, and each partition's index by (place in `topics`, partition).
+    topics: Vec<String>,
+    index: HashMap<(usize, i32), usize>,
     span: Span,
     open: usize,
     max_message: usize,
@@ -110,15 +112,16 @@ impl History {
                 (p.end - p.first).max(0)
             );
         }
-        let index = parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.topic.clone(), p.partition), i))
+        let topics = topics.to_vec();
+        let place = |topic: &str| topics.iter().position(|t| t == topic).unwrap_or(0);
+        let index = (parts.iter().enumerate())
+            .map(|(i, p)| ((place(&p.topic), p.partition), i))
             .collect();
         Ok(History {
             consumer,
             batch: Batch::default(),
             parts,
+            topics,
             index,
             span,
             open,
@@ -164,8 +167,9 @@ impl History {
             let Some(msg) = self.batch.message(result) else {
                 continue;
             };
-            let key = (msg.topic().to_owned(), msg.partition());
-            let Some(&i) = self.index.get(&key) else {
+            // No allocation per record: the topic by its place in the (short) list.
+            let topic = self.topics.iter().position(|t| t == msg.topic());
+            let Some(&i) = topic.and_then(|t| self.index.get(&(t, msg.partition()))) else {
                 continue;
             };
             let offset = msg.offset();
