@@ -123,10 +123,12 @@ cargo test --workspace "$@"
 
 # --- the Go and AssemblyScript SDKs' own tests, and the example rules', natively --------------
 if [ $# -eq 0 ]; then
-  for dir in sdk/go examples/rules/crash-go; do
+  for dir in sdk/go examples/rules/crash-go tests/rules/misbehave-go; do
     say "go vet and go test in $dir"
-    (cd "$dir" && test -z "$(gofmt -l .)" && go vet ./... && go test ./...) ||
-      die "the Go tests in $dir failed (above; gofmt -l lists unformatted files)"
+    unformatted=$("$(go env GOROOT)/bin/gofmt" -l "$dir") ||
+      die "gofmt did not run (it comes with Go, in \$(go env GOROOT)/bin)"
+    [ -z "$unformatted" ] || die "not formatted with gofmt: $unformatted (run gofmt -w on them)"
+    (cd "$dir" && go vet ./... && go test ./...) || die "the Go tests in $dir failed (above)"
   done
   for dir in sdk/assemblyscript examples/rules/crash-ts; do
     say "npm test in $dir"
