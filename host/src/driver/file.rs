@@ -20,6 +20,7 @@ use anyhow::Context;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 
 /// Batches in flight per worker.
 const IN_FLIGHT_PER_WORKER: usize = 2;
@@ -98,19 +99,24 @@ enum Msg {
     Front(usize, Box<Front>),
 }
 
-/// What a worker is asked to do.
+/// What the workers are asked to do, through one queue: whichever is free takes the next job,
+/// so that a worker slowed down (sharing its core with this thread, say) takes fewer.
 enum Job {
     /// Filter a batch, giving no events to the rules not `running`.
     Filter { batch: Batch, running: Vec<bool> },
-    /// Give the front back (the rules are changing).
+    /// Give the front back (the rules are changing), then wait for the renewed one on the
+    /// worker's own channel.
     Return,
-    /// Use this front from now on.
-    Replace(Box<Front>),
 }
+
+/// The job queue the workers share.
+type Jobs = Arc<Mutex<Receiver<Job>>>;
 
 /// The worker threads (and the reader thread, if any), and the batches in flight.
 struct Workers<R> {
-    jobs: Vec<Sender<Job>>,
+    jobs: Sender<Job>,
+    /// Per worker: where its renewed front goes.
+    fronts: Vec<Sender<Box<Front>>>,
     msgs: Receiver<Msg>,
     /// Batches read while this thread waited for others to be filtered.
     read: VecDeque<Batch>,
@@ -152,17 +158,20 @@ impl<R: Read + Send + 'static> Workers<R> {
         } else {
             Some((reader, empty_rx))
         };
-        let mut jobs = Vec::with_capacity(fronts.len());
+        let (jobs, queue) = channel();
+        let queue: Jobs = Arc::new(Mutex::new(queue));
+        let mut renewed = Vec::with_capacity(fronts.len());
         for (i, front) in fronts.into_iter().enumerate() {
             let (tx, rx) = channel();
-            let to_main = msg_tx.clone();
+            let (to_main, queue) = (msg_tx.clone(), queue.clone());
             std::thread::Builder::new()
                 .name(format!("rulewatch-worker-{i}"))
-                .spawn(move || work(i, front, &rx, &to_main))?;
-            jobs.push(tx);
+                .spawn(move || work(i, front, &queue, &rx, &to_main))?;
+            renewed.push(tx);
         }
         Ok(Workers {
             jobs,
+            fronts: renewed,
             msgs,
             read: VecDeque::new(),
             ready: BTreeMap::new(),
@@ -233,9 +242,8 @@ impl<R: Read + Send + 'static> Workers<R> {
             self.renew_fronts(pipeline)?;
         }
         batch.seq = self.sent;
-        let worker = &self.jobs[(self.sent % self.jobs.len() as u64) as usize];
         let running = pipeline.running();
-        give(worker, Job::Filter { batch, running })?;
+        give(&self.jobs, Job::Filter { batch, running })?;
         self.sent += 1;
         Ok(())
     }
@@ -243,10 +251,11 @@ impl<R: Read + Send + 'static> Workers<R> {
     /// Takes the workers' fronts back, renews them for the rules as they are now (keeping
     /// the instances of unchanged rules), and hands them out again.
     fn renew_fronts(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
-        for tx in &self.jobs {
-            give(tx, Job::Return)?;
+        // Each worker takes one Return: it then waits for its front, taking no other job.
+        for _ in &self.fronts {
+            give(&self.jobs, Job::Return)?;
         }
-        let mut fronts: Vec<Option<Box<Front>>> = (0..self.jobs.len()).map(|_| None).collect();
+        let mut fronts: Vec<Option<Box<Front>>> = (0..self.fronts.len()).map(|_| None).collect();
         while fronts.iter().any(Option::is_none) {
             match self
                 .msgs
@@ -261,8 +270,9 @@ impl<R: Read + Send + 'static> Workers<R> {
         }
         let mut fronts: Vec<Front> = fronts.into_iter().flatten().map(|f| *f).collect();
         pipeline.renew_fronts(&mut fronts);
-        for (tx, front) in self.jobs.iter().zip(fronts) {
-            give(tx, Job::Replace(Box::new(front)))?;
+        for (tx, front) in self.fronts.iter().zip(fronts) {
+            tx.send(Box::new(front))
+                .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
         }
         Ok(())
     }
@@ -300,10 +310,9 @@ impl<R: Read + Send + 'static> Workers<R> {
     }
 }
 
-/// Sends a worker a job; an error if the worker is gone.
-fn give(worker: &Sender<Job>, job: Job) -> anyhow::Result<()> {
-    worker
-        .send(job)
+/// Queues a job for the workers; an error if they are all gone.
+fn give(jobs: &Sender<Job>, job: Job) -> anyhow::Result<()> {
+    jobs.send(job)
         .map_err(|_| anyhow::anyhow!("a worker stopped"))
 }
 
@@ -350,15 +359,27 @@ fn copy_out(buffer: &[u8], batch: &mut Batch) {
 
 /// A worker: filters the batches it is given and sends them back, until the driver is done.
 /// A panic is sent back as an error rather than leaving the driver waiting.
-fn work(index: usize, mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>) {
-    while let Ok(job) = jobs.recv() {
+fn work(
+    index: usize,
+    mut front: Front,
+    jobs: &Jobs,
+    renewed: &Receiver<Box<Front>>,
+    out: &Sender<Msg>,
+) {
+    loop {
+        // The lock is held while waiting: the other workers wait for it, then for the next.
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = job else { return };
         match job {
             Job::Return => {
-                // Replaced by an empty front until the renewed one comes back.
                 let empty = Front::new(&[]).expect("no rule to start");
                 let given = std::mem::replace(&mut front, empty);
                 if out.send(Msg::Front(index, Box::new(given))).is_err() {
                     return;
+                }
+                match renewed.recv() {
+                    Ok(new) => front = *new,
+                    Err(_) => return,
                 }
             }
             Job::Filter { mut batch, running } => {
@@ -379,7 +400,6 @@ fn work(index: usize, mut front: Front, jobs: &Receiver<Job>, out: &Sender<Msg>)
                     return;
                 }
             }
-            Job::Replace(new) => front = *new,
         }
     }
 }
