@@ -225,7 +225,7 @@ impl RuleRunner {
             candidates.push(Candidate {
                 source: w.source,
                 watermark: w.watermark,
-                evidence: w.evidence.to_vec(),
+                evidence: w.evidence.into_owned(),
             });
             push_window(c, w.start, w.end, w.key, w.count as i64);
         };

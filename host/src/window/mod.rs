@@ -33,6 +33,7 @@ pub use snapshot::{Snapshot, SnapshotRef};
 
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use watermark::Watermark;
@@ -49,7 +50,7 @@ pub enum Verdict {
 }
 
 /// One (window, key) count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowRow<'a> {
     /// Window start, epoch ms.
     pub start: i64,
@@ -64,8 +65,8 @@ pub struct WindowRow<'a> {
     /// That source's watermark.
     pub watermark: Option<i64>,
     /// Positions of the smallest-positioned events counted in it, ascending (with evidence
-    /// on; empty otherwise).
-    pub evidence: &'a [Pos],
+    /// on; empty otherwise). Owned when the pair is closing: taking it copies nothing.
+    pub evidence: Cow<'a, [Pos]>,
 }
 
 /// Evidence of each pair of a pane, by the pair's index in it.
@@ -366,7 +367,7 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark,
-                        evidence: proof_of(&part.proofs, start, i),
+                        evidence: Cow::Borrowed(proof_of(&part.proofs, start, i)),
                     });
                 }
             }
@@ -386,7 +387,7 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark,
-                        evidence: proof_of(&part.proofs, start, i),
+                        evidence: Cow::Borrowed(proof_of(&part.proofs, start, i)),
                     });
                 }
             }
@@ -408,7 +409,7 @@ impl Windows {
                     break;
                 }
                 let pane = entry.remove();
-                let proofs = part.proofs.remove(&start).unwrap_or_default();
+                let mut proofs = part.proofs.remove(&start).unwrap_or_default();
                 for (i, (key, c)) in pane.into_iter().enumerate() {
                     f(WindowRow {
                         start,
@@ -417,7 +418,9 @@ impl Windows {
                         count: c.n,
                         source,
                         watermark: wm,
-                        evidence: proofs.get(i).map_or(&[], Vec::as_slice),
+                        evidence: Cow::Owned(
+                            proofs.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                        ),
                     });
                 }
             }
