@@ -434,6 +434,14 @@ fn imports_beyond_the_capability_free_subset_are_refused_by_name() {
             named,
         );
     }
+    // A WASI program (Go built without -buildmode=c-shared) is told how to build a rule.
+    let program = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+    beside_crash(
+        TOML,
+        &wat::parse_str(program).unwrap(),
+        "it is a WASI program (it exports `_start`), not a rule module: build Go rules with \
+         -buildmode=c-shared",
+    );
 }
 
 /// A module whose filter writes `text` (WAT-escaped) to `fd`, then selects nothing — or

@@ -104,6 +104,15 @@ impl RuleModule {
                 shown(&format!("{e:#}"))
             ))
         })?;
+        if module.get_export("_start").is_some() && module.get_export("rulewatch_filter").is_none()
+        {
+            return Err(invalid(
+                "it is a WASI program (it exports `_start`), not a rule module: build Go rules \
+                 with -buildmode=c-shared (`rulewatch build` does) and export the functions of \
+                 sdk/ABI.md"
+                    .into(),
+            ));
+        }
         let name: Arc<str> = name.into();
         let mut probe = Instance::new(&pre, &name, limits.memory, limits.time_per_batch)?;
         let version = probe.typed::<(), u32>("rulewatch_abi_version")?;
@@ -119,8 +128,9 @@ impl RuleModule {
         for (name, signature) in EXPORTS {
             if module.get_export(name).is_none() {
                 return Err(invalid(format!(
-                    "it does not export `{name}: {signature}` (see sdk/ABI.md; rules built with \
-                     rulewatch_sdk::export_rule! have it)"
+                    "it does not export `{name}: {signature}` (see sdk/ABI.md; the SDKs export \
+                     it: Rust's export_rule!, Go's rulewatch.Export, AssemblyScript's register \
+                     with `export * from \"rulewatch-sdk/assembly/exports\"`)"
                 )));
             }
         }
