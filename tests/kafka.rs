@@ -624,3 +624,48 @@ fn a_full_checkpoint_disk_stops_commits_not_processing() {
         "No space left on device",
     );
 }
+
+#[test]
+fn a_checkpoint_written_in_one_record_batch_is_restored_whole() {
+    // One checkpoint of every partition, written at SIGTERM in one batch to the checkpoint
+    // topic: the next instance must find all of them, although the test broker reports the
+    // start of its last record batch as the topic's end.
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = produce_logs(&broker, dir.path(), "20000", "23");
+    let expected = crash_reference(&input).alerts;
+    let args = [
+        "--group-id",
+        "one-batch",
+        "--alerts-topic",
+        "alerts",
+        "--checkpoint-topic",
+        "checkpoints",
+        "--checkpoint-interval",
+        "1h",
+    ];
+    let mut first = Engine::start(&broker, dir.path(), &args);
+    wait_for_alerts(&broker, &mut first, expected.len());
+    let (status, log) = first.terminate();
+    assert!(
+        status.success() && log.contains("writing a last checkpoint"),
+        "{log}"
+    );
+    let second = Engine::start(&broker, dir.path(), &args);
+    let started = Instant::now();
+    while !second.log().contains("rebalance: restored") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, log) = second.terminate();
+    assert!(
+        log.contains(&format!(
+            "restored {PARTITIONS} of {PARTITIONS} partition(s)"
+        )),
+        "{log}"
+    );
+}

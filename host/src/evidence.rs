@@ -243,10 +243,10 @@ fn fetch(
     let mut found = BTreeMap::new();
     let started = Instant::now();
     while started.elapsed() < WAIT {
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
+        let msg = match consumer.poll(Duration::from_millis(200)) {
+            None | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => continue,
+            Some(msg) => msg.with_context(|| format!("reading {topic}/{partition}"))?,
         };
-        let msg = msg.with_context(|| format!("reading {topic}/{partition}"))?;
         if offsets.contains(&msg.offset()) {
             let value = msg.payload().unwrap_or_default().to_vec();
             found.insert((topic.to_owned(), partition, msg.offset()), value);

@@ -429,7 +429,13 @@ impl Engine {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
             .args(["run", "--brokers", &broker.addr, "--topics", topic])
-            .args(["--console", "none", "--checkpoint-interval", "300ms"])
+            .args(["--console", "none"])
+            // Checkpoints every 300 ms unless the test says otherwise.
+            .args(if args.contains(&"--checkpoint-interval") {
+                &[][..]
+            } else {
+                &["--checkpoint-interval", "300ms"][..]
+            })
             .args(["--kafka-option", "session.timeout.ms=6000"])
             // The rebalance timeout: tansu 0.6 sometimes waits that long for a member that was
             // killed while the group formed (librdkafka's default is 5 minutes).

@@ -196,7 +196,10 @@ impl ConsumerContext for Callbacks {
 }
 
 /// A consumer outside any group, for reading partitions from their start (the keying check,
-/// restoring checkpoints). `extra` settings come before the user's `options`.
+/// restoring checkpoints, backtests, evidence). It reports reaching a partition's end (as
+/// `KafkaError::PartitionEOF`): some brokers (tansu 0.6) report the first offset of the last
+/// record batch as the high watermark, so only the end of the records says where the end is.
+/// `extra` settings come before the user's `options`.
 pub fn reader(
     brokers: &str,
     options: &BTreeMap<String, String>,
@@ -207,7 +210,7 @@ pub fn reader(
         .set("bootstrap.servers", brokers)
         .set("group.id", "rulewatch-reader")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "true")
         // Some brokers hold a fetch for the whole wait when little is new.
         .set("fetch.wait.max.ms", "10");
     for (k, v) in extra {
@@ -238,17 +241,18 @@ pub fn read_from_start(
         .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
     let mut names = Vec::new();
     let mut tpl = TopicPartitionList::new();
-    // The offset of the last message to read, per partition.
+    // The offset of the last message to read, per partition: the `limit`-th, or the last
+    // before the end of the records (the consumer says where that is: the high watermark a
+    // broker reports may be short of it).
     let mut ends = BTreeMap::new();
     for p in meta.topics().iter().flat_map(|t| t.partitions()) {
         names.push(partition_name(topic, p.id()));
         let (low, high) = consumer
             .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
             .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
-        let end = limit.map_or(high, |n| (low + n).min(high));
-        if end > low {
+        if high > low {
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-            ends.insert(p.id(), end - 1);
+            ends.insert(p.id(), limit.map_or(i64::MAX, |n| low + n - 1));
         }
     }
     if ends.is_empty() {
@@ -260,10 +264,14 @@ pub fn read_from_start(
         if started.elapsed() > timeout {
             anyhow::bail!("topic {topic}: not read to its end within {timeout:?}");
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
+        let msg = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+                continue;
+            }
+            Some(msg) => msg.with_context(|| format!("reading topic {topic}"))?,
         };
-        let msg = msg.with_context(|| format!("reading topic {topic}"))?;
         match ends.get(&msg.partition()) {
             None => continue, // read far enough
             Some(&end) if msg.offset() >= end => {

@@ -269,7 +269,7 @@ fn measure_ends(
     options: &BTreeMap<String, String>,
     parts: &mut [Part],
 ) -> anyhow::Result<()> {
-    let probe = reader(brokers, options, &[("enable.partition.eof", "true".into())])?;
+    let probe = reader(brokers, options, &[])?;
     let mut tpl = TopicPartitionList::new();
     for p in parts.iter() {
         let at = (p.end - LOOKBACK).max(p.low);

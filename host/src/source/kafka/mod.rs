@@ -134,6 +134,8 @@ impl Batch {
                 }
                 Some(m)
             }
+            // Readers outside the group report partition ends; the batch ends them by offset.
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => None,
             Err(e) => {
                 if !std::mem::replace(&mut self.had_error, true) {
                     warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
