@@ -223,28 +223,55 @@ fn read_line(file: &mut std::io::BufReader<std::fs::File>, byte: u64) -> anyhow:
     Ok(line)
 }
 
-/// The records at `offsets` of a partition: ((topic, partition, offset), value). Reading
-/// starts a little before the first: some brokers answer a fetch from the middle of a record
-/// batch with nothing, or with the next batch.
+/// Records read, by (topic, partition, offset).
+type Records = BTreeMap<(String, i32, i64), Vec<u8>>;
+
+/// The records at `offsets` of a partition. Reading
+/// starts a little before the first; if the broker gives nothing from there (some answer a
+/// fetch from the middle of a record batch with nothing), from the partition's start.
 fn fetch(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
     offsets: &[i64],
-) -> anyhow::Result<BTreeMap<(String, i32, i64), Vec<u8>>> {
+) -> anyhow::Result<Records> {
     let (Some(&first), Some(&last)) = (offsets.iter().min(), offsets.iter().max()) else {
         return Ok(BTreeMap::new());
     };
     let low = consumer.fetch_watermarks(topic, partition, WAIT)?.0;
+    let near = (first - LOOKBACK).max(low);
+    for from in [near, low] {
+        if let Some(found) = read_span(consumer, topic, partition, from, offsets)? {
+            return Ok(found);
+        }
+        if from == low {
+            break;
+        }
+    }
+    bail!(
+        "{topic}/{partition} ends before offset {last}: the alert's events are not there \
+         (another topic or cluster than the alert's input?)"
+    )
+}
+
+/// Reads a partition from `from` up to the last of `offsets`; `None` if it ends first.
+fn read_span(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    offsets: &[i64],
+) -> anyhow::Result<Option<Records>> {
+    let last = offsets.iter().copied().max().unwrap_or(from);
     let mut tpl = TopicPartitionList::new();
-    let from = (first - LOOKBACK).max(low);
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
     let mut found = BTreeMap::new();
     let started = Instant::now();
     while started.elapsed() < WAIT {
         let msg = match consumer.poll(Duration::from_millis(200)) {
-            None | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => continue,
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
             Some(msg) => msg.with_context(|| format!("reading {topic}/{partition}"))?,
         };
         if offsets.contains(&msg.offset()) {
@@ -252,12 +279,19 @@ fn fetch(
             found.insert((topic.to_owned(), partition, msg.offset()), value);
         }
         if msg.offset() >= last {
-            return Ok(found);
+            let key = |o: &i64| (topic.to_owned(), partition, *o);
+            if let Some(gone) = offsets.iter().find(|o| !found.contains_key(&key(o))) {
+                bail!(
+                    "{topic}/{partition}: offset {gone} is not there any more (deleted by \
+                     retention or compaction)"
+                );
+            }
+            return Ok(Some(found));
         }
     }
     bail!(
-        "{topic}/{partition}: offsets {first} to {last} not read within {}s (deleted by \
-         retention, or the cluster is unreachable?)",
+        "{topic}/{partition}: offsets from {from} to {last} not read within {}s (is the \
+         cluster reachable?)",
         WAIT.as_secs()
-    );
+    )
 }

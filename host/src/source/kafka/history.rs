@@ -5,8 +5,9 @@
 //! cluster.
 //!
 //! Partitions are read with [`client::reader`](super::reader)'s consumer outside any group,
-//! assigned explicitly. Each starts a little before its first offset (and skips up to it):
-//! some brokers answer a fetch from the middle of a record batch with the next batch.
+//! assigned explicitly, each from an offset where a record batch starts (its start, or what
+//! offsets-for-times answers): some brokers answer a fetch from the middle of a record batch
+//! with nothing.
 
 use super::{Batch, partition_name, reader};
 use crate::source::lines::Line;
@@ -19,8 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// How far before its first offset a partition is fetched from (and skipped).
-const LOOKBACK: i64 = 20_000;
 /// How long the cluster may answer nothing before the backtest gives up.
 const STALL: Duration = Duration::from_secs(120);
 /// Timeout of each metadata and offsets request.
@@ -95,8 +94,9 @@ impl History {
             };
             p.done = p.first >= p.end;
             if !p.done {
-                let at = (p.first - LOOKBACK).max(p.low);
-                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(at))?;
+                // The partition's start or what offsets-for-times answered: where a record
+                // batch starts (a fetch from the middle of one may be answered with nothing).
+                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.first))?;
             }
         }
         consumer
@@ -260,8 +260,8 @@ fn plan(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<Part>> {
 }
 
 /// Sets each partition's end to the offset after its last record as of now. Some brokers
-/// report the first offset of their last record batch as the high watermark: reading from a
-/// little before it to the end finds the real end. A partition's end is found when the
+/// report the first offset of their last record batch (+1) as the high watermark: reading
+/// from the offset before it to the end finds the real end. A partition's end is found when the
 /// consumer reports it at its end, or when records came and then nothing for [`QUIET`], or
 /// when nothing came for [`FIRST`].
 fn measure_ends(
@@ -272,7 +272,9 @@ fn measure_ends(
     let probe = reader(brokers, options, &[])?;
     let mut tpl = TopicPartitionList::new();
     for p in parts.iter() {
-        let at = (p.end - LOOKBACK).max(p.low);
+        // The offset before the reported end: where the last record batch starts on the brokers
+        // that report it as the end, the last record on the others.
+        let at = (p.end - 1).max(p.low);
         tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(at))?;
     }
     probe
