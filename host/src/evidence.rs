@@ -226,9 +226,9 @@ fn read_line(file: &mut std::io::BufReader<std::fs::File>, byte: u64) -> anyhow:
 /// Records read, by (topic, partition, offset).
 type Records = BTreeMap<(String, i32, i64), Vec<u8>>;
 
-/// The records at `offsets` of a partition. Reading
-/// starts a little before the first; if the broker gives nothing from there (some answer a
-/// fetch from the middle of a record batch with nothing), from the partition's start.
+/// The records at `offsets` of a partition. Reading starts a little before the first; if
+/// the broker answers from past it (some answer a fetch from the middle of a record batch
+/// with the next batch, or with nothing), from the partition's start.
 fn fetch(
     consumer: &BaseConsumer,
     topic: &str,
@@ -254,7 +254,8 @@ fn fetch(
     )
 }
 
-/// Reads a partition from `from` up to the last of `offsets`; `None` if it ends first.
+/// Reads a partition from `from` up to the last of `offsets`; `None` if it ends first or
+/// its first record comes after the first of `offsets`.
 fn read_span(
     consumer: &BaseConsumer,
     topic: &str,
@@ -266,7 +267,7 @@ fn read_span(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
-    let mut found = BTreeMap::new();
+    let (mut found, mut first_record) = (BTreeMap::new(), true);
     let started = Instant::now();
     while started.elapsed() < WAIT {
         let msg = match consumer.poll(Duration::from_millis(200)) {
@@ -274,6 +275,9 @@ fn read_span(
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
             Some(msg) => msg.with_context(|| format!("reading {topic}/{partition}"))?,
         };
+        if std::mem::take(&mut first_record) && offsets.iter().any(|&o| o < msg.offset()) {
+            return Ok(None);
+        }
         if offsets.contains(&msg.offset()) {
             let value = msg.payload().unwrap_or_default().to_vec();
             found.insert((topic.to_owned(), partition, msg.offset()), value);
