@@ -198,10 +198,7 @@ impl RunArgs {
         if let Some(v) = &self.keyed_by {
             c.kafka.keyed_by.clone_from(v);
         }
-        for kv in &self.kafka_options {
-            let (k, v) = crate::config::run::kafka_option(kv)?;
-            c.kafka.options.insert(k, v);
-        }
+        (c.kafka.options).extend(crate::config::run::kafka_options(&self.kafka_options)?);
         if self.rules.is_some() {
             c.rules.dir.clone_from(&self.rules);
         }
@@ -461,11 +458,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let mut status = serve_status(args.http_listen.as_deref(), kind)?;
     let started = Instant::now();
     let result = if let Some(brokers) = &args.brokers {
-        let mut options = std::collections::BTreeMap::new();
-        for kv in &args.kafka_options {
-            let (k, v) = crate::config::run::kafka_option(kv)?;
-            options.insert(k, v);
-        }
+        let options = crate::config::run::kafka_options(&args.kafka_options)?;
         let span = Span {
             from: args.from,
             to: args.to,

@@ -3,6 +3,7 @@
 //! from the file the alerts came from, or from Kafka — and prints them, one per line, as
 //! they are in the input.
 
+use crate::source::Origin;
 use crate::source::kafka::history::{History, Span};
 use crate::source::kafka::reader;
 use anyhow::{Context, bail};
@@ -55,31 +56,12 @@ struct Alert {
     window_end: String,
     alert_id: String,
     #[serde(default)]
-    evidence: Vec<Position>,
-}
-
-/// One evidence position, as alerts write it.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Position {
-    Kafka {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
-    File {
-        line: u64,
-        byte: u64,
-    },
+    evidence: Vec<Origin>,
 }
 
 /// Runs `rulewatch evidence`.
 pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
-    let mut options = BTreeMap::new();
-    for kv in &args.kafka_options {
-        let (k, v) = crate::config::run::kafka_option(kv)?;
-        options.insert(k, v);
-    }
+    let options = crate::config::run::kafka_options(&args.kafka_options)?;
     let alerts = match (&args.alert_id, &args.alerts_topic, &args.brokers) {
         (Some(id), Some(topic), Some(brokers)) => vec![find_alert(brokers, &options, topic, id)?],
         _ => read_alerts(&args.alerts)?,
@@ -166,13 +148,16 @@ fn lines_of(
     let mut file = None;
     let mut wanted: BTreeMap<(&str, i32), Vec<i64>> = BTreeMap::new();
     for p in &alert.evidence {
-        if let Position::Kafka {
+        if let Origin::Kafka {
             topic,
             partition,
             offset,
         } = p
         {
-            wanted.entry((topic, *partition)).or_default().push(*offset);
+            wanted
+                .entry((topic, *partition))
+                .or_default()
+                .push(*offset as i64);
         }
     }
     let mut records = BTreeMap::new();
@@ -188,14 +173,14 @@ fn lines_of(
     let mut lines = Vec::new();
     for p in &alert.evidence {
         lines.push(match p {
-            Position::Kafka {
+            Origin::Kafka {
                 topic,
                 partition,
                 offset,
             } => records
-                .remove(&(topic.clone(), *partition, *offset))
+                .remove(&(topic.clone(), *partition, *offset as i64))
                 .unwrap_or_default(),
-            Position::File { line, byte } => {
+            Origin::File { line, byte } => {
                 let Some(input) = &args.input else {
                     bail!("its evidence is in a file: give the file with --input");
                 };

@@ -260,11 +260,7 @@ fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::kafka::Outp
     let Some(brokers) = &args.brokers else {
         return Ok(None);
     };
-    let mut options = std::collections::BTreeMap::new();
-    for kv in &args.kafka_options {
-        let (k, v) = crate::config::run::kafka_option(kv)?;
-        options.insert(k, v);
-    }
+    let mut options = crate::config::run::kafka_options(&args.kafka_options)?;
     let topics = [(args.topic.as_str(), args.partitions)];
     crate::sink::kafka::create_topics(brokers, &options, &topics, 1, &[])?;
     // Without keys, a random partition per message: librdkafka's default sticks to one

@@ -286,8 +286,13 @@ fn default_idle() -> Duration {
     Duration::from_secs(30)
 }
 
+/// The librdkafka settings of `--kafka-option KEY=VALUE` flags, by key.
+pub fn kafka_options(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    flags.iter().map(|kv| kafka_option(kv)).collect()
+}
+
 /// Splits a `--kafka-option KEY=VALUE`.
-pub fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
+fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
     let (k, v) = kv
         .split_once('=')
         .with_context(|| format!("--kafka-option {kv}: expected KEY=VALUE"))?;

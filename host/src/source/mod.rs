@@ -192,8 +192,9 @@ pub struct Pos {
     pub number: u64,
 }
 
-/// Where an event is in the input, as an alert's evidence shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// Where an event is in the input, as an alert's evidence shows it (and `rulewatch
+/// evidence` reads it back).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Origin {
     /// A record of a Kafka partition.
