@@ -2,6 +2,7 @@
 //! The language is recognised from the folder: `Cargo.toml` (Rust), `go.mod` (Go),
 //! `package.json` (AssemblyScript), `Makefile` (C or anything make builds).
 
+use super::new::Lang;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,20 +12,16 @@ pub const TARGET: &str = "wasm32-unknown-unknown";
 
 /// Builds the rule in `dir` and returns the module's path (beside the rule's TOML).
 pub fn run(dir: &Path) -> anyhow::Result<PathBuf> {
-    let module = if dir.join("Cargo.toml").exists() {
-        rust(dir)?
-    } else if dir.join("go.mod").exists() {
-        go(dir)?
-    } else if dir.join("package.json").exists() {
-        assemblyscript(dir)?
-    } else if dir.join("Makefile").exists() {
-        make(dir)?
-    } else {
-        bail!(
+    let module = match Lang::of(dir) {
+        Some(Lang::Rust) => rust(dir)?,
+        Some(Lang::Go) => go(dir)?,
+        Some(Lang::Ts) => assemblyscript(dir)?,
+        Some(Lang::C) => make(dir)?,
+        None => bail!(
             "{} has no Cargo.toml, go.mod, package.json or Makefile: is it a rule's folder? \
              (`rulewatch new NAME --lang rust|go|ts|c` makes one)",
             dir.display()
-        );
+        ),
     };
     println!(
         "built {} ({} KiB)",

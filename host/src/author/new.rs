@@ -1,6 +1,7 @@
-//! `rulewatch new NAME`: a rule crate that builds, tests and loads as it is.
+//! `rulewatch new NAME --lang LANG`: a rule that builds, tests and loads as it is.
 
 use anyhow::{Context, bail};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The language of a rule's logic.
@@ -17,6 +18,26 @@ pub enum Lang {
     C,
 }
 
+impl Lang {
+    /// The file a rule's folder in this language has, by which `rulewatch build` knows it (and
+    /// which the language's SDK folder has too).
+    pub fn marker(self) -> &'static str {
+        match self {
+            Lang::Rust => "Cargo.toml",
+            Lang::Go => "go.mod",
+            Lang::Ts => "package.json",
+            Lang::C => "Makefile",
+        }
+    }
+
+    /// The language of the rule in `dir`, by its marker file.
+    pub fn of(dir: &Path) -> Option<Lang> {
+        [Lang::Rust, Lang::Go, Lang::Ts, Lang::C]
+            .into_iter()
+            .find(|lang| dir.join(lang.marker()).exists())
+    }
+}
+
 /// The SDK folder of this source tree for `lang`, when the engine's sources are on this
 /// machine (a clone of the repository).
 fn local_sdk(folder: &str) -> Option<PathBuf> {
@@ -29,13 +50,13 @@ fn local_sdk(folder: &str) -> Option<PathBuf> {
 /// Where the scaffold's SDK comes from when `--sdk` is not given: the SDK beside the engine's
 /// sources when they are on this machine, else (Rust) this version from crates.io.
 fn default_sdk(lang: Lang) -> anyhow::Result<String> {
-    let (folder, marker) = match lang {
-        Lang::Rust => ("", "Cargo.toml"),
-        Lang::Go => ("go", "go.mod"),
-        Lang::Ts => ("assemblyscript", "package.json"),
+    let folder = match lang {
+        Lang::Rust => "",
+        Lang::Go => "go",
+        Lang::Ts => "assemblyscript",
         Lang::C => return Ok(String::new()),
     };
-    match local_sdk(folder).filter(|p| p.join(marker).exists()) {
+    match local_sdk(folder).filter(|p| p.join(lang.marker()).exists()) {
         Some(path) => Ok(path.display().to_string()),
         None if lang == Lang::Rust => Ok(env!("CARGO_PKG_VERSION").to_owned()),
         None => bail!(
@@ -54,51 +75,92 @@ fn cargo_dependency(sdk: &str) -> String {
     }
 }
 
+/// The C scaffold's rule: its own header over the body of the C crash rule of
+/// `examples/rules/crash-c` (the same params, so the same logic), which is built and tested
+/// there.
+fn c_rule() -> String {
+    let example = include_str!("../../../examples/rules/crash-c/crash_c.c");
+    let body = example.split_once("*/").map_or(example, |(_, body)| body);
+    include_str!("template/c/rule-header.c.in")
+        .trim_end()
+        .to_owned()
+        + body
+}
+
 /// The scaffold's files for `lang`: (path in the rule folder, template).
-fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
+fn templates(lang: Lang) -> Vec<(&'static str, Cow<'static, str>)> {
+    let text = Cow::Borrowed;
     let mut files = match lang {
         Lang::Rust => vec![
-            ("Cargo.toml", include_str!("template/rust/Cargo.toml.in")),
-            ("src/lib.rs", include_str!("template/rust/lib.rs.in")),
-            ("README.md", include_str!("template/rust/README.md.in")),
-            (".gitignore", include_str!("template/rust/gitignore.in")),
+            (
+                "Cargo.toml",
+                text(include_str!("template/rust/Cargo.toml.in")),
+            ),
+            ("src/lib.rs", text(include_str!("template/rust/lib.rs.in"))),
+            (
+                "README.md",
+                text(include_str!("template/rust/README.md.in")),
+            ),
+            (
+                ".gitignore",
+                text(include_str!("template/rust/gitignore.in")),
+            ),
         ],
         Lang::Go => vec![
-            ("go.mod", include_str!("template/go/go.mod.in")),
-            ("rule.go", include_str!("template/go/rule.go.in")),
-            ("rule_test.go", include_str!("template/go/rule_test.go.in")),
-            ("README.md", include_str!("template/go/README.md.in")),
-            (".gitignore", include_str!("template/go/gitignore.in")),
+            ("go.mod", text(include_str!("template/go/go.mod.in"))),
+            ("rule.go", text(include_str!("template/go/rule.go.in"))),
+            (
+                "rule_test.go",
+                text(include_str!("template/go/rule_test.go.in")),
+            ),
+            ("README.md", text(include_str!("template/go/README.md.in"))),
+            (".gitignore", text(include_str!("template/go/gitignore.in"))),
         ],
         Lang::Ts => vec![
-            ("package.json", include_str!("template/ts/package.json.in")),
+            (
+                "package.json",
+                text(include_str!("template/ts/package.json.in")),
+            ),
             (
                 "asconfig.json",
-                include_str!("template/ts/asconfig.json.in"),
+                text(include_str!("template/ts/asconfig.json.in")),
             ),
-            ("assembly/index.ts", include_str!("template/ts/index.ts.in")),
+            (
+                "assembly/index.ts",
+                text(include_str!("template/ts/index.ts.in")),
+            ),
+            (
+                "assembly/tsconfig.json",
+                text(include_str!("template/ts/tsconfig.json.in")),
+            ),
             (
                 "assembly/rule.test.ts",
-                include_str!("template/ts/rule.test.ts.in"),
+                text(include_str!("template/ts/rule.test.ts.in")),
             ),
-            ("README.md", include_str!("template/ts/README.md.in")),
-            (".gitignore", include_str!("template/ts/gitignore.in")),
+            ("README.md", text(include_str!("template/ts/README.md.in"))),
+            (".gitignore", text(include_str!("template/ts/gitignore.in"))),
         ],
         Lang::C => vec![
-            ("Makefile", include_str!("template/c/Makefile.in")),
-            ("rule.c", include_str!("template/c/rule.c.in")),
-            ("README.md", include_str!("template/c/README.md.in")),
-            (".gitignore", include_str!("template/c/gitignore.in")),
+            ("Makefile", text(include_str!("template/c/Makefile.in"))),
+            ("rule.c", Cow::Owned(c_rule())),
+            ("README.md", text(include_str!("template/c/README.md.in"))),
+            (".gitignore", text(include_str!("template/c/gitignore.in"))),
         ],
     };
     files.extend([
-        ("events.jsonl", include_str!("template/shared/events.jsonl")),
+        (
+            "events.jsonl",
+            text(include_str!("template/shared/events.jsonl")),
+        ),
         (
             "expected.jsonl",
-            include_str!("template/shared/expected.jsonl"),
+            text(include_str!("template/shared/expected.jsonl")),
         ),
-        ("late.jsonl", include_str!("template/shared/late.jsonl")),
-        ("bad.jsonl", include_str!("template/shared/bad.jsonl")),
+        (
+            "late.jsonl",
+            text(include_str!("template/shared/late.jsonl")),
+        ),
+        ("bad.jsonl", text(include_str!("template/shared/bad.jsonl"))),
     ]);
     files
 }
@@ -191,16 +253,17 @@ pub fn run(
             .replace("{{cargo_sdk}}", &cargo_dependency(&sdk))
     };
     let toml = format!("{name}.toml");
-    let files = templates(lang)
-        .into_iter()
-        .chain([(toml.as_str(), include_str!("template/shared/rule.toml.in"))]);
+    let files = templates(lang).into_iter().chain([(
+        toml.as_str(),
+        Cow::Borrowed(include_str!("template/shared/rule.toml.in")),
+    )]);
     for (file, template) in files {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&path, fill(template))
+        std::fs::write(&path, fill(&template))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let d = dir.display();
