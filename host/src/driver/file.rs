@@ -52,6 +52,15 @@ pub fn drive(
         let workers = Workers::start(pipeline, reader, may_wait)?;
         workers.drive(pipeline, sink, changes, &mut status)?;
     }
+    end(pipeline, sink, status)
+}
+
+/// Ends the input: every window closes, and the status says so.
+pub(super) fn end(
+    pipeline: &mut Pipeline,
+    sink: &mut dyn Sink,
+    status: Option<&mut Publisher>,
+) -> anyhow::Result<()> {
     pipeline.finish(sink)?;
     if let Some(p) = status {
         p.publish(true, |s| file_status(pipeline, s));
@@ -75,7 +84,7 @@ pub(super) fn publish(pipeline: &Pipeline, lines: &[Line], status: Option<&mut P
 }
 
 /// The status of a file replay: ready while a rule runs.
-pub(super) fn file_status(pipeline: &Pipeline, s: &mut Status) {
+fn file_status(pipeline: &Pipeline, s: &mut Status) {
     pipeline.status(s);
     s.ready = s.a_rule_runs();
 }

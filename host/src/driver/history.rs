@@ -3,7 +3,7 @@
 //! status published — and every window closed at the end. Each partition keeps its own
 //! watermark, as in `run`; no partition is ever idle, since each has data until its end.
 
-use super::file::{file_status, publish};
+use super::file::{end, publish};
 use crate::pipeline::{BATCH_LINES, Pipeline};
 use crate::registry::watch::Changes;
 use crate::sink::Sink;
@@ -42,9 +42,5 @@ pub fn drive(
             history.early
         );
     }
-    pipeline.finish(sink)?;
-    if let Some(p) = status {
-        p.publish(true, |s| file_status(pipeline, s));
-    }
-    Ok(())
+    end(pipeline, sink, status)
 }
