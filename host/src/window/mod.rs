@@ -228,6 +228,13 @@ impl Windows {
         self.evidence > 0
     }
 
+    /// What counting an event at `pos` keeps of it: its position and how many to keep, with
+    /// evidence on.
+    #[inline]
+    fn proof(&self, pos: Pos) -> Option<(Pos, usize)> {
+        self.keeps_evidence().then_some((pos, self.evidence))
+    }
+
     /// Placeholder windows holding nothing (for a stopped rule).
     pub fn empty() -> Self {
         Self::new(Duration::from_millis(1), Duration::ZERO)
@@ -310,7 +317,7 @@ impl Windows {
         pos: Pos,
     ) -> Verdict {
         let (size, slide) = (self.size, self.slide);
-        let proof = (self.evidence > 0).then_some((pos, self.evidence));
+        let proof = self.proof(pos);
         let window = self.window_of(time);
         let part = self.part(source);
         part.idle = false;
@@ -339,7 +346,7 @@ impl Windows {
     #[inline]
     pub fn count_forwarded(&mut self, source: usize, time: i64, key: &str, pos: Pos) -> Verdict {
         let (size, slide) = (self.size, self.slide);
-        let proof = (self.evidence > 0).then_some((pos, self.evidence));
+        let proof = self.proof(pos);
         let window = self.window_of(time);
         let part = self.part(source);
         let watermark = part.watermark.current();
