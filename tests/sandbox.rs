@@ -171,12 +171,9 @@ fn bytes_that_are_not_wasm_are_refused() {
 
 /// `replay INPUT --rules DIR` logging at level info; (alerts, stderr).
 fn replay_logging_info(input: &Path, rules: &Path) -> (Vec<Alert>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rulewatch"))
-        .args(["replay", input.to_str().unwrap(), "--format", "jsonl"])
-        .args(["--rules", rules.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
+    let (input, rules) = (input.to_str().unwrap(), rules.to_str().unwrap());
+    let args = ["replay", input, "--format", "jsonl", "--rules", rules];
+    let out = rulewatch_logging(&args, None, "info");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     (parse_alerts(&String::from_utf8_lossy(&out.stdout)), stderr)

@@ -89,11 +89,16 @@ pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
-/// Runs the rulewatch binary with `args`, feeding `stdin` if given.
+/// Runs the rulewatch binary with `args`, feeding `stdin` if given, logging warnings.
 pub fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    rulewatch_logging(args, stdin, "warn")
+}
+
+/// [`rulewatch`], logging at `level`.
+pub fn rulewatch_logging(args: &[&str], stdin: Option<&[u8]>, level: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
