@@ -119,26 +119,39 @@ pub fn scan_object(
         if s.peek() != Some(b'"') {
             return Err(ScanError::Syntax(s.err("expected a key in double quotes")));
         }
-        let key = s.string().map_err(ScanError::Syntax)?;
-        let key_bytes = key.bytes(line, s.scratch);
-        let slot = names.iter().position(|n| n.as_bytes() == key_bytes);
-        if let Value::Str {
-            escaped: true,
-            range,
-        } = key
-        {
-            // The key's decoded bytes are no longer needed.
-            s.scratch.truncate(range.start as usize);
-        }
+        let find = |key: &[u8]| names.iter().position(|n| same(n.as_bytes(), key));
+        let slot = match s.plain_string() {
+            Some(range) => find(&line[range.start as usize..range.end as usize]),
+            None => {
+                let key = s.string().map_err(ScanError::Syntax)?;
+                let slot = find(key.bytes(line, s.scratch));
+                if let Value::Str { range, .. } = key {
+                    // The key's decoded bytes are no longer needed.
+                    s.scratch.truncate(range.start as usize);
+                }
+                slot
+            }
+        };
         s.ws();
         if s.peek() != Some(b':') {
             return Err(ScanError::Syntax(s.err("expected ':' after a key")));
         }
         s.i += 1;
         s.ws();
-        let v = s.value(1).map_err(ScanError::Syntax)?;
-        if let Some(slot) = slot {
-            slots[slot] = v;
+        // A plain string, the usual value, goes straight to its slot: no `Value` is
+        // returned through memory on that path.
+        if let Some(range) = s.plain_string() {
+            if let Some(slot) = slot {
+                slots[slot] = Value::Str {
+                    range,
+                    escaped: false,
+                };
+            }
+        } else {
+            let v = s.value(1).map_err(ScanError::Syntax)?;
+            if let Some(slot) = slot {
+                slots[slot] = v;
+            }
         }
         s.ws();
         match s.peek() {
@@ -153,6 +166,24 @@ pub fn scan_object(
                 ));
             }
         }
+    }
+}
+
+/// Whether two keys are equal: `==` on slices, without a call to `memcmp` for keys of up
+/// to 16 bytes (almost all), which are compared as two overlapping words.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -188,6 +219,7 @@ impl Scanner<'_, '_> {
         }
     }
 
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         match self.peek() {
             Some(b'"') => self.string(),
@@ -293,11 +325,43 @@ impl Scanner<'_, '_> {
     }
 
     /// A string starting at the opening quote.
+    #[inline]
     fn string(&mut self) -> Result<Value, SyntaxError> {
-        self.i += 1;
-        let start = self.i;
+        match self.plain_string() {
+            Some(range) => Ok(Value::Str {
+                range,
+                escaped: false,
+            }),
+            None => self.string_rest(self.i + 1),
+        }
+    }
+
+    /// If a plain ASCII string (no escape) starts here, at its opening quote: its contents'
+    /// range, and the scanner after it. Otherwise `None`, and the scanner has not moved.
+    #[inline(always)]
+    fn plain_string(&mut self) -> Option<Range<u32>> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        self.i = start;
+        self.skip_plain();
+        if self.peek() == Some(b'"') {
+            self.i += 1;
+            Some(start as u32..self.i as u32 - 1)
+        } else {
+            self.i = start - 1;
+            None
+        }
+    }
+
+    /// A string whose contents start at `start` and need attention: a backslash, a control
+    /// character, a non-ASCII byte or the end of the line.
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Result<Value, SyntaxError> {
+        self.i = start;
         let mut ascii = true;
-        // Fast path: no escapes.
+        // No escapes so far.
         loop {
             self.skip_plain();
             match self.peek() {
@@ -367,8 +431,8 @@ impl Scanner<'_, '_> {
     }
 
     /// Skips string bytes that need no attention (not `"`, `\`, a control character or
-    /// non-ASCII), sixteen at a time where SSE2 is (every x86_64), then eight at a time. It
-    /// may stop early, never late.
+    /// non-ASCII), sixteen at a time where SSE2 is (every x86_64), then eight at a time,
+    /// then one: it stops at the first byte that needs attention or at the end.
     #[inline]
     fn skip_plain(&mut self) {
         #[cfg(target_arch = "x86_64")]
@@ -410,9 +474,17 @@ impl Scanner<'_, '_> {
                 | x.wrapping_sub(ONES * 0x20)
                 | x;
             if special & HIGH != 0 {
+                // Borrows only run upwards, so the lowest flagged byte is the first special.
+                self.i += (special & HIGH).trailing_zeros() as usize / 8;
                 return;
             }
             self.i += 8;
+        }
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b'"' || c == b'\\' || c < 0x20 || c >= 0x80 {
+                return;
+            }
+            self.i += 1;
         }
     }
 

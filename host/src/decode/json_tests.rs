@@ -160,3 +160,23 @@ fn agrees_with_serde_json() {
         }
     }
 }
+
+#[test]
+fn keys_of_every_length_match_only_themselves() {
+    for n in 0..24 {
+        let key: String = (0..n).map(|i| (b'a' + i as u8) as char).collect();
+        assert!(same(key.as_bytes(), key.as_bytes()), "{key}");
+        for at in 0..n {
+            let mut other = key.clone().into_bytes();
+            other[at] = b'Z';
+            assert!(!same(key.as_bytes(), &other), "{key} at {at}");
+        }
+        assert!(!same(key.as_bytes(), format!("{key}x").as_bytes()));
+        // Through the scanner: only the member with exactly this key fills the slot.
+        let line = format!(r#"{{"{key}x":1,"{key}":2,"x{key}":3}}"#);
+        let mut slots = vec![Value::Missing];
+        let mut scratch = Vec::new();
+        scan_object(line.as_bytes(), &names(&[&key]), &mut slots, &mut scratch).unwrap();
+        assert_eq!(text(line.as_bytes(), &scratch, &slots[0]), b"2", "{line}");
+    }
+}
