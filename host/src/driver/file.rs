@@ -89,11 +89,13 @@ fn file_status(pipeline: &Pipeline, s: &mut Status) {
     s.ready = s.a_rule_runs();
 }
 
-/// A batch on its way: its number, bytes and lines, and what a worker found in it.
+/// A batch on its way: its number, the reader's buffer its lines point into, and what a
+/// worker found in it.
 #[derive(Default)]
 struct Batch {
     seq: u64,
-    buf: Vec<u8>,
+    /// Held while the batch is in flight; the reader reads into other buffers meanwhile.
+    buf: Arc<Vec<u8>>,
     lines: Vec<Line>,
     filtered: Filtered,
 }
@@ -310,6 +312,11 @@ impl<R: Read + Send + 'static> Workers<R> {
                     pipeline.apply_filtered(&batch.buf, &batch.lines, filtered, sink)?;
                     publish(pipeline, &batch.lines, status.as_deref_mut());
                     self.applied += 1;
+                    // Lets the reader write into the buffer again.
+                    let batch = Batch {
+                        buf: Arc::default(),
+                        ..batch
+                    };
                     // The reader may have ended: then the batch is not needed.
                     let _ = self.empty.send(batch);
                 }
@@ -349,21 +356,8 @@ fn read_batch<R: Read>(
     if !next_batch(reader, &mut batch.lines)? {
         return Ok(None);
     }
-    copy_out(reader.buffer(), &mut batch);
+    batch.buf = reader.block();
     Ok(Some(batch))
-}
-
-/// Copies the bytes of `batch`'s lines out of the reader's buffer, and points the lines at
-/// the copy.
-fn copy_out(buffer: &[u8], batch: &mut Batch) {
-    let text = || batch.lines.iter().filter(|l| !l.too_large);
-    let start = text().map(|l| l.range.start).min().unwrap_or(0);
-    let end = text().map(|l| l.range.end).max().unwrap_or(0);
-    batch.buf.clear();
-    batch.buf.extend_from_slice(&buffer[start..end]);
-    for l in batch.lines.iter_mut().filter(|l| !l.too_large) {
-        l.range = l.range.start - start..l.range.end - start;
-    }
 }
 
 /// A worker: filters the batches it is given and sends them back, until the driver is done.

@@ -1,9 +1,16 @@
 //! Reads newline-delimited records from any byte stream in large chunks, handing out
-//! batches of lines as ranges into one reused buffer, with their line number and byte
-//! offset. A line longer than the limit is reported (not buffered) and skipped.
+//! batches of lines as ranges into a buffer, with their line number and byte offset. A line
+//! longer than the limit is reported (not buffered) and skipped.
+//!
+//! The buffer is shared ([`LineReader::block`]): a batch handed to another thread keeps the
+//! bytes it points into without a copy. The reader writes only into a buffer nobody else
+//! holds, so before a read it moves the unconsumed partial line into one (the same buffer
+//! when it is not shared, else a spare), and reads after it: where batches end depends only
+//! on the input, never on who holds what.
 
 use std::io::{self, Read};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// One line of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +31,9 @@ pub struct Line {
 /// Splits a byte stream into lines, in batches.
 pub struct LineReader<R> {
     inner: R,
-    buf: Vec<u8>,
+    buf: Arc<Vec<u8>>,
+    /// Buffers given up while batches held them, to be reused once they are let go.
+    spare: Vec<Arc<Vec<u8>>>,
     /// Start of unconsumed data in `buf`.
     start: usize,
     /// End of data read into `buf`.
@@ -44,7 +53,8 @@ impl<R: Read> LineReader<R> {
         let capacity = (max_line + 1).max(4 << 20);
         LineReader {
             inner,
-            buf: vec![0; capacity],
+            buf: Arc::new(vec![0; capacity]),
+            spare: Vec::new(),
             start: 0,
             end: 0,
             offset: 0,
@@ -58,6 +68,12 @@ impl<R: Read> LineReader<R> {
     /// The buffer that [`Line::range`]s of the last batch point into (anywhere in it).
     pub fn buffer(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The buffer of the last batch, shared: the reader will not write into it while it is
+    /// held.
+    pub fn block(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.buf)
     }
 
     /// Fills `out` with up to `max_lines` lines; returns false when the stream has ended and
@@ -100,24 +116,39 @@ impl<R: Read> LineReader<R> {
                 // the lines already here must not wait for a full batch.
                 break;
             }
-            // Room to read into: nothing is handed out yet in this call, so the earlier
-            // batches' ranges may move. The unconsumed tail moves to the front only when
-            // the free end is short, so each byte is moved at most about once.
-            if self.start == self.end {
-                self.start = 0;
-                self.end = 0;
-            } else if self.buf.len() - self.end < self.buf.len() / 4 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let n = read_some(&mut self.inner, &mut self.buf[self.end..])?;
+            // Nothing is handed out yet in this call, so the earlier batches' ranges may
+            // move: the unconsumed partial line moves to the front of a buffer of our own.
+            self.make_room();
+            let buf = Arc::get_mut(&mut self.buf).expect("a buffer of our own");
+            let n = read_some(&mut self.inner, &mut buf[self.end..])?;
             if n == 0 {
                 self.eof = true;
             }
             self.end += n;
         }
         Ok(!out.is_empty() || !self.eof || self.end > self.start)
+    }
+
+    /// Moves the unconsumed bytes (part of one line) to the front of a buffer that no batch
+    /// holds, to read after them.
+    fn make_room(&mut self) {
+        let tail = self.start..self.end;
+        if Arc::get_mut(&mut self.buf).is_none() {
+            let free = self.spare.iter().position(|b| Arc::strong_count(b) == 1);
+            let mut fresh = match free {
+                Some(i) => self.spare.swap_remove(i),
+                None => Arc::new(vec![0; self.buf.len()]),
+            };
+            let fresh_buf = Arc::get_mut(&mut fresh).expect("a spare buffer nobody holds");
+            fresh_buf[..tail.len()].copy_from_slice(&self.buf[tail.clone()]);
+            let held = std::mem::replace(&mut self.buf, fresh);
+            self.spare.push(held);
+        } else if tail.start > 0 {
+            let buf = Arc::get_mut(&mut self.buf).expect("checked just above");
+            buf.copy_within(tail.clone(), 0);
+        }
+        self.end = tail.len();
+        self.start = 0;
     }
 
     /// Consumes `buf[start..consumed_to]`, a line ending at `line_end`.
@@ -169,6 +200,7 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     /// Reads everything in batches of `per`, returning (text or None if too large, number, offset).
     fn all(input: &[u8], max_line: usize, per: usize) -> Vec<(Option<String>, u64, u64)> {
@@ -252,6 +284,41 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(r.next_batch(4096, &mut out).unwrap());
         assert_eq!(&r.buffer()[out[0].range.clone()], b"partial");
+    }
+
+    #[test]
+    fn held_buffers_are_never_written_and_batches_end_where_they_would_unheld() {
+        let mut input = Vec::new();
+        for i in 0..300_000 {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        let batches = |hold: usize| {
+            let mut r = LineReader::new(&input[..], 64);
+            let (mut out, mut held, mut got) = (Vec::new(), VecDeque::new(), Vec::new());
+            while r.next_batch(4096, &mut out).unwrap() {
+                let block = r.block();
+                let text: Vec<Vec<u8>> = out
+                    .iter()
+                    .map(|l| block[l.range.clone()].to_vec())
+                    .collect();
+                held.push_back((block, out.clone(), text));
+                if held.len() > hold {
+                    let (block, lines, text) = held.pop_front().unwrap();
+                    // Still the bytes it had when it was handed out.
+                    assert!(
+                        lines
+                            .iter()
+                            .zip(&text)
+                            .all(|(l, t)| &block[l.range.clone()] == t)
+                    );
+                }
+                got.push(out.iter().map(|l| (l.number, l.offset)).collect::<Vec<_>>());
+            }
+            got
+        };
+        let unheld = batches(0);
+        assert_eq!(unheld.iter().map(Vec::len).sum::<usize>(), 300_000);
+        assert_eq!(batches(8), unheld);
     }
 
     #[test]
