@@ -157,9 +157,14 @@ impl RuleRunner {
             for (row, &line) in call.lines.iter().enumerate() {
                 let is_selected = abi::bit(&call.selected, row);
                 let time = batch.i64(abi::EVENT_TIME, row);
-                let key = batch.str(abi::EVENT_KEY, row);
                 let line = &ctx.lines[line as usize];
                 let source = line.source as usize;
+                if !is_selected && matches!(self.counting, Counting::Local) {
+                    // Most events: they only move the watermark.
+                    self.windows.pass(source, time);
+                    continue;
+                }
+                let key = batch.str(abi::EVENT_KEY, row);
                 let watermark = self.windows.watermark_of(source);
                 let verdict = match &mut self.counting {
                     Counting::Local => {
