@@ -245,3 +245,85 @@ fn a_go_rule_that_prints_reads_the_clock_loops_or_eats_memory_is_contained() {
         assert_eq!(crash_only(&alerts), expected, "{reason}");
     }
 }
+
+/// Compiled modules are cached on disk (see `host/src/rules/cache.rs`); an entry is only ever
+/// a shortcut: a damaged one is compiled again, and a directory others may write into, or
+/// `off`, is not used at all.
+#[test]
+fn the_compiled_module_cache_is_only_a_shortcut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sample = workspace().join("examples/data/sample.jsonl");
+    let replay = |cache: &Path| {
+        let out = rulewatch_env(
+            &["replay", sample.to_str().unwrap(), "--format", "jsonl"],
+            None,
+            &[
+                ("RUST_LOG", "debug"),
+                ("RULEWATCH_CACHE_DIR", cache.to_str().unwrap()),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let entries = |cache: &Path| -> Vec<_> {
+        std::fs::read_dir(cache)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let hit = "compiled module from the cache";
+
+    let (alerts, stderr) = replay(&cache);
+    assert_eq!(alerts.lines().count(), 12, "{stderr}");
+    assert!(!stderr.contains(hit), "{stderr}");
+    let cached = entries(&cache);
+    assert_eq!(
+        cached.len(),
+        1,
+        "one entry for the built-in rule: {cached:?}"
+    );
+    let (again, stderr) = replay(&cache);
+    assert!(stderr.contains(hit), "{stderr}");
+    assert_eq!(again, alerts);
+
+    // Damaged: compiled again, the same alerts, and the entry made whole.
+    std::fs::write(&cached[0], b"not compiled code").unwrap();
+    let (again, stderr) = replay(&cache);
+    assert!(!stderr.contains(hit), "{stderr}");
+    assert_eq!(again, alerts);
+    assert!(replay(&cache).1.contains(hit));
+
+    // A directory others may write into is not trusted.
+    use std::os::unix::fs::PermissionsExt;
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (again, stderr) = replay(&shared);
+    assert_eq!(again, alerts);
+    assert!(
+        stderr.contains("others may write into the directory"),
+        "{stderr}"
+    );
+    assert!(entries(&shared).is_empty());
+
+    // By default under $XDG_CACHE_HOME; `off` writes nothing there.
+    let xdg = dir.path().join("xdg");
+    for (setting, made) in [("off", false), ("", true)] {
+        let mut env = vec![("XDG_CACHE_HOME", xdg.to_str().unwrap())];
+        if !setting.is_empty() {
+            env.push(("RULEWATCH_CACHE_DIR", setting));
+        }
+        let out = rulewatch_env(
+            &["replay", sample.to_str().unwrap(), "--format", "jsonl"],
+            None,
+            &env,
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), alerts);
+        assert_eq!(
+            entries(&xdg.join("rulewatch")).len(),
+            usize::from(made),
+            "{setting}"
+        );
+    }
+}

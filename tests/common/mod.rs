@@ -96,9 +96,15 @@ pub fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 /// [`rulewatch`], logging at `level`.
 pub fn rulewatch_logging(args: &[&str], stdin: Option<&[u8]>, level: &str) -> Output {
+    rulewatch_env(args, stdin, &[("RUST_LOG", level)])
+}
+
+/// [`rulewatch`] with the environment variables `env` set (`RUST_LOG` among them).
+pub fn rulewatch_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
         .args(args)
-        .env("RUST_LOG", level)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -8,6 +8,7 @@
 //! [`RuleError`] that names the rule and says what to do.
 
 pub mod builtin;
+mod cache;
 mod inspect;
 pub mod sandbox;
 pub mod wasi;
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{InstancePre, Linker, Memory, Module, Store, Trap, TypedFunc};
+use wasmtime::{InstancePre, Linker, Memory, Store, Trap, TypedFunc};
 
 /// What went wrong with a rule module.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +94,7 @@ impl RuleModule {
         let sha256 = sha256(bytes);
         inspect::check(bytes, ceilings().max_functions).map_err(invalid)?;
         let engine = sandbox::engine();
-        let module = Module::new(engine, bytes)
+        let module = cache::module(engine, bytes, &sha256)
             .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
         wasi::check_imports(&module).map_err(invalid)?;
         let mut linker = Linker::new(engine);
