@@ -126,7 +126,11 @@ type Jobs = Arc<Mutex<Receiver<Job>>>;
 /// The worker threads (and the reader thread, if any), and the batches in flight.
 struct Workers<R> {
     jobs: Sender<Job>,
-    /// Per worker: where its renewed front goes.
+    /// The queue the workers take jobs from: this thread takes one too rather than wait.
+    queue: Jobs,
+    /// This thread's own front: one of the workers is this thread, in its spare time.
+    own: Box<Front>,
+    /// Per worker thread: where its renewed front goes.
     fronts: Vec<Sender<Box<Front>>>,
     msgs: Receiver<Msg>,
     /// Batches read while this thread waited for others to be filtered.
@@ -144,15 +148,18 @@ struct Workers<R> {
 }
 
 impl<R: Read + Send + 'static> Workers<R> {
-    /// One thread per worker of `pipeline`, each with one of the pipeline's fronts, and a
-    /// reader thread over `reader` if reading `may_wait` on its producer.
+    /// A thread per worker of `pipeline` but one, each with one of the pipeline's fronts
+    /// (the last is this thread's), and a reader thread over `reader` if reading `may_wait`
+    /// on its producer. As many threads as workers are busy: this one reads, applies and
+    /// filters when it would otherwise wait.
     fn start(
         pipeline: &mut Pipeline,
         reader: LineReader<R>,
         may_wait: bool,
     ) -> anyhow::Result<Self> {
-        let fronts = pipeline.take_fronts();
+        let mut fronts = pipeline.take_fronts();
         let in_flight = fronts.len() * IN_FLIGHT_PER_WORKER;
+        let own = Box::new(fronts.pop().expect("several workers"));
         let (msg_tx, msgs) = channel();
         let (empty, empty_rx) = sync_channel(in_flight);
         for _ in 0..in_flight {
@@ -182,6 +189,8 @@ impl<R: Read + Send + 'static> Workers<R> {
         }
         Ok(Workers {
             jobs,
+            queue,
+            own,
             fronts: renewed,
             msgs,
             read: VecDeque::new(),
@@ -280,7 +289,10 @@ impl<R: Read + Send + 'static> Workers<R> {
             }
         }
         let mut fronts: Vec<Front> = fronts.into_iter().flatten().map(|f| *f).collect();
+        let own = std::mem::replace(&mut *self.own, Front::new(&[]).expect("no rule to start"));
+        fronts.push(own);
         pipeline.renew_fronts(&mut fronts);
+        *self.own = fronts.pop().expect("this thread's front");
         for (tx, front) in self.fronts.iter().zip(fronts) {
             tx.send(Box::new(front))
                 .map_err(|_| anyhow::anyhow!("a worker stopped"))?;
@@ -288,39 +300,78 @@ impl<R: Read + Send + 'static> Workers<R> {
         Ok(())
     }
 
-    /// Takes the next message: keeps a batch read for later, applies filtered batches that
-    /// are next in input order, notes the end of the input.
+    /// Filters a batch that no worker thread has taken yet, on this thread: whether there
+    /// was one (the queue is free only while they are all busy).
+    fn steal(
+        &mut self,
+        pipeline: &mut Pipeline,
+        sink: &mut dyn Sink,
+        status: &mut Option<&mut Publisher>,
+    ) -> anyhow::Result<bool> {
+        let job = match self.queue.try_lock() {
+            Ok(queue) => queue.try_recv(),
+            Err(_) => return Ok(false),
+        };
+        match job {
+            Ok(Job::Filter { batch, running }) => {
+                let batch = filter(&mut self.own, batch, &running);
+                self.filtered(batch, pipeline, sink, status)?;
+                Ok(true)
+            }
+            Ok(Job::Return) => unreachable!("fronts are asked back only while nothing is queued"),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Takes the next message — keeps a batch read for later, applies filtered batches that
+    /// are next in input order, notes the end of the input — or, while none is there,
+    /// filters a batch no worker thread has taken.
     fn take(
         &mut self,
         pipeline: &mut Pipeline,
         sink: &mut dyn Sink,
         status: &mut Option<&mut Publisher>,
     ) -> anyhow::Result<()> {
-        match self
-            .msgs
-            .recv()
-            .context("the reader and the workers stopped")?
-        {
+        let msg = match self.msgs.try_recv() {
+            Ok(msg) => msg,
+            Err(_) if self.steal(pipeline, sink, status)? => return Ok(()),
+            Err(_) => self
+                .msgs
+                .recv()
+                .context("the reader and the workers stopped")?,
+        };
+        match msg {
             Msg::Read(batch) => self.read.push_back(batch),
             Msg::End(result) => self.ended = Some(result),
             Msg::Front(..) => unreachable!("fronts come back only when asked for"),
-            Msg::Filtered(batch) => {
-                let batch = batch.map_err(anyhow::Error::msg)?;
-                self.ready.insert(batch.seq, batch);
-                while let Some(batch) = self.ready.remove(&self.applied) {
-                    let filtered = std::slice::from_ref(&batch.filtered);
-                    pipeline.apply_filtered(&batch.buf, &batch.lines, filtered, sink)?;
-                    publish(pipeline, &batch.lines, status.as_deref_mut());
-                    self.applied += 1;
-                    // Lets the reader write into the buffer again.
-                    let batch = Batch {
-                        buf: Arc::default(),
-                        ..batch
-                    };
-                    // The reader may have ended: then the batch is not needed.
-                    let _ = self.empty.send(batch);
-                }
-            }
+            Msg::Filtered(batch) => self.filtered(batch, pipeline, sink, status)?,
+        }
+        Ok(())
+    }
+
+    /// Takes a filtered batch (or why filtering failed) and applies the batches that are
+    /// next in input order.
+    fn filtered(
+        &mut self,
+        batch: Result<Batch, String>,
+        pipeline: &mut Pipeline,
+        sink: &mut dyn Sink,
+        status: &mut Option<&mut Publisher>,
+    ) -> anyhow::Result<()> {
+        let batch = batch.map_err(anyhow::Error::msg)?;
+        self.ready.insert(batch.seq, batch);
+        while let Some(batch) = self.ready.remove(&self.applied) {
+            let filtered = std::slice::from_ref(&batch.filtered);
+            pipeline.apply_filtered(&batch.buf, &batch.lines, filtered, sink)?;
+            publish(pipeline, &batch.lines, status.as_deref_mut());
+            self.applied += 1;
+            // Lets the reader write into the buffer again.
+            let batch = Batch {
+                buf: Arc::default(),
+                ..batch
+            };
+            // The reader may have ended: then the batch is not needed.
+            let _ = self.empty.send(batch);
         }
         Ok(())
     }
@@ -385,24 +436,31 @@ fn work(
                     Err(_) => return,
                 }
             }
-            Job::Filter { mut batch, running } => {
-                front.keep_running(&running);
-                let filtered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let no_skip = |_: &Line| false;
-                    let (buf, lines) = (&batch.buf, &batch.lines);
-                    front.filter(buf, lines, 0, &no_skip, &mut batch.filtered);
-                }));
+            Job::Filter { batch, running } => {
+                let filtered = filter(&mut front, batch, &running);
                 let failed = filtered.is_err();
-                let msg = match filtered {
-                    Ok(()) => Ok(batch),
-                    Err(_) => Err("a worker panicked while filtering a batch (a bug: please \
-                                   report it with the log)"
-                        .to_owned()),
-                };
-                if out.send(Msg::Filtered(msg)).is_err() || failed {
+                if out.send(Msg::Filtered(filtered)).is_err() || failed {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Filters `batch` with `front`, giving no events to the rules not `running`; a panic comes
+/// back as an error rather than leaving the driver waiting.
+fn filter(front: &mut Front, mut batch: Batch, running: &[bool]) -> Result<Batch, String> {
+    front.keep_running(running);
+    let filtered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let no_skip = |_: &Line| false;
+        let (buf, lines) = (&batch.buf, &batch.lines);
+        front.filter(buf, lines, 0, &no_skip, &mut batch.filtered);
+    }));
+    match filtered {
+        Ok(()) => Ok(batch),
+        Err(_) => Err(
+            "a worker panicked while filtering a batch (a bug: please report it with the log)"
+                .to_owned(),
+        ),
     }
 }
