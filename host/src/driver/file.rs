@@ -6,10 +6,11 @@
 //! is read and split (for a file on this thread, whose disk reads never wait long; for a
 //! stream that may pause, on a reader thread, so that this thread never waits on it and what
 //! a slow producer sent is applied at once, as with one worker); this thread applies rule
-//! changes and hands each batch to a worker, which decodes, projects and filters it with its
-//! own front; this thread then applies the workers' results strictly in input order. So the
-//! output is that of one worker, byte for byte, and at most a few batches are in flight:
-//! memory stays flat.
+//! changes and queues each batch for a worker, which decodes, projects and filters it with
+//! its own front; this thread then applies the workers' results strictly in input order. It
+//! is a worker too: rather than wait for a result it filters a queued batch itself, so N
+//! workers are N busy threads (N - 1 of them started here). The output is that of one
+//! worker, byte for byte, and at most a few batches are in flight: memory stays flat.
 
 use crate::pipeline::{BATCH_LINES, Filtered, Front, Pipeline};
 use crate::registry::watch::Changes;
