@@ -71,7 +71,12 @@ struct Partition {
 impl Partition {
     /// Something happened to it: a message, or it was (re)assigned.
     fn seen(&mut self) {
-        self.last_seen = Instant::now();
+        self.seen_at(Instant::now());
+    }
+
+    /// Something happened to it at `now`.
+    fn seen_at(&mut self, now: Instant) {
+        self.last_seen = now;
         self.idle = false;
         self.asked = None;
     }
@@ -82,11 +87,27 @@ impl Partition {
 struct Partitions {
     list: Vec<Partition>,
     index: HashMap<(String, i32), u32>,
+    /// The last partition looked up: topic, partition, index.
+    last: Option<(Box<str>, i32, u32)>,
 }
 
 impl Partitions {
     /// The index of a partition, registering it if new.
     fn get(&mut self, topic: &str, p: i32) -> u32 {
+        // Messages come in runs from one partition: most lookups are the last one's.
+        if let Some(&(ref t, last_p, i)) = self.last.as_ref()
+            && last_p == p
+            && **t == *topic
+        {
+            return i;
+        }
+        let i = self.find(topic, p);
+        self.last = Some((topic.into(), p, i));
+        i
+    }
+
+    /// [`Partitions::get`] without the shortcut.
+    fn find(&mut self, topic: &str, p: i32) -> u32 {
         if let Some(&i) = self.index.get(&(topic.to_owned(), p)) {
             return i;
         }
@@ -229,6 +250,8 @@ impl KafkaSource {
         out.clear();
         self.batch.buf.clear();
         let mut timeout = wait;
+        // One clock read per batch: a batch takes no longer than its polls.
+        let mut now = None;
         while out.len() < max && !self.rebalance_pending() {
             let Some(result) = self.consumer.poll(timeout) else {
                 break;
@@ -240,7 +263,7 @@ impl KafkaSource {
             let i = self.partitions.get(msg.topic(), msg.partition());
             let offset = msg.offset();
             let part = &mut self.partitions.list[i as usize];
-            part.seen();
+            part.seen_at(*now.get_or_insert_with(Instant::now));
             if part.next.is_some_and(|next| offset < next) {
                 continue; // already covered by the checkpoint
             }
