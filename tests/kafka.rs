@@ -669,3 +669,23 @@ fn a_checkpoint_written_in_one_record_batch_is_restored_whole() {
         "{log}"
     );
 }
+
+/// Reading partitions to their end is routine (the keying check reads the input topic so at
+/// start-up, and some partitions may hold nothing yet): it is never logged as an error.
+#[test]
+fn reading_partitions_to_their_end_is_not_logged_as_an_error() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    broker.create_topic("logs", PARTITIONS);
+    broker.produce(
+        "logs",
+        &keyed_messages(&crash_line("2026-01-27T22:00:00Z", "u", "High")),
+    );
+    let state = dir.path().join("state");
+    let mut engine = start(&broker, &state, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    engine.assert_running();
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}

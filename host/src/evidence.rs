@@ -5,9 +5,9 @@
 
 use crate::source::Origin;
 use crate::source::kafka::history::{History, Span};
-use crate::source::kafka::reader;
+use crate::source::kafka::{Reader, reader};
 use anyhow::{Context, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -215,7 +215,7 @@ type Records = BTreeMap<(String, i32, i64), Vec<u8>>;
 /// the broker answers from past it (some answer a fetch from the middle of a record batch
 /// with the next batch, or with nothing), from the partition's start.
 fn fetch(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     partition: i32,
     offsets: &[i64],
@@ -242,7 +242,7 @@ fn fetch(
 /// Reads a partition from `from` up to the last of `offsets`; `None` if it ends first or
 /// its first record comes after the first of `offsets`.
 fn read_span(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     partition: i32,
     from: i64,

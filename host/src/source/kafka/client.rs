@@ -195,6 +195,31 @@ impl ConsumerContext for Callbacks {
     }
 }
 
+/// A consumer outside any group (see [`reader`]).
+pub type Reader = BaseConsumer<ReaderContext>;
+
+/// The callbacks of a [`Reader`]: librdkafka's logs go to ours, and the end of a partition,
+/// which a reader asks to be told of, is not an error.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode::PartitionEOF;
+        match error {
+            KafkaError::PartitionEOF(_) | KafkaError::Global(PartitionEOF) => {
+                tracing::debug!("Kafka: {reason}");
+            }
+            _ => warn!("Kafka: {error}: {reason} ({})", hint(reason)),
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// A consumer outside any group, for reading partitions from their start (the keying check,
 /// restoring checkpoints, backtests, evidence). It reports reaching a partition's end (as
 /// `KafkaError::PartitionEOF`): some brokers (tansu 0.6) report the first offset of the last
@@ -204,7 +229,7 @@ pub fn reader(
     brokers: &str,
     options: &BTreeMap<String, String>,
     extra: &[(&str, String)],
-) -> anyhow::Result<BaseConsumer> {
+) -> anyhow::Result<Reader> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -221,7 +246,7 @@ pub fn reader(
     }
     config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     config
-        .create()
+        .create_with_context(ReaderContext)
         .context("cannot create a Kafka consumer (check the [kafka] settings)")
 }
 
@@ -230,7 +255,7 @@ pub fn reader(
 /// partition's start also avoids brokers that answer a fetch from the middle of a record
 /// batch with the next batch.
 pub fn read_from_start(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     limit: Option<i64>,
     timeout: Duration,

@@ -9,10 +9,10 @@
 //! offsets-for-times answers): some brokers answer a fetch from the middle of a record batch
 //! with nothing.
 
-use super::{Batch, partition_name, reader};
+use super::{Batch, Reader, partition_name, reader};
 use crate::source::lines::Line;
 use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -53,7 +53,7 @@ struct Part {
 /// Reads the history of some topics in batches, as lines whose source is the partition's
 /// index (numbered as listed by [`History::names`]) and whose number is the offset.
 pub struct History {
-    consumer: BaseConsumer,
+    consumer: Reader,
     batch: Batch,
     parts: Vec<Part>,
     /// The topics read, and each partition's index by (place in `topics`, partition).
@@ -214,7 +214,7 @@ impl History {
 }
 
 /// Marks `p` read to its end (one fewer `open`) and stops fetching it.
-fn finish(p: &mut Part, open: &mut usize, consumer: &BaseConsumer) {
+fn finish(p: &mut Part, open: &mut usize, consumer: &Reader) {
     if p.done {
         return;
     }
@@ -228,7 +228,7 @@ fn finish(p: &mut Part, open: &mut usize, consumer: &BaseConsumer) {
 }
 
 /// The partitions of `topic` with their offsets as the broker reports them.
-fn plan(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<Part>> {
+fn plan(consumer: &Reader, topic: &str) -> anyhow::Result<Vec<Part>> {
     let meta = consumer
         .fetch_metadata(Some(topic), ASK)
         .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
@@ -321,7 +321,7 @@ fn measure_ends(
 
 /// The first offset of a record stamped at or after `ms`, if there is one.
 fn first_at(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     partition: i32,
     ms: i64,

@@ -11,7 +11,7 @@
 mod client;
 pub mod history;
 
-pub use client::{Callbacks, hint, log, partition_name, read_from_start, reader};
+pub use client::{Callbacks, Reader, hint, log, partition_name, read_from_start, reader};
 
 use super::lines::Line;
 use super::{PartitionId, Reading};
