@@ -12,6 +12,10 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// Most bytes read at once: a read is copied into a cache the size of a core's L2 and split
+/// from there, and a thread that reads between batches (with workers) is not away for long.
+const READ_BYTES: usize = 1 << 20;
+
 /// One line of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
@@ -120,7 +124,8 @@ impl<R: Read> LineReader<R> {
             // move: the unconsumed partial line moves to the front of a buffer of our own.
             self.make_room();
             let buf = Arc::get_mut(&mut self.buf).expect("a buffer of our own");
-            let n = read_some(&mut self.inner, &mut buf[self.end..])?;
+            let cap = buf.len().min(self.end + READ_BYTES);
+            let n = read_some(&mut self.inner, &mut buf[self.end..cap])?;
             if n == 0 {
                 self.eof = true;
             }
