@@ -90,10 +90,12 @@ RUN chmod 0755 /usr/local/bin/rulewatch \
  && chmod 0644 /usr/share/rulewatch/rules/* \
  && cp /usr/share/rulewatch/rules/crash.toml /usr/share/rulewatch/rules/crash.wasm /rules/ \
  && rulewatch --version \
- && rulewatch check /rules
+ && RULEWATCH_CACHE_DIR=off rulewatch check /rules
 
-# NO_COLOR: plain log lines in `docker logs` (no ANSI colour codes).
+# NO_COLOR: plain log lines in `docker logs` (no ANSI colour codes). Compiled modules are
+# cached in the container's /tmp, not in the state volume beside the checkpoints.
 ENV RULEWATCH_RULES=/rules \
+    RULEWATCH_CACHE_DIR=/tmp/rulewatch-cache \
     RULEWATCH_MODULE_DIRS=/usr/share/rulewatch/rules \
     RULEWATCH_CHECKPOINT_DIR=/var/lib/rulewatch \
     RULEWATCH_HTTP_LISTEN=0.0.0.0:9898 \
