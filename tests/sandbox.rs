@@ -307,23 +307,36 @@ fn the_compiled_module_cache_is_only_a_shortcut() {
     );
     assert!(entries(&shared).is_empty());
 
+    // Nor one in a folder where others may replace it (not sticky).
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (again, stderr) = replay(&open.join("cache"));
+    assert_eq!(again, alerts);
+    assert!(stderr.contains("others may replace folders in"), "{stderr}");
+    assert!(entries(&open.join("cache")).is_empty());
+
+    // A link of one's own is followed: the entries are in the real folder.
+    let real = dir.path().join("real");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::create_dir(&real).unwrap();
+    replay(&link);
+    assert_eq!(entries(&real).len(), 1);
+
     // By default under $XDG_CACHE_HOME; `off` writes nothing there.
     let xdg = dir.path().join("xdg");
-    for (setting, made) in [("off", false), ("", true)] {
-        let mut env = vec![("XDG_CACHE_HOME", xdg.to_str().unwrap())];
-        if !setting.is_empty() {
-            env.push(("RULEWATCH_CACHE_DIR", setting));
+    for (setting, made) in [(Some("off"), false), (None, true)] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rulewatch"));
+        cmd.args(["replay", sample.to_str().unwrap(), "--format", "jsonl"])
+            .env("XDG_CACHE_HOME", &xdg)
+            .env_remove("RULEWATCH_CACHE_DIR");
+        if let Some(setting) = setting {
+            cmd.env("RULEWATCH_CACHE_DIR", setting);
         }
-        let out = rulewatch_env(
-            &["replay", sample.to_str().unwrap(), "--format", "jsonl"],
-            None,
-            &env,
-        );
+        let out = cmd.output().unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), alerts);
-        assert_eq!(
-            entries(&xdg.join("rulewatch")).len(),
-            usize::from(made),
-            "{setting}"
-        );
+        let made_here = entries(&xdg.join("rulewatch")).len();
+        assert_eq!(made_here, usize::from(made), "{setting:?}");
     }
 }

@@ -5,11 +5,14 @@
 //! An entry is named by the SHA-256 of the module's bytes and by the engine's compatibility
 //! hash (wasmtime's version and configuration): a changed module or a new rulewatch never
 //! finds an old entry. Loading an entry runs the machine code in it, so the cache must be as
-//! trusted as the binary: it lives in a directory of the user's own (created `0700`; one
-//! that another user owns or may write into is not used), entries are written to a temporary
-//! name and renamed into place (readers never see half a file), and anything that goes
-//! wrong — no home, a full disk, a read-only file system, an entry from elsewhere — only
-//! means compiling as if there were no cache.
+//! trusted as the binary: it lives in a directory of the user's own (created `0700`), used
+//! by its real path, and only if no one else can write into it or swap a folder on the way
+//! to it (each is this user's or root's, and sticky if others may write into it; a symbolic
+//! link someone else made is refused). Entries are written to a fresh temporary file, synced
+//! and renamed into place, never changed in place (readers never see half a file, and a
+//! loaded module's file stays as it was); anything that goes wrong — no home, a full disk, a
+//! read-only file system, an entry from elsewhere — only means compiling as if there were no
+//! cache.
 //!
 //! Where: `RULEWATCH_CACHE_DIR`, else `$XDG_CACHE_HOME/rulewatch`, else
 //! `$HOME/.cache/rulewatch`; `RULEWATCH_CACHE_DIR=off` turns it off.
@@ -17,12 +20,16 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use wasmtime::{Engine, Module};
 
 /// Entries kept: the rules of a folder, their recent versions and the tests' modules.
 const KEEP: usize = 64;
+
+/// Temporary files start so (and end in `.tmp`); those older than [`STALE`] were left by a
+/// process that died while writing, and are removed.
+const TEMP_PREFIX: &str = ".rulewatch-";
+const STALE: Duration = Duration::from_secs(3600);
 
 /// The module compiled from `bytes` (whose SHA-256 is `sha256`), from the cache if an
 /// earlier process compiled it, else compiled now and cached.
@@ -50,13 +57,25 @@ pub(crate) fn module(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::R
     Ok(module)
 }
 
-/// Removes the entries used least recently beyond the newest [`KEEP`].
+/// Removes the entries used least recently beyond the newest [`KEEP`], and stale temporary
+/// files. Entries another process removes meanwhile are passed over.
 fn prune(dir: &Path) -> anyhow::Result<()> {
     let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "cwasm") {
-            entries.push((std::fs::metadata(&path)?.modified()?, path));
+    let now = SystemTime::now();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".cwasm") {
+            entries.push((modified, path));
+        } else if name.starts_with(TEMP_PREFIX)
+            && name.ends_with(".tmp")
+            && now.duration_since(modified).is_ok_and(|age| age > STALE)
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
     if entries.len() > KEEP {
@@ -68,13 +87,19 @@ fn prune(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the compiled `module` to `path` in `dir`, whole or not at all.
+/// Writes the compiled `module` to `path` in `dir`, whole or not at all: into a temporary
+/// file of its own (a random name, created only if new), synced, then renamed.
 fn store(module: &Module, dir: &Path, path: &Path) -> anyhow::Result<()> {
-    static WRITES: AtomicU64 = AtomicU64::new(0);
+    use std::io::Write;
     let compiled = module.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let n = WRITES.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
-    let written = std::fs::write(&temp, &compiled).and_then(|()| std::fs::rename(&temp, path));
+    let temp = dir.join(format!("{TEMP_PREFIX}{:016x}.tmp", fastrand::u64(..)));
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    let written = (file.write_all(&compiled))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
@@ -101,7 +126,7 @@ fn dir() -> Option<PathBuf> {
             },
         };
         match private(&dir) {
-            Ok(()) => Some(dir),
+            Ok(real) => Some(real),
             Err(e) => {
                 tracing::debug!("not caching compiled modules in {}: {e}", dir.display());
                 None
@@ -111,8 +136,9 @@ fn dir() -> Option<PathBuf> {
     .clone()
 }
 
-/// Makes `dir` (mode 0700) if it is missing, and checks that only this user can write it.
-fn private(dir: &Path) -> anyhow::Result<()> {
+/// Makes `dir` (mode 0700) if it is missing, checks that only this user can write into it
+/// or swap a folder on the way to it, and returns its real path.
+fn private(dir: &Path) -> anyhow::Result<PathBuf> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -120,15 +146,36 @@ fn private(dir: &Path) -> anyhow::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
-        let meta = std::fs::metadata(dir)?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
+        let link = std::fs::symlink_metadata(dir)?;
+        anyhow::ensure!(
+            !link.file_type().is_symlink() || link.uid() == me,
+            "it is a symbolic link another user made"
+        );
+        let real = std::fs::canonicalize(dir)?;
+        let meta = std::fs::metadata(&real)?;
         anyhow::ensure!(meta.uid() == me, "the directory belongs to another user");
         anyhow::ensure!(
             meta.mode() & 0o022 == 0,
             "others may write into the directory"
         );
-        Ok(())
+        for parent in real.ancestors().skip(1) {
+            let m = std::fs::metadata(parent)?;
+            let (owner, mode) = (m.uid(), m.mode());
+            anyhow::ensure!(
+                owner == me || owner == 0,
+                "{} belongs to another user",
+                parent.display()
+            );
+            // Sticky: others may add entries but not rename or remove this user's.
+            anyhow::ensure!(
+                mode & 0o022 == 0 || mode & 0o1000 != 0,
+                "others may replace folders in {}",
+                parent.display()
+            );
+        }
+        Ok(real)
     }
     #[cfg(not(unix))]
     {
