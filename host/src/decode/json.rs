@@ -125,7 +125,11 @@ pub fn scan_object(
             None => {
                 let key = s.string().map_err(ScanError::Syntax)?;
                 let slot = find(key.bytes(line, s.scratch));
-                if let Value::Str { range, .. } = key {
+                if let Value::Str {
+                    range,
+                    escaped: true,
+                } = key
+                {
                     // The key's decoded bytes are no longer needed.
                     s.scratch.truncate(range.start as usize);
                 }
