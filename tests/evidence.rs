@@ -52,9 +52,7 @@ fn replay_with(input: &Path, rules: &Path, late: &Path, workers: &str) -> Vec<se
         ],
         None,
     );
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(&out)
 }
 
 #[test]
@@ -208,37 +206,13 @@ fn after_kills_and_restarts_kafka_alerts_carry_the_evidence_of_a_backtest() {
     let rules_arg = rules.path().to_str().unwrap();
 
     // The history through a backtest: what an uninterrupted run counts per partition.
-    let (out, _) = rulewatch_ok(
-        &[
-            "replay",
-            "--brokers",
-            &broker.addr,
-            "--topics",
-            "logs",
-            "--format",
-            "jsonl",
-        ],
-        None,
-    );
-    let (out_rules, _) = rulewatch_ok(
-        &[
-            "replay",
-            "--brokers",
-            &broker.addr,
-            "--topics",
-            "logs",
-            "--format",
-            "jsonl",
-            "--rules",
-            rules_arg,
-        ],
-        None,
-    );
+    let backtest = |extra: &[&str]| {
+        let args = ["replay", "--brokers", &broker.addr, "--topics", "logs"];
+        rulewatch_ok(&[&args[..], &["--format", "jsonl"], extra].concat(), None).0
+    };
+    let (out, out_rules) = (backtest(&[]), backtest(&["--rules", rules_arg]));
     assert!(!out.contains("evidence") && out_rules.contains("evidence"));
-    let backtest: Vec<serde_json::Value> = out_rules
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let backtest = json_lines(&out_rules);
     let expected = evidence_by_id(backtest.iter());
     assert!(expected.len() > 50);
 
@@ -302,10 +276,7 @@ fn after_kills_and_restarts_kafka_alerts_carry_the_evidence_of_a_backtest() {
         ],
         None,
     );
-    let printed: Vec<serde_json::Value> = printed
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let printed = json_lines(&printed);
     assert_eq!(printed.len(), alert.as_array().unwrap().len());
     for event in &printed {
         assert_eq!(event["user_id"], key);

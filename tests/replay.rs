@@ -260,11 +260,7 @@ fn bad_input_is_counted_logged_and_dead_lettered() {
             "{reason} not counted: {stderr}"
         );
     }
-    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = json_lines(&std::fs::read_to_string(&dead).unwrap());
     let got: Vec<(String, u64)> = letters
         .iter()
         .map(|v| {
@@ -454,10 +450,7 @@ fn json_logs_hold_one_object_per_event_with_level_and_position() {
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     // Every line is JSON, the summary included.
-    let logs: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let logs = json_lines(&stderr);
     let summary = logs.last().unwrap()["summary"].as_str().unwrap();
     assert!(summary.contains("rule crash: events"), "{summary}");
     assert!(logs.len() >= 3, "{stderr}");

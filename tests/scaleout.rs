@@ -113,10 +113,7 @@ fn assert_same_evidence(broker: &Broker, alerts: usize) {
         let shown = alert["evidence"].as_array().unwrap().len() as u64;
         assert_eq!(shown, alert["count"].as_u64().unwrap().min(3), "{alert}");
         let (out, _) = rulewatch_ok(&["evidence", "--brokers", &broker.addr], Some(&m.value));
-        let events: Vec<serde_json::Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events = json_lines(&out);
         assert_eq!(events.len() as u64, shown);
         for e in events {
             assert_eq!(e["user_id"], alert["key"], "{e}");

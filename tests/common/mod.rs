@@ -89,6 +89,13 @@ pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
+/// One JSON value per line of `text` (alerts, dead letters, evidence lines).
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
 /// Runs the rulewatch binary with `args`, feeding `stdin` if given, logging warnings.
 pub fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
     rulewatch_logging(args, stdin, "warn")
