@@ -88,6 +88,10 @@ enum Command {
     /// Run a rule's real module over sample events and compare its alerts with expectations;
     /// exits 1 on a difference.
     Test(crate::author::test::TestArgs),
+    /// Compile a module read on stdin to this engine's machine code on stdout, within the
+    /// bounds the environment gives (the engine runs this in a child process of itself).
+    #[command(name = "compile-module", hide = true)]
+    CompileModule,
     /// Ask a running engine's /healthz; exits 0 when healthy (for container health checks).
     Health {
         /// The URL to ask.
@@ -167,7 +171,7 @@ struct RunArgs {
     #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
     http_listen: Option<String>,
     /// engine.workers: threads that decode, project and filter (default: one per core).
-    #[arg(long, env = "RULEWATCH_WORKERS")]
+    #[arg(long, env = "RULEWATCH_WORKERS", value_parser = crate::config::run::worker_count)]
     workers: Option<usize>,
     /// Start with empty windows even if a checkpoint exists (it is replaced at the next
     /// checkpoint). Needed to get past a damaged checkpoint.
@@ -230,6 +234,7 @@ impl RunArgs {
         if let Some(v) = self.workers {
             c.engine.workers = v;
         }
+        c.validate()?;
         Ok(c)
     }
 }
@@ -276,7 +281,7 @@ struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     late: Option<PathBuf>,
     /// Lines longer than this are rejected as too_large.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = crate::config::run::line_bytes)]
     max_line_bytes: usize,
     /// Serve the status page, /metrics and /healthz on this `host:port` while replaying.
     #[arg(long, env = "RULEWATCH_HTTP_LISTEN")]
@@ -291,6 +296,10 @@ struct ReplayArgs {
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The compiler's child process logs nothing: its stderr is its answer's reason.
+    if matches!(cli.command, Command::CompileModule) {
+        return crate::rules::compile::child_main(crate::rules::sandbox::engine());
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -305,6 +314,10 @@ pub fn main() -> ExitCode {
         }
     }
     let health = matches!(cli.command, Command::Health { .. });
+    // A module is compiled in a child process, bounded in memory and time.
+    if let Ok(exe) = std::env::current_exe() {
+        crate::rules::compile::compile_in_children(exe);
+    }
     let result = match cli.command {
         Command::Replay(args) => sandbox_from(args.config.as_deref()).and_then(|_| replay(args)),
         Command::Run(args) => args.config().and_then(|c| {
@@ -332,6 +345,7 @@ pub fn main() -> ExitCode {
         },
         Command::Bench(args) => crate::bench::run(args),
         Command::Loadgen(args) => crate::loadgen::run(args),
+        Command::CompileModule => unreachable!("answered above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -351,7 +365,11 @@ pub fn main() -> ExitCode {
 /// Sets the sandbox ceilings from the `[sandbox]` of a rulewatch.toml, if one is given.
 fn sandbox_from(config: Option<&Path>) -> anyhow::Result<()> {
     match config {
-        Some(path) => crate::config::sandbox::set_ceilings(RunConfig::load(path, true)?.sandbox),
+        Some(path) => {
+            let config = RunConfig::load(path, true)?;
+            config.validate()?;
+            crate::config::sandbox::set_ceilings(config.sandbox)
+        }
         None => Ok(()),
     }
 }
@@ -375,7 +393,7 @@ fn check(dir: &Path) -> anyhow::Result<()> {
             .collect();
         println!(
             "ok     {}: rule {} (module sha256 {}; reads {})",
-            path.display(),
+            crate::registry::shown_path(path),
             rule.name,
             rule.module.sha256(),
             fields.join(", ")
@@ -387,10 +405,13 @@ fn check(dir: &Path) -> anyhow::Result<()> {
     match (folder.errors.len(), folder.rules.len()) {
         (0, 0) => bail!(
             "no rules in {}: it has no *.toml rule configs",
-            dir.display()
+            crate::registry::shown_path(dir)
         ),
         (0, _) => Ok(()),
-        (n, _) => bail!("{n} rule(s) in {} do not load", dir.display()),
+        (n, _) => bail!(
+            "{n} rule(s) in {} do not load",
+            crate::registry::shown_path(dir)
+        ),
     }
 }
 

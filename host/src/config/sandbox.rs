@@ -27,6 +27,19 @@ pub struct SandboxConfig {
     /// Most functions a module may define (each is compiled to machine code).
     #[serde(default = "default_max_functions")]
     pub max_functions: u32,
+    /// Most memory compiling one module may take (the compiler runs in a child process
+    /// limited to it).
+    #[serde(
+        default = "default_max_compile_memory",
+        deserialize_with = "super::byte_size"
+    )]
+    pub max_compile_memory: u64,
+    /// Longest compiling one module may take, in CPU time and in wall-clock time.
+    #[serde(
+        default = "default_max_compile_time",
+        deserialize_with = "super::duration"
+    )]
+    pub max_compile_time: Duration,
     /// Most fields a module may declare.
     #[serde(default = "default_max_fields")]
     pub max_fields: usize,
@@ -49,6 +62,8 @@ impl Default for SandboxConfig {
             max_time_per_batch: default_max_time(),
             max_module_bytes: default_max_module(),
             max_functions: default_max_functions(),
+            max_compile_memory: default_max_compile_memory(),
+            max_compile_time: default_max_compile_time(),
             max_fields: default_max_fields(),
             max_windows_per_event: default_max_windows(),
             max_key_bytes: default_max_key(),
@@ -68,6 +83,12 @@ fn default_max_module() -> u64 {
 }
 fn default_max_functions() -> u32 {
     20_000
+}
+fn default_max_compile_memory() -> u64 {
+    512 << 20
+}
+fn default_max_compile_time() -> Duration {
+    Duration::from_secs(20)
 }
 fn default_max_fields() -> usize {
     256
@@ -95,6 +116,51 @@ pub fn set_ceilings(config: SandboxConfig) -> anyhow::Result<()> {
         anyhow::bail!(
             "[sandbox] max_fields, max_windows_per_event and max_key_bytes must be positive"
         );
+    }
+    let c = &config;
+    let why = "a ceiling this high leaves the engine unprotected";
+    let checks: [(&str, u64, u64); 9] = [
+        ("[sandbox] max_memory", c.max_memory, 4 << 30),
+        ("[sandbox] max_module_bytes", c.max_module_bytes, 1 << 30),
+        ("[sandbox] max_functions", c.max_functions.into(), 1_000_000),
+        ("[sandbox] max_fields", c.max_fields as u64, 65_536),
+        (
+            "[sandbox] max_windows_per_event",
+            c.max_windows_per_event,
+            1_000_000,
+        ),
+        ("[sandbox] max_key_bytes", c.max_key_bytes, 1 << 20),
+        (
+            "[sandbox] max_compile_memory",
+            c.max_compile_memory,
+            64 << 30,
+        ),
+        (
+            "[sandbox] max_compile_time (seconds)",
+            c.max_compile_time.as_secs(),
+            3600,
+        ),
+        (
+            "[sandbox] max_time_per_batch (seconds)",
+            c.max_time_per_batch.as_secs(),
+            3600,
+        ),
+    ];
+    for (setting, value, max) in checks {
+        super::at_most(setting, value, max, why)?;
+    }
+    if c.max_compile_memory < 64 << 20 || c.max_compile_time < Duration::from_secs(1) {
+        anyhow::bail!(
+            "[sandbox] max_compile_memory must be at least 64MiB and max_compile_time at \
+             least 1s (compiling even a small module needs them)"
+        );
+    }
+    for dir in &c.module_dirs {
+        super::capped(
+            "[sandbox] module_dirs",
+            &dir.to_string_lossy(),
+            super::MAX_TEXT,
+        )?;
     }
     let _ = CEILINGS.set(config);
     Ok(())

@@ -14,9 +14,16 @@
 //! read-only file system, an entry from elsewhere — only means compiling as if there were no
 //! cache.
 //!
+//! wasmtime trusts what it deserializes (a damaged entry can crash the process), so the
+//! directory's trust is not enough against damage: each entry carries a SHA-256 of its name
+//! and code, checked over the whole entry before wasmtime sees it; an entry that fails is
+//! compiled again and replaced.
+//!
 //! Where: `RULEWATCH_CACHE_DIR`, else `$XDG_CACHE_HOME/rulewatch`, else
 //! `$HOME/.cache/rulewatch`; `RULEWATCH_CACHE_DIR=off` turns it off.
 
+use super::compile::{Bounds, precompile};
+use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -31,30 +38,88 @@ const KEEP: usize = 64;
 const TEMP_PREFIX: &str = ".rulewatch-";
 const STALE: Duration = Duration::from_secs(3600);
 
+/// How an entry starts: this tag, then the SHA-256 of its name and the code after it.
+const MAGIC: &[u8; 16] = b"rulewatch-cwasm1";
+/// Largest entry read; anything larger was not written here.
+const MAX_ENTRY: u64 = 1 << 30;
+
 /// The module compiled from `bytes` (whose SHA-256 is `sha256`), from the cache if an
-/// earlier process compiled it, else compiled now and cached.
-pub(crate) fn module(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::Result<Module> {
+/// earlier process compiled it and the entry is intact, else compiled now within `bounds`
+/// and cached.
+pub(crate) fn module(
+    engine: &Engine,
+    bytes: &[u8],
+    sha256: &str,
+    bounds: Bounds,
+) -> Result<Module, String> {
     let Some(dir) = dir() else {
-        return Module::new(engine, bytes);
+        return compiled(engine, bytes, bounds).map(|(module, _)| module);
     };
-    let path = dir.join(format!("{sha256}-{:016x}.cwasm", compatibility(engine)));
-    // SAFETY: the entry was written by `Module::serialize` of this engine configuration
-    // (its name and wasmtime's header check say so) into a directory only this user can
-    // write, which is as trusted as the binary itself (see the module's header).
-    if let Ok(module) = unsafe { Module::deserialize_file(engine, &path) } {
-        tracing::debug!("compiled module from the cache: {}", path.display());
-        // Used: kept longest when the cache is pruned.
-        let _ = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
-        return Ok(module);
+    let name = format!("{sha256}-{:016x}.cwasm", compatibility(engine));
+    let path = dir.join(&name);
+    match read_entry(&path, &name) {
+        Ok(code) => {
+            // SAFETY: `code` is what `compiled` produced for this engine configuration (the
+            // entry's name says so, and wasmtime's header checks it), unchanged since: its
+            // digest matches, and it came from a directory only this user can write.
+            if let Ok(module) = unsafe { Module::deserialize(engine, &code) } {
+                tracing::debug!("compiled module from the cache: {}", path.display());
+                // Used: kept longest when the cache is pruned.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+                return Ok(module);
+            }
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => tracing::warn!(
+            "compiling the module again: the cache entry {} is damaged ({e})",
+            path.display()
+        ),
+        Err(_) => {}
     }
-    let module = Module::new(engine, bytes)?;
-    if let Err(e) = store(&module, &dir, &path).and_then(|()| prune(&dir)) {
+    let (module, code) = compiled(engine, bytes, bounds)?;
+    if let Err(e) = store(&code, &name, &dir, &path).and_then(|()| prune(&dir)) {
         tracing::debug!("not caching the compiled module in {}: {e}", dir.display());
     }
     Ok(module)
+}
+
+/// Compiles `bytes` within `bounds`: the module and its serialized code.
+fn compiled(engine: &Engine, bytes: &[u8], bounds: Bounds) -> Result<(Module, Vec<u8>), String> {
+    let code = precompile(engine, bytes, bounds)?;
+    // SAFETY: `code` was just serialized by this engine's configuration, in this process or
+    // a child process of this binary.
+    let module = unsafe { Module::deserialize(engine, &code) }.map_err(|e| format!("{e:#}"))?;
+    Ok((module, code))
+}
+
+/// The digest an entry named `name` holding `code` carries.
+fn digest(name: &str, code: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(code);
+    h.finalize().into()
+}
+
+/// The code of the entry at `path` (named `name`), if it is whole: its tag and digest
+/// match; `InvalidData` if not.
+fn read_entry(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut entry = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_ENTRY)
+        .read_to_end(&mut entry)?;
+    let damaged = |why: &str| Error::new(ErrorKind::InvalidData, why.to_owned());
+    let head = MAGIC.len() + 32;
+    if entry.len() < head || &entry[..MAGIC.len()] != MAGIC {
+        return Err(damaged("not an entry this rulewatch wrote"));
+    }
+    if entry[MAGIC.len()..head] != digest(name, &entry[head..]) {
+        return Err(damaged("its digest does not match its contents"));
+    }
+    entry.drain(..head);
+    Ok(entry)
 }
 
 /// Removes the entries used least recently beyond the newest [`KEEP`], and stale temporary
@@ -87,17 +152,18 @@ fn prune(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the compiled `module` to `path` in `dir`, whole or not at all: into a temporary
+/// Writes the entry `name` of `code` to `path` in `dir`, whole or not at all: into a temporary
 /// file of its own (a random name, created only if new), synced, then renamed.
-fn store(module: &Module, dir: &Path, path: &Path) -> anyhow::Result<()> {
+fn store(code: &[u8], name: &str, dir: &Path, path: &Path) -> anyhow::Result<()> {
     use std::io::Write;
-    let compiled = module.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
     let temp = dir.join(format!("{TEMP_PREFIX}{:016x}.tmp", fastrand::u64(..)));
     let mut file = std::fs::File::options()
         .write(true)
         .create_new(true)
         .open(&temp)?;
-    let written = (file.write_all(&compiled))
+    let written = (file.write_all(MAGIC))
+        .and_then(|()| file.write_all(&digest(name, code)))
+        .and_then(|()| file.write_all(code))
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {

@@ -9,6 +9,7 @@
 
 pub mod builtin;
 mod cache;
+pub mod compile;
 mod inspect;
 pub mod sandbox;
 pub mod wasi;
@@ -92,10 +93,14 @@ impl RuleModule {
     pub fn compile(name: &str, bytes: &[u8], limits: &LimitsConfig) -> Result<Self, RuleError> {
         let invalid = |m: String| RuleError::Invalid(m);
         let sha256 = sha256(bytes);
-        inspect::check(bytes, ceilings().max_functions).map_err(invalid)?;
+        let ceilings = ceilings();
+        inspect::check(bytes, ceilings.max_functions).map_err(invalid)?;
         let engine = sandbox::engine();
-        let module = cache::module(engine, bytes, &sha256)
-            .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
+        let bounds = compile::Bounds {
+            memory: ceilings.max_compile_memory,
+            time: ceilings.max_compile_time,
+        };
+        let module = cache::module(engine, bytes, &sha256, bounds).map_err(invalid)?;
         wasi::check_imports(&module).map_err(invalid)?;
         let mut linker = Linker::new(engine);
         wasi::link(&mut linker).expect("the WASI subset links once per linker");
@@ -138,7 +143,7 @@ impl RuleModule {
         let fields_fn = probe.typed::<(), u64>("rulewatch_fields")?;
         let packed = probe.call(&fields_fn, ())?;
         let declared = probe.read(packed)?;
-        let max = ceilings().max_fields;
+        let max = ceilings.max_fields;
         if declared.len() > max * (MAX_FIELD_NAME + 8) {
             return Err(invalid(format!(
                 "its field declaration is {} bytes: more than {max} fields of at most \
