@@ -48,6 +48,19 @@ const MAX_LINE: usize = 1024;
 /// Log lines one instance may write per second before the rest are only counted.
 const LINES_PER_SECOND: u32 = 20;
 
+// What one host call may make the host do. A host call cannot be interrupted, so each is
+// bounded to well under a millisecond; the time it takes counts against the batch's budget
+// like the module's own (the epoch ticks on), and a module that calls again and again is
+// stopped at its next loop head or call like any endless loop.
+/// Most buffers one `fd_write` takes (Linux's IOV_MAX): more is `EINVAL`.
+pub const MAX_IOVECS: usize = 1024;
+/// Most bytes one `fd_write` takes; it reports a short write past them, as a pipe does.
+pub const MAX_WRITE: usize = 64 << 10;
+/// Most bytes one `random_get` fills: more is `EINVAL`.
+pub const MAX_RANDOM: usize = 1 << 20;
+/// Most subscriptions one `poll_oneoff` answers: more is `EINVAL`.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
 // WASI errno values.
 const SUCCESS: i32 = 0;
 const EBADF: i32 = 8;
@@ -360,6 +373,9 @@ pub fn link(linker: &mut Linker<Guest>) -> wasmtime::Result<()> {
         |mut c: Caller<'_, Guest>, at: i32, len: i32| {
             with(&mut c, |mem, s| {
                 let (at, len) = (at as u32 as usize, len as u32 as usize);
+                if len > MAX_RANDOM {
+                    return Err(EINVAL);
+                }
                 let buf = mem.get_mut(at..at + len).ok_or(EFAULT)?;
                 for chunk in buf.chunks_mut(8) {
                     let r = s.next_random().to_le_bytes();
@@ -377,14 +393,23 @@ pub fn link(linker: &mut Linker<Guest>) -> wasmtime::Result<()> {
                 if fd != 1 && fd != 2 {
                     return Err(EBADF);
                 }
-                let mut total = 0u32;
-                for i in 0..n as u32 as usize {
+                let n = n as u32 as usize;
+                if n > MAX_IOVECS {
+                    return Err(EINVAL);
+                }
+                let mut total = 0;
+                for i in 0..n {
                     let iov = iovs as u32 as usize + 8 * i;
                     let (at, len) = (u32_at(mem, iov)? as usize, u32_at(mem, iov + 4)? as usize);
-                    s.write(fd, mem.get(at..at + len).ok_or(EFAULT)?);
-                    total = total.wrapping_add(len as u32);
+                    let bytes = mem.get(at..at + len).ok_or(EFAULT)?;
+                    let take = len.min(MAX_WRITE - total);
+                    s.write(fd, &bytes[..take]);
+                    total += take;
+                    if total == MAX_WRITE {
+                        break;
+                    }
                 }
-                put(mem, written, &total.to_le_bytes())
+                put(mem, written, &(total as u32).to_le_bytes())
             })
         },
     )?;
@@ -428,7 +453,7 @@ fn poll(
     done: i32,
 ) -> Result<(), i32> {
     let n = n as u32 as usize;
-    if n == 0 {
+    if n == 0 || n > MAX_SUBSCRIPTIONS {
         return Err(EINVAL);
     }
     for i in 0..n {
