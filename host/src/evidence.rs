@@ -6,6 +6,7 @@
 use crate::source::Origin;
 use crate::source::kafka::history::{History, Span};
 use crate::source::kafka::{Reader, reader};
+use crate::text::{printable_line, shown};
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -44,6 +45,10 @@ pub struct EvidenceArgs {
     /// The alerts topic to find --alert-id in.
     #[arg(long, requires = "alert_id")]
     alerts_topic: Option<String>,
+    /// Longest evidence line read (as `replay --max-line-bytes`: a counted line is never
+    /// longer); a longer one is reported, not printed.
+    #[arg(long, default_value_t = 1 << 20, value_parser = crate::config::run::line_bytes)]
+    max_line_bytes: usize,
 }
 
 /// The parts of an alert this command reads.
@@ -68,21 +73,22 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     for (n, alert) in alerts.iter().enumerate() {
+        // Every part of an alert is outside text: shown escaped.
         eprintln!(
             "alert {} (rule {}): {} had {} in {} .. {}; {} of its events:",
-            alert.alert_id,
-            alert.rule,
-            alert.key,
+            shown(&alert.alert_id),
+            shown(&alert.rule),
+            shown(&alert.key),
             alert.count,
-            alert.window_start,
-            alert.window_end,
+            shown(&alert.window_start),
+            shown(&alert.window_end),
             alert.evidence.len()
         );
         if alert.evidence.is_empty() {
             eprintln!("  (none: set [output] evidence = N in the rule's TOML to have some)");
         }
         for line in lines_of(alert, &args, &options).with_context(|| format!("alert {}", n + 1))? {
-            out.write_all(&line)?;
+            out.write_all(&printable_line(&line))?;
             out.write_all(b"\n")?;
         }
     }
@@ -154,6 +160,9 @@ fn lines_of(
             offset,
         } = p
         {
+            if let Err(e) = crate::config::run::check_topic("evidence topic", topic) {
+                bail!("{e}: not an alert's evidence");
+            }
             wanted
                 .entry((topic, *partition))
                 .or_default()
@@ -168,6 +177,16 @@ fn lines_of(
         let consumer = reader(brokers, options, &[])?;
         for ((topic, partition), offsets) in wanted {
             records.extend(fetch(&consumer, topic, partition, &offsets)?);
+        }
+        if let Some(((topic, partition, offset), _)) =
+            records.iter().find(|(_, r)| r.len() > args.max_line_bytes)
+        {
+            bail!(
+                "{}/{partition} offset {offset}: the record is longer than --max-line-bytes \
+                 ({}): not a record rulewatch counts (another topic than the alert's input?)",
+                shown(topic),
+                args.max_line_bytes
+            );
         }
     }
     let mut lines = Vec::new();
@@ -185,25 +204,45 @@ fn lines_of(
                     bail!("its evidence is in a file: give the file with --input");
                 };
                 if file.is_none() {
-                    let f = std::fs::File::open(input)
-                        .with_context(|| format!("cannot open {}", input.display()))?;
+                    let f = std::fs::File::open(input).with_context(|| {
+                        format!("cannot open {}", crate::registry::shown_path(input))
+                    })?;
                     file = Some(std::io::BufReader::new(f));
                 }
-                read_line(file.as_mut().expect("opened"), *byte)
-                    .with_context(|| format!("{}: line {line} (byte {byte})", input.display()))?
+                read_line(file.as_mut().expect("opened"), *byte, args.max_line_bytes).with_context(
+                    || {
+                        format!(
+                            "{}: line {line} (byte {byte})",
+                            crate::registry::shown_path(input)
+                        )
+                    },
+                )?
             }
         });
     }
     Ok(lines)
 }
 
-/// The line starting at byte `byte`.
-fn read_line(file: &mut std::io::BufReader<std::fs::File>, byte: u64) -> anyhow::Result<Vec<u8>> {
+/// The line starting at byte `byte`, of at most `max` bytes.
+fn read_line(
+    file: &mut std::io::BufReader<std::fs::File>,
+    byte: u64,
+    max: usize,
+) -> anyhow::Result<Vec<u8>> {
     file.seek(std::io::SeekFrom::Start(byte))?;
     let mut line = Vec::new();
-    file.read_until(b'\n', &mut line)?;
+    // The longest line with its line ending ("\r\n"): a longer one is refused, unread.
+    file.by_ref()
+        .take(max as u64 + 2)
+        .read_until(b'\n', &mut line)?;
     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         line.pop();
+    }
+    if line.len() > max {
+        bail!(
+            "the line there is longer than --max-line-bytes ({max}): not a line rulewatch \
+             counts (was the file changed since, or is it another file?)"
+        );
     }
     Ok(line)
 }

@@ -43,6 +43,27 @@ pub fn shown_bytes(b: &[u8]) -> String {
     out
 }
 
+/// A line of input as it is, for a terminal or a pipe: unchanged when it is UTF-8 without
+/// control characters other than tab (every valid JSON line is), else with invalid bytes
+/// replaced and control characters escaped, so that it stays one line and drives nothing.
+pub fn printable_line(b: &[u8]) -> Cow<'_, [u8]> {
+    let plain = |s: &str| !s.chars().any(|c| c.is_control() && c != '\t');
+    match std::str::from_utf8(b) {
+        Ok(s) if plain(s) => Cow::Borrowed(b),
+        _ => {
+            let mut out = String::with_capacity(b.len() + 16);
+            for c in String::from_utf8_lossy(b).chars() {
+                if c.is_control() && c != '\t' {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            Cow::Owned(out.into_bytes())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +78,10 @@ mod tests {
         assert!(s.len() < MAX_SHOWN + 40, "{}", s.len());
         assert!(s.ends_with("... (2000 bytes in all)"), "{s}");
         assert_eq!(shown_bytes(b"\xff\n"), "\u{fffd}\\n");
+        assert!(matches!(printable_line(b"{\"a\":\t1}"), Cow::Borrowed(_)));
+        assert_eq!(
+            &*printable_line(b"\x1b[2J\n\x9b forged\xc2\x9b"),
+            "\\u{1b}[2J\\n\u{fffd} forged\\u{9b}".as_bytes()
+        );
     }
 }

@@ -209,6 +209,54 @@ fn default_time() -> Duration {
     Duration::from_secs(1)
 }
 
+/// Longest field, key or column name a config may give, in bytes (as long as a field name
+/// a module may declare).
+pub const MAX_NAME: usize = 256;
+/// Longest other configured text (a path, a broker list, a librdkafka setting), in bytes.
+pub const MAX_TEXT: usize = 4096;
+/// Longest rule name, in bytes.
+pub const MAX_RULE_NAME: usize = 128;
+
+/// Refuses `value`, the setting `setting`, when it is longer than `max` bytes.
+pub fn capped(setting: &str, value: &str, max: usize) -> anyhow::Result<()> {
+    if value.len() > max {
+        bail!(
+            "{setting} is {} bytes long, over the limit of {max} bytes: give a shorter one",
+            value.len()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses `value`, the number `setting`, when it is over `max`; `why` says what the
+/// ceiling protects.
+pub fn at_most(setting: &str, value: u64, max: u64, why: &str) -> anyhow::Result<()> {
+    if value > max {
+        bail!("{setting} = {value} is over the ceiling of {max} ({why})");
+    }
+    Ok(())
+}
+
+/// Whether `name` can name a rule: 1 to [`MAX_RULE_NAME`] bytes of letters, digits, spaces
+/// (not first or last) and `_ - . : + @`. A rule's name appears in logs, metrics labels,
+/// alert ids and file names, so it holds nothing that could break one of them.
+pub fn check_rule_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_alphanumeric() || " _-.:+@".contains(c);
+    if name.is_empty()
+        || name.len() > MAX_RULE_NAME
+        || name.starts_with(' ')
+        || name.ends_with(' ')
+        || !name.chars().all(allowed)
+    {
+        return Err(format!(
+            "`{}` is not a rule name: a rule name is 1 to {MAX_RULE_NAME} bytes of letters, \
+             digits, spaces (not first or last) and `_ - . : + @`",
+            crate::text::shown(name)
+        ));
+    }
+    Ok(())
+}
+
 /// The longest duration any setting takes: 100 years. Every window, delay and timeout
 /// stays far from the ends of the event-time range, so no sum of them can overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -357,11 +405,23 @@ impl RuleConfig {
                 humantime::format_duration(ceilings.max_time_per_batch)
             );
         }
-        if let Some(name) = &self.name
-            && (name.is_empty() || name.len() > 200 || name.chars().any(char::is_control))
-        {
-            bail!("name must be 1 to 200 characters without control characters");
+        if let Some(name) = &self.name {
+            check_rule_name(name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
         }
+        capped("window.key", &w.key, MAX_NAME)?;
+        capped("time.field", &self.time.field, MAX_NAME)?;
+        let columns = [
+            ("output.key_column", &self.output.key_column),
+            ("output.count_column", &self.output.count_column),
+        ];
+        for (setting, column) in columns {
+            capped(setting, column.as_deref().unwrap_or(""), MAX_NAME)?;
+        }
+        capped(
+            "module",
+            &self.module.as_os_str().to_string_lossy(),
+            MAX_TEXT,
+        )?;
         Ok(())
     }
 

@@ -3,12 +3,14 @@
 use crate::metrics::Histogram;
 use crate::status::Status;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType::{self, Counter, Gauge, Histogram as Hist};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use std::fmt::Error;
+use std::fmt::{Error, Write};
 
 /// Renders `status` as the body of `/metrics`.
 pub fn render(status: Status) -> String {
@@ -34,12 +36,38 @@ fn family(
     samples(encoder.encode_descriptor(name, help, None, kind)?)
 }
 
+/// A label value as the exposition format requires it: `\\`, `"` and line feed escaped.
+/// prometheus-client writes values as it is given them (prometheus/client_rust#151), and one
+/// unescaped quote in a topic or reason would make the whole scrape fail.
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, out: &mut LabelValueEncoder<'_>) -> Result<(), Error> {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            out.write_str(&rest[..at])?;
+            out.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        out.write_str(rest)
+    }
+}
+
+/// `labels` with every value [`Escaped`].
+fn escaped<'a>(labels: &[(&'a str, &'a str)]) -> Vec<(&'a str, Escaped<'a>)> {
+    labels.iter().map(|&(k, v)| (k, Escaped(v))).collect()
+}
+
 fn counter(m: &mut MetricEncoder<'_>, labels: &[(&str, &str)], v: u64) -> Result<(), Error> {
-    ConstCounter::new(v).encode(m.encode_family(&labels)?)
+    ConstCounter::new(v).encode(m.encode_family(&escaped(labels))?)
 }
 
 fn gauge(m: &mut MetricEncoder<'_>, labels: &[(&str, &str)], v: f64) -> Result<(), Error> {
-    ConstGauge::new(v).encode(m.encode_family(&labels)?)
+    ConstGauge::new(v).encode(m.encode_family(&escaped(labels))?)
 }
 
 fn histogram(
@@ -47,7 +75,7 @@ fn histogram(
     labels: &[(&str, &str)],
     h: &Histogram,
 ) -> Result<(), Error> {
-    m.encode_family(&labels)?
+    m.encode_family(&escaped(labels))?
         .encode_histogram::<NoLabelSet>(h.sum(), h.count(), &h.buckets(), None)
 }
 
@@ -354,5 +382,42 @@ impl Collector for Snapshot {
         self.rule_state(e)?;
         self.partitions(e)?;
         self.source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One counter whose label value is given.
+    #[derive(Debug)]
+    struct Labelled(&'static str);
+
+    impl Collector for Labelled {
+        fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), Error> {
+            family(&mut e, "x", "help", Counter, |mut m| {
+                counter(&mut m, &[("rule", self.0)], 7)
+            })
+        }
+    }
+
+    fn exposed(value: &'static str) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Labelled(value)));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_the_exposition_format_requires() {
+        let out = exposed("a\"} 12345\nrulewatch_injected_total 1\n\\");
+        let sample = out.lines().find(|l| l.starts_with("x_total")).unwrap();
+        assert_eq!(
+            sample, r#"x_total{rule="a\"} 12345\nrulewatch_injected_total 1\n\\"} 7"#,
+            "{out}"
+        );
+        assert!(!out.lines().any(|l| l.starts_with("rulewatch_injected")));
+        assert!(exposed("plain").contains("x_total{rule=\"plain\"} 7\n"));
     }
 }

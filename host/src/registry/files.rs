@@ -6,6 +6,7 @@
 //! size cap. Kubernetes' ConfigMap volumes work: their files are symlinks through `..data`
 //! to a folder inside the volume.
 
+use super::shown_path;
 use anyhow::{Context, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,23 +22,23 @@ pub(crate) fn read_capped(
 ) -> anyhow::Result<Vec<u8>> {
     let real = checked_path(path, folders, what)?;
     let meta = std::fs::metadata(&real)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+        .with_context(|| format!("cannot read {what} {}", shown_path(path)))?;
     if meta.len() > cap {
         bail!(
             "{what} {} is {} bytes, over the limit of {cap} bytes ([sandbox] max_module_bytes \
              in rulewatch.toml sets it)",
-            path.display(),
+            shown_path(path),
             meta.len()
         );
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::fs::File::open(&real)
         .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+        .with_context(|| format!("cannot read {what} {}", shown_path(path)))?;
     if bytes.len() as u64 > cap {
         bail!(
             "{what} {} grew past the limit of {cap} bytes while being read",
-            path.display()
+            shown_path(path)
         );
     }
     Ok(bytes)
@@ -48,7 +49,7 @@ pub(crate) fn read_capped(
 /// blocks).
 pub(crate) fn checked_path(path: &Path, folders: &[&Path], what: &str) -> anyhow::Result<PathBuf> {
     let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+        .with_context(|| format!("cannot read {what} {}", shown_path(path)))?;
     let kind = meta.file_type();
     if !kind.is_file() {
         let kind = if kind.is_dir() {
@@ -58,11 +59,11 @@ pub(crate) fn checked_path(path: &Path, folders: &[&Path], what: &str) -> anyhow
         };
         bail!(
             "{what} {} is {kind}, not a regular file: rules are read from regular files only",
-            path.display()
+            shown_path(path)
         );
     }
     let real = std::fs::canonicalize(path)
-        .with_context(|| format!("cannot resolve {what} {}", path.display()))?;
+        .with_context(|| format!("cannot resolve {what} {}", shown_path(path)))?;
     let inside = folders
         .iter()
         .any(|folder| std::fs::canonicalize(folder).is_ok_and(|root| real.starts_with(root)));
@@ -71,9 +72,9 @@ pub(crate) fn checked_path(path: &Path, folders: &[&Path], what: &str) -> anyhow
             "{what} {} is outside the rules folder {} (it resolves to {}): a rule's files must \
              be in its folder, or a module in one of [sandbox] module_dirs \
              (RULEWATCH_MODULE_DIRS)",
-            path.display(),
-            folders.first().map_or(Path::new("."), |f| *f).display(),
-            real.display()
+            shown_path(path),
+            shown_path(folders.first().map_or(Path::new("."), |f| *f)),
+            shown_path(&real)
         );
     }
     Ok(real)

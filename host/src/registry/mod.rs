@@ -46,7 +46,9 @@ pub fn builtin() -> anyhow::Result<LoadedRule> {
 pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     let folder = folder_of(toml);
     let cap = sandbox::ceilings().max_module_bytes;
-    let origin = toml.display().to_string();
+    // Paths may hold anything: shown escaped wherever they are printed.
+    let origin = shown_path(toml);
+    check_file_name(toml)?;
     let text = read_config(toml)?;
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("{origin}: not UTF-8 text (a rule config is TOML)"))?;
@@ -57,14 +59,15 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     let bytes =
         files::read_capped(&wasm, &module_folders(folder), cap, "module").with_context(|| {
             format!(
-                "{origin}: module = {:?} (build the rule and copy its .wasm next to the .toml)",
-                config.module
+                "{origin}: module = \"{}\" (build the rule and copy its .wasm next to the \
+                 .toml)",
+                shown_path(&config.module)
             )
         })?;
     let module = RuleModule::compile(&name, &bytes, &config.limits).with_context(|| {
         format!(
             "{origin}: module {} (sha256 {})",
-            wasm.display(),
+            shown_path(&wasm),
             crate::rules::sha256(&bytes)
         )
     })?;
@@ -75,6 +78,25 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
         config,
         module: Arc::new(module),
     })
+}
+
+/// `path` as it is shown in messages: on one line, control characters escaped, bounded.
+pub fn shown_path(path: &Path) -> String {
+    crate::text::shown(&path.display().to_string()).into_owned()
+}
+
+/// Refuses a rule config whose file name (without `.toml`) is not a rule name: it names the
+/// rule unless `name` is set, and appears in every message about the rule.
+fn check_file_name(toml: &Path) -> anyhow::Result<()> {
+    let stem = toml.file_stem().map(|s| s.to_string_lossy());
+    match stem.as_deref().map(crate::config::check_rule_name) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(why)) => bail!(
+            "{}: refused, its file name {why}; rename the file",
+            shown_path(toml)
+        ),
+        None => bail!("{}: a rule config needs a file name", shown_path(toml)),
+    }
 }
 
 /// The folders a rule's module may be in: its TOML's, then `[sandbox] module_dirs`.
@@ -128,7 +150,7 @@ fn module_stamp(toml: &Path, module: &Path) -> Option<(u64, std::time::SystemTim
 /// The rule configs in `dir`, sorted by name, leaving out editors' temporary files.
 pub fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the rules folder {}", dir.display()))?;
+        .with_context(|| format!("cannot read the rules folder {}", shown_path(dir)))?;
     let mut tomls: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml") && !watch::is_temporary(p))
@@ -155,10 +177,13 @@ pub fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<Loaded
         if folder.errors.is_empty() {
             bail!(
                 "no rules in {}: it has no *.toml rule configs",
-                dir.display()
+                shown_path(dir)
             );
         }
-        bail!("no usable rule in {} (see the errors above)", dir.display());
+        bail!(
+            "no usable rule in {} (see the errors above)",
+            shown_path(dir)
+        );
     }
     let changes = if watch {
         Some(watch::watch(dir, &folder.paths)?)
@@ -212,11 +237,11 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
                 None => anyhow::anyhow!(
                     "{}: claims the name `{}`, as {} do: none of them runs until one name is \
                      left (name a rule after its file, or give each a name of its own)",
-                    toml.display(),
+                    shown_path(toml),
                     rule.name,
                     rivals
                         .iter()
-                        .map(|p| p.display().to_string())
+                        .map(|p| shown_path(p))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -240,8 +265,8 @@ pub(crate) fn claimed(toml: &Path, name: &str, owner: &Path) -> anyhow::Error {
     anyhow::anyhow!(
         "{}: claims the name `{name}` of the rule in {}; give it a name of its own, or \
          `shadow = true` to run it as that rule's shadow",
-        toml.display(),
-        owner.display()
+        shown_path(toml),
+        shown_path(owner)
     )
 }
 

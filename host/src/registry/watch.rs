@@ -7,7 +7,7 @@
 //! that does not load is reported — file, line or field, reason — and the running version
 //! stays.
 
-use super::{LoadedRule, load};
+use super::{LoadedRule, load, shown_path};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ fn dir_display(loaded: &[(PathBuf, String)]) -> String {
     loaded
         .first()
         .and_then(|(p, _)| p.parent())
-        .map_or("the rules folder".into(), |d| d.display().to_string())
+        .map_or("the rules folder".into(), shown_path)
 }
 
 /// Waits for a file event, then until none has come for [`SETTLE`]. False when the watcher
@@ -147,7 +147,7 @@ fn rescan(dir: &Path, known: &mut Known, tx: &Sender<Change>) -> bool {
         if name.is_empty() {
             continue; // it never loaded
         }
-        info!("{}: deleted; stopping rule {name}", gone.display());
+        info!("{}: deleted; stopping rule {name}", shown_path(&gone));
         if tx.send(Change::Remove(name)).is_err() {
             return false;
         }
@@ -176,7 +176,7 @@ fn reload(path: PathBuf, known: &mut Known, tx: &Sender<Change>) -> bool {
             let name = rule.name.clone();
             info!(
                 "{}: loaded rule {name} (module sha256 {}); it takes effect at the next batch",
-                path.display(),
+                shown_path(&path),
                 rule.module.sha256()
             );
             if let Some((old, _)) = known.get(&path)
@@ -195,7 +195,7 @@ fn reload(path: PathBuf, known: &mut Known, tx: &Sender<Change>) -> bool {
         Err(_) if recently_modified(&path) => {
             warn!(
                 "{}: not loadable yet, still changing; waiting",
-                path.display()
+                shown_path(&path)
             );
         }
         Err(e) => {

@@ -4,6 +4,7 @@
 
 use super::{AlertRow, Sink};
 use crate::decode::time::format_spark;
+use crate::text::one_line;
 use std::io::{self, Write};
 
 /// Writes Spark-style console tables.
@@ -30,22 +31,23 @@ impl<W: Write> Sink for Table<W> {
                 .position(|r| r.rule.name != first.rule.name)
                 .unwrap_or(rest.len());
             if several {
-                writeln!(self.out, "Rule: {}", first.rule.name)?;
+                writeln!(self.out, "Rule: {}", one_line(&first.rule.name))?;
             }
             let cells: Vec<[String; 3]> = rest[..n]
                 .iter()
                 .map(|r| {
                     [
                         format!("{{{}, {}}}", format_spark(r.start), format_spark(r.end)),
-                        r.key.clone(),
+                        // A key is outside text: it must not drive the terminal.
+                        one_line(&r.key).into_owned(),
                         r.count.to_string(),
                     ]
                 })
                 .collect();
             let header = [
                 "interval".to_owned(),
-                first.rule.key_column.clone(),
-                first.rule.count_column.clone(),
+                one_line(&first.rule.key_column).into_owned(),
+                one_line(&first.rule.count_column).into_owned(),
             ];
             write_table(&mut self.out, &header, &cells)?;
             rest = &rest[n..];
@@ -130,5 +132,16 @@ Batch: 3
 
 ";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+
+        // A key holding a terminal escape and a forged line stays in its cell.
+        let mut out = Vec::new();
+        let hostile = "\u{1b}]0;x\u{7}\u{1b}[2J\n2026-01-01 forged";
+        Table::new(&mut out).emit(0, &[row(hostile, 3)]).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+        assert!(
+            out.contains("|\\u{1b}]0;x\\u{7}\\u{1b}[2J\\n2026-01-01 forged|"),
+            "{out}"
+        );
     }
 }
