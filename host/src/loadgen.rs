@@ -13,10 +13,11 @@ pub struct GenConfig {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Distinct user ids.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub users: u32,
-    /// Users who crash far more often than the rest.
-    #[arg(long, default_value_t = 20)]
+    /// Users who crash far more often than the rest (at most 1 000 000: they are held in
+    /// memory).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub hot_users: u32,
     /// Events per second of event time.
     #[arg(long, default_value_t = 1000.0)]
@@ -40,8 +41,8 @@ pub struct GenConfig {
     /// Share of malformed lines.
     #[arg(long, default_value_t = 0.0)]
     pub bad: f64,
-    /// Extra payload bytes per event (field `trace`).
-    #[arg(long, default_value_t = 0)]
+    /// Extra payload bytes per event (field `trace`), at most 16 MiB.
+    #[arg(long, default_value_t = 0, value_parser = pad_bytes)]
     pub pad: usize,
     /// Event time of the first event, epoch ms (default 2026-01-27T22:00:00Z).
     #[arg(long, default_value_t = 1_769_551_200_000)]
@@ -49,6 +50,21 @@ pub struct GenConfig {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// Parses `--pad`: 0 to 16 MiB.
+fn pad_bytes(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    crate::config::at_most(
+        "pad",
+        n as u64,
+        16 << 20,
+        "an event is built in memory whole",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 impl Default for GenConfig {

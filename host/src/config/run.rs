@@ -49,6 +49,13 @@ pub struct EngineConfig {
     pub workers: usize,
 }
 
+/// Most workers: more threads than a large machine's cores only contend, and each holds an
+/// instance of every rule.
+pub const MAX_WORKERS: usize = 256;
+
+/// Longest line or message `--max-line-bytes` and `[kafka] max_message_bytes` may allow.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
+
 /// `--workers` of `replay` and `bench`.
 #[derive(clap::Args)]
 pub struct Workers {
@@ -58,9 +65,57 @@ pub struct Workers {
         long,
         env = "RULEWATCH_WORKERS",
         default_value_t = 0,
-        hide_default_value = true
+        hide_default_value = true,
+        value_parser = worker_count
     )]
     workers: usize,
+}
+
+/// Parses a worker count (`--workers`): 0 (one per core) to [`MAX_WORKERS`].
+pub fn worker_count(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of threads"))?;
+    crate::config::at_most(
+        "workers",
+        n as u64,
+        MAX_WORKERS as u64,
+        "threads beyond the cores only contend; 0 means one per core",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Parses a line length (`--max-line-bytes`): 1 to [`MAX_LINE_BYTES`].
+pub fn line_bytes(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    if n == 0 {
+        return Err("a line of at most 0 bytes holds nothing: give a positive size".into());
+    }
+    crate::config::at_most(
+        "max-line-bytes",
+        n as u64,
+        MAX_LINE_BYTES as u64,
+        "a line is held in memory whole",
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Refuses `name` (the setting `setting`) unless it can name a Kafka topic: 1 to 249 of
+/// `a-z A-Z 0-9 . _ -`, as Kafka requires.
+pub fn check_topic(setting: &str, name: &str) -> anyhow::Result<()> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if name.is_empty() || name.len() > 249 || !name.chars().all(ok) || name == "." || name == ".." {
+        anyhow::bail!(
+            "{setting} `{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_` \
+             and `-`)",
+            crate::text::shown(name)
+        );
+    }
+    Ok(())
 }
 
 impl Workers {
@@ -300,6 +355,75 @@ fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
 }
 
 impl RunConfig {
+    /// Refuses settings past their ceilings, naming each: counts, sizes and strings (a
+    /// typo of a few zeros, or a generated value, must not become a thread per element or a
+    /// megabyte per record).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use crate::config::{MAX_NAME, MAX_TEXT, at_most, capped};
+        let k = &self.kafka;
+        at_most(
+            "[engine] workers",
+            self.engine.workers as u64,
+            MAX_WORKERS as u64,
+            "threads beyond the cores only contend; 0 means one per core",
+        )?;
+        at_most(
+            "[kafka] max_message_bytes",
+            k.max_message_bytes as u64,
+            MAX_LINE_BYTES as u64,
+            "a message is held in memory whole",
+        )?;
+        capped("[kafka] brokers", &k.brokers, MAX_TEXT)?;
+        capped("[kafka] group_id", &k.group_id, 255)?;
+        capped("[kafka] keyed_by", &k.keyed_by, MAX_NAME)?;
+        at_most(
+            "the number of [kafka] topics",
+            k.topics.len() as u64,
+            1000,
+            "one consumer",
+        )?;
+        for topic in &k.topics {
+            check_topic("[kafka] topics:", topic)?;
+        }
+        for (key, value) in &k.options {
+            capped("a [kafka] options key", key, MAX_NAME)?;
+            capped(&format!("[kafka] options.{key}"), value, MAX_TEXT)?;
+        }
+        let o = &self.output;
+        let topics = [
+            ("[output] alerts_topic", &o.alerts_topic),
+            ("[output] dead_letter_topic", &o.dead_letter_topic),
+            ("[output] late_topic", &o.late_topic),
+            ("[checkpoint] topic", &self.checkpoint.topic),
+        ];
+        for (setting, topic) in topics {
+            if let Some(t) = topic {
+                check_topic(setting, t)?;
+            }
+        }
+        at_most(
+            "[output] topic_partitions",
+            o.topic_partitions.max(0) as u64,
+            10_000,
+            "partitions of a topic rulewatch creates",
+        )?;
+        at_most(
+            "[output] topic_replication",
+            o.topic_replication.max(0) as u64,
+            100,
+            "replicas of a topic rulewatch creates",
+        )?;
+        capped("[http] listen", &self.http.listen, MAX_NAME)?;
+        let dirs = [("[checkpoint] dir", &self.checkpoint.dir)];
+        for (setting, dir) in dirs
+            .into_iter()
+            .chain(self.rules.dir.iter().map(|d| ("[rules] dir", d)))
+        {
+            capped(setting, &dir.to_string_lossy(), MAX_TEXT)?;
+        }
+        Ok(())
+    }
+
     /// Reads `path`; a missing file is an error only if `required`.
     pub fn load(path: &Path, required: bool) -> anyhow::Result<Self> {
         let text = match std::fs::read_to_string(path) {
