@@ -6,6 +6,7 @@
 
 #[path = "../../host/build_rule.rs"]
 mod build_rule;
+pub mod hostile;
 pub mod kafka;
 pub mod live;
 
