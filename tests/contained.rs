@@ -364,6 +364,15 @@ fn evidence_reads_no_line_longer_than_max_line_bytes() {
     );
     assert!(out.stdout.is_empty());
     assert!(started.elapsed() < Duration::from_secs(30));
+
+    // The alerts themselves are read a capped line at a time.
+    let out = rulewatch(&["evidence"], Some(&vec![b'{'; 3 << 20]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 1: longer than --max-line-bytes (1048576)"),
+        "{err}"
+    );
 }
 
 #[test]

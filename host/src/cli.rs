@@ -9,6 +9,7 @@ use crate::registry;
 use crate::sink::records::{RecordWriter, RejectSink};
 use crate::source::kafka::history::{History, Span};
 use crate::source::{self, Sources};
+use crate::text::one_line;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{self, BufWriter, IsTerminal};
@@ -351,12 +352,13 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Container runtimes read 1 as unhealthy (2 is reserved).
         Err(e) if health => {
-            eprintln!("rulewatch: unhealthy: {e:#}");
+            eprintln!("rulewatch: unhealthy: {}", one_line(&format!("{e:#}")));
             ExitCode::from(1)
         }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rulewatch: error: {e:#}");
+            // Errors may quote outside text (a file's, a key's): never raw on the terminal.
+            eprintln!("rulewatch: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -400,7 +402,7 @@ fn check(dir: &Path) -> anyhow::Result<()> {
         );
     }
     for e in &folder.errors {
-        println!("error  {}", crate::text::one_line(&format!("{e:#}")));
+        println!("error  {}", one_line(&format!("{e:#}")));
     }
     match (folder.errors.len(), folder.rules.len()) {
         (0, 0) => bail!(

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// How far before the first wanted offset of a partition to start reading.
 const LOOKBACK: i64 = 20_000;
+/// Most alerts read at once (each is held until its evidence is printed).
+const MAX_ALERTS: usize = 100_000;
 /// How long to look for one partition's records.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -69,7 +71,7 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
     let options = crate::config::run::kafka_options(&args.kafka_options)?;
     let alerts = match (&args.alert_id, &args.alerts_topic, &args.brokers) {
         (Some(id), Some(topic), Some(brokers)) => vec![find_alert(brokers, &options, topic, id)?],
-        _ => read_alerts(&args.alerts)?,
+        _ => read_alerts(&args.alerts, args.max_line_bytes)?,
     };
     let mut out = std::io::stdout().lock();
     for (n, alert) in alerts.iter().enumerate() {
@@ -95,23 +97,35 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads alert JSON lines from `path` (`-`: stdin).
-fn read_alerts(path: &Path) -> anyhow::Result<Vec<Alert>> {
-    let mut text = String::new();
-    crate::source::open(path)?
-        .read_to_string(&mut text)
-        .context("reading the alerts")?;
-    (text.lines().enumerate())
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| {
-                format!(
-                    "line {}: not an alert as rulewatch writes them (jsonl)",
-                    i + 1
-                )
-            })
-        })
-        .collect()
+/// Reads alert JSON lines from `path` (`-`: stdin), each of at most `max` bytes.
+fn read_alerts(path: &Path, max: usize) -> anyhow::Result<Vec<Alert>> {
+    let mut input = std::io::BufReader::new(crate::source::open(path)?);
+    let (mut alerts, mut line) = (Vec::new(), Vec::new());
+    for n in 1.. {
+        line.clear();
+        (&mut input)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .context("reading the alerts")?;
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > max && line.last() != Some(&b'\n') {
+            bail!("line {n}: longer than --max-line-bytes ({max}): not an alert");
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        alerts.push(
+            serde_json::from_slice(&line).with_context(|| {
+                format!("line {n}: not an alert as rulewatch writes them (jsonl)")
+            })?,
+        );
+        if alerts.len() > MAX_ALERTS {
+            bail!("more than {MAX_ALERTS} alerts: give them a part at a time");
+        }
+    }
+    Ok(alerts)
 }
 
 /// The alert with `id` in the alerts topic (its latest message), read to its end.

@@ -199,8 +199,9 @@ fn names(name: &str) -> anyhow::Result<Names> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
         bail!(
-            "`{name}` is not a usable rule name: use lowercase letters, digits, `-` and `_`, \
-             starting with a letter (for example `failed-logins`)"
+            "`{}` is not a usable rule name: use lowercase letters, digits, `-` and `_`, \
+             starting with a letter (for example `failed-logins`)",
+            crate::text::shown(name)
         );
     }
     let ty = name

@@ -56,6 +56,9 @@ pub const MAX_WORKERS: usize = 256;
 /// Longest line or message `--max-line-bytes` and `[kafka] max_message_bytes` may allow.
 pub const MAX_LINE_BYTES: usize = 256 << 20;
 
+/// Largest rulewatch.toml read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// `--workers` of `replay` and `bench`.
 #[derive(clap::Args)]
 pub struct Workers {
@@ -426,16 +429,30 @@ impl RunConfig {
 
     /// Reads `path`; a missing file is an error only if `required`.
     pub fn load(path: &Path, required: bool) -> anyhow::Result<Self> {
-        let text = match std::fs::read_to_string(path) {
+        // A config is small; anything larger is not one (and is not read whole).
+        let read = std::fs::File::open(path).and_then(|f| {
+            use std::io::Read;
+            let mut text = String::new();
+            f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+            Ok(text)
+        });
+        let text = match read {
+            Ok(t) if t.len() as u64 > MAX_CONFIG_BYTES => anyhow::bail!(
+                "{}: larger than {} KiB, which no rulewatch.toml is",
+                crate::registry::shown_path(path),
+                MAX_CONFIG_BYTES >> 10
+            ),
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 return Ok(RunConfig::default());
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot read {}", crate::registry::shown_path(path)));
             }
         };
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::registry::shown_path(path)))
     }
 }
 

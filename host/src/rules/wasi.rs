@@ -49,13 +49,13 @@ const MAX_LINE: usize = 1024;
 const LINES_PER_SECOND: u32 = 20;
 
 // What one host call may make the host do. A host call cannot be interrupted, so each is
-// bounded to well under a millisecond; the time it takes counts against the batch's budget
+// bounded to about a millisecond at most; the time it takes counts against the batch's budget
 // like the module's own (the epoch ticks on), and a module that calls again and again is
 // stopped at its next loop head or call like any endless loop.
 /// Most buffers one `fd_write` takes (Linux's IOV_MAX): more is `EINVAL`.
 pub const MAX_IOVECS: usize = 1024;
 /// Most bytes one `fd_write` takes; it reports a short write past them, as a pipe does.
-pub const MAX_WRITE: usize = 64 << 10;
+pub const MAX_WRITE: usize = 16 << 10;
 /// Most bytes one `random_get` fills: more is `EINVAL`.
 pub const MAX_RANDOM: usize = 1 << 20;
 /// Most subscriptions one `poll_oneoff` answers: more is `EINVAL`.
