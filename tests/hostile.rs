@@ -7,9 +7,6 @@ mod common;
 
 use common::hostile::*;
 use common::*;
-use std::io::Read;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
