@@ -20,9 +20,10 @@ struct Record {
 }
 
 /// The lines of `input` spread over the partitions by key (by line number when a line has
-/// none), stamped as a producer's clock would stamp them as they are sent: the latest event
-/// time so far in their partition (never going back), moved to the last hour.
-fn records(input: &[u8]) -> Vec<Record> {
+/// none; `keyed` false: by line number, without keys), stamped as a producer's clock would
+/// stamp them as they are sent: the latest event time so far in their partition (never
+/// going back), moved to the last hour.
+fn records(input: &[u8], keyed: bool) -> Vec<Record> {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     let now = since.unwrap().as_millis() as i64;
     let mut shift = None;
@@ -40,6 +41,10 @@ fn records(input: &[u8]) -> Vec<Record> {
             };
             let key = field("user_id").unwrap_or_else(|| format!("line-{i}"));
             let partition = key.bytes().map(usize::from).sum::<usize>() % PARTITIONS;
+            let (key, partition) = match keyed {
+                true => (key, partition),
+                false => (String::new(), i % PARTITIONS),
+            };
             let clock = &mut clocks[partition];
             if let Some(t) =
                 field("timestamp").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
@@ -111,7 +116,7 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
         "31",
     ];
     let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
-    let records = records(&input);
+    let records = records(&input, true);
     let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
         .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
         .collect();
@@ -172,6 +177,80 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
     let (alerts, log) = backtest(&broker, &["--from", &from_text, "--to", &to_text]);
     assert_eq!(alerts, expected.alerts, "{log}");
     assert_eq!(summary_count(&log, "matched"), expected.matched, "{log}");
+}
+
+/// Input not keyed by the rule's field: the backtest decides so as `run` does and counts
+/// each key across the partitions as `run` does through its repartition topic (lateness by
+/// each partition's watermark): one count per alert id, the reference's and `run`'s.
+#[test]
+fn a_backtest_of_an_unkeyed_topic_counts_across_partitions_as_run_does() {
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--events",
+        "40000",
+        "--disorder",
+        "8",
+        "--late-share",
+        "0.02",
+    ];
+    let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
+    let records = records(&input, false);
+    let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
+        .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
+        .collect();
+    broker.produce_stamped("logs", &messages);
+    let parts = selected(&records, i64::MIN, i64::MAX);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let expected = crash_reference_partitions(&parts);
+    assert!(expected.alerts.len() > 30);
+
+    let args = [
+        "replay",
+        "--brokers",
+        &broker.addr,
+        "--topics",
+        "logs",
+        "--format",
+        "jsonl",
+    ];
+    let out = rulewatch_logging(&args, None, "info");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let mut alerts = parse_alerts(&String::from_utf8(out.stdout).unwrap());
+    alerts.sort();
+    assert!(log.contains("is not keyed by `user_id`"), "{log}");
+    assert_eq!(alerts, expected.alerts, "{log}");
+    assert_eq!(summary_count(&log, "late"), expected.late, "{log}");
+
+    let stamp = records.iter().map(|r| r.stamp).max().unwrap();
+    let ends: Vec<(i32, String, Vec<u8>, i64)> =
+        sentinels(PARTITIONS as i32, "2026-01-28T00:00:00Z")
+            .into_iter()
+            .map(|(p, _, v)| (p.unwrap(), String::new(), v, stamp))
+            .collect();
+    broker.produce_stamped("logs", &ends);
+    let state = dir.path().join("state");
+    let mut engine = Engine::start(
+        &broker,
+        dir.path(),
+        &[
+            "--group-id",
+            "g",
+            "--alerts-topic",
+            "alerts",
+            "--checkpoint-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        dedup(got).len() >= alerts.len()
+    });
+    assert!(engine.log().contains("repartitioning"), "{}", engine.log());
+    assert_eq!(sorted(&dedup(&got)), alerts, "{}", engine.log());
+    engine.kill();
 }
 
 #[test]

@@ -308,7 +308,7 @@ fn quiet_close_emits_open_windows_when_no_data_comes() {
         assert_eq!(alerts.len(), 1, "{log}");
         assert_eq!((alerts[0].key.as_str(), alerts[0].count), ("u1", 3));
         assert!(
-            log.contains("no data for 2s: closing the open windows"),
+            log.contains("no data for 2s: closing the windows they hold"),
             "{log}"
         );
         assert_eq!(log.contains("repartitioning"), keyed_by == "none", "{log}");

@@ -21,11 +21,13 @@ const PARTITIONS: i32 = 6;
 const END: &str = "2026-01-28T00:00:00Z";
 
 /// When partitions go idle: never within a test (`1h`: idleness, a wall-clock decision, is
-/// kept out of the way while the test pauses between steps), or within `2s`.
+/// kept out of the way while the test pauses between steps), or within `2s`; or never, with
+/// windows closed for quiet after `3s` (shorter than the group's session).
 #[derive(Clone, Copy, PartialEq)]
 enum Idle {
     Never,
     Soon,
+    Quiet,
 }
 
 /// The crash rule keeping 3 evidence positions per alert, in `dir/rules`.
@@ -45,13 +47,15 @@ fn rules(dir: &Path) -> std::path::PathBuf {
 }
 
 /// One instance of group `group` running the crash rule with evidence, alerts to
-/// `alerts`, checkpoints in topic `group-cp`; quiet-close is kept out of the way.
+/// `alerts`, checkpoints in topic `group-cp`; quiet-close is kept out of the way but with
+/// `Idle::Quiet`.
 fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) -> Engine {
     let checkpoints = format!("{group}-cp");
     let rules = rules(dir);
-    let idle = match idle {
-        Idle::Never => "1h",
-        Idle::Soon => "2s",
+    let (idle, quiet) = match idle {
+        Idle::Never => ("1h", "1h"),
+        Idle::Soon => ("2s", "1h"),
+        Idle::Quiet => ("1h", "3s"),
     };
     Engine::start(
         broker,
@@ -66,7 +70,7 @@ fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) 
             "--idle-timeout",
             idle,
             "--quiet-close",
-            "1h",
+            quiet,
             "--rules",
             rules.to_str().unwrap(),
         ],
@@ -378,4 +382,58 @@ fn unkeyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
 #[test]
 fn keyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
     keyed(Idle::Soon);
+}
+
+/// Windows close for quiet (3 s) with no event past them: an instance killed while the
+/// last events are produced leaves its partitions unowned until the group notices (6 s).
+/// Silence here is not quiet there: those partitions hold the windows they feed until
+/// their new reader has read them and vouches that they are quiet, and every alert is the
+/// reference's, with no id carrying two counts.
+fn killed_while_production_ends(messages: &[Message], mode: &str, broker: &Broker, dir: &Path) {
+    let half = messages.len() / 2;
+    broker.produce("logs", &messages[..half]);
+    let mut a = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
+    let b = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
+    let mut c = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
+    while !b.log().contains("Kafka: assigned") {
+        a.assert_running();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.produce("logs", &messages[half..]);
+    let b_log = b.log();
+    b.kill();
+    let expected = per_partition_reference(broker, "logs");
+    assert!(expected.len() > 50, "{}", expected.len());
+    let got = wait_for(
+        broker,
+        "alerts-quiet",
+        &mut [&mut a, &mut c],
+        expected.len(),
+    );
+    let logs = format!(
+        "--- a:\n{}\n--- b (killed):\n{b_log}\n--- c:\n{}",
+        a.log(),
+        c.log()
+    );
+    assert_same(&got, &expected, &logs);
+    assert!(a.log().contains(mode), "{logs}");
+    assert!(logs.contains("closing the windows they hold"), "{logs}");
+}
+
+#[test]
+fn quiet_close_waits_for_the_partitions_of_a_killed_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(dir.path());
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let messages: Vec<Message> = keyed_messages(&events)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
+        .collect();
+    killed_while_production_ends(&messages, "repartitioning", &broker, dir.path());
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    killed_while_production_ends(&keyed_messages(&events), "is keyed by", &broker, dir.path());
 }

@@ -266,6 +266,11 @@ struct ReplayArgs {
     /// --kafka-option); repeatable.
     #[arg(long = "kafka-option", requires = "brokers")]
     kafka_options: Vec<String>,
+    /// The event field the topics' messages are keyed by, as `run`'s kafka.keyed_by: `auto`
+    /// samples them; rules grouping by another field count each key across partitions, as
+    /// `run` does through its repartition topics.
+    #[arg(long, requires = "brokers", default_value = "auto")]
+    keyed_by: String,
     /// Folder of rules (`*.toml` with their `.wasm`); the built-in crash rule if not given.
     #[arg(long, env = "RULEWATCH_RULES")]
     rules: Option<PathBuf>,
@@ -486,10 +491,29 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             from: args.from,
             to: args.to,
         };
+        let kafka = crate::config::run::KafkaConfig {
+            brokers: brokers.clone(),
+            group_id: "backtest".into(),
+            topics: args.topics.clone(),
+            keyed_by: args.keyed_by.clone(),
+            options: options.clone(),
+            ..Default::default()
+        };
+        kafka.validate()?;
         let mut history =
             History::connect(brokers, &args.topics, &options, span, args.max_line_bytes)?;
+        let inputs = history.names().count();
+        let loopback = history::repartition(&mut pipeline, &kafka, &rules, inputs)?;
         let status = status.as_mut();
-        history::drive(&mut pipeline, &mut history, &mut sink, &changes, status)
+        let loopback = loopback.as_deref();
+        history::drive(
+            &mut pipeline,
+            &mut history,
+            loopback,
+            &mut sink,
+            &changes,
+            status,
+        )
     } else {
         let input = source::open(&args.input)?;
         // stdin may be a pipe whose producer pauses; a named file is read from disk.

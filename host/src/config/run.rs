@@ -357,41 +357,45 @@ fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
     Ok((k.to_owned(), v.to_owned()))
 }
 
+impl KafkaConfig {
+    /// Refuses settings past their ceilings, naming each (see [`RunConfig::validate`]).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use crate::config::{MAX_NAME, MAX_TEXT, at_most, capped};
+        at_most(
+            "[kafka] max_message_bytes",
+            self.max_message_bytes as u64,
+            MAX_LINE_BYTES as u64,
+            "a message is held in memory whole",
+        )?;
+        capped("[kafka] brokers", &self.brokers, MAX_TEXT)?;
+        capped("[kafka] group_id", &self.group_id, 255)?;
+        capped("[kafka] keyed_by", &self.keyed_by, MAX_NAME)?;
+        let topics = self.topics.len() as u64;
+        at_most("the number of [kafka] topics", topics, 1000, "one consumer")?;
+        for topic in &self.topics {
+            check_topic("[kafka] topics:", topic)?;
+        }
+        for (key, value) in &self.options {
+            capped("a [kafka] options key", key, MAX_NAME)?;
+            capped(&format!("[kafka] options.{key}"), value, MAX_TEXT)?;
+        }
+        Ok(())
+    }
+}
+
 impl RunConfig {
     /// Refuses settings past their ceilings, naming each: counts, sizes and strings (a
     /// typo of a few zeros, or a generated value, must not become a thread per element or a
     /// megabyte per record).
     pub fn validate(&self) -> anyhow::Result<()> {
         use crate::config::{MAX_NAME, MAX_TEXT, at_most, capped};
-        let k = &self.kafka;
         at_most(
             "[engine] workers",
             self.engine.workers as u64,
             MAX_WORKERS as u64,
             "threads beyond the cores only contend; 0 means one per core",
         )?;
-        at_most(
-            "[kafka] max_message_bytes",
-            k.max_message_bytes as u64,
-            MAX_LINE_BYTES as u64,
-            "a message is held in memory whole",
-        )?;
-        capped("[kafka] brokers", &k.brokers, MAX_TEXT)?;
-        capped("[kafka] group_id", &k.group_id, 255)?;
-        capped("[kafka] keyed_by", &k.keyed_by, MAX_NAME)?;
-        at_most(
-            "the number of [kafka] topics",
-            k.topics.len() as u64,
-            1000,
-            "one consumer",
-        )?;
-        for topic in &k.topics {
-            check_topic("[kafka] topics:", topic)?;
-        }
-        for (key, value) in &k.options {
-            capped("a [kafka] options key", key, MAX_NAME)?;
-            capped(&format!("[kafka] options.{key}"), value, MAX_TEXT)?;
-        }
+        self.kafka.validate()?;
         let o = &self.output;
         let topics = [
             ("[output] alerts_topic", &o.alerts_topic),

@@ -177,7 +177,7 @@ impl Forwarder {
                 Verdict::Skipped
             }),
             Forwarded::Marker { from, marker } => {
-                progress.apply_marker(from, marker, inputs);
+                progress.apply_marker(from, marker, inputs, windows.past_open(source));
                 if let Some(wm) = progress.watermark(inputs) {
                     windows.advance_source(source, wm);
                 }
@@ -207,6 +207,7 @@ impl Forwarder {
             next,
             idle: reading.idle,
             vouched: reading.vouched,
+            quiet: reading.quiet,
         };
         Forwarded::Marker { from, marker }.encode(&mut self.buf);
         for q in 0..partitions {

@@ -357,14 +357,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Moves every rule's watermark past its open windows (the input has been quiet); the
-    /// next trigger emits them.
-    pub fn close_open_windows(&mut self) {
-        for r in &mut self.rules {
-            r.windows.advance_past_open();
-        }
-    }
-
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.
     pub fn name_source(&mut self, index: usize, name: &str) {
         let rp = self.repartitioning.as_ref();
@@ -379,7 +371,10 @@ impl Pipeline {
     }
 
     /// Tells every rule what source `index`'s reader says of it: idle or not, and whether
-    /// it was vouched for just now (then its watermark moves to the active sources').
+    /// it was vouched for just now (then its watermark moves to the active sources'); quiet
+    /// (its reader vouched it has nothing new for `quiet_close`): then its open windows
+    /// close at the next trigger. Rules counting through a repartition topic hear the same
+    /// from the markers ([`Pipeline::send_markers`]).
     pub fn set_source_idle(&mut self, index: usize, reading: Reading) {
         // A repartition topic's partitions get markers at least once a second.
         if self.sources.is_internal(index) {
@@ -389,6 +384,9 @@ impl Pipeline {
             r.windows.set_idle(index, reading.idle);
             if reading.vouched {
                 r.windows.follow(index);
+            }
+            if reading.quiet {
+                r.windows.advance_past_open(index);
             }
         }
     }

@@ -189,14 +189,17 @@ impl Forwarded<'_> {
                         next,
                         idle,
                         vouched,
+                        quiet,
                     },
             } => {
                 let wm = watermark.map_or(String::new(), |w| w.to_string());
-                // 1: idle and vouched for now; 2: idle, standing where it was; 0: active.
-                let state = match (idle, vouched) {
-                    (true, true) => 1,
-                    (true, false) => 2,
-                    (false, _) => 0,
+                // 3: quiet (vouched for now); 1: idle and vouched for now; 2: idle, standing
+                // where it was; 0: active. An older reader takes 3 as active.
+                let state = match (quiet, idle, vouched) {
+                    (true, _, _) => 3,
+                    (false, true, true) => 1,
+                    (false, true, false) => 2,
+                    (false, false, _) => 0,
                 };
                 write!(out, "M\t{wm}\t{from}\t{next}\t{state}")
             }
@@ -230,6 +233,7 @@ impl Forwarded<'_> {
                     next: n,
                     idle: last == "1" || last == "2",
                     vouched: last == "1",
+                    quiet: last == "3",
                 },
             }),
             _ => None,
@@ -282,6 +286,9 @@ pub struct Marker {
     /// Idle, and vouched for by the broker just now: it may stand at the others'
     /// watermark as of this marker.
     pub vouched: bool,
+    /// Vouched for just now as read to its end with nothing new for `quiet_close`: it may
+    /// stand past every window open here as of this marker.
+    pub quiet: bool,
 }
 
 /// Per internal partition, the input partitions' progress; the internal partition's
@@ -307,13 +314,22 @@ impl Progress {
     }
 
     /// Applies a marker unless it is older than what was seen from `from`; `inputs` are all
-    /// input partitions (a vouched idle marker raises its floor to the others' watermark).
-    pub fn apply_marker(&mut self, from: &str, marker: Marker, inputs: &[String]) {
+    /// input partitions (a vouched idle marker raises its floor to the others' watermark);
+    /// `past_open` is where the watermark must be for every window open here to close (a
+    /// quiet marker raises its floor to it).
+    pub fn apply_marker(
+        &mut self,
+        from: &str,
+        marker: Marker,
+        inputs: &[String],
+        past_open: Option<i64>,
+    ) {
         let Marker {
             watermark,
             next,
             idle,
             vouched,
+            quiet,
         } = marker;
         if next < self.entry(from).next {
             return;
@@ -323,14 +339,20 @@ impl Progress {
         } else {
             None
         };
+        let past = if quiet { past_open } else { None };
         let u = self.entry(from);
         u.next = next;
-        u.idle = idle;
+        // Quiet stands where idle would: only its reader's markers move it.
+        u.idle = idle || quiet;
         u.heard = Some(Instant::now());
         if let Some(w) = watermark {
             u.watermark = Some(u.watermark.map_or(w, |x| x.max(w)));
         }
-        u.floor = if idle { u.floor.max(others) } else { None };
+        u.floor = if u.idle {
+            u.floor.max(others).max(past)
+        } else {
+            None
+        };
     }
 
     fn entry(&mut self, from: &str) -> &mut Upstream {
@@ -415,6 +437,7 @@ mod tests {
                     next: 7,
                     idle: false,
                     vouched: false,
+                    quiet: false,
                 },
             },
             Forwarded::Marker {
@@ -424,6 +447,7 @@ mod tests {
                     next: 0,
                     idle: true,
                     vouched: true,
+                    quiet: false,
                 },
             },
             Forwarded::Marker {
@@ -433,6 +457,17 @@ mod tests {
                     next: 3,
                     idle: true,
                     vouched: false,
+                    quiet: false,
+                },
+            },
+            Forwarded::Marker {
+                from: "logs/2",
+                marker: Marker {
+                    watermark: Some(7),
+                    next: 9,
+                    idle: false,
+                    vouched: false,
+                    quiet: true,
                 },
             },
         ] {
@@ -449,6 +484,7 @@ mod tests {
             next,
             idle,
             vouched: idle,
+            quiet: false,
         }
     }
 
@@ -459,14 +495,14 @@ mod tests {
         assert!(p.accept_event("logs/0", 10));
         assert!(!p.accept_event("logs/0", 10), "a replayed event");
         assert!(p.accept_event("logs/0", 11));
-        p.apply_marker("logs/0", marker(Some(500), 12, false), &inputs);
+        p.apply_marker("logs/0", marker(Some(500), 12, false), &inputs, None);
         assert_eq!(p.watermark(&inputs), None, "logs/1 has not reported");
-        p.apply_marker("logs/1", marker(Some(300), 3, false), &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, false), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(300));
         // An old marker (a replay) changes nothing; an idle input stops holding back.
-        p.apply_marker("logs/1", marker(Some(100), 1, true), &inputs);
+        p.apply_marker("logs/1", marker(Some(100), 1, true), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(300));
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(500));
         // Data wakes it up.
         assert!(p.accept_event("logs/1", 3));
@@ -477,28 +513,28 @@ mod tests {
     fn an_idle_input_whose_reader_is_gone_holds_the_windows_where_it_was_vouched_for() {
         let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
         let mut p = Progress::default();
-        p.apply_marker("logs/0", marker(Some(500), 10, false), &inputs);
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
+        p.apply_marker("logs/0", marker(Some(500), 10, false), &inputs, None);
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None);
         assert_eq!(
             p.watermark(&inputs),
             Some(500),
             "idle at the others' watermark"
         );
         // logs/0 moves on; logs/1's reader says nothing more (it died): held at 500.
-        p.apply_marker("logs/0", marker(Some(900), 20, false), &inputs);
+        p.apply_marker("logs/0", marker(Some(900), 20, false), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(500));
         // Idle markers that do not vouch anew hold it where it stands.
         let holding = Marker {
             vouched: false,
             ..marker(Some(300), 3, true)
         };
-        p.apply_marker("logs/1", holding, &inputs);
+        p.apply_marker("logs/1", holding, &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(500));
         // A live idle reader vouches again and follows.
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs);
+        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(900));
         // All idle: they stand at the fastest.
-        p.apply_marker("logs/0", marker(Some(900), 20, true), &inputs);
+        p.apply_marker("logs/0", marker(Some(900), 20, true), &inputs, None);
         assert_eq!(p.watermark(&inputs), Some(900));
         // Whose silence holds the windows: none while markers come.
         assert_eq!(p.held_by(&inputs), None);
@@ -507,5 +543,30 @@ mod tests {
         p.upstream.get_mut("logs/1").unwrap().floor = Some(400);
         let (name, silent) = p.held_by(&inputs).unwrap();
         assert!(name == "logs/1" && silent >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn quiet_closes_the_windows_only_once_every_input_vouched_for_it() {
+        let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
+        let quiet = |watermark, next| Marker {
+            quiet: true,
+            ..marker(Some(watermark), next, false)
+        };
+        let mut p = Progress::default();
+        p.apply_marker("logs/0", marker(Some(500), 10, false), &inputs, None);
+        p.apply_marker("logs/1", marker(Some(300), 3, false), &inputs, None);
+        // Windows open here up to 2000. logs/0 is quiet; logs/1's reader says nothing (it
+        // died, or has not noticed yet): held at logs/1's watermark.
+        p.apply_marker("logs/0", quiet(500, 10), &inputs, Some(2000));
+        assert_eq!(p.watermark(&inputs), Some(300));
+        // Its reader vouches for it too: every window open then may close.
+        p.apply_marker("logs/1", quiet(300, 3), &inputs, Some(2000));
+        assert_eq!(p.watermark(&inputs), Some(2000));
+        // A window opened later (by events logs/1 forwards) waits for logs/0 to vouch again.
+        assert!(p.accept_event("logs/1", 3));
+        p.apply_marker("logs/1", quiet(2500, 4), &inputs, Some(3000));
+        assert_eq!(p.watermark(&inputs), Some(2000));
+        p.apply_marker("logs/0", quiet(500, 10), &inputs, Some(3000));
+        assert_eq!(p.watermark(&inputs), Some(3000));
     }
 }

@@ -51,6 +51,9 @@ pub struct Reading {
     pub idle: bool,
     /// Idle, and vouched for by the broker just now: it may be moved along.
     pub vouched: bool,
+    /// Read to its end as the broker confirmed just now, with nothing new for
+    /// `quiet_close`: the windows it holds may close.
+    pub quiet: bool,
 }
 
 /// A Kafka partition: the one type for what is written `topic/partition` in names, logs

@@ -445,15 +445,22 @@ impl Windows {
         }
     }
 
-    /// Moves every source's watermark past its open windows, so that the next close takes
+    /// Moves source `source`'s watermark past its open windows, so that the next close takes
     /// them all; events for them that come later are late.
-    pub fn advance_past_open(&mut self) {
-        let size = self.size;
-        for part in self.parts.iter_mut().flatten() {
-            if let Some((&last, _)) = part.open.last_key_value() {
-                part.watermark.advance_to(last.saturating_add(size));
-            }
+    pub fn advance_past_open(&mut self, source: usize) {
+        if let Some(past) = self.past_open(source)
+            && let Some(Some(part)) = self.parts.get_mut(source)
+        {
+            part.watermark.advance_to(past);
         }
+    }
+
+    /// The end of source `source`'s last open window: where its watermark must be for all
+    /// of them to close.
+    pub fn past_open(&self, source: usize) -> Option<i64> {
+        let part = self.parts.get(source)?.as_ref()?;
+        let (&last, _) = part.open.last_key_value()?;
+        Some(last.saturating_add(self.size))
     }
 
     /// Open (window, key) pairs.

@@ -9,7 +9,7 @@ use crate::pipeline::{BATCH_LINES, Pipeline};
 use crate::registry::watch::Changes;
 use crate::sink::Fanout;
 use crate::source::Reading;
-use crate::source::kafka::KafkaSource;
+use crate::source::kafka::{KafkaSource, Quiet};
 use crate::status::{CheckpointStatus, Publisher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub(super) struct Engine<'a> {
     pub status: Option<Publisher>,
     /// Per partition index: what its reader says of it this round.
     pub partitions: Vec<Reading>,
-    /// The open windows were closed for quiet input, and no data came since.
+    /// Windows were closed for quiet input, and no data came since (for the log).
     pub quiet_closed: bool,
 }
 
@@ -42,26 +42,25 @@ impl Engine<'_> {
         let started = Instant::now();
         let mut ignore_store = fresh_start;
         let mut lines = Vec::with_capacity(BATCH_LINES);
-        let idle_timeout = self.config.watermark.idle_timeout;
+        let quiet = self.quiet();
         while !stop.load(Ordering::Relaxed) {
             self.source.next_batch(BATCH_LINES, POLL, &mut lines)?;
             // Idleness as of the fetch answers that brought this batch: a partition whose
             // new data landed with it is not idle while the batch's other partitions move on.
-            for p in self.source.refresh(idle_timeout, false) {
+            for p in self.source.refresh(quiet, false) {
                 self.pipeline.set_source_idle(p.index, p.reading);
             }
             self.pipeline.apply_ready(&self.changes, &mut self.sink)?;
             let processed = !lines.is_empty();
             if processed {
-                self.quiet_closed = false;
                 let buf = self.source.buffer();
                 self.pipeline.process(buf, &lines, &mut self.sink)?;
             }
             self.rebalance(&mut ignore_store)?;
-            let quiet_for = self.look_at_partitions();
+            self.look_at_partitions();
             let source = &self.source;
             (self.pipeline).send_markers(&self.partitions, |i| source.next_offset(i));
-            self.close_when_quiet(quiet_for);
+            self.log_quiet();
             if !processed {
                 self.pipeline.tick(&mut self.sink)?;
             }
@@ -77,43 +76,49 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Names every partition, tells the pipeline what its reader says of it, and returns
-    /// how long the input partitions read here have had nothing new.
-    fn look_at_partitions(&mut self) -> Duration {
-        let mut quiet_for = Duration::MAX;
+    /// When partitions count as idle and as quiet.
+    fn quiet(&self) -> Quiet {
+        Quiet {
+            idle: self.config.watermark.idle_timeout,
+            close: self.config.watermark.quiet_close,
+        }
+    }
+
+    /// Names every partition and tells the pipeline what its reader says of it (idle,
+    /// quiet: see [`KafkaSource::refresh`]).
+    fn look_at_partitions(&mut self) {
         self.partitions.clear();
-        for p in self
-            .source
-            .refresh(self.config.watermark.idle_timeout, true)
-        {
+        let quiet = self.quiet();
+        let mut spell = true;
+        for p in self.source.refresh(quiet, true) {
             let (i, reading) = (p.index, p.reading);
             self.pipeline.name_source(i, p.name);
             self.pipeline.set_source_idle(i, reading);
-            // Quiet means: input partitions we read have nothing new (not: we read none yet;
-            // repartition topics get watermark markers every second, quiet or not).
+            // A quiet spell ends when an input partition read here has data (repartition
+            // topics get markers every second, quiet or not).
             if reading.assigned && !self.pipeline.is_internal(i) {
-                quiet_for = quiet_for.min(p.quiet_for);
+                spell &= quiet.close.is_some_and(|q| p.quiet_for >= q);
             }
             let n = self.partitions.len().max(i + 1);
             self.partitions.resize(n, Reading::default());
             self.partitions[i] = reading;
         }
-        quiet_for
+        self.quiet_closed &= spell;
     }
 
-    /// With `watermark.quiet_close`, closes the open windows once the input has been quiet
-    /// that long (once per quiet spell).
-    fn close_when_quiet(&mut self, quiet_for: Duration) {
-        if let Some(q) = self.config.watermark.quiet_close
-            && quiet_for != Duration::MAX
-            && quiet_for >= q
-            && !self.quiet_closed
-        {
+    /// Says once per quiet spell that windows close for quiet. They close per partition, as
+    /// each partition's reader vouches that it is quiet (an input partition nobody reads
+    /// holds the windows it feeds: silence here is not quiet there).
+    fn log_quiet(&mut self) {
+        let Some(q) = self.config.watermark.quiet_close else {
+            return;
+        };
+        if !self.quiet_closed && self.partitions.iter().any(|r| r.quiet) {
             info!(
-                "no data for {}: closing the open windows",
+                "partitions read to their end with no data for {}: closing the windows they \
+                 hold as each is vouched quiet",
                 humantime::format_duration(q)
             );
-            self.pipeline.close_open_windows();
             self.quiet_closed = true;
         }
     }

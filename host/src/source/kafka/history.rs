@@ -47,6 +47,8 @@ struct Part {
     first: i64,
     /// The end offset as of the start: the partition is read up to `end - 1`.
     end: i64,
+    /// The offset after the last record taken.
+    next: i64,
     done: bool,
 }
 
@@ -144,6 +146,12 @@ impl History {
         self.open == 0
     }
 
+    /// Partition `index`'s next offset and whether it has been read to its end.
+    pub fn progress(&self, index: usize) -> (i64, bool) {
+        let p = &self.parts[index];
+        (p.next.max(p.first), p.done)
+    }
+
     /// The bytes that the last batch's line ranges point into.
     pub fn buffer(&self) -> &[u8] {
         &self.batch.buf
@@ -179,6 +187,7 @@ impl History {
             if done || offset < first {
                 continue;
             }
+            self.parts[i].next = offset + 1;
             let stamp = msg.timestamp().to_millis();
             let past_to = stamp.zip(self.span.to).is_some_and(|(t, to)| t >= to);
             if offset >= end || past_to {
@@ -253,6 +262,7 @@ fn plan(consumer: &Reader, topic: &str) -> anyhow::Result<Vec<Part>> {
             low,
             first: low,
             end: high,
+            next: low,
             done: false,
         });
     }

@@ -42,6 +42,15 @@ pub enum Rebalance {
 /// has nothing new): how often it may be moved along with the others.
 const VOUCH_EVERY: Duration = Duration::from_secs(1);
 
+/// When a partition with nothing new counts as idle, and as quiet (`[watermark]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Quiet {
+    /// `idle_timeout`.
+    pub idle: Duration,
+    /// `quiet_close`, if set.
+    pub close: Option<Duration>,
+}
+
 /// A partition as the run loop sees it between batches.
 pub struct PartitionNow<'a> {
     /// Its source index.
@@ -63,7 +72,7 @@ struct Partition {
     last_seen: Instant,
     /// Confirmed by the broker to have been read to the end, and quiet since (see
     /// [`KafkaSource::reading`]).
-    idle: bool,
+    at_end: bool,
     /// When the broker was last asked for its end while quiet.
     asked: Option<Instant>,
 }
@@ -77,7 +86,7 @@ impl Partition {
     /// Something happened to it at `now`.
     fn seen_at(&mut self, now: Instant) {
         self.last_seen = now;
-        self.idle = false;
+        self.at_end = false;
         self.asked = None;
     }
 }
@@ -116,7 +125,7 @@ impl Partitions {
             name: partition_name(topic, p),
             next: None,
             last_seen: Instant::now(),
-            idle: false,
+            at_end: false,
             asked: None,
         });
         self.index.insert((topic.to_owned(), p), i);
@@ -303,27 +312,33 @@ impl KafkaSource {
     }
 
     /// What this reader says of partition `index`: assigned or not, idle or not, and
-    /// whether that was vouched for just now. Idle: assigned here, nothing new for `timeout` (since its last
-    /// message, or since it was assigned), read to the end as the broker said when last
+    /// whether that was vouched for just now. Idle: assigned here, nothing new for
+    /// `quiet.idle` (since its last message, or since it was assigned), read to the end as the broker said when last
     /// asked — not as librdkafka's cached offsets say, which may date from before a
     /// hand-over — and no newer data known since (the cached end, fresh from every fetch
     /// answer, has not moved past what was read), so that it stops being idle as soon as
     /// data lands in it, before that data is read. While idle it is vouched for again every
-    /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. `ask`:
+    /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. Quiet:
+    /// the same for `quiet.close`, and vouched for just now: only then may its windows
+    /// close for quiet (never because this reader merely heard nothing). `ask`:
     /// whether this call may ask the broker (one partition per loop round, briefly, so that
     /// a slow broker never stalls the loop).
-    fn reading(&mut self, index: usize, timeout: Duration, ask: &mut bool) -> Reading {
+    fn reading(&mut self, index: usize, quiet: Quiet, ask: &mut bool) -> Reading {
         let Some(part) = self.partitions.list.get(index) else {
             return Reading::default();
         };
         let assigned = self.assigned.contains(&part.name);
-        if !assigned || part.last_seen.elapsed() < timeout {
+        // The broker is asked once the partition has had nothing new for the shorter of the
+        // two timeouts; each decides for itself from there.
+        let timeout = quiet.close.map_or(quiet.idle, |c| c.min(quiet.idle));
+        let quiet_for = part.last_seen.elapsed();
+        if !assigned || quiet_for < timeout {
             return Reading {
                 assigned,
                 ..Reading::default()
             };
         }
-        let every = if part.idle { VOUCH_EVERY } else { timeout };
+        let every = if part.at_end { VOUCH_EVERY } else { timeout };
         let mut vouched = false;
         if *ask && part.asked.is_none_or(|at| at.elapsed() >= every) {
             *ask = false;
@@ -342,14 +357,16 @@ impl KafkaSource {
                 .fetch_watermarks(topic, p, Duration::from_millis(300));
             let part = &mut self.partitions.list[index];
             part.asked = Some(Instant::now());
-            part.idle = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
-            vouched = part.idle;
+            part.at_end = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
+            vouched = part.at_end;
         }
-        let idle = self.partitions.list[index].idle && self.lag(index).is_none_or(|l| l == 0);
+        let at_end = self.partitions.list[index].at_end && self.lag(index).is_none_or(|l| l == 0);
+        let idle = at_end && quiet_for >= quiet.idle;
         Reading {
             assigned,
             idle,
             vouched: vouched && idle,
+            quiet: vouched && at_end && quiet.close.is_some_and(|c| quiet_for >= c),
         }
     }
 
@@ -512,11 +529,11 @@ impl KafkaSource {
     }
 
     /// Every known partition as of now, with what its reader says of it
-    /// ([`KafkaSource::reading`]) for `idle_timeout`; `ask`: whether the broker may be asked
+    /// ([`KafkaSource::reading`]) under `quiet`; `ask`: whether the broker may be asked
     /// (once).
-    pub fn refresh(&mut self, idle_timeout: Duration, mut ask: bool) -> Vec<PartitionNow<'_>> {
+    pub fn refresh(&mut self, quiet: Quiet, mut ask: bool) -> Vec<PartitionNow<'_>> {
         let readings: Vec<Reading> = (0..self.partitions.list.len())
-            .map(|i| self.reading(i, idle_timeout, &mut ask))
+            .map(|i| self.reading(i, quiet, &mut ask))
             .collect();
         self.partitions
             .list
