@@ -402,7 +402,8 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Whether a marker saying (`watermark`, `reading`) is due; a vouched one always is.
+    /// Whether a marker saying (`watermark`, `reading`) is due; a vouched or quiet one (its
+    /// reader vouched for it just now) always is.
     pub fn due(
         last: Option<&Sent>,
         watermark: Option<i64>,
@@ -410,6 +411,7 @@ impl Sent {
         now: Instant,
     ) -> bool {
         reading.vouched
+            || reading.quiet
             || last.is_none_or(|s| {
                 s.watermark != watermark || s.idle != reading.idle || now - s.at >= MARKER_EVERY
             })
@@ -568,5 +570,27 @@ mod tests {
         assert_eq!(p.watermark(&inputs), Some(2000));
         p.apply_marker("logs/0", quiet(500, 10), &inputs, Some(3000));
         assert_eq!(p.watermark(&inputs), Some(3000));
+    }
+
+    #[test]
+    fn a_marker_is_due_whenever_its_reader_vouched_for_it() {
+        let now = Instant::now();
+        let last = Sent {
+            watermark: Some(5),
+            idle: false,
+            at: now,
+        };
+        let reading = |vouched, quiet| Reading {
+            assigned: true,
+            idle: vouched,
+            vouched,
+            quiet,
+        };
+        assert!(!Sent::due(Some(&last), Some(5), reading(false, false), now));
+        // A quiet partition is vouched for about once a second, in one round: that round's
+        // marker must go, however recently the last one went.
+        assert!(Sent::due(Some(&last), Some(5), reading(false, true), now));
+        let idle = Sent { idle: true, ..last };
+        assert!(Sent::due(Some(&idle), Some(5), reading(true, false), now));
     }
 }
