@@ -1,5 +1,6 @@
-//! A real Kafka-protocol broker for the tests: `tansu` in memory mode on a free loopback
-//! port, plus small producer/consumer helpers built on rdkafka's bundled librdkafka.
+//! A real Kafka broker for the tests: Apache Kafka (KRaft, broker and controller in one
+//! process, `tests/kafka/broker.sh`) on free loopback ports, plus small producer/consumer
+//! helpers built on rdkafka's bundled librdkafka.
 
 use super::{Alert, parse_alerts};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -15,20 +16,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running tansu broker; killed on drop.
+/// A running broker; killed on drop.
 pub struct Broker {
     child: Child,
-    /// Bootstrap address: `127.0.0.1:PORT`, or `localhost:PORT` of the TLS terminator.
+    /// Bootstrap address: `127.0.0.1:PORT`, or `HOST:PORT` when it speaks TLS.
     pub addr: String,
-    _log: tempfile::NamedTempFile,
-    /// The TLS terminator in front of the broker, if any.
+    /// Its configuration and data.
+    dir: tempfile::TempDir,
+    /// Its certificates, when it speaks TLS.
     pub tls: Option<Tls>,
 }
 
-/// stunnel terminating TLS in front of tansu, with a CA and server certificate made for the
-/// test (tansu 0.6 accepts `--cert`/`--key` but does not serve TLS itself).
+/// The certificates of a broker that speaks TLS: a CA and a server certificate made for the
+/// test.
 pub struct Tls {
-    stunnel: Child,
     /// Holds the certificates.
     pub dir: tempfile::TempDir,
 }
@@ -46,17 +47,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn wait_for_port(addr: &str, what: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs `openssl` in `dir`.
@@ -138,12 +128,11 @@ pub fn make_certificates(dir: &Path, host: &str) {
 impl Broker {
     /// Starts a broker on a free port and waits until it accepts connections.
     pub fn start() -> Broker {
-        let addr = format!("127.0.0.1:{}", free_port());
-        Self::launch(&addr, &addr, None)
+        Self::launch(free_port(), &[], None)
     }
 
-    /// Starts a broker reachable only over TLS, at `localhost:PORT` through stunnel, with a
-    /// certificate for `localhost` signed by a CA made here ([`Tls::ca`]).
+    /// Starts a broker reachable only over TLS, at `localhost:PORT`, with a certificate for
+    /// `localhost` signed by a CA made here ([`Tls::ca`]).
     pub fn start_tls() -> Broker {
         Self::start_tls_named("localhost")
     }
@@ -152,47 +141,67 @@ impl Broker {
     pub fn start_tls_named(host: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         make_certificates(dir.path(), host);
-        let (plain, port) = (free_port(), free_port());
-        let config = format!(
-            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\n\
-             connect = 127.0.0.1:{plain}\ncert = {0}/server.pem\nkey = {0}/server.key\n",
-            dir.path().display()
+        openssl(
+            dir.path(),
+            &[
+                "pkcs12",
+                "-export",
+                "-in",
+                "server.pem",
+                "-inkey",
+                "server.key",
+                "-out",
+                "server.p12",
+                "-passout",
+                "pass:rulewatch",
+            ],
         );
-        std::fs::write(dir.path().join("stunnel.conf"), config).unwrap();
-        let stunnel = Command::new("stunnel4")
-            .arg(dir.path().join("stunnel.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("stunnel4 is installed (Debian package stunnel4; ./test.sh installs it)");
-        // Clients learn the broker's address from metadata: the terminator's.
-        Self::launch(
-            &format!("127.0.0.1:{plain}"),
-            &format!("localhost:{port}"),
-            Some(Tls { stunnel, dir }),
-        )
+        let port = free_port();
+        let keystore = dir.path().join("server.p12");
+        let tls = [host, keystore.to_str().unwrap(), "rulewatch"];
+        Self::launch(port, &tls, Some(Tls { dir }))
     }
 
-    fn launch(listen: &str, advertised: &str, tls: Option<Tls>) -> Broker {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new("tansu")
-            .args(["broker", "--listener-url", &format!("tcp://{listen}")])
-            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
+    /// Runs `tests/kafka/broker.sh` on `port` (with `tls`: host, keystore, password) and
+    /// waits until it accepts connections.
+    fn launch(port: u16, tls_args: &[&str], tls: Option<Tls>) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let script = super::workspace().join("tests/kafka/broker.sh");
+        let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
+        let child = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path())
+            .args([port.to_string(), free_port().to_string()])
+            .args(tls_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
-            .expect("tansu is installed (./test.sh installs it: cargo install tansu --locked --features dynostore)");
-        wait_for_port(listen, "tansu");
-        if tls.is_some() {
-            wait_for_port(&advertised.replace("localhost", "127.0.0.1"), "stunnel");
-        }
-        Broker {
+            .expect("bash runs tests/kafka/broker.sh");
+        let mut broker = Broker {
             child,
-            addr: advertised.to_owned(),
-            _log: log,
+            addr: format!("{}:{port}", tls_args.first().unwrap_or(&"127.0.0.1")),
+            dir,
             tls,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!("the broker exited ({status}): {}", broker.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the broker did not start: {}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        broker
+    }
+
+    /// What the broker's script and the JVM printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
     }
 
     /// The librdkafka settings a client needs to reach this broker (TLS, its CA).
@@ -368,10 +377,6 @@ impl Drop for Broker {
         self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(tls) = &mut self.tls {
-            let _ = tls.stunnel.kill();
-            let _ = tls.stunnel.wait();
-        }
     }
 }
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs one Apache Kafka broker in the foreground for the tests, the container test and the
+# benchmarks: KRaft, broker and controller in one process, its data in DIR.
+#
+#   tests/kafka/broker.sh DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD]
+#
+# Clients connect to 127.0.0.1:PORT in plain text; with HOST, KEYSTORE (PKCS12) and its
+# PASSWORD, over TLS instead, the broker advertising HOST:PORT. Lines in DIR/extra.properties,
+# if present, are added to the broker's configuration. The jars come from
+# target/setup/kafka/libs (tests/kafka/fetch.sh). The process becomes the JVM (exec), so
+# that signals sent to it (SIGSTOP, SIGKILL) reach the broker.
+set -euo pipefail
+[ $# -eq 3 ] || [ $# -eq 6 ] || {
+  echo "usage: $0 DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD]" >&2
+  exit 2
+}
+dir=$1 port=$2 controller=$3
+libs=$(cd "$(dirname "$0")/../.." && pwd)/target/setup/kafka/libs
+[ -f "$libs/.complete" ] || {
+  echo "$0: Apache Kafka's jars are not in $libs: run tests/kafka/fetch.sh (./test.sh does)" >&2
+  exit 1
+}
+mkdir -p "$dir"
+if [ $# -eq 6 ]; then
+  host=$4 keystore=$5 password=$6
+  listener=SSL
+  tls="ssl.keystore.type=PKCS12
+ssl.keystore.location=$keystore
+ssl.keystore.password=$password
+ssl.key.password=$password"
+else
+  host=127.0.0.1 listener=PLAINTEXT tls=
+fi
+cat >"$dir/server.properties" <<PROPERTIES
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=$listener://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=$listener://$host:$port
+inter.broker.listener.name=$listener
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+$tls
+PROPERTIES
+[ -f "$dir/extra.properties" ] && cat "$dir/extra.properties" >>"$dir/server.properties"
+java=(java -Xms128m -Xmx512m -XX:+UseSerialGC -cp "$libs/*")
+if [ ! -f "$dir/data/meta.properties" ]; then
+  # A cluster id: 16 random bytes, base64url without padding.
+  id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
+  "${java[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
+    >"$dir/format.log" 2>&1 || {
+    cat "$dir/format.log" >&2
+    exit 1
+  }
+fi
+exec "${java[@]}" kafka.Kafka "$dir/server.properties"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Fetches Apache Kafka's jars (tests/kafka/pom.xml) from Maven Central into
+# target/setup/kafka/libs, once; ./test.sh runs it. Needs Java 17+ and Maven.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+libs=$PWD/target/setup/kafka/libs
+[ -f "$libs/.complete" ] && exit 0
+rm -rf "$libs"
+mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs"
+touch "$libs/.complete"
