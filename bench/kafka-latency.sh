@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Event-to-alert latency of `rulewatch run` in update mode at a steady rate: tansu on a free
+# Event-to-alert latency of `rulewatch run` in update mode at a steady rate: Apache Kafka on a free
 # loopback port, `rulewatch loadgen --live` producing at RATE events/s for SECONDS, the engine,
 # and the alert_latency example reading the alerts topic.
-# Usage: bench/kafka-latency.sh [RATE] [SECONDS]   (needs tansu on PATH)
+# Usage: bench/kafka-latency.sh [RATE] [SECONDS]   (needs Java and Maven; the broker: bench/broker.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-100000}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Sustained throughput from a Kafka-protocol broker through `rulewatch run`, with one or more
 # instances in one consumer group (checkpoints in a Kafka topic, as for scale-out).
-# Starts tansu on a free loopback port, produces N generated events with `rulewatch loadgen`,
+# Starts Apache Kafka on a free loopback port, produces N generated events with `rulewatch loadgen`,
 # then starts the instances together and reports events/s from the first event read to the
 # last, summed over the instances' `rulewatch_events_total`.
-# Usage: bench/kafka-throughput.sh [EVENTS] [PARTITIONS] [INSTANCES]   (needs tansu on PATH)
+# Usage: bench/kafka-throughput.sh [EVENTS] [PARTITIONS] [INSTANCES]   (needs Java and Maven; the broker: bench/broker.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}

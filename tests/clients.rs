@@ -1,7 +1,7 @@
 //! What real producers write and where real clusters live: every compression codec Kafka
 //! defines, produced by a real client (librdkafka) into the real broker, read by `rulewatch
-//! run` with alerts written back with the same codec — over plaintext and over TLS (stunnel
-//! in front of tansu, with a CA made by the test) — and TLS problems named in the log.
+//! run` with alerts written back with the same codec — over plaintext and over TLS (the broker's
+//! own listener, with a CA made by the test) — and TLS problems named in the log.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! End-to-end tests of `rulewatch run` against a real Kafka-protocol broker (tansu): alerts
+//! End-to-end tests of `rulewatch run` against a real broker (Apache Kafka): alerts
 //! against the reference, crash recovery, idle partitions, dead letters, late events,
 //! shutdown, damaged checkpoints and a broker that goes away.
 
@@ -114,8 +114,7 @@ fn killed_at_any_moment_the_deduplicated_alerts_equal_an_uninterrupted_run() {
     let expected = crash_reference(&input).alerts;
     let state = dir.path().join("state");
     // SIGKILL at several moments: while joining, mid-batch, around checkpoints. Each run in
-    // a group of its own: the checkpoint, not the group, is what a restart resumes from, and
-    // tansu 0.6 can hold a group for minutes after a member died while it formed.
+    // a group of its own: the checkpoint, not the group, is what a restart resumes from.
     let mut logs = String::new();
     for (i, ms) in [900u64, 1600, 2400, 3300].into_iter().enumerate() {
         let engine = start_in(&broker, &format!("run-{i}"), &state, &[]);

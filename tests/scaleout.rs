@@ -232,9 +232,7 @@ fn scenario(
     std::thread::sleep(Duration::from_secs(2));
     let d_log = if idle == Idle::Soon {
         // Once d has partitions, a second kill at a moment that differs from run to run
-        // while the last part is read; the replacement joins once the group noticed (tansu
-        // 0.6 can leave a group without assignment for minutes when a member joins while
-        // another's death is pending).
+        // while the last part is read; the replacement joins once the group noticed.
         let started = Instant::now();
         while !d.log().contains("Kafka: assigned") {
             assert!(started.elapsed() < Duration::from_secs(60), "{}", d.log());

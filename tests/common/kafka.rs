@@ -442,8 +442,8 @@ impl Engine {
                 &["--checkpoint-interval", "300ms"][..]
             })
             .args(["--kafka-option", "session.timeout.ms=6000"])
-            // The rebalance timeout: tansu 0.6 sometimes waits that long for a member that was
-            // killed while the group formed (librdkafka's default is 5 minutes).
+            // The rebalance timeout: how long a rebalance waits for a member that was killed
+            // while the group formed (librdkafka's default is 5 minutes).
             .args(["--kafka-option", "max.poll.interval.ms=10000"])
             .args(
                 broker

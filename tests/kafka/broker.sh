@@ -55,7 +55,7 @@ java=(java -Xms128m -Xmx512m -XX:+UseSerialGC -cp "$libs/*")
 if [ ! -f "$dir/data/meta.properties" ]; then
   # A cluster id: 16 random bytes, base64url without padding.
   id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
-  "${java[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
+  "${java[@]}" kafka.tools.StorageTool format --cluster-id="$id" --config="$dir/server.properties" \
     >"$dir/format.log" 2>&1 || {
     cat "$dir/format.log" >&2
     exit 1
