@@ -93,11 +93,12 @@ if ! command -v go >/dev/null; then
   export PATH="$gobin:$PATH"
 fi
 
-# --- Apache Kafka's jars (fetched while the tests compile when Java and Maven are here) --------
+# --- Apache Kafka's jars (fetched while the tests compile when Java and Maven are here; once:
+# tests/kafka/fetch.sh, about a minute, log in target/setup/kafka.log) --------------------------
 kafka_pid=
 fetch_kafka() { tests/kafka/fetch.sh >"$logs/kafka.log" 2>&1; }
-if [ ! -f target/setup/kafka/libs/.complete ] && command -v mvn >/dev/null && command -v java >/dev/null; then
-  say "fetching Apache Kafka 4.4, the test broker (tests/kafka/fetch.sh: mvn; log in $logs/kafka.log)"
+if command -v mvn >/dev/null && command -v java >/dev/null; then
+  # Quick when the jars are there already (and the pom has not changed since).
   fetch_kafka &
   kafka_pid=$!
 fi
@@ -117,9 +118,8 @@ kafka_failed() {
 }
 if [ -n "$kafka_pid" ]; then
   wait "$kafka_pid" || kafka_failed
-elif [ ! -f target/setup/kafka/libs/.complete ]; then
+else
   # Java and Maven came with the Debian packages above.
-  say "fetching Apache Kafka 4.4, the test broker (tests/kafka/fetch.sh: mvn; log in $logs/kafka.log)"
   fetch_kafka || kafka_failed
 fi
 for tool in java mvn chromium clang wasm-ld openssl buildah debootstrap go npm; do

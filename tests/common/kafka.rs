@@ -137,7 +137,8 @@ impl Broker {
         Self::start_tls_named("localhost")
     }
 
-    /// [`Broker::start_tls`] with a certificate for `host` instead of `localhost`.
+    /// [`Broker::start_tls`] with a certificate for `host` instead of `localhost` (still
+    /// reached at `localhost:PORT`).
     pub fn start_tls_named(host: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         make_certificates(dir.path(), host);
@@ -157,12 +158,18 @@ impl Broker {
             ],
         );
         let port = free_port();
-        let keystore = dir.path().join("server.p12");
-        let tls = [host, keystore.to_str().unwrap(), "rulewatch"];
+        let (keystore, ca) = (dir.path().join("server.p12"), dir.path().join("ca.pem"));
+        // Reached as localhost whatever the certificate names.
+        let tls = [
+            "localhost",
+            keystore.to_str().unwrap(),
+            "rulewatch",
+            ca.to_str().unwrap(),
+        ];
         Self::launch(port, &tls, Some(Tls { dir }))
     }
 
-    /// Runs `tests/kafka/broker.sh` on `port` (with `tls`: host, keystore, password) and
+    /// Runs `tests/kafka/broker.sh` on `port` (with `tls`: host, keystore, password, CA) and
     /// waits until it accepts connections.
     fn launch(port: u16, tls_args: &[&str], tls: Option<Tls>) -> Broker {
         let dir = tempfile::tempdir().unwrap();

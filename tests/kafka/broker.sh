@@ -2,16 +2,17 @@
 # Runs one Apache Kafka broker in the foreground for the tests, the container test and the
 # benchmarks: KRaft, broker and controller in one process, its data in DIR.
 #
-#   tests/kafka/broker.sh DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD]
+#   tests/kafka/broker.sh DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD CA]
 #
-# Clients connect to 127.0.0.1:PORT in plain text; with HOST, KEYSTORE (PKCS12) and its
-# PASSWORD, over TLS instead, the broker advertising HOST:PORT. Lines in DIR/extra.properties,
+# Clients connect to 127.0.0.1:PORT in plain text; with HOST, KEYSTORE (PKCS12), its
+# PASSWORD and the CA that signed it (PEM), over TLS instead, the broker advertising
+# HOST:PORT. The broker talks to itself over a plain-text listener on loopback. Lines in DIR/extra.properties,
 # if present, are added to the broker's configuration. The jars come from
 # target/setup/kafka/libs (tests/kafka/fetch.sh). The process becomes the JVM (exec), so
 # that signals sent to it (SIGSTOP, SIGKILL) reach the broker.
 set -euo pipefail
-[ $# -eq 3 ] || [ $# -eq 6 ] || {
-  echo "usage: $0 DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD]" >&2
+[ $# -eq 3 ] || [ $# -eq 7 ] || {
+  echo "usage: $0 DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD CA]" >&2
   exit 2
 }
 dir=$1 port=$2 controller=$3
@@ -21,13 +22,17 @@ libs=$(cd "$(dirname "$0")/../.." && pwd)/target/setup/kafka/libs
   exit 1
 }
 mkdir -p "$dir"
-if [ $# -eq 6 ]; then
-  host=$4 keystore=$5 password=$6
+if [ $# -eq 7 ]; then
+  host=$4 keystore=$5 password=$6 ca=$7
   listener=SSL
+  # The truststore lets Kafka check at start that its keystore can serve a handshake.
   tls="ssl.keystore.type=PKCS12
 ssl.keystore.location=$keystore
 ssl.keystore.password=$password
-ssl.key.password=$password"
+ssl.key.password=$password
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+ssl.endpoint.identification.algorithm="
 else
   host=127.0.0.1 listener=PLAINTEXT tls=
 fi

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 libs=$PWD/target/setup/kafka/libs
-[ -f "$libs/.complete" ] && exit 0
+# The marker holds the digest of the pom the jars came from: a changed pom fetches again.
+want=$(sha256sum tests/kafka/pom.xml | cut -d' ' -f1)
+[ "$(cat "$libs/.complete" 2>/dev/null)" = "$want" ] && exit 0
 rm -rf "$libs"
 mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs"
-touch "$libs/.complete"
+echo "$want" >"$libs/.complete"
