@@ -111,8 +111,8 @@ VOLUME ["/rules", "/var/lib/rulewatch"]
 EXPOSE 9898
 # Numeric, so that Kubernetes' runAsNonRoot can verify it; the name is `rulewatch`.
 USER 10001:10001
-# `rulewatch health` asks http://127.0.0.1:9898/healthz (RULEWATCH_HEALTH_URL): exit 0 when
-# it answers 200. No curl in the image. (Kept by Docker and by `buildah bud --format docker`;
+# `rulewatch health` asks http://127.0.0.1:9898/healthz (RULEWATCH_HEALTH_URL; with TLS on
+# the endpoint, set it to https://127.0.0.1:9898/healthz): exit 0 when it answers 200. No curl in the image. (Kept by Docker and by `buildah bud --format docker`;
 # the OCI image format has no health checks.) A container running `loadgen` serves no
 # /healthz: disable the check for it (compose: healthcheck: disable: true).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

@@ -52,6 +52,7 @@ command -v buildah >/dev/null || packages+=(buildah)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v python3 >/dev/null || packages+=(python3)
 command -v openssl >/dev/null || packages+=(openssl)
+command -v curl >/dev/null || packages+=(curl)
 command -v npm >/dev/null || packages+=(nodejs npm)
 command -v java >/dev/null || packages+=(default-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
@@ -122,7 +123,7 @@ else
   # Java and Maven came with the Debian packages above.
   fetch_kafka || kafka_failed
 fi
-for tool in java mvn chromium clang wasm-ld openssl buildah debootstrap go npm; do
+for tool in java mvn chromium clang wasm-ld openssl curl buildah debootstrap go npm; do
   command -v "$tool" >/dev/null || die "$tool is still missing after the install steps; see $logs/"
 done
 

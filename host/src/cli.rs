@@ -229,11 +229,12 @@ impl RunArgs {
         if self.quiet_close.is_some() {
             c.watermark.quiet_close = self.quiet_close;
         }
-        if let Some(v) = &self.http_listen {
-            c.http.listen.clone_from(v);
-        }
         if let Some(v) = self.workers {
             c.engine.workers = v;
+        }
+        c.http = c.http.with_env()?;
+        if let Some(v) = &self.http_listen {
+            c.http.listen.clone_from(v);
         }
         c.validate()?;
         Ok(c)
@@ -483,7 +484,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     } else {
         "file"
     };
-    let mut status = serve_status(args.http_listen.as_deref(), kind)?;
+    // `[http]` of --config (TLS, credentials, keys), served only with --http-listen.
+    let mut http = match &args.config {
+        Some(path) => RunConfig::load(path, true)?.http,
+        None => Default::default(),
+    }
+    .with_env()?;
+    http.listen = args.http_listen.clone().unwrap_or_else(|| "off".into());
+    let mut status = serve_status(&http, kind)?;
     let started = Instant::now();
     let result = if let Some(brokers) = &args.brokers {
         let options = crate::config::run::kafka_options(&args.kafka_options)?;

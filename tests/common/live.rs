@@ -20,6 +20,11 @@ impl Live {
     /// Starts `replay -` with `--format jsonl`, the rules folder `rules` (the built-in rule if
     /// none; waits until it is watched), and with `http` its endpoint on a free port.
     pub fn start(rules: Option<&Path>, http: bool) -> Live {
+        Self::start_with(rules, http, &[])
+    }
+
+    /// [`Live::start`] with more arguments (`--config FILE`, say).
+    pub fn start_with(rules: Option<&Path>, http: bool, more: &[&str]) -> Live {
         let stdout = tempfile::NamedTempFile::new().unwrap();
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rulewatch"));
@@ -30,6 +35,7 @@ impl Live {
         if http {
             cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
+        cmd.args(more);
         let mut child = cmd
             .env("RUST_LOG", "info,rulewatch=debug")
             // Two workers on any machine: rule changes must land between the same batches.

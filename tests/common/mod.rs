@@ -404,9 +404,12 @@ pub fn http_addr(log: impl Fn() -> String) -> String {
     let started = std::time::Instant::now();
     loop {
         let text = log();
-        if let Some(at) = text.find("status page on http://") {
-            let rest = &text[at + "status page on http://".len()..];
-            return rest[..rest.find('/').unwrap()].to_owned();
+        for scheme in ["http", "https"] {
+            let marker = format!("status page on {scheme}://");
+            if let Some(at) = text.find(&marker) {
+                let rest = &text[at + marker.len()..];
+                return rest[..rest.find('/').unwrap()].to_owned();
+            }
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(30),

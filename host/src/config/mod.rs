@@ -3,6 +3,7 @@
 //!
 //! Unknown keys are errors, so a typo is reported (with its line) instead of ignored.
 
+pub mod http;
 pub mod run;
 pub mod sandbox;
 

@@ -3,6 +3,7 @@
 //! precedence is flag, then environment, then file, then default.
 
 use super::OutputMode;
+pub use super::http::HttpConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -133,35 +134,6 @@ pub fn workers(workers: usize) -> usize {
     match workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
-    }
-}
-
-/// `[http]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// `host:port` to serve the status page, `/metrics`, `/healthz` and `/readyz` on;
-    /// `off` to serve nothing. Loopback by default: set `0.0.0.0:9898` in a container.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:9898".into()
-}
-
-impl HttpConfig {
-    /// The address to listen on, unless switched off.
-    pub fn address(&self) -> Option<&str> {
-        (self.listen != "off").then_some(self.listen.as_str())
     }
 }
 
@@ -388,7 +360,7 @@ impl RunConfig {
     /// typo of a few zeros, or a generated value, must not become a thread per element or a
     /// megabyte per record).
     pub fn validate(&self) -> anyhow::Result<()> {
-        use crate::config::{MAX_NAME, MAX_TEXT, at_most, capped};
+        use crate::config::{MAX_TEXT, at_most, capped};
         at_most(
             "[engine] workers",
             self.engine.workers as u64,
@@ -420,7 +392,7 @@ impl RunConfig {
             100,
             "replicas of a topic rulewatch creates",
         )?;
-        capped("[http] listen", &self.http.listen, MAX_NAME)?;
+        self.http.validate()?;
         let dirs = [("[checkpoint] dir", &self.checkpoint.dir)];
         for (setting, dir) in dirs
             .into_iter()

@@ -9,18 +9,17 @@ pub mod file;
 pub mod history;
 pub mod kafka;
 
+use crate::config::http::HttpConfig;
 use crate::status::{Publisher, Shared, Status};
 
-/// Serves the status page, `/metrics`, `/healthz` and `/readyz` on `listen`, if given, for
-/// a run reading `source` (`file` or `kafka`); the handle to publish the status through.
-pub fn serve_status(
-    listen: Option<&str>,
-    source: &'static str,
-) -> anyhow::Result<Option<Publisher>> {
-    let Some(listen) = listen else {
+/// Serves the status page, `/metrics`, `/healthz` and `/readyz` as `http` says, unless it
+/// is switched off, for a run reading `source` (`file` or `kafka`); the handle to publish
+/// the status through.
+pub fn serve_status(http: &HttpConfig, source: &'static str) -> anyhow::Result<Option<Publisher>> {
+    let Some(listen) = http.address() else {
         return Ok(None);
     };
     let shared = Shared::new(Status::new(source));
-    crate::http::serve(listen, shared.clone())?;
+    crate::http::serve(listen, http, shared.clone())?;
     Ok(Some(Publisher::new(shared, source)))
 }

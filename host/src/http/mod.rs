@@ -1,11 +1,15 @@
 //! The HTTP endpoint of a running engine: the live status page (`/`), `/metrics`,
 //! `/healthz`, `/readyz`, `/api/status` and `/api/rules`. It serves the snapshot the
 //! processing loop publishes ([`crate::status`]) from a thread of its own, so a slow or
-//! stuck client never slows the pipeline.
+//! stuck client never slows the pipeline. `[http]` ([`HttpConfig`]) adds TLS ([`tls`]),
+//! credentials ([`auth`]) and keeps keys off the page and the API (`show_keys = false`).
 
+mod auth;
 mod prometheus;
+mod tls;
 
-use crate::status::Shared;
+use crate::config::http::HttpConfig;
+use crate::status::{Shared, Status};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
@@ -23,11 +28,18 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 /// The status page: plain HTML and JavaScript that polls `/api/status`.
 const PAGE: &str = include_str!("page.html");
 
-/// Starts serving on `listen` (`host:port`; port 0 picks a free one) and returns the
-/// address it listens on.
-pub fn serve(listen: &str, status: Shared) -> anyhow::Result<SocketAddr> {
+/// Starts serving as `config` says on `listen` (`host:port`; port 0 picks a free one) and
+/// returns the address it listens on. Settings that cannot work (a key file that does not
+/// load, a token file that cannot be read, an address taken) are errors naming them.
+pub fn serve(listen: &str, config: &HttpConfig, status: Shared) -> anyhow::Result<SocketAddr> {
+    config.validate()?;
+    let auth = Arc::new(auth::Auth::load(config)?);
+    let tls = (config.tls_server_config.as_ref())
+        .map(tls::Reloading::load)
+        .transpose()?
+        .map(Arc::new);
     let listener = std::net::TcpListener::bind(listen).with_context(|| {
-        format!("cannot listen on {listen} for the status page and metrics (is the port in use? set --http-listen, or `off`)")
+        format!("[http] listen: cannot listen on {listen} for the status page and metrics (is the port in use? set --http-listen, or `off`)")
     })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -35,21 +47,57 @@ pub fn serve(listen: &str, status: Shared) -> anyhow::Result<SocketAddr> {
         .enable_io()
         .build()
         .context("cannot start the HTTP runtime")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let who = match (auth.required(), config.open_probes) {
+        (false, _) => "open to anyone who can reach it",
+        (true, true) => "credentials required but on /healthz and /readyz",
+        (true, false) => "credentials required",
+    };
+    let keys = if config.show_keys {
+        ""
+    } else {
+        "; keys hidden"
+    };
+    let router = router(status, config.show_keys, auth);
     std::thread::Builder::new()
         .name("rulewatch-http".into())
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                axum::serve(listener, router(status)).await
+                match tls {
+                    Some(tls) => tls::serve(listener, tls, router).await,
+                    None => axum::serve(listener, router).await,
+                }
             })
         })?;
     info!(
-        "status page on http://{addr}/ (also /metrics, /healthz, /readyz, /api/status, /api/rules)"
+        "status page on {scheme}://{addr}/ (also /metrics, /healthz, /readyz, /api/status, \
+         /api/rules; {who}{keys})"
     );
     Ok(addr)
 }
 
-fn router(status: Shared) -> Router {
+/// Failures to authenticate and TLS handshakes that failed, since start (for `/metrics`).
+pub fn refusals() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        auth::FAILURES.load(Relaxed),
+        tls::HANDSHAKE_FAILURES.load(Relaxed),
+    )
+}
+
+/// `status` as the API shows it: without keys and evidence unless `show_keys`.
+fn visible(mut status: Status, show_keys: bool) -> Status {
+    if !show_keys {
+        for a in &mut status.alerts {
+            a.key = "(hidden)".into();
+            a.evidence.clear();
+        }
+    }
+    status
+}
+
+fn router(status: Shared, show_keys: bool, auth: Arc<auth::Auth>) -> Router {
     fn json(body: &impl serde::Serialize) -> Response {
         let body = serde_json::to_string(body).expect("serializable");
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -73,12 +121,13 @@ fn router(status: Shared) -> Router {
         )
         .route(
             "/api/status",
-            get(|State(s): State<Shared>| async move { json(&s.get()) }),
+            get(move |State(s): State<Shared>| async move { json(&visible(s.get(), show_keys)) }),
         )
         .route(
             "/api/rules",
             get(|State(s): State<Shared>| async move { json(&s.get().rules) }),
         )
+        .layer(axum::middleware::from_fn_with_state(auth, auth::check))
         .with_state(status)
 }
 
@@ -128,12 +177,16 @@ fn readyz(status: &Shared) -> Response {
         .into_response()
 }
 
-/// `rulewatch health`: asks `url` (`http://host:port/path`) and succeeds on a 200 answer.
-/// For container health checks, where no HTTP client is installed.
+/// `rulewatch health`: asks `url` (`http://` or `https://host:port/path`) and succeeds on a
+/// 200 answer. For container health checks, where no HTTP client is installed. Over HTTPS
+/// the certificate is not verified, as Kubernetes' HTTPS probes do not verify it: the check
+/// asks its own container's process.
 pub fn check(url: &str) -> anyhow::Result<()> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => anyhow::bail!("{url}: give an http:// or https:// URL"),
+    };
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
@@ -143,10 +196,24 @@ pub fn check(url: &str) -> anyhow::Result<()> {
         .next()
         .with_context(|| format!("{url}: {host} has no address"))?;
     let timeout = Duration::from_secs(5);
-    let mut conn = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+    let tcp = TcpStream::connect_timeout(&addr, timeout).with_context(|| {
         format!("{url}: cannot connect (is rulewatch running with its HTTP endpoint on?)")
     })?;
-    conn.set_read_timeout(Some(timeout))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    let mut conn: Box<dyn ReadWrite> = if tls {
+        use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+        let mut connector = SslConnector::builder(SslMethod::tls_client())?;
+        connector.set_verify(SslVerifyMode::NONE);
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        Box::new(
+            connector
+                .build()
+                .connect(name, tcp)
+                .with_context(|| format!("{url}: the TLS handshake failed"))?,
+        )
+    } else {
+        Box::new(tcp)
+    };
     write!(
         conn,
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -164,10 +231,13 @@ pub fn check(url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A connection, plain or TLS.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Status;
     use axum::body::to_bytes;
     use std::time::Instant;
 
@@ -196,7 +266,7 @@ mod tests {
     #[test]
     fn health_check_command_reads_the_status_code() {
         let shared = Shared::new(Status::new("file"));
-        let addr = serve("127.0.0.1:0", shared.clone()).unwrap();
+        let addr = serve("127.0.0.1:0", &HttpConfig::default(), shared.clone()).unwrap();
         check(&format!("http://{addr}/healthz")).unwrap();
         let e = check(&format!("http://{addr}/readyz"))
             .unwrap_err()
@@ -205,7 +275,7 @@ mod tests {
             e.contains("503") && e.contains("not ready: starting"),
             "{e}"
         );
-        let e = check("https://localhost/healthz").unwrap_err().to_string();
-        assert!(e.contains("only http://"), "{e}");
+        let e = check("ftp://localhost/healthz").unwrap_err().to_string();
+        assert!(e.contains("http:// or https://"), "{e}");
     }
 }

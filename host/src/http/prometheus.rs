@@ -335,6 +335,21 @@ impl Snapshot {
     /// The Kafka client and the checkpoints.
     fn source(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
         let s = &self.0;
+        let (auth, handshakes) = super::refusals();
+        family(
+            e,
+            "rulewatch_http_auth_failures",
+            "Requests to this endpoint refused for a missing or wrong credential (401)",
+            Counter,
+            |m| ConstCounter::new(auth).encode(m),
+        )?;
+        family(
+            e,
+            "rulewatch_http_tls_handshake_failures",
+            "TLS handshakes with this endpoint that failed (untrusted or missing client certificates, clients that refuse ours)",
+            Counter,
+            |m| ConstCounter::new(handshakes).encode(m),
+        )?;
         if s.source == "kafka" {
             family(
                 e,

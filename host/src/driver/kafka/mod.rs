@@ -45,7 +45,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let stop = stop_on_signals()?;
     // Up first, so that health and readiness answer while the broker is being reached.
-    let mut status = super::serve_status(config.http.address(), "kafka")?;
+    let mut status = super::serve_status(&config.http, "kafka")?;
     let (k, out) = (&config.kafka, &config.output);
     let store = store(config);
     create_output_topics(config, &store)?;
