@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::kafka::{Broker, Engine, assert_same, dedup, keyed_messages, sentinels, sorted};
+use common::kafka::{
+    Broker, Engine, Protocol, assert_same, dedup, keyed_messages, sentinels, sorted,
+};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,7 +51,14 @@ fn rules(dir: &Path) -> std::path::PathBuf {
 /// One instance of group `group` running the crash rule with evidence, alerts to
 /// `alerts`, checkpoints in topic `group-cp`; quiet-close is kept out of the way but with
 /// `Idle::Quiet`.
-fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) -> Engine {
+fn instance(
+    broker: &Broker,
+    dir: &Path,
+    group: &str,
+    alerts: &str,
+    idle: Idle,
+    protocol: Protocol,
+) -> Engine {
     let checkpoints = format!("{group}-cp");
     let rules = rules(dir);
     let (idle, quiet) = match idle {
@@ -57,8 +66,9 @@ fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) 
         Idle::Soon => ("2s", "1h"),
         Idle::Quiet => ("1h", "3s"),
     };
-    Engine::start(
+    Engine::start_in(
         broker,
+        "logs",
         dir,
         &[
             "--group-id",
@@ -74,6 +84,7 @@ fn instance(broker: &Broker, dir: &Path, group: &str, alerts: &str, idle: Idle) 
             "--rules",
             rules.to_str().unwrap(),
         ],
+        protocol,
     )
 }
 
@@ -179,6 +190,7 @@ fn wait_for(
 /// instance alone in another group. Both must give the reference's alerts; returns the
 /// instances' logs and the number of alerts.
 fn scenario(
+    protocol: Protocol,
     broker: &Broker,
     dir: &Path,
     messages: &[Message],
@@ -189,9 +201,9 @@ fn scenario(
     // The first part is there before the instances start, so that they can see how it is
     // keyed.
     broker.produce("logs", &messages[..third]);
-    let mut a = instance(broker, dir, "scale", "alerts-scale", idle);
-    let mut b = instance(broker, dir, "scale", "alerts-scale", idle);
-    let mut c = instance(broker, dir, "scale", "alerts-scale", idle);
+    let mut a = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
+    let mut b = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
+    let mut c = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
     let started = Instant::now();
     while broker
         .consume("alerts-scale", Duration::from_secs(1), |g| !g.is_empty())
@@ -228,7 +240,7 @@ fn scenario(
     };
     // The group notices after the session timeout (6 s) and gives b's partitions to a and c.
     std::thread::sleep(Duration::from_secs(8));
-    let mut d = instance(broker, dir, "scale", "alerts-scale", idle);
+    let mut d = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
     std::thread::sleep(Duration::from_secs(2));
     let d_log = if idle == Idle::Soon {
         // Once d has partitions, a second kill at a moment that differs from run to run
@@ -249,7 +261,7 @@ fn scenario(
         let log = d.log();
         d.kill();
         std::thread::sleep(Duration::from_secs(8));
-        d = instance(broker, dir, "scale", "alerts-scale", idle);
+        d = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
         log
     } else {
         broker.produce("logs", &messages[2 * third..]);
@@ -293,7 +305,14 @@ fn scenario(
     }
 
     // One instance over the same events, from the start, in its own group.
-    let mut single = instance(broker, dir, "single", "alerts-single", Idle::Never);
+    let mut single = instance(
+        broker,
+        dir,
+        "single",
+        "alerts-single",
+        Idle::Never,
+        protocol,
+    );
     let alone = wait_for(broker, "alerts-single", &mut [&mut single], expected.len());
     assert_same(&alone, &expected, &single.log());
     assert!(single.log().contains(mode), "{}", single.log());
@@ -316,12 +335,13 @@ fn events(dir: &Path) -> Vec<u8> {
     std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
 }
 
-fn keyed(idle: Idle) {
+fn keyed(idle: Idle, protocol: Protocol) {
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let messages = keyed_messages(&events(dir.path()));
     let (_, alerts) = scenario(
+        protocol,
         &broker,
         dir.path(),
         &messages,
@@ -331,7 +351,7 @@ fn keyed(idle: Idle) {
     assert_same_evidence(&broker, alerts);
 }
 
-fn unkeyed(idle: Idle) {
+fn unkeyed(idle: Idle, protocol: Protocol) {
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
@@ -342,6 +362,7 @@ fn unkeyed(idle: Idle) {
         .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
         .collect();
     let (logs, alerts) = scenario(
+        protocol,
         &broker,
         dir.path(),
         &messages,
@@ -354,12 +375,12 @@ fn unkeyed(idle: Idle) {
 
 #[test]
 fn keyed_input_three_instances_one_killed_one_added_alert_as_one_instance_does() {
-    keyed(Idle::Never);
+    keyed(Idle::Never, Protocol::Classic);
 }
 
 #[test]
 fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
-    unkeyed(Idle::Never);
+    unkeyed(Idle::Never, Protocol::Classic);
 }
 
 /// Idle after 2 s, session 6 s: a reader killed while its partitions are idle, and data
@@ -370,7 +391,7 @@ fn unkeyed_input_is_repartitioned_and_alerts_as_one_instance_does() {
 /// reader has read that data. No alert id carries two counts.
 #[test]
 fn unkeyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
-    unkeyed(Idle::Soon);
+    unkeyed(Idle::Soon, Protocol::Classic);
 }
 
 /// The same with keyed input: partitions restored on another instance start not idle, and
@@ -379,7 +400,7 @@ fn unkeyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
 /// come too late.
 #[test]
 fn keyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
-    keyed(Idle::Soon);
+    keyed(Idle::Soon, Protocol::Classic);
 }
 
 /// Windows close for quiet (3 s) with no event past them: an instance killed while the
@@ -387,12 +408,18 @@ fn keyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing() {
 /// Silence here is not quiet there: those partitions hold the windows they feed until
 /// their new reader has read them and vouches that they are quiet, and every alert is the
 /// reference's, with no id carrying two counts.
-fn killed_while_production_ends(messages: &[Message], mode: &str, broker: &Broker, dir: &Path) {
+fn killed_while_production_ends(
+    protocol: Protocol,
+    messages: &[Message],
+    mode: &str,
+    broker: &Broker,
+    dir: &Path,
+) {
     let half = messages.len() / 2;
     broker.produce("logs", &messages[..half]);
-    let mut a = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
-    let b = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
-    let mut c = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet);
+    let mut a = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
+    let b = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
+    let mut c = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
     while !b.log().contains("Kafka: assigned") {
         a.assert_running();
         std::thread::sleep(Duration::from_millis(100));
@@ -429,9 +456,39 @@ fn quiet_close_waits_for_the_partitions_of_a_killed_reader() {
         .enumerate()
         .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
         .collect();
-    killed_while_production_ends(&messages, "repartitioning", &broker, dir.path());
+    let protocol = Protocol::Classic;
+    killed_while_production_ends(protocol, &messages, "repartitioning", &broker, dir.path());
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    killed_while_production_ends(&keyed_messages(&events), "is keyed by", &broker, dir.path());
+    let keyed = keyed_messages(&events);
+    killed_while_production_ends(protocol, &keyed, "is keyed by", &broker, dir.path());
+}
+
+/// KIP-848's consumer group protocol (the broker assigns, incrementally): the reader killed
+/// while idle and the zombie, on keyed input.
+#[test]
+fn keyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing_consumer_protocol() {
+    keyed(Idle::Soon, Protocol::Consumer);
+}
+
+/// The same through the repartition topic.
+#[test]
+fn unkeyed_input_a_reader_killed_while_idle_and_a_zombie_lose_nothing_consumer_protocol() {
+    unkeyed(Idle::Soon, Protocol::Consumer);
+}
+
+/// Quiet closing with a reader killed, under the consumer group protocol.
+#[test]
+fn quiet_close_waits_for_the_partitions_of_a_killed_reader_consumer_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("logs", PARTITIONS);
+    let messages: Vec<Message> = keyed_messages(&events(dir.path()))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
+        .collect();
+    let protocol = Protocol::Consumer;
+    killed_while_production_ends(protocol, &messages, "repartitioning", &broker, dir.path());
 }

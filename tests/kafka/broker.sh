@@ -4,7 +4,9 @@
 #
 #   tests/kafka/broker.sh DIR PORT CONTROLLER_PORT [HOST KEYSTORE PASSWORD CA]
 #
-# Clients connect to 127.0.0.1:PORT in plain text; with HOST, KEYSTORE (PKCS12), its
+# Both consumer group protocols are served (classic, and KIP-848's `consumer`, its session
+# shortened to the 6 s the tests give the classic one). Clients connect to 127.0.0.1:PORT
+# in plain text; with HOST, KEYSTORE (PKCS12), its
 # PASSWORD and the CA that signed it (PEM), over TLS instead, the broker advertising
 # HOST:PORT. The broker talks to itself over a plain-text listener on loopback. Lines in DIR/extra.properties,
 # if present, are added to the broker's configuration. The jars come from
@@ -53,6 +55,10 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=1000
+group.consumer.heartbeat.interval.ms=1000
 $tls
 PROPERTIES
 [ -f "$dir/extra.properties" ] && cat "$dir/extra.properties" >>"$dir/server.properties"
