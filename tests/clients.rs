@@ -149,3 +149,85 @@ fn a_wrong_ca_or_host_name_is_named_in_the_log() {
     );
     engine.kill();
 }
+
+/// `SASL_SSL` with SCRAM-SHA-512 on the broker's own listener, as managed Kafka services
+/// serve it: the engine consumes, writes its alerts and keeps its checkpoints in a topic
+/// through it, and gives the reference's alerts; a wrong password is named in the log and
+/// on `/readyz` with what to check.
+#[test]
+fn sasl_ssl_with_scram_end_to_end_and_a_wrong_password_named() {
+    let broker = Broker::start_sasl();
+    assert!(
+        broker
+            .client_options()
+            .iter()
+            .any(|(k, v)| k == "security.protocol" && v == "sasl_ssl")
+    );
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let input = std::fs::read(generate(
+        dir.path(),
+        "logs.jsonl",
+        &["--events", "20000", "--late-share", "0", "--seed", "43"],
+    ))
+    .unwrap();
+    let messages = keyed_messages(&input);
+    broker.produce("logs", &messages);
+    broker.produce("logs", &sentinels(2, END));
+    let per_partition = broker.read_all("logs");
+    let inputs: Vec<Vec<u8>> = (per_partition.values())
+        .map(|ms| {
+            ms.iter()
+                .flat_map(|m| [&m.value[..], b"\n"].concat())
+                .collect()
+        })
+        .collect();
+    let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let expected = crash_reference_partitions(&inputs).alerts;
+    assert!(expected.len() > 20);
+    let args = [
+        "--keyed-by",
+        "user_id",
+        "--alerts-topic",
+        "alerts",
+        "--checkpoint-topic",
+        "cp",
+    ];
+    let mut engine = Engine::start(&broker, dir.path(), &args);
+    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        dedup(got).len() >= expected.len()
+    });
+    assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        !broker.read_all("cp").is_empty(),
+        "checkpoints went to the topic"
+    );
+
+    let wrong = [
+        "--keyed-by",
+        "user_id",
+        "--kafka-option",
+        "sasl.password=wrong",
+    ];
+    let mut engine = Engine::start(&broker, dir.path(), &wrong);
+    let log = wait_for_log(&mut engine, "SASL authentication");
+    assert!(log.contains("sasl.username"), "{log}");
+    assert!(!log.contains("password=wrong"), "{log}");
+    let addr = http_addr(|| engine.log());
+    let started = Instant::now();
+    let body = loop {
+        let (code, body) = http_get(&addr, "/readyz");
+        if (code == 503 && body.contains("sasl")) || started.elapsed() > Duration::from_secs(20) {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        body.contains("not ready: Kafka: ") && body.contains("sasl.username"),
+        "{body}"
+    );
+    engine.kill();
+}

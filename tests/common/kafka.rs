@@ -41,7 +41,14 @@ pub struct Broker {
 pub struct Tls {
     /// Holds the certificates.
     pub dir: tempfile::TempDir,
+    /// Whether clients must also authenticate with SCRAM (`SASL_SSL`).
+    pub sasl: bool,
 }
+
+/// The SCRAM user of a [`Broker::start_sasl`] broker, and its password.
+pub const SCRAM_USER: &str = "rulewatch";
+/// See [`SCRAM_USER`].
+pub const SCRAM_PASSWORD: &str = "rulewatch-scram-secret";
 
 impl Tls {
     /// The CA that signed the broker's certificate.
@@ -149,6 +156,17 @@ impl Broker {
     /// [`Broker::start_tls`] with a certificate for `host` instead of `localhost` (still
     /// reached at `localhost:PORT`).
     pub fn start_tls_named(host: &str) -> Broker {
+        Self::start_secure(host, None)
+    }
+
+    /// A broker reachable only over `SASL_SSL` with SCRAM-SHA-512 (as managed Kafka
+    /// services are), the user [`SCRAM_USER`] seeded when its storage is formatted; over
+    /// TLS as [`Broker::start_tls`].
+    pub fn start_sasl() -> Broker {
+        Self::start_secure("localhost", Some((SCRAM_USER, SCRAM_PASSWORD)))
+    }
+
+    fn start_secure(host: &str, sasl: Option<(&str, &str)>) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         make_certificates(dir.path(), host);
         openssl(
@@ -175,7 +193,11 @@ impl Broker {
             "rulewatch",
             ca.to_str().unwrap(),
         ];
-        Self::launch(port, &tls, Some(Tls { dir }))
+        let tls_dir = Some(Tls {
+            dir,
+            sasl: sasl.is_some(),
+        });
+        Self::launch(port, &tls, tls_dir)
     }
 
     /// Runs `tests/kafka/broker.sh` on `port` (with `tls`: host, keystore, password, CA) and
@@ -184,7 +206,12 @@ impl Broker {
         let dir = tempfile::tempdir().unwrap();
         let script = super::workspace().join("tests/kafka/broker.sh");
         let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
-        let child = Command::new("bash")
+        let mut command = Command::new("bash");
+        if tls.as_ref().is_some_and(|t| t.sasl) {
+            command.env("SCRAM_USER", SCRAM_USER);
+            command.env("SCRAM_PASSWORD", SCRAM_PASSWORD);
+        }
+        let child = command
             .arg(&script)
             .arg(dir.path())
             .args([port.to_string(), free_port().to_string()])
@@ -222,13 +249,20 @@ impl Broker {
 
     /// The librdkafka settings a client needs to reach this broker (TLS, its CA).
     pub fn client_options(&self) -> Vec<(String, String)> {
-        match &self.tls {
-            Some(tls) => vec![
-                ("security.protocol".into(), "ssl".into()),
-                ("ssl.ca.location".into(), tls.ca().display().to_string()),
-            ],
-            None => Vec::new(),
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let ca = ("ssl.ca.location".into(), tls.ca().display().to_string());
+        if !tls.sasl {
+            return vec![("security.protocol".into(), "ssl".into()), ca];
         }
+        vec![
+            ("security.protocol".into(), "sasl_ssl".into()),
+            ca,
+            ("sasl.mechanisms".into(), "SCRAM-SHA-512".into()),
+            ("sasl.username".into(), SCRAM_USER.into()),
+            ("sasl.password".into(), SCRAM_PASSWORD.into()),
+        ]
     }
 
     /// A client configuration for this broker.

@@ -8,7 +8,9 @@
 # shortened to the 6 s the tests give the classic one). Clients connect to 127.0.0.1:PORT
 # in plain text; with HOST, KEYSTORE (PKCS12), its
 # PASSWORD and the CA that signed it (PEM), over TLS instead, the broker advertising
-# HOST:PORT. The broker talks to itself over a plain-text listener on loopback. Lines in DIR/extra.properties,
+# HOST:PORT. With SCRAM_USER and SCRAM_PASSWORD in the environment as well, the listener
+# is SASL_SSL with SCRAM-SHA-512, that user seeded when the storage is formatted (as
+# managed Kafka services serve it). Lines in DIR/extra.properties,
 # if present, are added to the broker's configuration. The jars come from
 # target/setup/kafka/libs (tests/kafka/fetch.sh). The process becomes the JVM (exec), so
 # that signals sent to it (SIGSTOP, SIGKILL) reach the broker.
@@ -24,6 +26,7 @@ libs=$(cd "$(dirname "$0")/../.." && pwd)/target/setup/kafka/libs
   exit 1
 }
 mkdir -p "$dir"
+scram=()
 if [ $# -eq 7 ]; then
   host=$4 keystore=$5 password=$6 ca=$7
   listener=SSL
@@ -35,6 +38,15 @@ ssl.key.password=$password
 ssl.truststore.type=PEM
 ssl.truststore.location=$ca
 ssl.endpoint.identification.algorithm="
+  if [ -n "${SCRAM_USER:-}" ]; then
+    listener=SASL_SSL
+    login="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$SCRAM_USER\" password=\"$SCRAM_PASSWORD\";"
+    tls="$tls
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$login"
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
+  fi
 else
   host=127.0.0.1 listener=PLAINTEXT tls=
 fi
@@ -66,7 +78,7 @@ java=(java -Xms128m -Xmx512m -XX:+UseSerialGC -cp "$libs/*")
 if [ ! -f "$dir/data/meta.properties" ]; then
   # A cluster id: 16 random bytes, base64url without padding.
   id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
-  "${java[@]}" kafka.tools.StorageTool format --cluster-id="$id" --config="$dir/server.properties" \
+  "${java[@]}" kafka.tools.StorageTool format --cluster-id="$id" --config="$dir/server.properties" "${scram[@]}" \
     >"$dir/format.log" 2>&1 || {
     cat "$dir/format.log" >&2
     exit 1

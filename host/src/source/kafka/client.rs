@@ -58,9 +58,12 @@ pub fn hint(reason: &str) -> &'static str {
         "check ssl.ca.location (the CA that signed the brokers' certificates) and that the \
          broker names in bootstrap.servers and in the brokers' advertised listeners match \
          their certificates"
+    } else if reason.contains("authentication") {
+        // Before TLS: a SASL_SSL broker's address (`sasl_ssl://…`) says "ssl" too.
+        "check sasl.mechanisms, sasl.username and sasl.password"
     } else if reason.contains("ssl") || reason.contains("tls") {
         "check security.protocol and that the brokers' port speaks TLS"
-    } else if reason.contains("sasl") || reason.contains("authentication") {
+    } else if reason.contains("sasl") {
         "check sasl.mechanisms, sasl.username and sasl.password"
     } else if reason.contains("unknown topic") {
         "check kafka.topics, or create the topic"

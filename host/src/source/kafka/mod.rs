@@ -601,6 +601,10 @@ mod tests {
                    routines::certificate verify failed";
         assert!(hint(ssl).contains("ssl.ca.location"));
         assert!(hint("SASL authentication error: Authentication failed").contains("sasl.username"));
+        let scram = "sasl_ssl://localhost:42905/bootstrap: SASL authentication error: \
+                     Authentication failed during authentication due to invalid credentials \
+                     with SASL mechanism SCRAM-SHA-512";
+        assert!(hint(scram).contains("sasl.password"), "{}", hint(scram));
         assert!(hint("1/1 brokers are down").contains("reachable"));
     }
 }
