@@ -7,6 +7,7 @@ mod common;
 
 use common::kafka::{Broker, Engine, dedup, sentinels, sorted};
 use common::*;
+use std::path::Path;
 use std::time::Duration;
 
 const PARTITIONS: usize = 4;
@@ -98,10 +99,67 @@ fn backtest(broker: &Broker, extra: &[&str]) -> (Vec<Alert>, String) {
     (alerts, log)
 }
 
+/// Generated events (loadgen `args`) produced as [`records`] make them, in a new
+/// `PARTITIONS`-partition topic `logs`.
+fn history(broker: &Broker, dir: &Path, args: &[&str], keyed: bool) -> Vec<Record> {
+    broker.create_topic("logs", PARTITIONS as i32);
+    let input = std::fs::read(generate(dir, "in.jsonl", args)).unwrap();
+    let records = records(&input, keyed);
+    let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
+        .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
+        .collect();
+    broker.produce_stamped("logs", &messages);
+    records
+}
+
+/// The reference over what a backtest over `from..to` reads.
+fn reference_of(records: &[Record], from: i64, to: i64) -> Expected {
+    let parts = selected(records, from, to);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    crash_reference_partitions(&parts)
+}
+
+/// `run` over the topic from the start, its last windows closed by one far-future event per
+/// partition (never selected), until it has `count` alerts: they, and its log.
+fn run_alerts(
+    broker: &Broker,
+    dir: &Path,
+    records: &[Record],
+    count: usize,
+) -> (Vec<Alert>, String) {
+    let stamp = records.iter().map(|r| r.stamp).max().unwrap();
+    let keyed = records.iter().any(|r| !r.key.is_empty());
+    let ends: Vec<(i32, String, Vec<u8>, i64)> =
+        sentinels(PARTITIONS as i32, "2026-01-28T00:00:00Z")
+            .into_iter()
+            .map(|(p, k, v)| (p.unwrap(), if keyed { k } else { String::new() }, v, stamp))
+            .collect();
+    broker.produce_stamped("logs", &ends);
+    let state = dir.join("state");
+    let args = [
+        "--group-id",
+        "g",
+        "--alerts-topic",
+        "alerts",
+        "--checkpoint-dir",
+    ];
+    let mut engine = Engine::start(
+        broker,
+        dir,
+        &[&args[..], &[state.to_str().unwrap()]].concat(),
+    );
+    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        dedup(got).len() >= count
+    });
+    let log = engine.log();
+    engine.kill();
+    (sorted(&dedup(&got)), log)
+}
+
 #[test]
 fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
     let broker = Broker::start();
-    broker.create_topic("logs", PARTITIONS as i32);
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "--events",
@@ -115,17 +173,10 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
         "--seed",
         "31",
     ];
-    let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
-    let records = records(&input, true);
-    let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
-        .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
-        .collect();
-    broker.produce_stamped("logs", &messages);
+    let records = history(&broker, dir.path(), &args, true);
 
     // The whole history.
-    let parts = selected(&records, i64::MIN, i64::MAX);
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let expected = crash_reference_partitions(&parts);
+    let expected = reference_of(&records, i64::MIN, i64::MAX);
     assert!(
         expected.alerts.len() > 30,
         "{} alerts",
@@ -136,32 +187,9 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
     assert_eq!(summary_count(&log, "matched"), expected.matched, "{log}");
     assert_eq!(summary_count(&log, "late"), expected.late, "{log}");
 
-    // `run` over the same topic from the start, its last windows closed by one far-future
-    // event per partition (never selected), alerts what the backtest alerted.
-    let stamp = records.iter().map(|r| r.stamp).max().unwrap();
-    let ends: Vec<(i32, String, Vec<u8>, i64)> =
-        sentinels(PARTITIONS as i32, "2026-01-28T00:00:00Z")
-            .into_iter()
-            .map(|(p, k, v)| (p.unwrap(), k, v, stamp))
-            .collect();
-    broker.produce_stamped("logs", &ends);
-    let state = dir.path().join("state");
-    let run_args = ["--group-id", "g", "--alerts-topic", "alerts"];
-    let mut engine = Engine::start(
-        &broker,
-        dir.path(),
-        &[
-            &run_args[..],
-            &["--checkpoint-dir", state.to_str().unwrap()],
-        ]
-        .concat(),
-    );
-    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
-        engine.assert_running();
-        dedup(got).len() >= alerts.len()
-    });
-    assert_eq!(sorted(&dedup(&got)), alerts, "{}", engine.log());
-    engine.kill();
+    // `run` over the same topic alerts what the backtest alerted.
+    let (run, log) = run_alerts(&broker, dir.path(), &records, alerts.len());
+    assert_eq!(run, alerts, "{log}");
     let (again, _) = backtest(&broker, &[]);
     assert_eq!(again, alerts, "the sentinels changed nothing");
 
@@ -169,9 +197,7 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
     let mut stamps: Vec<i64> = records.iter().map(|r| r.stamp).collect();
     stamps.sort();
     let (from, to) = (stamps[stamps.len() * 3 / 10], stamps[stamps.len() * 7 / 10]);
-    let parts = selected(&records, from, to);
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let expected = crash_reference_partitions(&parts);
+    let expected = reference_of(&records, from, to);
     assert!(!expected.alerts.is_empty());
     let (from_text, to_text) = (from.to_string(), to.to_string());
     let (alerts, log) = backtest(&broker, &["--from", &from_text, "--to", &to_text]);
@@ -185,7 +211,6 @@ fn a_backtest_alerts_as_run_and_the_reference_do_and_from_to_select() {
 #[test]
 fn a_backtest_of_an_unkeyed_topic_counts_across_partitions_as_run_does() {
     let broker = Broker::start();
-    broker.create_topic("logs", PARTITIONS as i32);
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "--events",
@@ -195,27 +220,12 @@ fn a_backtest_of_an_unkeyed_topic_counts_across_partitions_as_run_does() {
         "--late-share",
         "0.02",
     ];
-    let input = std::fs::read(generate(dir.path(), "in.jsonl", &args)).unwrap();
-    let records = records(&input, false);
-    let messages: Vec<(i32, String, Vec<u8>, i64)> = (records.iter())
-        .map(|r| (r.partition as i32, r.key.clone(), r.line.clone(), r.stamp))
-        .collect();
-    broker.produce_stamped("logs", &messages);
-    let parts = selected(&records, i64::MIN, i64::MAX);
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let expected = crash_reference_partitions(&parts);
+    let records = history(&broker, dir.path(), &args, false);
+    let expected = reference_of(&records, i64::MIN, i64::MAX);
     assert!(expected.alerts.len() > 30);
 
-    let args = [
-        "replay",
-        "--brokers",
-        &broker.addr,
-        "--topics",
-        "logs",
-        "--format",
-        "jsonl",
-    ];
-    let out = rulewatch_logging(&args, None, "info");
+    let args = ["replay", "--brokers", &broker.addr, "--topics", "logs"];
+    let out = rulewatch_logging(&[&args[..], &["--format", "jsonl"]].concat(), None, "info");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
     let mut alerts = parse_alerts(&String::from_utf8(out.stdout).unwrap());
@@ -224,33 +234,9 @@ fn a_backtest_of_an_unkeyed_topic_counts_across_partitions_as_run_does() {
     assert_eq!(alerts, expected.alerts, "{log}");
     assert_eq!(summary_count(&log, "late"), expected.late, "{log}");
 
-    let stamp = records.iter().map(|r| r.stamp).max().unwrap();
-    let ends: Vec<(i32, String, Vec<u8>, i64)> =
-        sentinels(PARTITIONS as i32, "2026-01-28T00:00:00Z")
-            .into_iter()
-            .map(|(p, _, v)| (p.unwrap(), String::new(), v, stamp))
-            .collect();
-    broker.produce_stamped("logs", &ends);
-    let state = dir.path().join("state");
-    let mut engine = Engine::start(
-        &broker,
-        dir.path(),
-        &[
-            "--group-id",
-            "g",
-            "--alerts-topic",
-            "alerts",
-            "--checkpoint-dir",
-            state.to_str().unwrap(),
-        ],
-    );
-    let got = broker.consume("alerts", Duration::from_secs(90), |got| {
-        engine.assert_running();
-        dedup(got).len() >= alerts.len()
-    });
-    assert!(engine.log().contains("repartitioning"), "{}", engine.log());
-    assert_eq!(sorted(&dedup(&got)), alerts, "{}", engine.log());
-    engine.kill();
+    let (run, log) = run_alerts(&broker, dir.path(), &records, alerts.len());
+    assert!(log.contains("repartitioning"), "{log}");
+    assert_eq!(run, alerts, "{log}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::kafka::make_certificates;
+use common::kafka::{EC_KEY, make_certificates, openssl};
 use common::live::Live;
 use common::*;
 use std::path::Path;
@@ -215,33 +215,17 @@ fn mutual_tls_right_and_wrong() {
 
 /// A client certificate (`client.pem`, `client.key`) signed by the CA in `dir`.
 fn client_certificate(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    let ec = EC_KEY;
+    let request = [
         "-keyout",
         "client.key",
         "-out",
         "client.csr",
         "-subj",
         "/CN=prometheus",
-    ]);
-    run(&[
+    ];
+    openssl(dir, &[&["req"][..], &ec, &request].concat());
+    let sign = [
         "x509",
         "-req",
         "-in",
@@ -250,12 +234,9 @@ fn client_certificate(dir: &Path) {
         "ca.pem",
         "-CAkey",
         "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.pem",
-        "-days",
-        "2",
-    ]);
+    ];
+    let out = ["-CAcreateserial", "-out", "client.pem", "-days", "2"];
+    openssl(dir, &[&sign[..], &out].concat());
 }
 
 #[test]

@@ -54,17 +54,7 @@ pub struct GenConfig {
 
 /// Parses `--pad`: 0 to 16 MiB.
 fn pad_bytes(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
-    crate::config::at_most(
-        "pad",
-        n as u64,
-        16 << 20,
-        "an event is built in memory whole",
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(n)
+    crate::config::parse_at_most(text, "pad", 16 << 20, "an event is built in memory whole")
 }
 
 impl Default for GenConfig {

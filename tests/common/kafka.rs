@@ -66,7 +66,7 @@ fn free_port() -> u16 {
 }
 
 /// Runs `openssl` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -79,16 +79,19 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req` arguments for a new unencrypted P-256 key.
+pub const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A new CA (`ca.pem`) in `dir` and, signed by it, a server certificate for DNS name `host`
 /// (and 127.0.0.1 when it is `localhost`): `server.pem`, `server.key`.
 pub fn make_certificates(dir: &Path, host: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let ec = EC_KEY;
     openssl(
         dir,
         &[

@@ -238,6 +238,16 @@ pub fn at_most(setting: &str, value: u64, max: u64, why: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Parses `text`, the number given for the command-line setting `setting`, refusing it over
+/// `max` ([`at_most`]).
+pub fn parse_at_most(text: &str, setting: &str, max: u64, why: &str) -> Result<usize, String> {
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    at_most(setting, n, max, why).map_err(|e| e.to_string())?;
+    usize::try_from(n).map_err(|e| e.to_string())
+}
+
 /// Whether `name` can name a rule: 1 to [`MAX_RULE_NAME`] bytes of letters, digits, spaces
 /// (not first or last) and `_ - . : + @`. A rule's name appears in logs, metrics labels,
 /// alert ids and file names, so it holds nothing that could break one of them.

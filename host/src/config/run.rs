@@ -77,35 +77,17 @@ pub struct Workers {
 
 /// Parses a worker count (`--workers`): 0 (one per core) to [`MAX_WORKERS`].
 pub fn worker_count(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of threads"))?;
-    crate::config::at_most(
-        "workers",
-        n as u64,
-        MAX_WORKERS as u64,
-        "threads beyond the cores only contend; 0 means one per core",
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(n)
+    let why = "threads beyond the cores only contend; 0 means one per core";
+    crate::config::parse_at_most(text, "workers", MAX_WORKERS as u64, why)
 }
 
 /// Parses a line length (`--max-line-bytes`): 1 to [`MAX_LINE_BYTES`].
 pub fn line_bytes(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
-    if n == 0 {
-        return Err("a line of at most 0 bytes holds nothing: give a positive size".into());
+    let why = "a line is held in memory whole";
+    match crate::config::parse_at_most(text, "max-line-bytes", MAX_LINE_BYTES as u64, why)? {
+        0 => Err("a line of at most 0 bytes holds nothing: give a positive size".into()),
+        n => Ok(n),
     }
-    crate::config::at_most(
-        "max-line-bytes",
-        n as u64,
-        MAX_LINE_BYTES as u64,
-        "a line is held in memory whole",
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(n)
 }
 
 /// Refuses `name` (the setting `setting`) unless it can name a Kafka topic: 1 to 249 of
