@@ -44,15 +44,36 @@ pub struct Bounds {
 /// The serialized machine code of `bytes` for `engine`: compiled in a child process within
 /// `bounds` when [`compile_in_children`] was called, else here.
 pub fn precompile(engine: &Engine, bytes: &[u8], bounds: Bounds) -> Result<Vec<u8>, String> {
-    match CHILD.get() {
-        Some(exe) => in_child(exe, bytes, bounds),
-        None => engine
+    let here = || {
+        engine
             .precompile_module(bytes)
-            .map_err(|e| invalid(&format!("{e:#}"))),
+            .map_err(|e| invalid(&format!("{e:#}")))
+    };
+    match CHILD.get().map(|exe| in_child(exe, bytes, bounds)) {
+        None => here(),
+        Some(Ok(code)) => Ok(code),
+        Some(Err(Failed::Compiling(why))) => Err(why),
+        // The binary replaced or removed under a running engine, say: a rule must still
+        // load (a hot reload), without the bound.
+        Some(Err(Failed::Starting(e))) => {
+            tracing::warn!(
+                "cannot start the compiler process ({e}): compiling in this process, without \
+                 the memory and time bound"
+            );
+            here()
+        }
     }
 }
 
-fn in_child(exe: &PathBuf, bytes: &[u8], bounds: Bounds) -> Result<Vec<u8>, String> {
+/// Why the child gave no code.
+enum Failed {
+    /// It did not start.
+    Starting(std::io::Error),
+    /// It refused the module or crossed a bound: the message.
+    Compiling(String),
+}
+
+fn in_child(exe: &PathBuf, bytes: &[u8], bounds: Bounds) -> Result<Vec<u8>, Failed> {
     let mut child = Command::new(exe)
         .arg(SUBCOMMAND)
         .env("RULEWATCH_COMPILE_MEMORY", bounds.memory.to_string())
@@ -64,7 +85,7 @@ fn in_child(exe: &PathBuf, bytes: &[u8], bounds: Bounds) -> Result<Vec<u8>, Stri
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the compiler process {}: {e}", exe.display()))?;
+        .map_err(Failed::Starting)?;
     // Pipes are drained on threads of their own, so that neither side waits on a full one.
     let mut stdin = child.stdin.take().expect("piped");
     let input = bytes.to_vec();
@@ -112,17 +133,17 @@ fn in_child(exe: &PathBuf, bytes: &[u8], bounds: Bounds) -> Result<Vec<u8>, Stri
     let memory = format!("{} MiB of memory", bounds.memory >> 20);
     let time = format!("{} of time", humantime::format_duration(bounds.time));
     match status {
-        None => Err(over(&time)),
+        None => Err(Failed::Compiling(over(&time))),
         Some(s) if s.success() && !code.is_empty() => Ok(code),
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
-            Err(match s.signal() {
+            Err(Failed::Compiling(match s.signal() {
                 Some(libc::SIGXCPU | libc::SIGKILL) => over(&time),
                 // Rust aborts when an allocation fails; so does a thread that cannot start.
                 Some(libc::SIGABRT | libc::SIGSEGV) => over(&memory),
                 _ if said.contains("memory allocation") => over(&memory),
                 _ => invalid(said.trim()),
-            })
+            }))
         }
     }
 }
