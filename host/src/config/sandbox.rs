@@ -85,7 +85,7 @@ fn default_max_functions() -> u32 {
     20_000
 }
 fn default_max_compile_memory() -> u64 {
-    512 << 20
+    256 << 20
 }
 fn default_max_compile_time() -> Duration {
     Duration::from_secs(20)
