@@ -326,7 +326,7 @@ pub fn main() -> ExitCode {
         crate::rules::compile::compile_in_children(exe);
     }
     let result = match cli.command {
-        Command::Replay(args) => sandbox_from(args.config.as_deref()).and_then(|_| replay(args)),
+        Command::Replay(args) => sandbox_from(args.config.as_deref()).and_then(|c| replay(args, c)),
         Command::Run(args) => args.config().and_then(|c| {
             crate::config::sandbox::set_ceilings(c.sandbox.clone())?;
             let (rules, changes) = registry::load_rules(c.rules.dir.as_deref(), true)?;
@@ -370,16 +370,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sets the sandbox ceilings from the `[sandbox]` of a rulewatch.toml, if one is given.
-fn sandbox_from(config: Option<&Path>) -> anyhow::Result<()> {
-    match config {
-        Some(path) => {
-            let config = RunConfig::load(path, true)?;
-            config.validate()?;
-            crate::config::sandbox::set_ceilings(config.sandbox)
-        }
-        None => Ok(()),
-    }
+/// Sets the sandbox ceilings from the `[sandbox]` of a rulewatch.toml, if one is given;
+/// the whole file (the defaults without one), read once.
+fn sandbox_from(config: Option<&Path>) -> anyhow::Result<RunConfig> {
+    let Some(path) = config else {
+        return Ok(RunConfig::default());
+    };
+    let config = RunConfig::load(path, true)?;
+    config.validate()?;
+    crate::config::sandbox::set_ceilings(config.sandbox.clone())?;
+    Ok(config)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -456,7 +456,8 @@ fn parse_time(text: &str) -> Result<i64, String> {
         })
 }
 
-fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+/// `rulewatch replay` with `config`, the rulewatch.toml of `--config` (for `[http]`).
+fn replay(args: ReplayArgs, config: RunConfig) -> anyhow::Result<()> {
     let (rules, changes) = registry::load_rules(args.rules.as_deref(), true)?;
     let rejects = Rejects {
         dead_letter: args.dead_letter.as_deref().map(create).transpose()?,
@@ -485,11 +486,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         "file"
     };
     // `[http]` of --config (TLS, credentials, keys), served only with --http-listen.
-    let mut http = match &args.config {
-        Some(path) => RunConfig::load(path, true)?.http,
-        None => Default::default(),
-    }
-    .with_env()?;
+    let mut http = config.http.with_env()?;
     http.listen = args.http_listen.clone().unwrap_or_else(|| "off".into());
     let mut status = serve_status(&http, kind)?;
     let started = Instant::now();

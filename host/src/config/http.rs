@@ -101,7 +101,8 @@ impl HttpConfig {
         (self.listen != "off").then_some(self.listen.as_str())
     }
 
-    /// These settings with the `RULEWATCH_HTTP_*` variables applied over them.
+    /// These settings with the `RULEWATCH_HTTP_*` variables applied over them
+    /// (`RULEWATCH_HTTP_LISTEN` is `--http-listen`'s, read with the flag).
     pub fn with_env(mut self) -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let flag = |name: &str| -> anyhow::Result<Option<bool>> {
@@ -113,9 +114,6 @@ impl HttpConfig {
                 })
                 .transpose()
         };
-        if let Some(v) = var("RULEWATCH_HTTP_LISTEN") {
-            self.listen = v;
-        }
         if let Some(v) = flag("RULEWATCH_HTTP_SHOW_KEYS")? {
             self.show_keys = v;
         }
