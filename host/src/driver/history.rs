@@ -111,10 +111,7 @@ pub fn repartition(
     rules: &[LoadedRule],
     partitions: usize,
 ) -> anyhow::Result<Option<Arc<Loopback>>> {
-    let keys: Vec<(&str, &str)> = (rules.iter())
-        .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
-        .collect();
-    let plan = crate::repartition::plan(kafka, &keys)?;
+    let plan = super::repartition_plan(kafka, rules)?;
     if plan.topics.is_empty() {
         return Ok(None);
     }

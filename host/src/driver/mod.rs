@@ -23,3 +23,15 @@ pub fn serve_status(http: &HttpConfig, source: &'static str) -> anyhow::Result<O
     crate::http::serve(listen, http, shared.clone())?;
     Ok(Some(Publisher::new(shared, source)))
 }
+
+/// Which of `rules` count per input partition and which repartition, as `kafka` says
+/// ([`crate::repartition::plan`]): one decision for `run` and the backtest.
+fn repartition_plan(
+    kafka: &crate::config::run::KafkaConfig,
+    rules: &[crate::registry::LoadedRule],
+) -> anyhow::Result<crate::repartition::Plan> {
+    let keys: Vec<(&str, &str)> = (rules.iter())
+        .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
+        .collect();
+    crate::repartition::plan(kafka, &keys)
+}

@@ -188,11 +188,7 @@ fn plan(
     fresh_start: bool,
 ) -> anyhow::Result<Plan> {
     let k = &config.kafka;
-    let keys: Vec<(&str, &str)> = rules
-        .iter()
-        .map(|r| (r.name.as_str(), r.config.window.key.as_str()))
-        .collect();
-    let mut plan = crate::repartition::plan(k, &keys)?;
+    let mut plan = super::repartition_plan(k, rules)?;
     if k.keyed_by == "auto" && !fresh_start {
         let from_topic;
         let records = match store {

@@ -313,11 +313,11 @@ impl KafkaSource {
 
     /// What this reader says of partition `index`: assigned or not, idle or not, and
     /// whether that was vouched for just now. Idle: assigned here, nothing new for
-    /// `quiet.idle` (since its last message, or since it was assigned), read to the end as the broker said when last
-    /// asked — not as librdkafka's cached offsets say, which may date from before a
-    /// hand-over — and no newer data known since (the cached end, fresh from every fetch
-    /// answer, has not moved past what was read), so that it stops being idle as soon as
-    /// data lands in it, before that data is read. While idle it is vouched for again every
+    /// `quiet.idle` (since its last message, or since it was assigned), read to the end as
+    /// the broker said when last asked — not as librdkafka's cached offsets say, which may
+    /// date from before a hand-over — and no newer data known since (the cached end, fresh
+    /// from every fetch answer, has not moved past what was read), so that it stops being
+    /// idle as soon as data lands in it, before that data is read. While idle it is vouched for again every
     /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. Quiet:
     /// the same for `quiet.close`, and vouched for just now: only then may its windows
     /// close for quiet (never because this reader merely heard nothing). `ask`:
