@@ -99,30 +99,28 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
 
 /// Reads alert JSON lines from `path` (`-`: stdin), each of at most `max` bytes.
 fn read_alerts(path: &Path, max: usize) -> anyhow::Result<Vec<Alert>> {
-    let mut input = std::io::BufReader::new(crate::source::open(path)?);
-    let (mut alerts, mut line) = (Vec::new(), Vec::new());
-    for n in 1.. {
-        line.clear();
-        (&mut input)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .context("reading the alerts")?;
-        if line.is_empty() {
-            break;
-        }
-        if line.len() > max && line.last() != Some(&b'\n') {
-            bail!("line {n}: longer than --max-line-bytes ({max}): not an alert");
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        alerts.push(
-            serde_json::from_slice(&line).with_context(|| {
+    // The engine's line reader: a line over `max` is skipped unread and reported.
+    let mut reader = crate::source::lines::LineReader::new(crate::source::open(path)?, max);
+    let (mut alerts, mut lines) = (Vec::new(), Vec::new());
+    while reader
+        .next_batch(1024, &mut lines)
+        .context("reading the alerts")?
+    {
+        for line in &lines {
+            let n = line.number;
+            if line.too_large {
+                bail!("line {n}: longer than --max-line-bytes ({max}): not an alert");
+            }
+            let text = &reader.buffer()[line.range.clone()];
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            alerts.push(serde_json::from_slice(text).with_context(|| {
                 format!("line {n}: not an alert as rulewatch writes them (jsonl)")
-            })?,
-        );
-        if alerts.len() > MAX_ALERTS {
-            bail!("more than {MAX_ALERTS} alerts: give them a part at a time");
+            })?);
+            if alerts.len() > MAX_ALERTS {
+                bail!("more than {MAX_ALERTS} alerts: give them a part at a time");
+            }
         }
     }
     Ok(alerts)
