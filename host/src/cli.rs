@@ -401,7 +401,7 @@ fn check(dir: &Path) -> anyhow::Result<()> {
             .collect();
         println!(
             "ok     {}: rule {} (module sha256 {}; reads {})",
-            crate::registry::shown_path(path),
+            crate::text::shown_path(path),
             rule.name,
             rule.module.sha256(),
             fields.join(", ")
@@ -413,12 +413,12 @@ fn check(dir: &Path) -> anyhow::Result<()> {
     match (folder.errors.len(), folder.rules.len()) {
         (0, 0) => bail!(
             "no rules in {}: it has no *.toml rule configs",
-            crate::registry::shown_path(dir)
+            crate::text::shown_path(dir)
         ),
         (0, _) => Ok(()),
         (n, _) => bail!(
             "{n} rule(s) in {} do not load",
-            crate::registry::shown_path(dir)
+            crate::text::shown_path(dir)
         ),
     }
 }

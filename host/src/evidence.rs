@@ -217,7 +217,7 @@ fn lines_of(
                 };
                 if file.is_none() {
                     let f = std::fs::File::open(input).with_context(|| {
-                        format!("cannot open {}", crate::registry::shown_path(input))
+                        format!("cannot open {}", crate::text::shown_path(input))
                     })?;
                     file = Some(std::io::BufReader::new(f));
                 }
@@ -225,7 +225,7 @@ fn lines_of(
                     || {
                         format!(
                             "{}: line {line} (byte {byte})",
-                            crate::registry::shown_path(input)
+                            crate::text::shown_path(input)
                         )
                     },
                 )?

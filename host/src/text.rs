@@ -33,6 +33,11 @@ pub fn one_line(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `path` as it is shown in messages: [`shown`] (on one line, controls escaped, bounded).
+pub fn shown_path(path: &std::path::Path) -> String {
+    shown(&path.display().to_string()).into_owned()
+}
+
 /// [`shown`] of bytes that may not be UTF-8 (only the first [`MAX_SHOWN`] are looked at).
 pub fn shown_bytes(b: &[u8]) -> String {
     let cut = b.len().min(MAX_SHOWN);

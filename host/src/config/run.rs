@@ -397,7 +397,7 @@ impl RunConfig {
         let text = match read {
             Ok(t) if t.len() as u64 > MAX_CONFIG_BYTES => anyhow::bail!(
                 "{}: larger than {} KiB, which no rulewatch.toml is",
-                crate::registry::shown_path(path),
+                crate::text::shown_path(path),
                 MAX_CONFIG_BYTES >> 10
             ),
             Ok(t) => t,
@@ -406,11 +406,10 @@ impl RunConfig {
             }
             Err(e) => {
                 return Err(e)
-                    .with_context(|| format!("cannot read {}", crate::registry::shown_path(path)));
+                    .with_context(|| format!("cannot read {}", crate::text::shown_path(path)));
             }
         };
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::registry::shown_path(path)))
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", crate::text::shown_path(path)))
     }
 }
 

@@ -37,7 +37,7 @@ impl Auth {
         let token = match &config.bearer_token_file {
             None => None,
             Some(path) => {
-                let shown = crate::registry::shown_path(path);
+                let shown = crate::text::shown_path(path);
                 let text = std::fs::read(path)
                     .with_context(|| format!("[http] bearer_token_file {shown}: cannot read it"))?;
                 let token = text.trim_ascii().to_vec();

@@ -6,7 +6,7 @@
 //! `rulewatch_http_tls_handshake_failures_total`.
 
 use crate::config::http::{ClientAuth, TlsServerConfig};
-use crate::registry::shown_path;
+use crate::text::shown_path;
 use anyhow::Context;
 use axum::Router;
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};

@@ -6,7 +6,7 @@
 //! size cap. Kubernetes' ConfigMap volumes work: their files are symlinks through `..data`
 //! to a folder inside the volume.
 
-use super::shown_path;
+use crate::text::shown_path;
 use anyhow::{Context, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ pub mod watch;
 use crate::config::sandbox;
 use crate::config::{Role, RuleConfig};
 use crate::rules::{RuleModule, builtin};
+use crate::text::shown_path;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,11 +79,6 @@ pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
         config,
         module: Arc::new(module),
     })
-}
-
-/// `path` as it is shown in messages: on one line, control characters escaped, bounded.
-pub fn shown_path(path: &Path) -> String {
-    crate::text::shown(&path.display().to_string()).into_owned()
 }
 
 /// Refuses a rule config whose file name (without `.toml`) is not a rule name: it names the

@@ -7,7 +7,8 @@
 //! that does not load is reported — file, line or field, reason — and the running version
 //! stays.
 
-use super::{LoadedRule, load, shown_path};
+use super::{LoadedRule, load};
+use crate::text::shown_path;
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
