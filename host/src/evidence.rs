@@ -5,7 +5,7 @@
 
 use crate::source::Origin;
 use crate::source::kafka::history::{History, Span};
-use crate::source::kafka::{Reader, reader};
+use crate::source::kafka::{Reader, passes, reader, retrying};
 use crate::text::{printable_line, shown};
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
@@ -274,7 +274,11 @@ fn fetch(
     let (Some(&first), Some(&last)) = (offsets.iter().min(), offsets.iter().max()) else {
         return Ok(BTreeMap::new());
     };
-    let low = consumer.fetch_watermarks(topic, partition, WAIT)?.0;
+    let deadline = std::time::Instant::now() + WAIT;
+    let low = retrying(deadline, || {
+        consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+    })?
+    .0;
     let near = (first - LOOKBACK).max(low);
     for from in [near, low] {
         if let Some(found) = read_span(consumer, topic, partition, from, offsets)? {
@@ -309,6 +313,7 @@ fn read_span(
         let msg = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
+            Some(Err(e)) if passes(&e) => continue,
             Some(msg) => msg.with_context(|| format!("reading {topic}/{partition}"))?,
         };
         if std::mem::take(&mut first_record) && offsets.iter().any(|&o| o < msg.offset()) {

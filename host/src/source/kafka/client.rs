@@ -264,9 +264,11 @@ pub fn read_from_start(
     timeout: Duration,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> anyhow::Result<Vec<String>> {
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
+    let started = Instant::now();
+    let meta = retrying(started + timeout, || {
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(10))
+    })
+    .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
     let mut names = Vec::new();
     let mut tpl = TopicPartitionList::new();
     // The offset of the last message to read, per partition: the `limit`-th, or the last
@@ -275,9 +277,10 @@ pub fn read_from_start(
     let mut ends = BTreeMap::new();
     for p in meta.topics().iter().flat_map(|t| t.partitions()) {
         names.push(partition_name(topic, p.id()));
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
-            .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
+        let (low, high) = retrying(started + timeout, || {
+            consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+        })
+        .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
         if high > low {
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
             ends.insert(p.id(), limit.map_or(i64::MAX, |n| low + n - 1));
@@ -287,7 +290,6 @@ pub fn read_from_start(
         return Ok(names);
     }
     consumer.assign(&tpl)?;
-    let started = Instant::now();
     while !ends.is_empty() {
         if started.elapsed() > timeout {
             anyhow::bail!("topic {topic}: not read to its end within {timeout:?}");
@@ -298,6 +300,8 @@ pub fn read_from_start(
                 ends.remove(&p);
                 continue;
             }
+            // librdkafka reconnects, and finds the new leader, by itself.
+            Some(Err(e)) if passes(&e) => continue,
             Some(msg) => msg.with_context(|| format!("reading topic {topic}"))?,
         };
         match ends.get(&msg.partition()) {
@@ -310,4 +314,50 @@ pub fn read_from_start(
         f(&msg);
     }
     Ok(names)
+}
+
+/// Whether a client error passes by itself: a broker down or restarting, a partition's
+/// leadership moving to another broker, a timeout. librdkafka retries those; a reader waits
+/// for it up to its deadline. Others (a wrong password, a missing topic or permission, a
+/// fatal error) are reported at once.
+pub fn passes(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::ReplicaNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::KafkaStorageError
+                | C::OffsetNotAvailable
+                | C::BrokerNotAvailable
+                | C::NotController
+        )
+    )
+}
+
+/// `call`, again while it fails with an error that [`passes`], until `deadline`.
+pub fn retrying<T>(
+    deadline: Instant,
+    mut call: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    loop {
+        match call() {
+            Err(e) if passes(&e) && Instant::now() < deadline => {
+                tracing::debug!("Kafka: {e} (retrying)");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
 }

@@ -11,7 +11,9 @@
 mod client;
 pub mod history;
 
-pub use client::{Callbacks, Reader, hint, log, partition_name, read_from_start, reader};
+pub use client::{
+    Callbacks, Reader, hint, log, partition_name, passes, read_from_start, reader, retrying,
+};
 
 use super::lines::Line;
 use super::{PartitionId, Reading};
