@@ -268,7 +268,8 @@ fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::kafka::Outp
     };
     let mut options = crate::config::run::kafka_options(&args.kafka_options)?;
     let topics = [(args.topic.as_str(), args.partitions)];
-    crate::sink::kafka::create_topics(brokers, &options, &topics, 1, &[])?;
+    // Replicated as the brokers' default.replication.factor says.
+    crate::sink::kafka::create_topics(brokers, &options, &topics, -1, &[])?;
     // Without keys, a random partition per message: librdkafka's default sticks to one
     // partition per batch, which leaves short runs on one or two partitions.
     if args.unkeyed {

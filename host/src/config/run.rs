@@ -214,9 +214,16 @@ pub struct RunOutputConfig {
     /// Partitions of the topics rulewatch creates.
     #[serde(default = "one")]
     pub topic_partitions: i32,
-    /// Replication factor of the topics rulewatch creates.
-    #[serde(default = "one")]
+    /// Replication factor of the topics rulewatch creates; -1 (the default): the brokers'
+    /// `default.replication.factor`, as Kafka Streams does since 3.0, so that on a cluster
+    /// the alerts, checkpoints and repartitioned events are as durable as its other topics.
+    #[serde(default = "broker_default")]
     pub topic_replication: i32,
+}
+
+/// -1: whatever the brokers' defaults say (Kafka 2.4 and later).
+fn broker_default() -> i32 {
+    -1
 }
 
 fn one() -> i32 {
@@ -232,7 +239,7 @@ impl Default for RunOutputConfig {
             dead_letter_topic: None,
             late_topic: None,
             topic_partitions: one(),
-            topic_replication: one(),
+            topic_replication: broker_default(),
         }
     }
 }
@@ -374,6 +381,13 @@ impl RunConfig {
             100,
             "replicas of a topic rulewatch creates",
         )?;
+        if o.topic_replication == 0 || o.topic_replication < -1 {
+            anyhow::bail!(
+                "[output] topic_replication = {}: give a replication factor of 1 or more, or \
+                 -1 for the brokers' default.replication.factor",
+                o.topic_replication
+            );
+        }
         self.http.validate()?;
         let dirs = [("[checkpoint] dir", &self.checkpoint.dir)];
         for (setting, dir) in dirs
@@ -450,5 +464,19 @@ mod tests {
         assert_eq!(RunConfig::default().output.topic_partitions, 1);
         let e = toml::from_str::<RunConfig>("[kafka]\nbroker = \"x\"").unwrap_err();
         assert!(e.to_string().contains("unknown field `broker`"), "{e}");
+    }
+
+    #[test]
+    fn topics_are_replicated_as_the_brokers_say_unless_told() {
+        assert_eq!(RunConfig::default().output.topic_replication, -1);
+        RunConfig::default().validate().unwrap();
+        for (replication, ok) in [(3, true), (1, true), (0, false), (-2, false), (101, false)] {
+            let text = format!("[output]\ntopic_replication = {replication}");
+            let c: RunConfig = toml::from_str(&text).unwrap();
+            assert_eq!(c.validate().is_ok(), ok, "{replication}");
+            if let Err(e) = c.validate() {
+                assert!(e.to_string().contains("[output] topic_replication"), "{e}");
+            }
+        }
     }
 }
