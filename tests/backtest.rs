@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::kafka::{Broker, Engine, dedup, sentinels, sorted};
+use common::engine::{Engine, dedup, sorted};
+use common::kafka::{Broker, sentinels};
 use common::*;
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::kafka::{Broker, Engine, assert_same, dedup, keyed_messages, sentinels, sorted};
+use common::engine::{Engine, assert_same, dedup, sorted};
+use common::kafka::{Broker, keyed_messages, sentinels};
 use common::*;
 use std::time::{Duration, Instant};
 

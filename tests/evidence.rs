@@ -184,7 +184,8 @@ fn evidence_by_id<'a>(
 
 #[test]
 fn after_kills_and_restarts_kafka_alerts_carry_the_evidence_of_a_backtest() {
-    use common::kafka::{Broker, Engine, keyed_messages, sentinels};
+    use common::engine::Engine;
+    use common::kafka::{Broker, keyed_messages, sentinels};
     use std::time::Duration;
     let broker = Broker::start();
     broker.create_topic("logs", 4);

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::kafka::{
-    Broker, Engine, Received, assert_same, dedup, keyed_messages, sentinels, sorted,
-};
+use common::engine::{Engine, assert_same, dedup, sorted};
+use common::kafka::{Broker, Received, keyed_messages, sentinels};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;

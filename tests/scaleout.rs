@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::kafka::{
-    Broker, Engine, Protocol, assert_same, dedup, keyed_messages, sentinels, sorted,
-};
+use common::engine::{Engine, assert_same, dedup, per_partition_reference, wait_for};
+use common::kafka::{Broker, Protocol, keyed_messages, sentinels};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,51 +135,6 @@ fn assert_same_evidence(broker: &Broker, alerts: usize) {
             assert!(content.contains("crash"), "{e}");
         }
     }
-}
-
-/// The reference's alerts over the partitions of `topic` as they stand: each partition's
-/// lateness judged by its own watermark.
-fn per_partition_reference(broker: &Broker, topic: &str) -> Vec<Alert> {
-    let inputs: Vec<Vec<u8>> = broker
-        .read_all(topic)
-        .values()
-        .map(|messages| {
-            let mut input = Vec::new();
-            for m in messages {
-                input.extend_from_slice(&m.value);
-                input.push(b'\n');
-            }
-            input
-        })
-        .collect();
-    let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-    crash_reference_partitions(&inputs).alerts
-}
-
-/// Reads `topic` until `expected` distinct alerts are there (or 120 s pass), checking that
-/// the engines are alive.
-fn wait_for(
-    broker: &Broker,
-    topic: &str,
-    engines: &mut [&mut Engine],
-    expected: usize,
-) -> Vec<Alert> {
-    let got = broker.consume(topic, Duration::from_secs(120), |got| {
-        for e in engines.iter_mut() {
-            e.assert_running();
-        }
-        dedup(got).len() >= expected
-    });
-    // Append mode: an alert id carries one count, however often it was sent.
-    let mut counts: BTreeMap<String, Alert> = BTreeMap::new();
-    for m in &got {
-        let alert = parse_alerts(std::str::from_utf8(&m.value).unwrap()).remove(0);
-        let id = m.key.clone().unwrap();
-        if let Some(before) = counts.insert(id.clone(), alert.clone()) {
-            assert_eq!(before, alert, "alert {id} sent with two counts");
-        }
-    }
-    sorted(&dedup(&got))
 }
 
 /// Runs the scenario on `messages` (produced in three parts): three instances of one

@@ -2,7 +2,6 @@
 //! process, `tests/kafka/broker.sh`) on free loopback ports, plus small producer/consumer
 //! helpers built on rdkafka's bundled librdkafka.
 
-use super::{Alert, parse_alerts};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -25,13 +24,13 @@ pub enum Protocol {
     Consumer,
 }
 
-/// A running broker; killed on drop.
+/// A running broker, or a cluster of them ([`Broker::cluster`]); killed on drop.
 pub struct Broker {
-    child: Child,
-    /// Bootstrap address: `127.0.0.1:PORT`, or `HOST:PORT` when it speaks TLS.
+    /// Its Kafka processes: one, or one per node of a cluster (node id = index + 1).
+    pub(super) nodes: Vec<Node>,
+    /// Bootstrap addresses: `127.0.0.1:PORT` (one per node), or `HOST:PORT` when it speaks
+    /// TLS.
     pub addr: String,
-    /// Its configuration and data.
-    dir: tempfile::TempDir,
     /// Its certificates, when it speaks TLS.
     pub tls: Option<Tls>,
 }
@@ -57,7 +56,7 @@ impl Tls {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -206,48 +205,29 @@ impl Broker {
     /// Runs `tests/kafka/broker.sh` on `port` (with `tls`: host, keystore, password, CA) and
     /// waits until it accepts connections.
     fn launch(port: u16, tls_args: &[&str], tls: Option<Tls>) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let script = super::workspace().join("tests/kafka/broker.sh");
-        let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
-        let mut command = Command::new("bash");
+        let mut env = Vec::new();
         if tls.as_ref().is_some_and(|t| t.sasl) {
-            command.env("SCRAM_USER", SCRAM_USER);
-            command.env("SCRAM_PASSWORD", SCRAM_PASSWORD);
+            env.push(("SCRAM_USER".to_owned(), SCRAM_USER.to_owned()));
+            env.push(("SCRAM_PASSWORD".to_owned(), SCRAM_PASSWORD.to_owned()));
         }
-        let child = command
-            .arg(&script)
-            .arg(dir.path())
-            .args([port.to_string(), free_port().to_string()])
-            .args(tls_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("bash runs tests/kafka/broker.sh");
+        let controller = free_port().to_string();
+        let mut args = vec![port.to_string(), controller];
+        args.extend(tls_args.iter().map(|a| a.to_string()));
+        let node = Node::spawn(tempfile::tempdir().unwrap(), port, args, env);
         let mut broker = Broker {
-            child,
+            nodes: vec![node],
             addr: format!("{}:{port}", tls_args.first().unwrap_or(&"127.0.0.1")),
-            dir,
             tls,
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("the broker exited ({status}): {}", broker.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the broker did not start: {}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        broker.nodes[0].wait_listening();
         broker
     }
 
-    /// What the broker's script and the JVM printed.
+    /// What the broker's script and the JVM printed (every node's, one after the other).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+        (self.nodes.iter().enumerate())
+            .map(|(i, n)| format!("--- node {}:\n{}", i + 1, n.log()))
+            .collect()
     }
 
     /// The librdkafka settings a client needs to reach this broker (TLS, its CA).
@@ -280,18 +260,23 @@ impl Broker {
 
     /// Freezes the broker (SIGSTOP): clients see it unreachable; no data is lost.
     pub fn pause(&self) {
-        signal(self.child.id(), "STOP");
+        for n in &self.nodes {
+            signal(n.child.id(), "STOP");
+        }
     }
 
     /// Resumes a paused broker (SIGCONT).
     pub fn resume(&self) {
-        signal(self.child.id(), "CONT");
+        for n in &self.nodes {
+            signal(n.child.id(), "CONT");
+        }
     }
 
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let replication = self.nodes.len() as i32;
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
         let result =
             futures_executor::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
                 .unwrap();
@@ -428,12 +413,99 @@ pub struct Received {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.resume();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for n in &mut self.nodes {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
     }
 }
 
-fn signal(pid: u32, name: &str) {
+/// One Kafka process: `tests/kafka/broker.sh` with its arguments and environment, kept to
+/// start it again on the same data.
+pub(super) struct Node {
+    child: Child,
+    /// Its configuration, data and log.
+    dir: tempfile::TempDir,
+    port: u16,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Node {
+    /// Starts `broker.sh DIR ARGS…` with `env`, listening for clients on `port`.
+    pub(super) fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Node {
+        let child = Self::run(dir.path(), &args, &env);
+        Node {
+            child,
+            dir,
+            port,
+            args,
+            env,
+        }
+    }
+
+    fn run(dir: &Path, args: &[String], env: &[(String, String)]) -> Child {
+        let script = super::workspace().join("tests/kafka/broker.sh");
+        let log = (std::fs::OpenOptions::new().create(true).append(true))
+            .open(dir.join("broker.log"))
+            .unwrap();
+        Command::new("bash")
+            .arg(&script)
+            .arg(dir)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("bash runs tests/kafka/broker.sh")
+    }
+
+    /// Waits until the process accepts connections (60 s at most).
+    pub(super) fn wait_listening(&mut self) {
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the broker exited ({status}): {}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the broker did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub(super) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on its data and waits until it accepts connections.
+    pub(super) fn restart(&mut self) {
+        self.kill();
+        self.child = Self::run(self.dir.path(), &self.args, &self.env);
+        self.wait_listening();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+pub(super) fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status();
@@ -467,166 +539,6 @@ pub fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u
             (Some(p), "sentinel".to_owned(), line.into_bytes())
         })
         .collect()
-}
-
-/// A running `rulewatch run`.
-pub struct Engine {
-    pub child: Child,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Engine {
-    /// `rulewatch run` on topic `logs` of `broker`, in folder `dir`, with checkpoints every
-    /// 300 ms, a 6 s session timeout and `args` (group, outputs, state).
-    pub fn start(broker: &Broker, dir: &Path, args: &[&str]) -> Engine {
-        Self::start_on(broker, "logs", dir, args)
-    }
-
-    /// [`Engine::start`] on topic `topic`.
-    pub fn start_on(broker: &Broker, topic: &str, dir: &Path, args: &[&str]) -> Engine {
-        Self::start_in(broker, topic, dir, args, Protocol::Classic)
-    }
-
-    /// [`Engine::start_on`] with the consumer group protocol `protocol`.
-    pub fn start_in(
-        broker: &Broker,
-        topic: &str,
-        dir: &Path,
-        args: &[&str],
-        protocol: Protocol,
-    ) -> Engine {
-        // The classic protocol's session is the client's; the consumer protocol's is the
-        // broker's (6 s in tests/kafka/broker.sh), and librdkafka refuses client settings.
-        let group: &[&str] = match protocol {
-            Protocol::Classic => &["--kafka-option", "session.timeout.ms=6000"],
-            Protocol::Consumer => &["--kafka-option", "group.protocol=consumer"],
-        };
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
-            .args(["run", "--brokers", &broker.addr, "--topics", topic])
-            .args(["--console", "none"])
-            // Checkpoints every 300 ms unless the test says otherwise.
-            .args(if args.contains(&"--checkpoint-interval") {
-                &[][..]
-            } else {
-                &["--checkpoint-interval", "300ms"][..]
-            })
-            .args(group)
-            // The rebalance timeout: how long a rebalance waits for a member that was killed
-            // while the group formed (librdkafka's default is 5 minutes).
-            .args(["--kafka-option", "max.poll.interval.ms=10000"])
-            .args(
-                broker
-                    .client_options()
-                    .iter()
-                    .flat_map(|(k, v)| ["--kafka-option".to_owned(), format!("{k}={v}")]),
-            )
-            .args(args)
-            .env("RUST_LOG", "info")
-            // Two workers on any machine: every guarantee must hold with the filter stage
-            // split over threads.
-            .env("RULEWATCH_WORKERS", "2")
-            // A free port for the status endpoint: tests run side by side.
-            .env("RULEWATCH_HTTP_LISTEN", "127.0.0.1:0")
-            // No rulewatch.toml there: flags and defaults only.
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        Engine { child, stderr }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap()
-    }
-
-    /// Panics with the log if the engine has exited.
-    pub fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("rulewatch run exited ({status}):\n{}", self.log());
-        }
-    }
-
-    /// Freezes the engine (SIGSTOP), as a machine pause or a long GC would.
-    pub fn pause(&self) {
-        signal(self.child.id(), "STOP");
-    }
-
-    /// Resumes a paused engine (SIGCONT).
-    pub fn resume(&self) {
-        signal(self.child.id(), "CONT");
-    }
-
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status within 30 s.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Alerts by id (the last row of each), as a consumer deduplicating by id sees them.
-pub fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
-    received
-        .iter()
-        .map(|m| {
-            let alert = parse_alerts(std::str::from_utf8(&m.value).unwrap()).remove(0);
-            (m.key.clone().unwrap(), alert)
-        })
-        .collect()
-}
-
-pub fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
-    let mut v: Vec<Alert> = alerts.values().cloned().collect();
-    v.sort();
-    v
-}
-
-/// Compares alert sets, showing only the differences.
-pub fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|a| !got.contains(a))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .iter()
-        .filter(|a| !expected.contains(a))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
-        "{} alerts, {} expected; missing (first 5): {missing:?}; unexpected (first 5): \
-         {extra:?}\nengine log:\n{log}",
-        got.len(),
-        expected.len()
-    );
 }
 
 impl Broker {

@@ -6,6 +6,8 @@
 
 #[path = "../../host/build_rule.rs"]
 mod build_rule;
+pub mod cluster;
+pub mod engine;
 pub mod hostile;
 pub mod kafka;
 pub mod live;

@@ -10,7 +10,9 @@
 # PASSWORD and the CA that signed it (PEM), over TLS instead, the broker advertising
 # HOST:PORT. With SCRAM_USER and SCRAM_PASSWORD in the environment as well, the listener
 # is SASL_SSL with SCRAM-SHA-512, that user seeded when the storage is formatted (as
-# managed Kafka services serve it). Lines in DIR/extra.properties,
+# managed Kafka services serve it). As one node of a cluster: NODE_ID, the cluster's
+# VOTERS (`ID@127.0.0.1:CONTROLLER_PORT,…`) and a CLUSTER_ID shared by every node (22
+# base64url characters) in the environment. Lines in DIR/extra.properties,
 # if present, are added to the broker's configuration. The jars come from
 # target/setup/kafka/libs (tests/kafka/fetch.sh). The process becomes the JVM (exec), so
 # that signals sent to it (SIGSTOP, SIGKILL) reach the broker.
@@ -52,8 +54,8 @@ else
 fi
 cat >"$dir/server.properties" <<PROPERTIES
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$controller
+node.id=${NODE_ID:-1}
+controller.quorum.voters=${VOTERS:-1@127.0.0.1:$controller}
 listeners=$listener://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
 advertised.listeners=$listener://$host:$port
 inter.broker.listener.name=$listener
@@ -77,7 +79,7 @@ PROPERTIES
 java=(java -Xms128m -Xmx512m -XX:+UseSerialGC -cp "$libs/*")
 if [ ! -f "$dir/data/meta.properties" ]; then
   # A cluster id: 16 random bytes, base64url without padding.
-  id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)
+  id=${CLUSTER_ID:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)}
   "${java[@]}" kafka.tools.StorageTool format --cluster-id="$id" --config="$dir/server.properties" "${scram[@]}" \
     >"$dir/format.log" 2>&1 || {
     cat "$dir/format.log" >&2
