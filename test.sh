@@ -14,8 +14,8 @@
 #   - Debian packages: chromium (the status page test), clang and lld (the rule written in C),
 #     openssl (certificates for the test broker's TLS), buildah and debootstrap (the
 #     container test), nodejs and npm (AssemblyScript rules; the npm packages themselves are
-#     installed by `rulewatch build` from package-lock.json) — with apt-get, as root or
-#     through sudo.
+#     installed by `rulewatch build` from package-lock.json), prometheus-alertmanager (alert
+#     delivery) — with apt-get, as root or through sudo.
 # Logs of the installs go to target/setup/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -56,6 +56,7 @@ command -v curl >/dev/null || packages+=(curl)
 command -v npm >/dev/null || packages+=(nodejs npm)
 command -v java >/dev/null || packages+=(default-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
+command -v prometheus-alertmanager >/dev/null || packages+=(prometheus-alertmanager)
 apt_pid=
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,11 +1,13 @@
 //! Writes checkpoints off the processing loop. The loop takes a snapshot between batches
 //! (cheap) and hands it over with the number of records sent until then; this thread waits
-//! until the broker has acknowledged those (later ones may still be in flight), then saves
+//! until the broker has acknowledged those and the HTTP sinks have settled the alerts queued
+//! before it (later ones may still be in flight), then saves
 //! the partitions' records to the store. The loop commits the offsets when it hears back.
 //! One checkpoint is in flight at a time, so they are written in order.
 
 use super::Record;
 use super::store::Store;
+use crate::sink::deliver::Mark;
 use crate::sink::kafka::Output;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -103,13 +105,22 @@ impl Writer {
 
     /// Hands encoded partition records (see [`super::encode`]) covering `offsets` over;
     /// the caller checks [`Writer::busy`] first.
-    pub fn submit(&mut self, records: Vec<Record>, offsets: BTreeMap<String, i64>, triggers: u64) {
+    /// `marks` say how far each HTTP sink's queue had come: the checkpoint is stored only
+    /// once those alerts are delivered (or dead-lettered).
+    pub fn submit(
+        &mut self,
+        records: Vec<Record>,
+        offsets: BTreeMap<String, i64>,
+        triggers: u64,
+        marks: Vec<Mark>,
+    ) {
         debug_assert!(!self.busy);
         let job = Job {
             records,
             offsets,
             triggers,
             sent: self.output.sent(),
+            marks,
             taken: Instant::now(),
         };
         self.busy = self.jobs.send(job).is_ok();
@@ -145,6 +156,8 @@ struct Job {
     triggers: u64,
     /// Records queued on the output before the snapshot.
     sent: usize,
+    /// Alerts queued for HTTP sinks before the snapshot.
+    marks: Vec<Mark>,
     taken: Instant,
 }
 
@@ -154,6 +167,10 @@ fn write(target: &mut Target, output: &Output, job: Job) -> anyhow::Result<BTree
     output
         .settle(job.sent, FLUSH_TIMEOUT)
         .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
+    for mark in &job.marks {
+        mark.settle(FLUSH_TIMEOUT)
+            .context("not checkpointing: alerts are not all delivered to the sinks yet")?;
+    }
     match target {
         Target::File { dir, records } => {
             // Kept until the next checkpoint: no slack beyond the bytes themselves.

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod run;
 pub mod sandbox;
+pub mod sinks;
 
 use crate::decode::TimeFormat;
 use anyhow::{Context, bail};

@@ -219,6 +219,9 @@ pub struct RunOutputConfig {
     /// the alerts, checkpoints and repartitioned events are as durable as its other topics.
     #[serde(default = "broker_default")]
     pub topic_replication: i32,
+    /// Webhooks and Alertmanagers alerts are delivered to (`[[output.sinks]]`).
+    #[serde(default)]
+    pub sinks: Vec<super::sinks::SinkConfig>,
 }
 
 /// -1: whatever the brokers' defaults say (Kafka 2.4 and later).
@@ -240,6 +243,7 @@ impl Default for RunOutputConfig {
             late_topic: None,
             topic_partitions: one(),
             topic_replication: broker_default(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -388,6 +392,7 @@ impl RunConfig {
                 o.topic_replication
             );
         }
+        super::sinks::validate(&o.sinks)?;
         self.http.validate()?;
         let dirs = [("[checkpoint] dir", &self.checkpoint.dir)];
         for (setting, dir) in dirs

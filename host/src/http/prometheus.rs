@@ -83,6 +83,49 @@ fn seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// Each webhook and Alertmanager receiver: alerts delivered, dead-lettered, waiting, and
+/// whether it is failing now.
+fn sinks(e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+    let receivers = crate::sink::deliver::receivers();
+    if receivers.is_empty() {
+        return Ok(());
+    }
+    let each = |m: &mut MetricEncoder<'_>, f: &dyn Fn(&crate::sink::deliver::Progress) -> u64| {
+        (receivers.iter()).try_for_each(|(name, p)| counter(m, &[("sink", name)], f(p)))
+    };
+    family(
+        e,
+        "rulewatch_sink_delivered",
+        "Alerts a receiver accepted",
+        Counter,
+        |mut m| each(&mut m, &|p| p.delivered()),
+    )?;
+    family(
+        e,
+        "rulewatch_sink_dead_letters",
+        "Alerts that exhausted their attempts (or were refused) and went to the dead letter",
+        Counter,
+        |mut m| each(&mut m, &|p| p.dead()),
+    )?;
+    let gauges = |m: &mut MetricEncoder<'_>, f: &dyn Fn(&crate::sink::deliver::Progress) -> f64| {
+        (receivers.iter()).try_for_each(|(name, p)| gauge(m, &[("sink", name)], f(p)))
+    };
+    family(
+        e,
+        "rulewatch_sink_waiting",
+        "Alerts queued for a receiver and not yet delivered or dead-lettered",
+        Gauge,
+        |mut m| gauges(&mut m, &|p| p.waiting() as f64),
+    )?;
+    family(
+        e,
+        "rulewatch_sink_failing",
+        "1 while a receiver's last attempt failed (retrying with backoff)",
+        Gauge,
+        |mut m| gauges(&mut m, &|p| f64::from(u8::from(p.failing()))),
+    )
+}
+
 impl Snapshot {
     /// The whole run: readiness, events read and rejected.
     fn totals(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
@@ -350,6 +393,7 @@ impl Snapshot {
             Counter,
             |m| ConstCounter::new(handshakes).encode(m),
         )?;
+        sinks(e)?;
         if s.source == "kafka" {
             family(
                 e,

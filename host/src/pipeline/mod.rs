@@ -309,11 +309,11 @@ impl Pipeline {
         self.trigger(false, sink)
     }
 
-    /// Ends the input: every window closes and the last rows are emitted.
+    /// Ends the input: every window closes and the last rows are emitted and delivered.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.trigger(true, sink)?;
         self.rejects.flush()?;
-        sink.flush()?;
+        sink.drain()?;
         Ok(())
     }
 

@@ -4,8 +4,11 @@
 //!
 //! A pipeline hands a sink one trigger at a time: the rows its last batch produced.
 
+pub mod deliver;
+pub mod http;
 pub mod jsonl;
 pub mod kafka;
+mod receiver;
 pub mod records;
 pub mod table;
 
@@ -72,10 +75,14 @@ impl AlertRow {
     }
 }
 
-/// The alert sinks the output settings ask for: the console on stdout, and the alerts
-/// topic through `kafka`'s producer when one is named. A new kind of sink is a file in this
-/// folder, a setting, and a line here.
-pub fn build(console: Console, alerts_topic: Option<(&kafka::Output, &str)>) -> Fanout {
+/// The alert sinks the output settings ask for: the console on stdout, the alerts topic
+/// through `kafka`'s producer when one is named, and each of `[[output.sinks]]`. A new kind
+/// of sink is a file in this folder, a setting, and a line here.
+pub fn build(
+    console: Console,
+    alerts_topic: Option<(&kafka::Output, &str)>,
+    http: &[crate::config::sinks::SinkConfig],
+) -> anyhow::Result<Fanout> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let stdout = BufWriter::new(io::stdout());
     match console {
@@ -86,7 +93,10 @@ pub fn build(console: Console, alerts_topic: Option<(&kafka::Output, &str)>) -> 
     if let Some((output, topic)) = alerts_topic {
         sinks.push(Box::new(kafka::AlertTopic::new(output.clone(), topic)));
     }
-    Fanout(sinks)
+    for config in http {
+        sinks.push(Box::new(http::HttpSink::build(config)?));
+    }
+    Ok(Fanout(sinks))
 }
 
 /// Sends every trigger to several sinks.
@@ -100,6 +110,14 @@ impl Sink for Fanout {
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|s| s.flush())
     }
+
+    fn marks(&self) -> Vec<deliver::Mark> {
+        self.0.iter().flat_map(|s| s.marks()).collect()
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.drain())
+    }
 }
 
 /// Receives the rows of each trigger.
@@ -110,4 +128,16 @@ pub trait Sink {
 
     /// Flushes buffered output.
     fn flush(&mut self) -> io::Result<()>;
+
+    /// How far its delivery queues have come (sinks that deliver off the applying thread):
+    /// a checkpoint waits for these.
+    fn marks(&self) -> Vec<deliver::Mark> {
+        Vec::new()
+    }
+
+    /// Waits until everything emitted so far is delivered or dead-lettered (the end of a
+    /// replay, a shutdown).
+    fn drain(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }

@@ -52,7 +52,8 @@ impl Checkpoints {
         pipeline.flush_rejects()?;
         let offsets = source.offsets();
         let records = pipeline.checkpoint(&offsets)?;
-        self.writer.submit(records, offsets, pipeline.triggers());
+        self.writer
+            .submit(records, offsets, pipeline.triggers(), sink.marks());
         self.tried = Instant::now();
         Ok(())
     }

@@ -65,7 +65,7 @@ pub fn run(
 
     // Alerts, rejects, checkpoint records and repartitioned events share one producer.
     let output = Output::connect(&k.brokers, &k.options)?;
-    let (rejects, sink) = outputs(config, &output);
+    let (rejects, sink) = outputs(config, &output)?;
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
     pipeline.set_workers(crate::config::run::workers(config.engine.workers))?;
     let mut subscribed = k.topics.clone();
@@ -136,7 +136,7 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// Where rejected input and alerts go, as `[output]` says; topics through `output`.
-fn outputs(config: &RunConfig, output: &Output) -> (Rejects, Fanout) {
+fn outputs(config: &RunConfig, output: &Output) -> anyhow::Result<(Rejects, Fanout)> {
     let out = &config.output;
     let reject_topic = |topic: &Option<String>| -> Option<Box<dyn RejectSink>> {
         Some(Box::new(RejectTopic::new(output.clone(), topic.as_ref()?)))
@@ -146,7 +146,8 @@ fn outputs(config: &RunConfig, output: &Output) -> (Rejects, Fanout) {
         late: reject_topic(&out.late_topic),
     };
     let alerts_topic = out.alerts_topic.as_deref().map(|t| (output, t));
-    (rejects, crate::sink::build(out.console, alerts_topic))
+    let sink = crate::sink::build(out.console, alerts_topic, &out.sinks)?;
+    Ok((rejects, sink))
 }
 
 /// Creates the topics named in `[output]` and the checkpoint topic, if missing.

@@ -1,0 +1,251 @@
+//! The `[[output.sinks]]` sinks: a webhook (one POST of the alert's JSON row per alert, with
+//! `Idempotency-Key: <alert_id>`) and Prometheus Alertmanager (its v2 API: every alert of an
+//! attempt in one `POST /api/v2/alerts`, to every Alertmanager listed). Both deliver through
+//! [`super::deliver`]: off the applying thread, retried, dead-lettered, and settled before a
+//! checkpoint covers them.
+
+use super::deliver::{Attempt, Delivery, Item, Mark, Post, Retry};
+use super::receiver::Receiver;
+use super::{AlertRow, Sink};
+use crate::config::sinks::{SinkConfig, SinkKind};
+use crate::decode::time::format_rfc3339;
+use std::io;
+use std::time::Duration;
+
+/// A configured sink: which rules it takes, how it formats an alert, and one delivery per
+/// receiver.
+pub struct HttpSink {
+    kind: SinkKind,
+    rules: Vec<String>,
+    labels: Vec<(String, String)>,
+    resolve_after: Duration,
+    link: Option<String>,
+    deliveries: Vec<Delivery>,
+}
+
+/// Longest wait, at shutdown and at the end of a replay, for queued alerts to be settled.
+const DRAIN: Duration = Duration::from_secs(300);
+
+impl HttpSink {
+    /// The sink `config` describes, its delivery threads started.
+    pub fn build(config: &SinkConfig) -> anyhow::Result<HttpSink> {
+        let retry = Retry {
+            max_attempts: config.max_attempts,
+            backoff: config.backoff,
+            max_backoff: config.max_backoff,
+        };
+        let mut deliveries = Vec::new();
+        for url in config.receivers() {
+            let dead_letter = match &config.dead_letter {
+                Some(path) => Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot open the sink's dead-letter file {}: {e}",
+                                crate::text::shown_path(path)
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let name = format!("{} {}", kind_name(config.kind), crate::text::shown(url));
+            let delivery = match config.kind {
+                SinkKind::Webhook => {
+                    let post = Webhook(Receiver::new(config, url)?);
+                    Delivery::start(name, post, config.queue, retry.clone(), dead_letter)
+                }
+                SinkKind::Alertmanager => {
+                    let api = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+                    let post = Alertmanager(Receiver::new(config, &api)?);
+                    Delivery::start(name, post, config.queue, retry.clone(), dead_letter)
+                }
+            };
+            deliveries.push(delivery);
+        }
+        Ok(HttpSink {
+            kind: config.kind,
+            rules: config.rules.clone(),
+            labels: config.labels.clone().into_iter().collect(),
+            resolve_after: config.resolve_after,
+            link: config.link.clone(),
+            deliveries,
+        })
+    }
+
+    /// The body its receivers get for `row`.
+    fn body(&self, row: &AlertRow) -> Vec<u8> {
+        match self.kind {
+            SinkKind::Webhook => super::jsonl::alert_json(row).into_bytes(),
+            SinkKind::Alertmanager => self.alertmanager_alert(row).to_string().into_bytes(),
+        }
+    }
+
+    /// An alert of Alertmanager's v2 API: labels identify it as `alert_id` does (rule, key,
+    /// window start; plus the sink's labels), so that each window's alert is one alert there
+    /// and a later row of the same window (update mode) renews it; annotations describe it.
+    /// It fires from the window's start until `resolve_after` past its end, unless renewed.
+    fn alertmanager_alert(&self, r: &AlertRow) -> serde_json::Value {
+        let mut labels = serde_json::Map::new();
+        labels.insert("alertname".into(), r.rule.name.clone().into());
+        labels.insert(label_name(&r.rule.key_column), r.key.clone().into());
+        labels.insert("window_start".into(), format_rfc3339(r.start).into());
+        for (k, v) in &self.labels {
+            labels.insert(label_name(k), v.clone().into());
+        }
+        let window = format!("{} – {}", format_rfc3339(r.start), format_rfc3339(r.end));
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(
+            "summary".into(),
+            format!(
+                "{}: {} {} counted {} in {window}",
+                r.rule.name, r.rule.key_column, r.key, r.count
+            )
+            .into(),
+        );
+        annotations.insert("count".into(), r.count.to_string().into());
+        annotations.insert("window_start".into(), format_rfc3339(r.start).into());
+        annotations.insert("window_end".into(), format_rfc3339(r.end).into());
+        annotations.insert("alert_id".into(), r.id().into());
+        if !r.evidence.is_empty() {
+            let evidence = serde_json::to_string(&r.evidence).expect("positions serialise");
+            annotations.insert("evidence".into(), evidence.into());
+        }
+        let ends = r.end.saturating_add(self.resolve_after.as_millis() as i64);
+        let mut alert = serde_json::json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": format_rfc3339(r.start),
+            "endsAt": format_rfc3339(ends),
+        });
+        if let Some(link) = &self.link {
+            alert["generatorURL"] = link.clone().into();
+        }
+        alert
+    }
+
+    /// Where each receiver's queue stands, for a checkpoint.
+    pub fn marks(&self) -> Vec<Mark> {
+        self.deliveries.iter().map(Delivery::mark).collect()
+    }
+}
+
+impl Sink for HttpSink {
+    fn emit(&mut self, _batch: u64, rows: &[AlertRow]) -> io::Result<()> {
+        for row in rows {
+            if !self.rules.is_empty() && !self.rules.contains(&row.rule.name) {
+                continue;
+            }
+            let item = Item {
+                id: row.id(),
+                body: self.body(row),
+            };
+            for d in &mut self.deliveries {
+                d.push(item.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Delivery is confirmed at checkpoints and at the end ([`Sink::drain`]).
+        Ok(())
+    }
+
+    fn marks(&self) -> Vec<Mark> {
+        HttpSink::marks(self)
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        for d in &self.deliveries {
+            d.drain(DRAIN).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+}
+
+fn kind_name(kind: SinkKind) -> &'static str {
+    match kind {
+        SinkKind::Webhook => "webhook",
+        SinkKind::Alertmanager => "alertmanager",
+    }
+}
+
+/// `name` as a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, other characters as `_`.
+fn label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A webhook: one POST per alert, in order.
+struct Webhook(Receiver);
+
+impl Post for Webhook {
+    fn post(&mut self, items: &[Item]) -> Attempt {
+        let mut delivered = 0;
+        for item in items {
+            if let Err(failure) = self
+                .0
+                .post_json(&item.body, &[("Idempotency-Key", &item.id)])
+            {
+                return Attempt {
+                    delivered,
+                    error: Some(failure),
+                };
+            }
+            delivered += 1;
+        }
+        Attempt {
+            delivered,
+            error: None,
+        }
+    }
+}
+
+/// Alertmanager: every item of the attempt in one POST (all or none).
+struct Alertmanager(Receiver);
+
+impl Post for Alertmanager {
+    fn post(&mut self, items: &[Item]) -> Attempt {
+        let mut body = Vec::with_capacity(items.iter().map(|i| i.body.len() + 1).sum());
+        body.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&item.body);
+        }
+        body.push(b']');
+        match self.0.post_json(&body, &[]) {
+            Ok(()) => Attempt {
+                delivered: items.len(),
+                error: None,
+            },
+            Err(failure) => Attempt {
+                delivered: 0,
+                error: Some(failure),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_are_prometheus_label_names() {
+        assert_eq!(label_name("user_id"), "user_id");
+        assert_eq!(label_name("user.id"), "user_id");
+        assert_eq!(label_name("1st"), "_1st");
+        assert_eq!(label_name(""), "_");
+    }
+}

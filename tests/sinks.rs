@@ -1,0 +1,376 @@
+//! Alerts delivered where people are, end to end: `[[output.sinks]]` to a real Prometheus
+//! Alertmanager (Debian's `prometheus-alertmanager`, started here on a free loopback port)
+//! and to an HTTP receiver that refuses connections, answers 500, stalls and then recovers.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running Alertmanager; killed on drop.
+struct Alertmanager {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Starts one, alone (no cluster), routing every alert to a receiver that sends nothing,
+    /// grouped by `alertname`.
+    fn start() -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let config = "route:\n  receiver: quiet\n  group_by: [alertname]\n  group_wait: 1s\n\
+                      receivers:\n  - name: quiet\n";
+        std::fs::write(dir.path().join("am.yml"), config).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus-alertmanager runs (./test.sh installs it)");
+        let am = Alertmanager {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(&am.addr).is_err() || http_get(&am.addr, "/-/ready").0 != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "Alertmanager did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        am
+    }
+
+    /// The alerts it holds as active (firing, not resolved).
+    fn alerts(&self) -> Vec<Value> {
+        let (code, body) = http_get(&self.addr, "/api/v2/alerts");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Now, epoch ms, floored to a 10 s window start, less `windows_back` windows.
+fn window_start(windows_back: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now - now % 10_000 - windows_back * 10_000
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// `counts` crash events per user in the window starting at `start`.
+fn events(start: i64, counts: &[(&str, usize)]) -> String {
+    let mut text = String::new();
+    for (user, n) in counts {
+        for i in 0..*n {
+            text.push_str(&format!(
+                r#"{{"timestamp":"{}","severity":"High","user_id":"{user}","content":"app crash"}}"#,
+                rfc3339(start + 100 * i as i64)
+            ));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn replay_with(dir: &Path, input: &str, config: &str) -> (String, String) {
+    std::fs::write(dir.join("events.jsonl"), input).unwrap();
+    std::fs::write(dir.join("rulewatch.toml"), config).unwrap();
+    let out = rulewatch_logging(
+        &[
+            "replay",
+            dir.join("events.jsonl").to_str().unwrap(),
+            "--config",
+            dir.join("rulewatch.toml").to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ],
+        None,
+        "info",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn a_replay_fires_alerts_in_every_alertmanager_grouped_and_they_resolve() {
+    let (one, two) = (Alertmanager::start(), Alertmanager::start());
+    let dir = tempfile::tempdir().unwrap();
+    // A window that ended a few seconds ago: its alerts fire until 25 s after its end.
+    let start = window_start(1);
+    let input = events(start, &[("user_a", 3), ("user_b", 4), ("user_c", 1)]);
+    let config = format!(
+        "[[output.sinks]]\nkind = \"alertmanager\"\nurls = [\"http://{}\", \"http://{}\"]\n\
+         resolve_after = \"25s\"\nlabels = {{ team = \"sre\" }}\n",
+        one.addr, two.addr
+    );
+    let (stdout, _) = replay_with(dir.path(), &input, &config);
+    assert_eq!(parse_alerts(&stdout).len(), 2, "{stdout}");
+    for am in [&one, &two] {
+        let mut alerts = am.alerts();
+        alerts.sort_by_key(|a| a["labels"]["user_id"].as_str().unwrap().to_owned());
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        for (alert, (user, count)) in alerts.iter().zip([("user_a", "3"), ("user_b", "4")]) {
+            assert_eq!(alert["labels"]["alertname"], "crash", "{alert}");
+            assert_eq!(alert["labels"]["user_id"], user, "{alert}");
+            assert_eq!(alert["labels"]["team"], "sre", "{alert}");
+            assert_eq!(alert["annotations"]["count"], count, "{alert}");
+            assert_eq!(alert["status"]["state"], "active", "{alert}");
+            let starts = alert["startsAt"].as_str().unwrap();
+            let starts = chrono::DateTime::parse_from_rfc3339(starts).unwrap();
+            assert_eq!(starts.timestamp_millis(), start, "{alert}");
+        }
+        // Grouped as the route says: one group for the rule.
+        let (_, body) = http_get(&am.addr, "/api/v2/alerts/groups");
+        let groups: Vec<Value> = serde_json::from_str(&body).unwrap();
+        assert_eq!(groups.len(), 1, "{body}");
+        assert_eq!(groups[0]["labels"]["alertname"], "crash", "{body}");
+        assert_eq!(groups[0]["alerts"].as_array().unwrap().len(), 2, "{body}");
+    }
+    // Not renewed, they resolve once `resolve_after` has passed.
+    let started = Instant::now();
+    while !one.alerts().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            one.alerts()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// How the flaky receiver answers now.
+const REFUSE: u8 = 0;
+const FAIL: u8 = 1;
+const STALL: u8 = 2;
+const OK: u8 = 3;
+
+/// An HTTP receiver on `port` that refuses connections (not listening) until its mode
+/// leaves REFUSE, then answers by mode; records the `Idempotency-Key` of each accepted POST.
+fn flaky_receiver(port: u16, mode: Arc<AtomicU8>, got: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        while mode.load(Ordering::SeqCst) == REFUSE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (mode, got) = (mode.clone(), got.clone());
+            std::thread::spawn(move || answer(conn, &mode, &got));
+        }
+    });
+}
+
+/// Reads one request, answers it by mode.
+fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let (mut key, mut length) = (String::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if lower.starts_with("idempotency-key:") {
+            key = line["idempotency-key:".len()..].trim().to_owned();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    match mode.load(Ordering::SeqCst) {
+        FAIL => {
+            let _ = conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy");
+        }
+        STALL => std::thread::sleep(Duration::from_secs(5)),
+        _ => {
+            let alert: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(alert["alert_id"], key.as_str());
+            got.lock().unwrap().push(key);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    }
+}
+
+#[test]
+fn a_receiver_that_refuses_fails_and_stalls_gets_every_alert_and_refusals_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = std::fs::read(generate(dir.path(), "logs.jsonl", &["--events", "40000"])).unwrap();
+    let expected = crash_reference(&input).alerts;
+    assert!(expected.len() > 20, "{}", expected.len());
+    let (port, mode, got) = (free_port(), Arc::new(AtomicU8::new(REFUSE)), Arc::default());
+    flaky_receiver(port, mode.clone(), Arc::clone(&got));
+    // A receiver that refuses every alert as malformed: they go to its dead letter at once.
+    let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing_addr = refusing.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in refusing.incoming().flatten() {
+            let mut buf = [0; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\nConnection: close\r\n\r\nno such");
+        }
+    });
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        "[[output.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/alerts\"\n\
+         timeout = \"1s\"\nbackoff = \"100ms\"\nmax_backoff = \"500ms\"\nmax_attempts = 1000\n\
+         [[output.sinks]]\nkind = \"webhook\"\nurl = \"http://{refusing_addr}/\"\n\
+         dead_letter = \"{}\"\n",
+        dead.display()
+    );
+    // The receiver's moods, while the replay waits for its deliveries.
+    let moods = std::thread::spawn(move || {
+        for next in [FAIL, STALL, OK] {
+            std::thread::sleep(Duration::from_secs(2));
+            mode.store(next, Ordering::SeqCst);
+        }
+    });
+    let (stdout, stderr) = replay_with(dir.path(), std::str::from_utf8(&input).unwrap(), &config);
+    moods.join().unwrap();
+    let mut alerts = parse_alerts(&stdout);
+    alerts.sort();
+    assert_eq!(alerts, expected);
+    let ids: BTreeSet<String> = json_lines(&stdout)
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap().to_owned())
+        .collect();
+    let delivered: BTreeSet<String> = got.lock().unwrap().iter().cloned().collect();
+    assert_eq!(delivered, ids, "{stderr}");
+    assert!(stderr.contains("cannot deliver"), "{stderr}");
+    assert!(stderr.contains("delivering again"), "{stderr}");
+    assert_eq!(stderr.matches("not delivered after").count(), 1, "{stderr}");
+    let dead: BTreeSet<String> = json_lines(&std::fs::read_to_string(&dead).unwrap())
+        .iter()
+        .inspect(|d| assert!(d["error"].as_str().unwrap().contains("HTTP 400"), "{d}"))
+        .map(|d| d["alert_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(dead, ids);
+}
+
+#[test]
+fn run_killed_mid_stream_and_restarted_delivers_every_alert_to_alertmanager() {
+    use common::engine::{Engine, per_partition_reference};
+    use common::kafka::{Broker, keyed_messages, sentinels};
+    let am = Alertmanager::start();
+    let broker = Broker::start();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    // Old event times: the alerts stay firing for a century, so that all can be counted.
+    let config = format!(
+        "[[output.sinks]]\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresolve_after = \"36500d\"\n",
+        am.addr
+    );
+    let config_path = dir.path().join("rulewatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let args = ["--events", "60000", "--disorder", "8"];
+    let messages =
+        keyed_messages(&std::fs::read(generate(dir.path(), "logs.jsonl", &args)).unwrap());
+    let half = messages.len() / 2;
+    broker.produce("logs", &messages[..half]);
+    let run = || {
+        Engine::start(
+            &broker,
+            dir.path(),
+            &["--config", config_path.to_str().unwrap()],
+        )
+    };
+    let first = run();
+    let started = Instant::now();
+    while am.alerts().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            first.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Killed between checkpoints, with deliveries in flight; the restart redoes the work.
+    let first_log = first.log();
+    first.kill();
+    let mut second = run();
+    broker.produce("logs", &messages[half..]);
+    broker.produce("logs", &sentinels(2, "2026-01-28T00:00:00Z"));
+    let expected: BTreeSet<(String, String, String)> = per_partition_reference(&broker, "logs")
+        .into_iter()
+        .map(|a| (a.key, a.window_start, a.count.to_string()))
+        .collect();
+    let held = || -> BTreeSet<(String, String, String)> {
+        am.alerts()
+            .iter()
+            .map(|a| {
+                let at = |k: &str| a["annotations"][k].as_str().unwrap().to_owned();
+                let key = a["labels"]["user_id"].as_str().unwrap().to_owned();
+                (key, at("window_start"), at("count"))
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    while held() != expected {
+        second.assert_running();
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} alerts in Alertmanager, {} expected; missing: {:?}\n--- first:\n{first_log}\n--- second:\n{}",
+            held().len(),
+            expected.len(),
+            expected.difference(&held()).take(5).collect::<Vec<_>>(),
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
