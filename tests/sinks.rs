@@ -213,7 +213,7 @@ fn flaky_receiver(port: u16, mode: Arc<AtomicU8>, got: Arc<Mutex<Vec<String>>>) 
 /// Reads one request, answers it by mode.
 fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let (mut key, mut length) = (String::new(), 0usize);
+    let (mut key, mut length, mut auth) = (String::new(), 0usize, String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -230,6 +230,9 @@ fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
         if lower.starts_with("idempotency-key:") {
             key = line["idempotency-key:".len()..].trim().to_owned();
         }
+        if lower.starts_with("authorization:") {
+            auth = line["authorization:".len()..].trim().to_owned();
+        }
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
@@ -239,6 +242,12 @@ fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
         }
         STALL => std::thread::sleep(Duration::from_secs(5)),
         _ => {
+            // The token from the sink's bearer_token_file, else a refusal (a dead letter,
+            // which fails the test).
+            if auth != "Bearer s3cret-token" {
+                let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+                return;
+            }
             let alert: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(alert["alert_id"], key.as_str());
             got.lock().unwrap().push(key);
@@ -267,11 +276,15 @@ fn a_receiver_that_refuses_fails_and_stalls_gets_every_alert_and_refusals_are_de
         }
     });
     let dead = dir.path().join("dead.jsonl");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
     let config = format!(
         "[[output.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/alerts\"\n\
          timeout = \"1s\"\nbackoff = \"100ms\"\nmax_backoff = \"500ms\"\nmax_attempts = 1000\n\
+         bearer_token_file = \"{}\"\n\
          [[output.sinks]]\nkind = \"webhook\"\nurl = \"http://{refusing_addr}/\"\n\
          dead_letter = \"{}\"\n",
+        token.display(),
         dead.display()
     );
     // The receiver's moods, while the replay waits for its deliveries.
@@ -373,4 +386,58 @@ fn run_killed_mid_stream_and_restarted_delivers_every_alert_to_alertmanager() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+#[test]
+fn a_backed_up_receiver_makes_reading_wait_and_says_so_on_readyz_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nobody listens there: every attempt is refused, and the queue of 3 fills.
+    let config = format!(
+        "[[output.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\nqueue = 3\n\
+         max_attempts = 1000\nbackoff = \"50ms\"\nmax_backoff = \"100ms\"\n",
+        free_port()
+    );
+    let config_path = dir.path().join("rulewatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut live =
+        common::live::Live::start_with(None, true, &["--config", config_path.to_str().unwrap()]);
+    // Ten windows of 3 crash events each, then an event that closes them all.
+    let mut lines = Vec::new();
+    for w in 0..10 {
+        let start = 1_769_551_200_000 + w * 10_000;
+        lines.extend(events(start, &[("user_a", 3)]).lines().map(str::to_owned));
+    }
+    lines.extend(
+        events(1_769_551_200_000 + 1_000_000, &[("user_b", 1)])
+            .lines()
+            .map(str::to_owned),
+    );
+    live.send(&lines);
+    let addr = live.addr.clone().unwrap();
+    let started = Instant::now();
+    loop {
+        let (code, body) = http_get(&addr, "/readyz");
+        if code == 503 && body.contains("backed up") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{code} {body}\n{}",
+            live.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = http_get(&addr, "/metrics");
+    let waiting = metrics
+        .lines()
+        .find(|l| l.starts_with("rulewatch_sink_waiting{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(waiting >= 3.0, "{metrics}");
+    assert!(
+        metrics.contains("rulewatch_sink_failing{sink=\"webhook http://127.0.0.1:"),
+        "{metrics}"
+    );
+    assert!(live.log().contains("delivery queue full"), "{}", live.log());
+    live.assert_running();
 }

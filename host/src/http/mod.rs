@@ -150,7 +150,17 @@ fn healthz(status: &Shared) -> Response {
 /// Ready: rules are running and the source has partitions (or a file) to read.
 fn readyz(status: &Shared) -> Response {
     let s = status.get();
-    if s.ready {
+    let receivers = crate::sink::deliver::receivers();
+    let backed_up = receivers
+        .iter()
+        .find(|(_, p)| p.backed_up())
+        .map(|(name, p)| {
+            format!(
+                "alert delivery to {name} is backed up ({} alerts waiting): reading waits for it",
+                p.waiting()
+            )
+        });
+    if s.ready && backed_up.is_none() {
         return (StatusCode::OK, "ready\n").into_response();
     }
     let failing = s
@@ -161,6 +171,8 @@ fn readyz(status: &Shared) -> Response {
     let kafka = s.kafka_problem.as_ref().map(|p| format!("Kafka: {p}"));
     let why = if let Some(failing) = &failing {
         failing.as_str()
+    } else if let Some(backed_up) = &backed_up {
+        backed_up.as_str()
     } else if let Some(kafka) = &kafka {
         kafka.as_str()
     } else if s.rules.is_empty() {

@@ -79,6 +79,8 @@ pub struct Progress {
     delivered: AtomicU64,
     dead: AtomicU64,
     failing: Mutex<Option<String>>,
+    /// The queue's capacity.
+    capacity: u64,
 }
 
 impl Progress {
@@ -95,6 +97,11 @@ impl Progress {
     /// Whether its last attempt failed.
     pub fn failing(&self) -> bool {
         self.failing.lock().expect("not poisoned").is_some()
+    }
+
+    /// Whether its queue is full: reading waits for the receiver.
+    pub fn backed_up(&self) -> bool {
+        self.waiting() >= self.capacity
     }
 
     /// Alerts queued and not settled yet.
@@ -163,7 +170,10 @@ impl Delivery {
         dead_letter: Option<std::fs::File>,
     ) -> Delivery {
         let (queue, items) = sync_channel(capacity);
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress {
+            capacity: capacity as u64,
+            ..Progress::default()
+        });
         let mut all = RECEIVERS.lock().expect("not poisoned");
         all.retain(|(n, _)| *n != name);
         all.push((name.clone(), progress.clone()));
