@@ -2,7 +2,8 @@
 //! arrival with the time of the newest event the engine had seen when it decided the row
 //! (the row's watermark plus the rule's delay). With `rulewatch loadgen --live`, event time
 //! is the wall-clock time the event was produced, so the difference is the time from the
-//! producer sending the event to this consumer receiving the alert.
+//! producer sending the event to this consumer receiving the alert. Rows without a watermark
+//! (a peer's, see bench/peers/kstreams-latency.sh) are measured from their record timestamp.
 //!
 //! Usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS
 
@@ -38,13 +39,20 @@ fn main() {
             .unwrap()
             .as_millis() as i64;
         let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
-        let Some(wm) = v["watermark"].as_str() else {
-            continue;
+        // rulewatch's rows: the watermark plus the delay. Rows without one (Kafka Streams'
+        // window counts): the record's timestamp, which Kafka Streams sets to the newest
+        // event time of the window when it updates the count.
+        let newest = match v["watermark"].as_str() {
+            Some(wm) => {
+                let wm = chrono::DateTime::parse_from_rfc3339(wm).unwrap();
+                wm.timestamp_millis() + delay
+            }
+            None => match m.timestamp().to_millis() {
+                Some(t) => t,
+                None => continue,
+            },
         };
-        let wm = chrono::DateTime::parse_from_rfc3339(wm)
-            .unwrap()
-            .timestamp_millis();
-        latencies.push(now - (wm + delay));
+        latencies.push(now - newest);
     }
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
