@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::engine::{Engine, assert_same, member, per_partition_reference, wait_for};
-use common::kafka::{Broker, Protocol, keyed_messages, sentinels};
+use common::engine::{Engine, assert_same, first_alert, member, per_partition_reference, wait_for};
+use common::kafka::{Broker, Protocol, round_robin, sentinels};
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARTITIONS: i32 = 6;
 /// The node that leads every partition of the input and of the checkpoint topic.
@@ -23,11 +23,7 @@ fn three_instances_keep_going_when_the_node_leading_input_and_checkpoints_dies()
     // The instances create the other topics they use, at the brokers' replication (3).
     cluster.create_topic_led_by("cluster-cp", 1, LEADER, &[("cleanup.policy", "compact")]);
     let dir = tempfile::tempdir().unwrap();
-    let rules = rules_dir(&[(
-        "crash",
-        &crash_toml(),
-        &rule_wasm("rulewatch-rule-crash", "crash"),
-    )]);
+    let rules = crash_rules();
     let args = [
         "--events",
         "90000",
@@ -37,12 +33,8 @@ fn three_instances_keep_going_when_the_node_leading_input_and_checkpoints_dies()
         "0.01",
     ];
     let events = std::fs::read(generate(dir.path(), "logs.jsonl", &args)).unwrap();
-    // Unkeyed, round robin: the instances repartition through a topic of their own.
-    let messages: Vec<_> = keyed_messages(&events)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
-        .collect();
+    // Unkeyed: the instances repartition through a topic of their own.
+    let messages = round_robin(&events, PARTITIONS);
     let third = messages.len() / 3;
     cluster.produce("logs", &messages[..third]);
     let mut engines: Vec<Engine> = (0..3)
@@ -56,14 +48,7 @@ fn three_instances_keep_going_when_the_node_leading_input_and_checkpoints_dies()
             )
         })
         .collect();
-    let started = Instant::now();
-    while cluster
-        .consume("cluster-alerts", Duration::from_secs(1), |g| !g.is_empty())
-        .is_empty()
-    {
-        engines.iter_mut().for_each(Engine::assert_running);
-        assert!(started.elapsed() < Duration::from_secs(90), "no alert yet");
-    }
+    first_alert(&cluster, "cluster-alerts", &mut engines);
 
     // The leader dies while the second part is produced and read; the producer and the
     // instances find the new leaders once the controller has fenced it (~9 s).

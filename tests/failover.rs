@@ -7,10 +7,12 @@
 
 mod common;
 
-use common::engine::{Engine, assert_same, member, per_partition_reference, wait_within};
-use common::kafka::{Broker, Protocol, keyed_messages, sentinels};
+use common::engine::{
+    Engine, assert_same, first_alert, member, per_partition_reference, wait_within,
+};
+use common::kafka::{Broker, Protocol, round_robin, sentinels};
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARTITIONS: i32 = 6;
 
@@ -18,11 +20,7 @@ fn replaced_at_once(protocol: Protocol) {
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let rules = rules_dir(&[(
-        "crash",
-        &crash_toml(),
-        &rule_wasm("rulewatch-rule-crash", "crash"),
-    )]);
+    let rules = crash_rules();
     let args = [
         "--events",
         "120000",
@@ -32,23 +30,12 @@ fn replaced_at_once(protocol: Protocol) {
         "0.01",
     ];
     let events = std::fs::read(generate(dir.path(), "logs.jsonl", &args)).unwrap();
-    let messages: Vec<_> = keyed_messages(&events)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
-        .collect();
+    let messages = round_robin(&events, PARTITIONS);
     let quarter = messages.len() / 4;
     broker.produce("logs", &messages[..quarter]);
     let start = || member(&broker, dir.path(), rules.path(), "failover", protocol);
     let mut engines: Vec<Engine> = (0..3).map(|_| start()).collect();
-    let started = Instant::now();
-    while broker
-        .consume("failover-alerts", Duration::from_secs(1), |g| !g.is_empty())
-        .is_empty()
-    {
-        engines.iter_mut().for_each(Engine::assert_running);
-        assert!(started.elapsed() < Duration::from_secs(90), "no alert yet");
-    }
+    first_alert(&broker, "failover-alerts", &mut engines);
     let mut killed = String::new();
     for round in 0..3 {
         let end = if round == 2 {

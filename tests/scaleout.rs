@@ -8,7 +8,7 @@
 mod common;
 
 use common::engine::{Engine, assert_same, dedup, per_partition_reference, wait_for};
-use common::kafka::{Broker, Protocol, keyed_messages, sentinels};
+use common::kafka::{Broker, Protocol, keyed_messages, round_robin, sentinels};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -310,11 +310,7 @@ fn unkeyed(idle: Idle, protocol: Protocol) {
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     // Round robin over the partitions, without keys: a user's events are everywhere.
-    let messages: Vec<Message> = keyed_messages(&events(dir.path()))
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
-        .collect();
+    let messages: Vec<Message> = round_robin(&events(dir.path()), PARTITIONS);
     let (logs, alerts) = scenario(
         protocol,
         &broker,
@@ -405,11 +401,7 @@ fn quiet_close_waits_for_the_partitions_of_a_killed_reader() {
     let events = events(dir.path());
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
-    let messages: Vec<Message> = keyed_messages(&events)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
-        .collect();
+    let messages: Vec<Message> = round_robin(&events, PARTITIONS);
     let protocol = Protocol::Classic;
     killed_while_production_ends(protocol, &messages, "repartitioning", &broker, dir.path());
     let broker = Broker::start();
@@ -438,11 +430,7 @@ fn quiet_close_waits_for_the_partitions_of_a_killed_reader_consumer_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic("logs", PARTITIONS);
-    let messages: Vec<Message> = keyed_messages(&events(dir.path()))
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, line))| (Some(i as i32 % PARTITIONS), String::new(), line))
-        .collect();
+    let messages: Vec<Message> = round_robin(&events(dir.path()), PARTITIONS);
     let protocol = Protocol::Consumer;
     killed_while_production_ends(protocol, &messages, "repartitioning", &broker, dir.path());
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -61,14 +61,13 @@ impl Alertmanager {
             addr,
             _dir: dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect(&am.addr).is_err() || http_get(&am.addr, "/-/ready").0 != 200 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "Alertmanager did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ready =
+            || TcpStream::connect(&am.addr).is_ok() && http_get(&am.addr, "/-/ready").0 == 200;
+        eventually(
+            Duration::from_secs(30),
+            || "Alertmanager did not start".into(),
+            || ready().then_some(()),
+        );
         am
     }
 
@@ -150,7 +149,8 @@ fn a_replay_fires_alerts_in_every_alertmanager_grouped_and_they_resolve() {
     let input = events(start, &[("user_a", 3), ("user_b", 4), ("user_c", 1)]);
     let config = format!(
         "[[output.sinks]]\nkind = \"alertmanager\"\nurls = [\"http://{}\", \"http://{}\"]\n\
-         resolve_after = \"25s\"\nlabels = {{ team = \"sre\" }}\n",
+         resolve_after = \"25s\"\nlabels = {{ team = \"sre\" }}\n\
+         summary = \"{{{{key}}}} crashed {{{{count}}}} times\"\n",
         one.addr, two.addr
     );
     let (stdout, _) = replay_with(dir.path(), &input, &config);
@@ -164,6 +164,8 @@ fn a_replay_fires_alerts_in_every_alertmanager_grouped_and_they_resolve() {
             assert_eq!(alert["labels"]["user_id"], user, "{alert}");
             assert_eq!(alert["labels"]["team"], "sre", "{alert}");
             assert_eq!(alert["annotations"]["count"], count, "{alert}");
+            let summary = format!("{user} crashed {count} times");
+            assert_eq!(alert["annotations"]["summary"], summary.as_str(), "{alert}");
             assert_eq!(alert["status"]["state"], "active", "{alert}");
             let starts = alert["startsAt"].as_str().unwrap();
             let starts = chrono::DateTime::parse_from_rfc3339(starts).unwrap();
@@ -177,15 +179,11 @@ fn a_replay_fires_alerts_in_every_alertmanager_grouped_and_they_resolve() {
         assert_eq!(groups[0]["alerts"].as_array().unwrap().len(), 2, "{body}");
     }
     // Not renewed, they resolve once `resolve_after` has passed.
-    let started = Instant::now();
-    while !one.alerts().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{:?}",
-            one.alerts()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    eventually(
+        Duration::from_secs(60),
+        || format!("{:?}", one.alerts()),
+        || one.alerts().is_empty().then_some(()),
+    );
 }
 
 /// How the flaky receiver answers now.
@@ -248,8 +246,13 @@ fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
                 let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
                 return;
             }
+            // The body from the sink's template.
             let alert: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(alert["alert_id"], key.as_str());
+            assert!(
+                alert["text"].as_str().unwrap().starts_with("crash: user_"),
+                "{alert}"
+            );
             got.lock().unwrap().push(key);
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -282,6 +285,7 @@ fn a_receiver_that_refuses_fails_and_stalls_gets_every_alert_and_refusals_are_de
         "[[output.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/alerts\"\n\
          timeout = \"1s\"\nbackoff = \"100ms\"\nmax_backoff = \"500ms\"\nmax_attempts = 1000\n\
          bearer_token_file = \"{}\"\n\
+         template = '{{\"alert_id\": \"{{{{alert_id}}}}\", \"text\": \"{{{{rule}}}}: {{{{key}}}} x{{{{count}}}}\"}}'\n\
          [[output.sinks]]\nkind = \"webhook\"\nurl = \"http://{refusing_addr}/\"\n\
          dead_letter = \"{}\"\n",
         token.display(),
@@ -344,15 +348,11 @@ fn run_killed_mid_stream_and_restarted_delivers_every_alert_to_alertmanager() {
         )
     };
     let first = run();
-    let started = Instant::now();
-    while am.alerts().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{}",
-            first.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(60),
+        || first.log(),
+        || (!am.alerts().is_empty()).then_some(()),
+    );
     // Killed between checkpoints, with deliveries in flight; the restart redoes the work.
     let first_log = first.log();
     first.kill();
@@ -373,19 +373,19 @@ fn run_killed_mid_stream_and_restarted_delivers_every_alert_to_alertmanager() {
             })
             .collect()
     };
-    let started = Instant::now();
-    while held() != expected {
-        second.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} alerts in Alertmanager, {} expected; missing: {:?}\n--- first:\n{first_log}\n--- second:\n{}",
-            held().len(),
+    let missing = || {
+        let held = held();
+        format!(
+            "{} alerts in Alertmanager, {} expected; missing: {:?}\n--- first:\n{first_log}",
+            held.len(),
             expected.len(),
-            expected.difference(&held()).take(5).collect::<Vec<_>>(),
-            second.log()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+            expected.difference(&held).take(5).collect::<Vec<_>>(),
+        )
+    };
+    eventually(Duration::from_secs(120), missing, || {
+        second.assert_running();
+        (held() == expected).then_some(())
+    });
 }
 
 #[test]
@@ -414,19 +414,14 @@ fn a_backed_up_receiver_makes_reading_wait_and_says_so_on_readyz_and_metrics() {
     );
     live.send(&lines);
     let addr = live.addr.clone().unwrap();
-    let started = Instant::now();
-    loop {
-        let (code, body) = http_get(&addr, "/readyz");
-        if code == 503 && body.contains("backed up") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{code} {body}\n{}",
-            live.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || format!("{:?}\n{}", http_get(&addr, "/readyz"), live.log()),
+        || {
+            let (code, body) = http_get(&addr, "/readyz");
+            (code == 503 && body.contains("backed up")).then_some(())
+        },
+    );
     let (_, metrics) = http_get(&addr, "/metrics");
     let waiting = metrics
         .lines()

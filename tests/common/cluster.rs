@@ -7,7 +7,7 @@ use super::kafka::{Broker, Node, free_port};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Broker {
     /// Starts `n` nodes (ids 1..=n) forming one cluster and waits until every broker has
@@ -101,22 +101,14 @@ impl Broker {
     /// Waits until `n` brokers are in the cluster's metadata (60 s at most).
     fn wait_brokers(&self, n: usize) {
         let consumer: BaseConsumer = self.client().create().unwrap();
-        let started = Instant::now();
-        loop {
-            let brokers = consumer
-                .fetch_metadata(None, Duration::from_secs(5))
-                .map(|m| m.brokers().len())
-                .unwrap_or(0);
-            if brokers == n {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{brokers} of {n} brokers registered: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let registered = || {
+            (consumer.fetch_metadata(None, Duration::from_secs(5))).map_or(0, |m| m.brokers().len())
+        };
+        super::eventually(
+            Duration::from_secs(60),
+            || format!("{} of {n} brokers registered: {}", registered(), self.log()),
+            || (registered() == n).then_some(()),
+        );
     }
 }
 

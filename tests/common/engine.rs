@@ -33,6 +33,19 @@ pub fn member(
     Engine::start_in(broker, "logs", dir, &args, protocol)
 }
 
+/// Waits until `topic` has an alert (90 s at most), checking that `engines` are alive.
+pub fn first_alert(broker: &Broker, topic: &str, engines: &mut [Engine]) {
+    super::eventually(
+        Duration::from_secs(90),
+        || format!("no alert in {topic}"),
+        || {
+            engines.iter_mut().for_each(Engine::assert_running);
+            let got = broker.consume(topic, Duration::from_secs(1), |g| !g.is_empty());
+            (!got.is_empty()).then_some(())
+        },
+    );
+}
+
 /// A running `rulewatch run`.
 pub struct Engine {
     pub child: Child,

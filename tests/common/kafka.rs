@@ -511,6 +511,16 @@ pub(super) fn signal(pid: u32, name: &str) {
         .status();
 }
 
+/// The lines of a JSON-lines file as messages without keys, spread round robin over
+/// `partitions` partitions: a user's events are in every partition.
+pub fn round_robin(input: &[u8], partitions: i32) -> Vec<(Option<i32>, String, Vec<u8>)> {
+    keyed_messages(input)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, line))| (Some(i as i32 % partitions), String::new(), line))
+        .collect()
+}
+
 /// The lines of a JSON-lines file as messages keyed by `user_id` (or by line number when a
 /// line has none), to be spread over partitions by the producer's partitioner.
 pub fn keyed_messages(input: &[u8]) -> Vec<(Option<i32>, String, Vec<u8>)> {

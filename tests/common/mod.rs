@@ -92,6 +92,36 @@ pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
+/// Polls `check` every 100 ms until it gives a value, failing with `what` (and what
+/// `check` last said is missing) once `timeout` has passed.
+pub fn eventually<T>(
+    timeout: std::time::Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not within {timeout:?}: {}",
+            what()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The shipped crash rule alone in a rules folder.
+pub fn crash_rules() -> tempfile::TempDir {
+    rules_dir(&[(
+        "crash",
+        &crash_toml(),
+        &rule_wasm("rulewatch-rule-crash", "crash"),
+    )])
+}
+
 /// One JSON value per line of `text` (alerts, dead letters, evidence lines).
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -75,6 +75,13 @@ pub struct SinkConfig {
     /// Headers whose values come from environment variables: header → variable.
     #[serde(default)]
     pub headers_from_env: BTreeMap<String, String>,
+    /// Webhook: the body, JSON with `{{field}}` placeholders (`{{rule}}`, `{{key}}`,
+    /// `{{count}}`, `{{window_start}}`, …); the alert's JSON row when absent.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Alertmanager: the `summary` annotation, text with the same placeholders.
+    #[serde(default)]
+    pub summary: Option<String>,
     /// Alertmanager: labels added to every alert.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -155,6 +162,14 @@ impl SinkConfig {
             1_000_000,
             "alerts held in memory for delivery",
         )?;
+        if let Some(t) = &self.template {
+            crate::sink::template::Template::parse(t, true)
+                .map_err(|e| anyhow::anyhow!("{at} template: {e}"))?;
+        }
+        if let Some(t) = &self.summary {
+            crate::sink::template::Template::parse(t, false)
+                .map_err(|e| anyhow::anyhow!("{at} summary: {e}"))?;
+        }
         if self.username.is_some() != self.password_file.is_some() {
             bail!("{at}: basic auth needs both username and password_file");
         }

@@ -6,6 +6,7 @@
 
 use super::deliver::{Attempt, Delivery, Item, Mark, Post, Retry};
 use super::receiver::Receiver;
+use super::template::Template;
 use super::{AlertRow, Sink};
 use crate::config::sinks::{SinkConfig, SinkKind};
 use crate::decode::time::format_rfc3339;
@@ -16,6 +17,8 @@ use std::time::Duration;
 /// receiver.
 pub struct HttpSink {
     kind: SinkKind,
+    /// The webhook's body, or the Alertmanager summary; the defaults when absent.
+    template: Option<Template>,
     rules: Vec<String>,
     labels: Vec<(String, String)>,
     resolve_after: Duration,
@@ -65,8 +68,13 @@ impl HttpSink {
             };
             deliveries.push(delivery);
         }
+        let template = match config.kind {
+            SinkKind::Webhook => config.template.as_deref().map(|t| Template::parse(t, true)),
+            SinkKind::Alertmanager => config.summary.as_deref().map(|t| Template::parse(t, false)),
+        };
         Ok(HttpSink {
             kind: config.kind,
+            template: template.transpose().map_err(anyhow::Error::msg)?,
             rules: config.rules.clone(),
             labels: config.labels.clone().into_iter().collect(),
             resolve_after: config.resolve_after,
@@ -78,7 +86,10 @@ impl HttpSink {
     /// The body its receivers get for `row`.
     fn body(&self, row: &AlertRow) -> Vec<u8> {
         match self.kind {
-            SinkKind::Webhook => super::jsonl::alert_json(row).into_bytes(),
+            SinkKind::Webhook => match &self.template {
+                Some(t) => t.fill(row).into_bytes(),
+                None => super::jsonl::alert_json(row).into_bytes(),
+            },
             SinkKind::Alertmanager => self.alertmanager_alert(row).to_string().into_bytes(),
         }
     }
@@ -97,14 +108,14 @@ impl HttpSink {
         }
         let window = format!("{} – {}", format_rfc3339(r.start), format_rfc3339(r.end));
         let mut annotations = serde_json::Map::new();
-        annotations.insert(
-            "summary".into(),
-            format!(
+        let summary = match &self.template {
+            Some(t) => t.fill(r),
+            None => format!(
                 "{}: {} {} counted {} in {window}",
                 r.rule.name, r.rule.key_column, r.key, r.count
-            )
-            .into(),
-        );
+            ),
+        };
+        annotations.insert("summary".into(), summary.into());
         annotations.insert("count".into(), r.count.to_string().into());
         annotations.insert("window_start".into(), format_rfc3339(r.start).into());
         annotations.insert("window_end".into(), format_rfc3339(r.end).into());

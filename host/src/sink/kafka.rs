@@ -32,11 +32,27 @@ pub struct Deliveries {
     outstanding: Mutex<BTreeSet<usize>>,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The last client error logged, its words only (numbers vary), to log each once.
+    last_client_error: Mutex<Option<String>>,
 }
 
 impl ClientContext for Deliveries {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         crate::source::kafka::log(level, fac, message);
+    }
+
+    /// Logged once per change, with what to check (the consumer's own report says the
+    /// same for the shared brokers); librdkafka retries.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let words: String = reason.chars().filter(|c| !c.is_ascii_digit()).collect();
+        let mut last = self.last_client_error.lock().expect("not poisoned");
+        if last.as_deref() != Some(words.as_str()) {
+            tracing::warn!(
+                "Kafka producer: {error}: {reason} (retrying; {})",
+                crate::source::kafka::hint(reason)
+            );
+            *last = Some(words);
+        }
     }
 }
 

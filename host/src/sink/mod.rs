@@ -11,6 +11,7 @@ pub mod kafka;
 mod receiver;
 pub mod records;
 pub mod table;
+pub mod template;
 
 use crate::config::OutputMode;
 use crate::config::run::Console;
