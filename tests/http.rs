@@ -6,7 +6,6 @@ mod common;
 
 use common::live::Live;
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// GET `path` from the engine's endpoint.
@@ -187,34 +186,6 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
         "running"
     );
     live.finish();
-}
-
-/// Headless Chromium, as root and without network access (see the flags).
-fn chromium(args: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--window-size=1280,1000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .expect("chromium runs (Debian package `chromium`; ./test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

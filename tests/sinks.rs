@@ -434,5 +434,95 @@ fn a_backed_up_receiver_makes_reading_wait_and_says_so_on_readyz_and_metrics() {
         "{metrics}"
     );
     assert!(live.log().contains("delivery queue full"), "{}", live.log());
+    // The status API and page show the receiver backed up.
+    let (_, body) = http_get(&addr, "/api/status");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let sink = &status["sinks"][0];
+    assert_eq!(sink["backed_up"], true, "{body}");
+    assert!(
+        sink["failing"].as_str().unwrap().contains("refused"),
+        "{body}"
+    );
+    let dom = chromium(&["--dump-dom", &format!("http://{addr}/")]);
+    assert!(
+        dom.contains(r#"data-sink="webhook http://127.0.0.1:"#),
+        "{dom}"
+    );
+    assert!(dom.contains("backed up: reading waits"), "{dom}");
     live.assert_running();
+}
+
+#[test]
+fn a_webhook_over_https_trusts_its_ca_setting_and_not_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    common::kafka::make_certificates(dir.path(), "localhost");
+    let port = free_port();
+    let received = dir.path().join("received.jsonl");
+    // Python's HTTPS server with the certificate the test CA signed: appends each body.
+    let server = format!(
+        r#"
+import http.server, ssl
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open({received:?}, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain({cert:?}, {key:?})
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#,
+        received = received.display().to_string(),
+        cert = dir.path().join("server.pem").display().to_string(),
+        key = dir.path().join("server.key").display().to_string(),
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", &server])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    eventually(
+        Duration::from_secs(10),
+        || "the HTTPS server did not start".into(),
+        || TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let start = window_start(1);
+    let input = events(start, &[("user_a", 3), ("user_b", 5)]);
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        "[[output.sinks]]\nkind = \"webhook\"\nurl = \"https://localhost:{port}/\"\nca = \"{}\"\n\
+         [[output.sinks]]\nkind = \"webhook\"\nurl = \"https://localhost:{port}/\"\n\
+         max_attempts = 1\ndead_letter = \"{}\"\n",
+        dir.path().join("ca.pem").display(),
+        dead.display()
+    );
+    let (stdout, _) = replay_with(dir.path(), &input, &config);
+    let _ = python.kill();
+    let _ = python.wait();
+    let sent: BTreeSet<String> = json_lines(&stdout)
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 2, "{stdout}");
+    // Through the configured CA: delivered; through the system's CAs: refused, dead letters.
+    let got: BTreeSet<String> = json_lines(&std::fs::read_to_string(&received).unwrap())
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, sent);
+    let refused = json_lines(&std::fs::read_to_string(&dead).unwrap());
+    assert_eq!(refused.len(), 2);
+    for d in refused {
+        let error = d["error"].as_str().unwrap().to_lowercase();
+        assert!(
+            error.contains("certificate") || error.contains("tls") || error.contains("ssl"),
+            "{d}"
+        );
+    }
 }

@@ -40,6 +40,8 @@ pub struct Status {
     pub kafka_problem: Option<String>,
     /// Kafka client problems logged since start.
     pub kafka_problems: u64,
+    /// Webhook and Alertmanager receivers (filled when the status is served).
+    pub sinks: Vec<SinkStatus>,
     /// When the processing loop last published; `/healthz` fails when this gets old.
     #[serde(skip)]
     pub published: Instant,
@@ -70,10 +72,28 @@ impl Status {
             checkpoint: None,
             kafka_problem: None,
             kafka_problems: 0,
+            sinks: Vec::new(),
             published: Instant::now(),
             started: Instant::now(),
         }
     }
+}
+
+/// One receiver of `[[output.sinks]]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SinkStatus {
+    /// Its kind and URL.
+    pub name: String,
+    /// Alerts it accepted.
+    pub delivered: u64,
+    /// Alerts that went to its dead letter.
+    pub dead_letters: u64,
+    /// Alerts queued for it, not settled yet.
+    pub waiting: u64,
+    /// Why its last attempt failed, while it is failing.
+    pub failing: Option<String>,
+    /// Its queue is full: reading waits for it.
+    pub backed_up: bool,
 }
 
 /// Counters over the whole input.

@@ -122,6 +122,34 @@ pub fn crash_rules() -> tempfile::TempDir {
     )])
 }
 
+/// Headless Chromium, as root and without network access (see the flags).
+pub fn chromium(args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (Debian package `chromium`; ./test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// One JSON value per line of `text` (alerts, dead letters, evidence lines).
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -121,7 +121,9 @@ fn router(status: Shared, show_keys: bool, auth: Arc<auth::Auth>) -> Router {
         )
         .route(
             "/api/status",
-            get(move |State(s): State<Shared>| async move { json(&visible(s.get(), show_keys)) }),
+            get(move |State(s): State<Shared>| async move {
+                json(&visible(with_sinks(s.get()), show_keys))
+            }),
         )
         .route(
             "/api/rules",
@@ -129,6 +131,21 @@ fn router(status: Shared, show_keys: bool, auth: Arc<auth::Auth>) -> Router {
         )
         .layer(axum::middleware::from_fn_with_state(auth, auth::check))
         .with_state(status)
+}
+
+/// `status` with each delivery receiver's counts as they are now.
+fn with_sinks(mut status: Status) -> Status {
+    status.sinks = (crate::sink::deliver::receivers().into_iter())
+        .map(|(name, p)| crate::status::SinkStatus {
+            name,
+            delivered: p.delivered(),
+            dead_letters: p.dead(),
+            waiting: p.waiting(),
+            failing: p.failure(),
+            backed_up: p.backed_up(),
+        })
+        .collect();
+    status
 }
 
 /// Live: the processing loop keeps publishing. Consuming Kafka it never waits long for

@@ -99,6 +99,11 @@ impl Progress {
         self.failing.lock().expect("not poisoned").is_some()
     }
 
+    /// Why its last attempt failed, while it is failing.
+    pub fn failure(&self) -> Option<String> {
+        self.failing.lock().expect("not poisoned").clone()
+    }
+
     /// Whether its queue is full: reading waits for the receiver.
     pub fn backed_up(&self) -> bool {
         self.waiting() >= self.capacity
