@@ -260,6 +260,23 @@ fn answer(mut conn: TcpStream, mode: &AtomicU8, got: &Mutex<Vec<String>>) {
     }
 }
 
+/// An HTTP receiver that answers every request 400 (a refusal no retry can change); its
+/// address.
+fn refusing_receiver() -> std::net::SocketAddr {
+    let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = refusing.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in refusing.incoming().flatten() {
+            let mut buf = [0; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\nConnection: close\r\n\r\nno such",
+            );
+        }
+    });
+    addr
+}
+
 #[test]
 fn a_receiver_that_refuses_fails_and_stalls_gets_every_alert_and_refusals_are_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,15 +286,7 @@ fn a_receiver_that_refuses_fails_and_stalls_gets_every_alert_and_refusals_are_de
     let (port, mode, got) = (free_port(), Arc::new(AtomicU8::new(REFUSE)), Arc::default());
     flaky_receiver(port, mode.clone(), Arc::clone(&got));
     // A receiver that refuses every alert as malformed: they go to its dead letter at once.
-    let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
-    let refusing_addr = refusing.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut conn in refusing.incoming().flatten() {
-            let mut buf = [0; 65536];
-            let _ = conn.read(&mut buf);
-            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\nConnection: close\r\n\r\nno such");
-        }
-    });
+    let refusing_addr = refusing_receiver();
     let dead = dir.path().join("dead.jsonl");
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
@@ -525,4 +534,49 @@ s.serve_forever()
             "{d}"
         );
     }
+}
+
+#[test]
+fn under_run_dead_letters_can_go_to_a_kafka_topic() {
+    use common::engine::{Engine, per_partition_reference};
+    use common::kafka::{Broker, keyed_messages, sentinels};
+    let broker = Broker::start();
+    broker.create_topic("logs", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[output.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\n\
+         dead_letter_topic = \"webhook-dead\"\n",
+        refusing_receiver()
+    );
+    let config_path = dir.path().join("rulewatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let input = std::fs::read(generate(dir.path(), "logs.jsonl", &["--events", "30000"])).unwrap();
+    broker.produce("logs", &keyed_messages(&input));
+    broker.produce("logs", &sentinels(2, "2026-01-28T00:00:00Z"));
+    let expected = per_partition_reference(&broker, "logs");
+    let mut engine = Engine::start(
+        &broker,
+        dir.path(),
+        &["--config", config_path.to_str().unwrap()],
+    );
+    let got = broker.consume("webhook-dead", Duration::from_secs(90), |got| {
+        engine.assert_running();
+        got.len() >= expected.len()
+    });
+    let mut dead: Vec<(String, u64)> = got
+        .iter()
+        .map(|m| {
+            let d: Value = serde_json::from_slice(&m.value).unwrap();
+            assert!(d["error"].as_str().unwrap().contains("HTTP 400"), "{d}");
+            assert_eq!(m.key.as_deref(), d["alert_id"].as_str(), "{d}");
+            (
+                d["alert"]["key"].as_str().unwrap().to_owned(),
+                d["alert"]["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    dead.sort();
+    let mut want: Vec<(String, u64)> = expected.iter().map(|a| (a.key.clone(), a.count)).collect();
+    want.sort();
+    assert_eq!(dead, want, "{}", engine.log());
 }

@@ -479,7 +479,7 @@ fn replay(args: ReplayArgs, config: RunConfig) -> anyhow::Result<()> {
     } else {
         Console::Jsonl
     });
-    let mut sink = crate::sink::build(console, None, &config.output.sinks)?;
+    let mut sink = crate::sink::build(console, None, None, &config.output.sinks)?;
     let kind = if args.brokers.is_some() {
         "kafka"
     } else {

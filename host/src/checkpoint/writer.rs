@@ -164,13 +164,19 @@ struct Job {
 /// Makes what was sent before the snapshot durable, then stores the records; the offsets
 /// they cover.
 fn write(target: &mut Target, output: &Output, job: Job) -> anyhow::Result<BTreeMap<String, i64>> {
-    output
-        .settle(job.sent, FLUSH_TIMEOUT)
-        .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
     for mark in &job.marks {
         mark.settle(FLUSH_TIMEOUT)
             .context("not checkpointing: alerts are not all delivered to the sinks yet")?;
     }
+    // The sinks' dead letters may go to Kafka as their marks settle: wait for those too.
+    let sent = if job.marks.is_empty() {
+        job.sent
+    } else {
+        output.sent()
+    };
+    output
+        .settle(sent, FLUSH_TIMEOUT)
+        .context("not checkpointing: alerts are not all delivered; restart to redo them")?;
     match target {
         Target::File { dir, records } => {
             // Kept until the next checkpoint: no slack beyond the bytes themselves.

@@ -56,6 +56,9 @@ pub struct SinkConfig {
     /// they are only logged and counted.
     #[serde(default)]
     pub dead_letter: Option<PathBuf>,
+    /// Instead of a file, a Kafka topic (`run` only): the same JSON, keyed by `alert_id`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
     /// CA certificates (PEM) that https receivers' certificates must chain to, instead of the
     /// system's.
     #[serde(default)]
@@ -169,6 +172,12 @@ impl SinkConfig {
         if let Some(t) = &self.summary {
             crate::sink::template::Template::parse(t, false)
                 .map_err(|e| anyhow::anyhow!("{at} summary: {e}"))?;
+        }
+        if self.dead_letter.is_some() && self.dead_letter_topic.is_some() {
+            bail!("{at}: give dead_letter (a file) or dead_letter_topic, not both");
+        }
+        if let Some(topic) = &self.dead_letter_topic {
+            capped(&format!("{at} dead_letter_topic"), topic, super::MAX_NAME)?;
         }
         if self.username.is_some() != self.password_file.is_some() {
             bail!("{at}: basic auth needs both username and password_file");

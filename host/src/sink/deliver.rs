@@ -52,6 +52,15 @@ pub trait Post: Send + 'static {
     fn post(&mut self, items: &[Item]) -> Attempt;
 }
 
+/// Where alerts that exhaust their attempts go: JSON lines in a file, or records of a Kafka
+/// topic keyed by `alert_id` (`run` only), each with the last error.
+pub enum DeadLetter {
+    /// Appended to this file.
+    File(std::fs::File),
+    /// Sent to this topic through the shared producer.
+    Topic(super::kafka::Output, String),
+}
+
 /// How hard delivery tries.
 #[derive(Clone, Debug)]
 pub struct Retry {
@@ -166,13 +175,13 @@ pub struct Delivery {
 
 impl Delivery {
     /// Starts delivering to `post`, named `name` in logs, holding at most `capacity` items,
-    /// writing what exhausts `retry` to `dead_letter` (JSON lines) when given.
+    /// sending what exhausts `retry` to `dead_letter` when given.
     pub fn start(
         name: String,
         post: impl Post,
         capacity: usize,
         retry: Retry,
-        dead_letter: Option<std::fs::File>,
+        dead_letter: Option<DeadLetter>,
     ) -> Delivery {
         let (queue, items) = sync_channel(capacity);
         let progress = Arc::new(Progress {
@@ -255,7 +264,7 @@ struct Worker<P> {
     name: String,
     post: P,
     retry: Retry,
-    dead_letter: Option<std::fs::File>,
+    dead_letter: Option<DeadLetter>,
     progress: Arc<Progress>,
     /// Whether a dead letter was logged since the last delivery.
     dead_said: bool,
@@ -315,8 +324,8 @@ impl<P: Post> Worker<P> {
         self.progress.settled.fetch_add(n as u64, Ordering::AcqRel);
     }
 
-    /// Writes `item` with `reason` to the dead-letter file, and counts it settled; logs the
-    /// first of a run of them.
+    /// Sends `item` with `reason` to the dead letter, and counts it settled; logs the first
+    /// of a run of them.
     fn dead_letter(&mut self, item: &Item, reason: &str, attempts: u32) {
         if !std::mem::replace(&mut self.dead_said, true) {
             warn!(
@@ -326,27 +335,34 @@ impl<P: Post> Worker<P> {
                 self.name,
                 item.id,
                 crate::text::one_line(reason),
-                if self.dead_letter.is_some() {
-                    "goes to the dead-letter file"
-                } else {
-                    "is dropped (no dead_letter file is set)"
+                match &self.dead_letter {
+                    Some(DeadLetter::File(_)) => "goes to the dead-letter file",
+                    Some(DeadLetter::Topic(..)) => "goes to the dead-letter topic",
+                    None => "is dropped (neither dead_letter nor dead_letter_topic is set)",
                 }
             );
         }
-        if let Some(file) = &mut self.dead_letter {
-            let alert: serde_json::Value =
-                serde_json::from_slice(&item.body).unwrap_or(serde_json::Value::Null);
-            let line = serde_json::json!({
-                "sink": self.name,
-                "alert_id": item.id,
-                "error": reason,
-                "attempts": attempts,
-                "alert": alert,
-            });
-            let written = writeln!(file, "{line}").and_then(|()| file.flush());
-            if let Err(e) = written {
-                warn!("{}: cannot write the dead letter: {e}", self.name);
+        let alert: serde_json::Value =
+            serde_json::from_slice(&item.body).unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({
+            "sink": self.name,
+            "alert_id": item.id,
+            "error": reason,
+            "attempts": attempts,
+            "alert": alert,
+        });
+        match &mut self.dead_letter {
+            Some(DeadLetter::File(file)) => {
+                let written = writeln!(file, "{line}").and_then(|()| file.flush());
+                if let Err(e) = written {
+                    warn!("{}: cannot write the dead letter: {e}", self.name);
+                }
             }
+            // Acknowledged before the checkpoint that covers it (`checkpoint::writer`).
+            Some(DeadLetter::Topic(output, topic)) => {
+                output.send(topic, item.id.as_bytes(), line.to_string().as_bytes(), None);
+            }
+            None => {}
         }
         self.settle(1, false);
     }
@@ -452,7 +468,8 @@ mod tests {
                 retry: retry_helps,
                 got: got.clone(),
             };
-            let mut d = Delivery::start("test".into(), post, 8, retry(3), Some(file));
+            let dead = Some(DeadLetter::File(file));
+            let mut d = Delivery::start("test".into(), post, 8, retry(3), dead);
             for i in 0..3 {
                 d.push(item(i));
             }

@@ -4,7 +4,8 @@
 //! [`super::deliver`]: off the applying thread, retried, dead-lettered, and settled before a
 //! checkpoint covers them.
 
-use super::deliver::{Attempt, Delivery, Item, Mark, Post, Retry};
+use super::deliver::{Attempt, DeadLetter, Delivery, Item, Mark, Post, Retry};
+use super::kafka::Output;
 use super::receiver::Receiver;
 use super::template::Template;
 use super::{AlertRow, Sink};
@@ -30,8 +31,9 @@ pub struct HttpSink {
 const DRAIN: Duration = Duration::from_secs(300);
 
 impl HttpSink {
-    /// The sink `config` describes, its delivery threads started.
-    pub fn build(config: &SinkConfig) -> anyhow::Result<HttpSink> {
+    /// The sink `config` describes, its delivery threads started; `output`, the shared
+    /// producer (`run`), carries its dead letters when they go to a topic.
+    pub fn build(config: &SinkConfig, output: Option<&Output>) -> anyhow::Result<HttpSink> {
         let retry = Retry {
             max_attempts: config.max_attempts,
             backoff: config.backoff,
@@ -39,21 +41,7 @@ impl HttpSink {
         };
         let mut deliveries = Vec::new();
         for url in config.receivers() {
-            let dead_letter = match &config.dead_letter {
-                Some(path) => Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "cannot open the sink's dead-letter file {}: {e}",
-                                crate::text::shown_path(path)
-                            )
-                        })?,
-                ),
-                None => None,
-            };
+            let dead_letter = dead_letter(config, output)?;
             let name = format!("{} {}", kind_name(config.kind), crate::text::shown(url));
             let delivery = match config.kind {
                 SinkKind::Webhook => {
@@ -175,6 +163,32 @@ impl Sink for HttpSink {
         }
         Ok(())
     }
+}
+
+/// Where `config`'s dead letters go: its file, or its topic through `output`.
+fn dead_letter(config: &SinkConfig, output: Option<&Output>) -> anyhow::Result<Option<DeadLetter>> {
+    if let Some(topic) = &config.dead_letter_topic {
+        let output = output.ok_or_else(|| {
+            anyhow::anyhow!(
+                "dead_letter_topic = {} needs Kafka (`rulewatch run`); a replay writes dead \
+                 letters to a file: give dead_letter = \"PATH\" instead",
+                crate::text::shown(topic)
+            )
+        })?;
+        return Ok(Some(DeadLetter::Topic(output.clone(), topic.clone())));
+    }
+    let Some(path) = &config.dead_letter else {
+        return Ok(None);
+    };
+    let file = (std::fs::OpenOptions::new().create(true).append(true))
+        .open(path)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the sink's dead-letter file {}: {e}",
+                crate::text::shown_path(path)
+            )
+        })?;
+    Ok(Some(DeadLetter::File(file)))
 }
 
 fn kind_name(kind: SinkKind) -> &'static str {

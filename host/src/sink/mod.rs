@@ -77,11 +77,13 @@ impl AlertRow {
 }
 
 /// The alert sinks the output settings ask for: the console on stdout, the alerts topic
-/// through `kafka`'s producer when one is named, and each of `[[output.sinks]]`. A new kind
+/// through `output` (the shared producer, under `run`) when one is named, and each of
+/// `[[output.sinks]]`. A new kind
 /// of sink is a file in this folder, a setting, and a line here.
 pub fn build(
     console: Console,
-    alerts_topic: Option<(&kafka::Output, &str)>,
+    output: Option<&kafka::Output>,
+    alerts_topic: Option<&str>,
     http: &[crate::config::sinks::SinkConfig],
 ) -> anyhow::Result<Fanout> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -91,11 +93,11 @@ pub fn build(
         Console::Jsonl => sinks.push(Box::new(jsonl::JsonLines::new(stdout))),
         Console::None => {}
     }
-    if let Some((output, topic)) = alerts_topic {
+    if let (Some(output), Some(topic)) = (output, alerts_topic) {
         sinks.push(Box::new(kafka::AlertTopic::new(output.clone(), topic)));
     }
     for config in http {
-        sinks.push(Box::new(http::HttpSink::build(config)?));
+        sinks.push(Box::new(http::HttpSink::build(config, output)?));
     }
     Ok(Fanout(sinks))
 }

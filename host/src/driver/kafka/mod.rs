@@ -145,17 +145,22 @@ fn outputs(config: &RunConfig, output: &Output) -> anyhow::Result<(Rejects, Fano
         dead_letter: reject_topic(&out.dead_letter_topic),
         late: reject_topic(&out.late_topic),
     };
-    let alerts_topic = out.alerts_topic.as_deref().map(|t| (output, t));
-    let sink = crate::sink::build(out.console, alerts_topic, &out.sinks)?;
+    let alerts_topic = out.alerts_topic.as_deref();
+    let sink = crate::sink::build(out.console, Some(output), alerts_topic, &out.sinks)?;
     Ok((rejects, sink))
 }
 
 /// Creates the topics named in `[output]` and the checkpoint topic, if missing.
 fn create_output_topics(config: &RunConfig, store: &Store) -> anyhow::Result<()> {
     let out = &config.output;
+    let sink_topics = out
+        .sinks
+        .iter()
+        .filter_map(|s| s.dead_letter_topic.as_ref());
     let outputs: Vec<(&str, i32)> = [&out.alerts_topic, &out.dead_letter_topic, &out.late_topic]
         .into_iter()
         .flatten()
+        .chain(sink_topics)
         .map(|t| (t.as_str(), out.topic_partitions))
         .collect();
     create(config, &outputs, &[])?;
