@@ -24,15 +24,7 @@ fn three_instances_keep_going_when_the_node_leading_input_and_checkpoints_dies()
     cluster.create_topic_led_by("cluster-cp", 1, LEADER, &[("cleanup.policy", "compact")]);
     let dir = tempfile::tempdir().unwrap();
     let rules = crash_rules();
-    let args = [
-        "--events",
-        "90000",
-        "--disorder",
-        "8",
-        "--late-share",
-        "0.01",
-    ];
-    let events = std::fs::read(generate(dir.path(), "logs.jsonl", &args)).unwrap();
+    let events = disordered(dir.path(), "90000");
     // Unkeyed: the instances repartition through a topic of their own.
     let messages = round_robin(&events, PARTITIONS);
     let third = messages.len() / 3;

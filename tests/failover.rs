@@ -21,15 +21,7 @@ fn replaced_at_once(protocol: Protocol) {
     broker.create_topic("logs", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let rules = crash_rules();
-    let args = [
-        "--events",
-        "120000",
-        "--disorder",
-        "8",
-        "--late-share",
-        "0.01",
-    ];
-    let events = std::fs::read(generate(dir.path(), "logs.jsonl", &args)).unwrap();
+    let events = disordered(dir.path(), "120000");
     let messages = round_robin(&events, PARTITIONS);
     let quarter = messages.len() / 4;
     broker.produce("logs", &messages[..quarter]);

@@ -113,6 +113,20 @@ pub fn eventually<T>(
     }
 }
 
+/// `events` generated events in `dir` with disorder (8 s) and 1 % very late events: late
+/// data must be judged the same wherever a partition is read.
+pub fn disordered(dir: &Path, events: &str) -> Vec<u8> {
+    let args = [
+        "--events",
+        events,
+        "--disorder",
+        "8",
+        "--late-share",
+        "0.01",
+    ];
+    std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
+}
+
 /// The shipped crash rule alone in a rules folder.
 pub fn crash_rules() -> tempfile::TempDir {
     rules_dir(&[(
