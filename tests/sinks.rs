@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 struct Alertmanager {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Alertmanager {
@@ -39,36 +39,44 @@ impl Alertmanager {
                       receivers:\n  - name: quiet\n";
         std::fs::write(dir.path().join("am.yml"), config).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("am.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
+        let child = Self::spawn(dir.path(), &addr);
+        let am = Alertmanager { child, addr, dir };
+        am.wait_ready();
+        am
+    }
+
+    fn spawn(dir: &Path, addr: &str) -> Child {
+        let log = (std::fs::OpenOptions::new().create(true).append(true))
+            .open(dir.join("am.log"))
+            .unwrap();
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--cluster.listen-address=")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("prometheus-alertmanager runs (./test.sh installs it)");
-        let am = Alertmanager {
-            child,
-            addr,
-            _dir: dir,
-        };
+            .expect("prometheus-alertmanager runs (./test.sh installs it)")
+    }
+
+    fn wait_ready(&self) {
         let ready =
-            || TcpStream::connect(&am.addr).is_ok() && http_get(&am.addr, "/-/ready").0 == 200;
+            || TcpStream::connect(&self.addr).is_ok() && http_get(&self.addr, "/-/ready").0 == 200;
         eventually(
             Duration::from_secs(30),
             || "Alertmanager did not start".into(),
             || ready().then_some(()),
         );
-        am
+    }
+
+    /// Kills it (its alerts are in memory only: gone) and starts it again at its address.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), &self.addr);
+        self.wait_ready();
     }
 
     /// The alerts it holds as active (firing, not resolved).
@@ -579,4 +587,42 @@ fn under_run_dead_letters_can_go_to_a_kafka_topic() {
     let mut want: Vec<(String, u64)> = expected.iter().map(|a| (a.key.clone(), a.count)).collect();
     want.sort();
     assert_eq!(dead, want, "{}", engine.log());
+}
+
+#[test]
+fn alerts_still_firing_are_sent_again_to_an_alertmanager_that_restarted() {
+    use common::engine::{Engine, per_partition_reference};
+    use common::kafka::{Broker, keyed_messages, sentinels};
+    let mut am = Alertmanager::start();
+    let broker = Broker::start();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[output.sinks]]\nkind = \"alertmanager\"\nurl = \"http://{}\"\n\
+         resolve_after = \"36500d\"\nresend_interval = \"1s\"\n",
+        am.addr
+    );
+    let config_path = dir.path().join("rulewatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let input = std::fs::read(generate(dir.path(), "logs.jsonl", &["--events", "20000"])).unwrap();
+    broker.produce("logs", &keyed_messages(&input));
+    broker.produce("logs", &sentinels(1, "2026-01-28T00:00:00Z"));
+    let expected = per_partition_reference(&broker, "logs").len();
+    let mut engine = Engine::start(
+        &broker,
+        dir.path(),
+        &["--config", config_path.to_str().unwrap()],
+    );
+    let all_there = |am: &Alertmanager| (am.alerts().len() == expected).then_some(());
+    eventually(Duration::from_secs(60), || engine.log(), || all_there(&am));
+    am.restart();
+    // No new input: only the engine's resending fills the new Alertmanager.
+    eventually(
+        Duration::from_secs(30),
+        || format!("{} of {expected}", am.alerts().len()),
+        || {
+            engine.assert_running();
+            all_there(&am)
+        },
+    );
 }

@@ -94,6 +94,10 @@ pub struct SinkConfig {
         deserialize_with = "super::duration"
     )]
     pub resolve_after: Duration,
+    /// Alertmanager: how often alerts still firing are sent again (Alertmanager keeps them
+    /// in memory only), as Prometheus' resend delay.
+    #[serde(default = "default_resend", deserialize_with = "super::duration")]
+    pub resend_interval: Duration,
     /// Alertmanager: the status page linked from every alert (`generatorURL`).
     #[serde(default)]
     pub link: Option<String>,
@@ -113,6 +117,9 @@ fn default_max_backoff() -> Duration {
 }
 fn default_queue() -> usize {
     10_000
+}
+fn default_resend() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_resolve_after() -> Duration {
     Duration::from_secs(300)
@@ -146,6 +153,9 @@ impl SinkConfig {
                     crate::text::shown(url)
                 );
             }
+        }
+        if self.resend_interval.is_zero() {
+            bail!("{at}: resend_interval = 0 would send without pause: give 1s or more");
         }
         if self.max_attempts == 0 {
             bail!("{at}: max_attempts = 0 would never deliver: give 1 or more");

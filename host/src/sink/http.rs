@@ -5,6 +5,7 @@
 //! checkpoint covers them.
 
 use super::deliver::{Attempt, DeadLetter, Delivery, Item, Mark, Post, Retry};
+use super::firing::Firing;
 use super::kafka::Output;
 use super::receiver::Receiver;
 use super::template::Template;
@@ -25,6 +26,8 @@ pub struct HttpSink {
     resolve_after: Duration,
     link: Option<String>,
     deliveries: Vec<Delivery>,
+    /// Alertmanager: what is firing, to send again.
+    firing: Option<Firing>,
 }
 
 /// Longest wait, at shutdown and at the end of a replay, for queued alerts to be settled.
@@ -68,6 +71,8 @@ impl HttpSink {
             resolve_after: config.resolve_after,
             link: config.link.clone(),
             deliveries,
+            firing: (config.kind == SinkKind::Alertmanager)
+                .then(|| Firing::new(config.resend_interval)),
         })
     }
 
@@ -112,7 +117,7 @@ impl HttpSink {
             let evidence = serde_json::to_string(&r.evidence).expect("positions serialise");
             annotations.insert("evidence".into(), evidence.into());
         }
-        let ends = r.end.saturating_add(self.resolve_after.as_millis() as i64);
+        let ends = self.ends(r);
         let mut alert = serde_json::json!({
             "labels": labels,
             "annotations": annotations,
@@ -123,6 +128,12 @@ impl HttpSink {
             alert["generatorURL"] = link.clone().into();
         }
         alert
+    }
+
+    /// When an alert stops firing at Alertmanager unless renewed: `resolve_after` past its
+    /// window's end (epoch ms).
+    fn ends(&self, r: &AlertRow) -> i64 {
+        r.end.saturating_add(self.resolve_after.as_millis() as i64)
     }
 
     /// Where each receiver's queue stands, for a checkpoint.
@@ -141,6 +152,10 @@ impl Sink for HttpSink {
                 id: row.id(),
                 body: self.body(row),
             };
+            let ends = self.ends(row);
+            if let Some(f) = &mut self.firing {
+                f.fired(item.id.clone(), ends, item.body.clone());
+            }
             for d in &mut self.deliveries {
                 d.push(item.clone());
             }
@@ -148,8 +163,18 @@ impl Sink for HttpSink {
         Ok(())
     }
 
+    /// Sends what is still firing again when that is due. Delivery itself is confirmed at
+    /// checkpoints and at the end ([`Sink::drain`]).
     fn flush(&mut self) -> io::Result<()> {
-        // Delivery is confirmed at checkpoints and at the end ([`Sink::drain`]).
+        if let Some(f) = &mut self.firing {
+            let now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+                .map_or(0, |d| d.as_millis() as i64);
+            for item in f.due(now) {
+                for d in &mut self.deliveries {
+                    d.push(item.clone());
+                }
+            }
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! A pipeline hands a sink one trigger at a time: the rows its last batch produced.
 
 pub mod deliver;
+mod firing;
 pub mod http;
 pub mod jsonl;
 pub mod kafka;
