@@ -122,7 +122,7 @@ fn sinks(e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
         "rulewatch_sink_failing",
         "1 while a receiver's last attempt failed (retrying with backoff)",
         Gauge,
-        |mut m| gauges(&mut m, &|p| f64::from(u8::from(p.failing()))),
+        |mut m| gauges(&mut m, &|p| f64::from(u8::from(p.failure().is_some()))),
     )
 }
 

@@ -80,11 +80,11 @@ impl Retry {
     }
 }
 
-/// Counts shared by the queue's owner, its thread and checkpoints.
+/// Counts shared by the queue's owner, its thread and checkpoints. Settled is delivered +
+/// dead; both only grow, each increment published (Release) after the work it counts.
 #[derive(Debug, Default)]
 pub struct Progress {
     queued: AtomicU64,
-    settled: AtomicU64,
     delivered: AtomicU64,
     dead: AtomicU64,
     failing: Mutex<Option<String>>,
@@ -95,17 +95,17 @@ pub struct Progress {
 impl Progress {
     /// Alerts delivered so far.
     pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+        self.delivered.load(Ordering::Acquire)
     }
 
     /// Alerts that exhausted their attempts.
     pub fn dead(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
+        self.dead.load(Ordering::Acquire)
     }
 
-    /// Whether its last attempt failed.
-    pub fn failing(&self) -> bool {
-        self.failing.lock().expect("not poisoned").is_some()
+    /// Alerts delivered or dead-lettered.
+    fn settled(&self) -> u64 {
+        self.delivered() + self.dead()
     }
 
     /// Why its last attempt failed, while it is failing.
@@ -120,7 +120,7 @@ impl Progress {
 
     /// Alerts queued and not settled yet.
     pub fn waiting(&self) -> u64 {
-        let settled = self.settled.load(Ordering::Acquire);
+        let settled = self.settled();
         self.queued.load(Ordering::Acquire).saturating_sub(settled)
     }
 }
@@ -138,12 +138,12 @@ impl Mark {
     /// Waits until everything queued before the mark is settled, at most `timeout`.
     pub fn settle(&self, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
-        while self.progress.settled.load(Ordering::Acquire) < self.upto {
+        while self.progress.settled() < self.upto {
             if started.elapsed() > timeout {
                 anyhow::bail!(
                     "{}: {} alert(s) not delivered within {timeout:?}",
                     self.name,
-                    self.upto - self.progress.settled.load(Ordering::Acquire)
+                    self.upto.saturating_sub(self.progress.settled())
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -320,8 +320,7 @@ impl<P: Post> Worker<P> {
         } else {
             &self.progress.dead
         };
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        self.progress.settled.fetch_add(n as u64, Ordering::AcqRel);
+        counter.fetch_add(n as u64, Ordering::Release);
     }
 
     /// Sends `item` with `reason` to the dead letter, and counts it settled; logs the first
