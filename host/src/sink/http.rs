@@ -76,14 +76,14 @@ impl HttpSink {
         })
     }
 
-    /// The body its receivers get for `row`.
-    fn body(&self, row: &AlertRow) -> Vec<u8> {
+    /// The body its receivers get for `row`, whose id is `id`.
+    fn body(&self, row: &AlertRow, id: &str) -> Vec<u8> {
         match self.kind {
             SinkKind::Webhook => match &self.template {
                 Some(t) => t.fill(row).into_bytes(),
                 None => super::jsonl::alert_json(row).into_bytes(),
             },
-            SinkKind::Alertmanager => self.alertmanager_alert(row).to_string().into_bytes(),
+            SinkKind::Alertmanager => self.alertmanager_alert(row, id).to_string().into_bytes(),
         }
     }
 
@@ -91,7 +91,7 @@ impl HttpSink {
     /// window start; plus the sink's labels), so that each window's alert is one alert there
     /// and a later row of the same window (update mode) renews it; annotations describe it.
     /// It fires from the window's start until `resolve_after` past its end, unless renewed.
-    fn alertmanager_alert(&self, r: &AlertRow) -> serde_json::Value {
+    fn alertmanager_alert(&self, r: &AlertRow, id: &str) -> serde_json::Value {
         let mut labels = serde_json::Map::new();
         labels.insert("alertname".into(), r.rule.name.clone().into());
         labels.insert(label_name(&r.rule.key_column), r.key.clone().into());
@@ -112,7 +112,7 @@ impl HttpSink {
         annotations.insert("count".into(), r.count.to_string().into());
         annotations.insert("window_start".into(), format_rfc3339(r.start).into());
         annotations.insert("window_end".into(), format_rfc3339(r.end).into());
-        annotations.insert("alert_id".into(), r.id().into());
+        annotations.insert("alert_id".into(), id.into());
         if !r.evidence.is_empty() {
             let evidence = serde_json::to_string(&r.evidence).expect("positions serialise");
             annotations.insert("evidence".into(), evidence.into());
@@ -136,9 +136,11 @@ impl HttpSink {
         r.end.saturating_add(self.resolve_after.as_millis() as i64)
     }
 
-    /// Where each receiver's queue stands, for a checkpoint.
-    pub fn marks(&self) -> Vec<Mark> {
-        self.deliveries.iter().map(Delivery::mark).collect()
+    /// Queues `item` for every receiver.
+    fn push(&mut self, item: &Item) {
+        for d in &mut self.deliveries {
+            d.push(item.clone());
+        }
     }
 }
 
@@ -148,17 +150,16 @@ impl Sink for HttpSink {
             if !self.rules.is_empty() && !self.rules.contains(&row.rule.name) {
                 continue;
             }
+            let id = row.id();
             let item = Item {
-                id: row.id(),
-                body: self.body(row),
+                body: self.body(row, &id),
+                id,
             };
             let ends = self.ends(row);
             if let Some(f) = &mut self.firing {
                 f.fired(item.id.clone(), ends, item.body.clone());
             }
-            for d in &mut self.deliveries {
-                d.push(item.clone());
-            }
+            self.push(&item);
         }
         Ok(())
     }
@@ -170,16 +171,15 @@ impl Sink for HttpSink {
             let now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
                 .map_or(0, |d| d.as_millis() as i64);
             for item in f.due(now) {
-                for d in &mut self.deliveries {
-                    d.push(item.clone());
-                }
+                self.push(&item);
             }
         }
         Ok(())
     }
 
+    /// Where each receiver's queue stands, for a checkpoint.
     fn marks(&self) -> Vec<Mark> {
-        HttpSink::marks(self)
+        self.deliveries.iter().map(Delivery::mark).collect()
     }
 
     fn drain(&mut self) -> io::Result<()> {
