@@ -32,7 +32,7 @@ pub struct Deliveries {
     outstanding: Mutex<BTreeSet<usize>>,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// The last client error logged, its words only (numbers vary), to log each once.
+    /// The last client error logged (see `source::kafka::changed`).
     last_client_error: Mutex<Option<String>>,
 }
 
@@ -44,14 +44,10 @@ impl ClientContext for Deliveries {
     /// Logged once per change, with what to check (the consumer's own report says the
     /// same for the shared brokers); librdkafka retries.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        let words: String = reason.chars().filter(|c| !c.is_ascii_digit()).collect();
-        let mut last = self.last_client_error.lock().expect("not poisoned");
-        if last.as_deref() != Some(words.as_str()) {
-            tracing::warn!(
-                "Kafka producer: {error}: {reason} (retrying; {})",
-                crate::source::kafka::hint(reason)
-            );
-            *last = Some(words);
+        let message = format!("{error}: {reason}");
+        if crate::source::kafka::changed(&self.last_client_error, &message) {
+            let hint = crate::source::kafka::hint(reason);
+            tracing::warn!("Kafka producer: {message} (retrying; {hint})");
         }
     }
 }

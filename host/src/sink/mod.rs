@@ -79,8 +79,8 @@ impl AlertRow {
 
 /// The alert sinks the output settings ask for: the console on stdout, the alerts topic
 /// through `output` (the shared producer, under `run`) when one is named, and each of
-/// `[[output.sinks]]`. A new kind
-/// of sink is a file in this folder, a setting, and a line here.
+/// `[[output.sinks]]`. A new kind of sink is a file in this folder, a setting, and a line
+/// here.
 pub fn build(
     console: Console,
     output: Option<&kafka::Output>,

@@ -138,13 +138,8 @@ impl ClientContext for Callbacks {
                 _ => *problem = Some((format!("{message} ({})", hint(reason)), Instant::now())),
             }
         }
-        // The same state may be told with other numbers ("after 2ms", a port): compare the
-        // words only.
-        let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
-        let mut last = self.last_error.lock().expect("not poisoned");
-        if last.as_deref() != Some(words.as_str()) {
+        if changed(&self.last_error, &message) {
             warn!("Kafka: {message} (retrying; {})", hint(reason));
-            *last = Some(words);
             self.problems.fetch_add(1, Ordering::Relaxed);
             if reason.contains("certificate verify failed")
                 && let Some(broker) = crate::source::tls::broker_of(reason)
@@ -314,6 +309,19 @@ pub fn read_from_start(
         f(&msg);
     }
     Ok(names)
+}
+
+/// Whether `message` says something else than the last one `last` remembers, which it
+/// then remembers: the same state may be told with other numbers ("after 2ms", a port), so
+/// only the words are compared. Client errors are logged once per change.
+pub fn changed(last: &Mutex<Option<String>>, message: &str) -> bool {
+    let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
+    let mut last = last.lock().expect("not poisoned");
+    if last.as_deref() == Some(words.as_str()) {
+        return false;
+    }
+    *last = Some(words);
+    true
 }
 
 /// Whether a client error passes by itself: a broker down or restarting, a partition's

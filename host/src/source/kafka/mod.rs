@@ -12,7 +12,8 @@ mod client;
 pub mod history;
 
 pub use client::{
-    Callbacks, Reader, hint, log, partition_name, passes, read_from_start, reader, retrying,
+    Callbacks, Reader, changed, hint, log, partition_name, passes, read_from_start, reader,
+    retrying,
 };
 
 use super::lines::Line;
@@ -319,12 +320,12 @@ impl KafkaSource {
     /// the broker said when last asked — not as librdkafka's cached offsets say, which may
     /// date from before a hand-over — and no newer data known since (the cached end, fresh
     /// from every fetch answer, has not moved past what was read), so that it stops being
-    /// idle as soon as data lands in it, before that data is read. While idle it is vouched for again every
-    /// [`VOUCH_EVERY`]: only then may it be moved along with the other partitions. Quiet:
-    /// the same for `quiet.close`, and vouched for just now: only then may its windows
-    /// close for quiet (never because this reader merely heard nothing). `ask`:
-    /// whether this call may ask the broker (one partition per loop round, briefly, so that
-    /// a slow broker never stalls the loop).
+    /// idle as soon as data lands in it, before that data is read. While idle it is vouched
+    /// for again every [`VOUCH_EVERY`]: only then may it be moved along with the other
+    /// partitions. Quiet: the same for `quiet.close`, and vouched for just now: only then
+    /// may its windows close for quiet (never because this reader merely heard nothing).
+    /// `ask`: whether this call may ask the broker (one partition per loop round, briefly,
+    /// so that a slow broker never stalls the loop).
     fn reading(&mut self, index: usize, quiet: Quiet, ask: &mut bool) -> Reading {
         let Some(part) = self.partitions.list.get(index) else {
             return Reading::default();
