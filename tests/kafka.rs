@@ -485,13 +485,10 @@ fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
     );
 }
 
-/// Waits up to 60 s until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits up to 60 s until `f` holds ([`eventually`] for a condition).
+fn soon(what: &str, mut f: impl FnMut() -> bool) {
+    let never = || format!("never: {what}");
+    eventually(Duration::from_secs(60), never, || f().then_some(()));
 }
 
 /// Checkpoints that cannot be stored for a while (`block` makes the checkpoint folder
@@ -514,17 +511,17 @@ fn storage_fault(state: &Path, block: impl Fn(&Path), unblock: impl Fn(&Path), w
     let half = messages.len() / 2;
     broker.produce("logs", &messages[..half]);
     let mut engine = start(&broker, state, &[]);
-    eventually("a first checkpoint", || state.join("checkpoint").exists());
+    soon("a first checkpoint", || state.join("checkpoint").exists());
     let addr = http_addr(|| engine.log());
 
     block(state);
-    eventually("the failure logged", || {
+    soon("the failure logged", || {
         engine.log().contains("checkpoint not written")
     });
     assert!(engine.log().contains(why), "{}", engine.log());
     let committed = checkpointed_offsets(state);
     // The status is published every quarter of a second.
-    eventually("/readyz says why", || {
+    soon("/readyz says why", || {
         let (code, body) = http_get(&addr, "/readyz");
         code == 503 && body.contains("checkpoints are not being written")
     });
@@ -533,7 +530,7 @@ fn storage_fault(state: &Path, block: impl Fn(&Path), unblock: impl Fn(&Path), w
     // Still processing: the second half is read while nothing can be checkpointed.
     broker.produce("logs", &messages[half..]);
     broker.produce("logs", &sentinels(PARTITIONS, END));
-    eventually("the rest read", || {
+    soon("the rest read", || {
         let m = http_get(&addr, "/metrics").1;
         metric(&m, "rulewatch_events_total").is_some_and(|n| n as usize >= messages.len())
     });
@@ -549,19 +546,19 @@ fn storage_fault(state: &Path, block: impl Fn(&Path), unblock: impl Fn(&Path), w
     );
 
     unblock(state);
-    eventually("the recovery logged", || {
+    soon("the recovery logged", || {
         engine.log().contains("checkpoints are written again")
     });
-    eventually("ready again", || http_get(&addr, "/readyz").0 == 200);
+    soon("ready again", || http_get(&addr, "/readyz").0 == 200);
     let got = wait_for_alerts(&broker, &mut engine, expected.len());
     assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
-    eventually("every offset checkpointed", || {
+    soon("every offset checkpointed", || {
         checkpointed_offsets(state) as usize == messages.len() + PARTITIONS as usize
     });
     engine.kill();
     // In a group of its own: the killed member would hold the old one for its session.
     let engine = start_in(&broker, "after-kill", state, &[]);
-    eventually("the restart restored", || {
+    soon("the restart restored", || {
         engine.log().contains("restored 4 of 4")
     });
     std::thread::sleep(Duration::from_secs(2));

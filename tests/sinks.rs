@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::kafka::free_port;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -14,14 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running Alertmanager; killed on drop.
 struct Alertmanager {

@@ -56,7 +56,8 @@ impl Tls {
     }
 }
 
-pub(super) fn free_port() -> u16 {
+/// A free port on the loopback interface.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
