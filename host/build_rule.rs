@@ -14,7 +14,7 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Makes sure the Rust toolchain of this build can compile for the wasm target, adding the
 /// target with rustup when it is missing. Returns a note to show when it added it, or an error
 /// that says what to run when it cannot.
-pub fn ensure_wasm_target() -> Result<Option<String>, String> {
+pub(crate) fn ensure_wasm_target() -> Result<Option<String>, String> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let out = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -69,7 +69,7 @@ pub fn ensure_wasm_target() -> Result<Option<String>, String> {
 /// Builds `package` (whose library is named `lib`) with the `rule` profile into
 /// `<target>/rules` and returns the module's path. The rules get their own target dir: an
 /// outer cargo build holds the lock on the main one.
-pub fn build_rule(workspace: &Path, package: &str, lib: &str) -> Result<PathBuf, String> {
+pub(crate) fn build_rule(workspace: &Path, package: &str, lib: &str) -> Result<PathBuf, String> {
     ensure_wasm_target()?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// The flags of `rulewatch bench`.
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(flatten)]
     generator: GenConfig,
     /// Output mode for the rules.
@@ -43,7 +43,7 @@ impl Sink for Count {
 
 /// Runs `rulewatch bench`: prints events/s, time per event by stage, peak memory and the
 /// baseline.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (rules, _) = crate::registry::load_rules(args.rules.as_deref(), false)?;
     let events = args.generator.events;
     // Generate to a file first, so that neither generation time nor the input's size count.

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Flags of `rulewatch evidence`.
 #[derive(clap::Args)]
-pub struct EvidenceArgs {
+pub(crate) struct EvidenceArgs {
     /// Alerts as JSON lines (`--format jsonl` output or alerts-topic messages); `-` for
     /// stdin.
     #[arg(default_value = "-")]
@@ -67,7 +67,7 @@ struct Alert {
 }
 
 /// Runs `rulewatch evidence`.
-pub fn run(args: EvidenceArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: EvidenceArgs) -> anyhow::Result<()> {
     let options = crate::config::run::kafka_options(&args.kafka_options)?;
     let alerts = match (&args.alert_id, &args.alerts_topic, &args.brokers) {
         (Some(id), Some(topic), Some(brokers)) => vec![find_alert(brokers, &options, topic, id)?],

@@ -7,26 +7,26 @@ use std::time::Duration;
 
 /// Counts per [`Reason`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReasonCounts([u64; Reason::ALL.len()]);
+pub(crate) struct ReasonCounts([u64; Reason::ALL.len()]);
 
 impl ReasonCounts {
     /// Adds one for `reason`.
-    pub fn add(&mut self, reason: Reason) {
+    pub(crate) fn add(&mut self, reason: Reason) {
         self.0[reason.index()] += 1;
     }
 
     /// The count for `reason`.
-    pub fn get(&self, reason: Reason) -> u64 {
+    pub(crate) fn get(&self, reason: Reason) -> u64 {
         self.0[reason.index()]
     }
 
     /// All counts together.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.0.iter().sum()
     }
 
     /// `not_json 3, missing_field 1`, omitting zeros.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         Reason::ALL
             .iter()
             .filter(|r| self.get(**r) > 0)
@@ -38,7 +38,7 @@ impl ReasonCounts {
 
 /// Counters of the input as a whole.
 #[derive(Clone, Debug, Default)]
-pub struct InputStats {
+pub(crate) struct InputStats {
     /// Lines read.
     pub lines: u64,
     /// Lines no rule could use, by reason (not UTF-8, not JSON, not an object, too large).
@@ -47,7 +47,7 @@ pub struct InputStats {
 
 /// Counters of changes to the set of running rules.
 #[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct RuleChanges {
+pub(crate) struct RuleChanges {
     /// Rules added while running.
     pub added: u64,
     /// New versions (module or params) swapped in with their windows kept.
@@ -62,7 +62,7 @@ pub struct RuleChanges {
 
 /// Counters of one rule.
 #[derive(Clone, Debug, Default)]
-pub struct RuleStats {
+pub(crate) struct RuleStats {
     /// Events decoded for the rule (its fields present and well-typed).
     pub events: u64,
     /// Events its filter selected (late ones included).
@@ -87,7 +87,7 @@ pub struct RuleStats {
 
 /// Time spent per pipeline stage, summed over batches (a few clock reads per batch).
 #[derive(Clone, Debug, Default)]
-pub struct StageTimes {
+pub(crate) struct StageTimes {
     /// Decoding lines and projecting each rule's fields.
     pub decode: Duration,
     /// The rules' filter calls (WebAssembly).
@@ -99,38 +99,38 @@ pub struct StageTimes {
 }
 
 /// Upper bounds, in seconds, of the buckets of latency histograms: 50 µs to 5 s.
-pub const LATENCY_BUCKETS: [f64; 16] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 16] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0,
 ];
 
 /// A latency histogram over [`LATENCY_BUCKETS`] (plus one bucket for anything longer).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: [u64; LATENCY_BUCKETS.len() + 1],
     sum: f64,
 }
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         let i = LATENCY_BUCKETS.partition_point(|&b| b < seconds);
         self.counts[i] += 1;
         self.sum += seconds;
     }
 
     /// Observations so far.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
 
     /// Their sum, in seconds.
-    pub fn sum(&self) -> f64 {
+    pub(crate) fn sum(&self) -> f64 {
         self.sum
     }
 
     /// (upper bound, observations in that bucket alone); the last bound is `f64::MAX`.
-    pub fn buckets(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn buckets(&self) -> Vec<(f64, u64)> {
         LATENCY_BUCKETS
             .iter()
             .chain([&f64::MAX])
@@ -141,11 +141,12 @@ impl Histogram {
 }
 
 /// Whether stderr carries JSON logs (`--log-format json`), so that the summary is JSON too.
-pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub(crate) static JSON_LOGS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Prints the end-of-run summary on stderr: as it is, or with JSON logs as one object
 /// `{"summary": "..."}` so that every line stays parseable.
-pub fn print_summary(text: &str) {
+pub(crate) fn print_summary(text: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("{}", serde_json::json!({ "summary": text }));
     } else {
@@ -154,7 +155,7 @@ pub fn print_summary(text: &str) {
 }
 
 /// One rule's line of the summary.
-pub struct RuleSummary<'a> {
+pub(crate) struct RuleSummary<'a> {
     /// Its name.
     pub name: &'a str,
     /// Whether it shadows another rule (its alerts are not published).
@@ -164,7 +165,7 @@ pub struct RuleSummary<'a> {
 }
 
 /// The end-of-run summary for stderr.
-pub fn summary(
+pub(crate) fn summary(
     input: &InputStats,
     rules: &[RuleSummary<'_>],
     changes: &RuleChanges,

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How many of the latest alerts the snapshot keeps.
-pub const RECENT_ALERTS: usize = 50;
+pub(crate) const RECENT_ALERTS: usize = 50;
 
 /// The snapshot, as `/api/status` serves it.
 #[derive(Clone, Debug, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The engine's version.
     pub version: &'static str,
     /// Seconds since start.
@@ -52,12 +52,12 @@ pub struct Status {
 
 impl Status {
     /// Whether a rule runs (and publishes): the first condition of readiness.
-    pub fn a_rule_runs(&self) -> bool {
+    pub(crate) fn a_rule_runs(&self) -> bool {
         self.rules.iter().any(|r| r.state == RuleState::Running)
     }
 
     /// An empty snapshot of a source of `kind` (`kafka`, `file`).
-    pub fn new(kind: &'static str) -> Self {
+    pub(crate) fn new(kind: &'static str) -> Self {
         Status {
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: 0.0,
@@ -81,7 +81,7 @@ impl Status {
 
 /// One receiver of `[[output.sinks]]`.
 #[derive(Clone, Debug, Serialize)]
-pub struct SinkStatus {
+pub(crate) struct SinkStatus {
     /// Its kind and URL.
     pub name: String,
     /// Alerts it accepted.
@@ -98,7 +98,7 @@ pub struct SinkStatus {
 
 /// Counters over the whole input.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Lines (messages) read.
     pub events: u64,
     /// Alert rows emitted by all rules (shadows excluded).
@@ -111,7 +111,7 @@ pub struct Totals {
 
 /// One input partition.
 #[derive(Clone, Debug, Serialize)]
-pub struct PartitionStatus {
+pub(crate) struct PartitionStatus {
     /// Topic (or the file name).
     pub topic: String,
     /// Partition number (0 for a file).
@@ -133,7 +133,7 @@ pub struct PartitionStatus {
 /// What a rule is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RuleState {
+pub(crate) enum RuleState {
     /// Its alerts are published.
     Running,
     /// It shadows another rule: its alerts are compared, not published.
@@ -144,7 +144,7 @@ pub enum RuleState {
 
 /// One rule.
 #[derive(Clone, Debug, Serialize)]
-pub struct RuleStatus {
+pub(crate) struct RuleStatus {
     /// Its name.
     pub name: String,
     /// Running, quarantined or shadow.
@@ -193,7 +193,7 @@ pub struct RuleStatus {
 
 /// A rule's window settings.
 #[derive(Clone, Debug, Serialize)]
-pub struct WindowStatus {
+pub(crate) struct WindowStatus {
     /// The field events are grouped by.
     pub key: String,
     /// Window length.
@@ -206,7 +206,7 @@ pub struct WindowStatus {
 
 /// One alert row.
 #[derive(Clone, Debug, Serialize)]
-pub struct AlertStatus {
+pub(crate) struct AlertStatus {
     /// The rule.
     pub rule: String,
     /// Window start, epoch ms.
@@ -224,7 +224,7 @@ pub struct AlertStatus {
 
 /// Checkpoints of `run`.
 #[derive(Clone, Debug, Serialize)]
-pub struct CheckpointStatus {
+pub(crate) struct CheckpointStatus {
     /// Seconds since the last checkpoint was written (or since start, before the first).
     pub age_seconds: f64,
     /// How long writing one took (flush of outputs included).
@@ -236,21 +236,21 @@ pub struct CheckpointStatus {
 
 /// The snapshot shared between the processing loop and the HTTP endpoint.
 #[derive(Clone)]
-pub struct Shared(Arc<Mutex<Status>>);
+pub(crate) struct Shared(Arc<Mutex<Status>>);
 
 impl Shared {
     /// A shared snapshot, empty until the first publish.
-    pub fn new(status: Status) -> Self {
+    pub(crate) fn new(status: Status) -> Self {
         Shared(Arc::new(Mutex::new(status)))
     }
 
     /// Replaces the snapshot.
-    pub fn publish(&self, status: Status) {
+    pub(crate) fn publish(&self, status: Status) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     /// A copy of the snapshot, its uptime as of now.
-    pub fn get(&self) -> Status {
+    pub(crate) fn get(&self) -> Status {
         let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         status.uptime_seconds = status.started.elapsed().as_secs_f64();
         status
@@ -258,10 +258,10 @@ impl Shared {
 }
 
 /// How often the processing loop publishes.
-pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+pub(crate) const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The processing loop's side: fills a snapshot every [`PUBLISH_EVERY`] and publishes it.
-pub struct Publisher {
+pub(crate) struct Publisher {
     shared: Shared,
     status: Status,
     last: Option<Instant>,
@@ -269,7 +269,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Publishes into `shared`; the source is of `kind` (`kafka`, `file`).
-    pub fn new(shared: Shared, kind: &'static str) -> Self {
+    pub(crate) fn new(shared: Shared, kind: &'static str) -> Self {
         Publisher {
             shared,
             status: Status::new(kind),
@@ -279,7 +279,7 @@ impl Publisher {
 
     /// Publishes if the last publish is [`PUBLISH_EVERY`] old (or `now`): `fill` updates the
     /// snapshot first.
-    pub fn publish(&mut self, now: bool, fill: impl FnOnce(&mut Status)) {
+    pub(crate) fn publish(&mut self, now: bool, fill: impl FnOnce(&mut Status)) {
         if !now && self.last.is_some_and(|t| t.elapsed() < PUBLISH_EVERY) {
             return;
         }

@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 
 /// The longest piece of outside text shown, in bytes.
-pub const MAX_SHOWN: usize = 1024;
+pub(crate) const MAX_SHOWN: usize = 1024;
 
 /// `s` cut to [`MAX_SHOWN`] bytes (saying how long it was) with control characters escaped
 /// (`\n`, `\u{1b}`); borrowed when it needs neither.
-pub fn shown(s: &str) -> Cow<'_, str> {
+pub(crate) fn shown(s: &str) -> Cow<'_, str> {
     if s.len() <= MAX_SHOWN && !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
@@ -18,7 +18,7 @@ pub fn shown(s: &str) -> Cow<'_, str> {
 
 /// `s` on one line: control characters (newlines included) escaped, nothing cut. For
 /// messages whose parts are bounded already, such as an error and its causes.
-pub fn one_line(s: &str) -> Cow<'_, str> {
+pub(crate) fn one_line(s: &str) -> Cow<'_, str> {
     if !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
@@ -34,12 +34,12 @@ pub fn one_line(s: &str) -> Cow<'_, str> {
 }
 
 /// `path` as it is shown in messages: [`shown`] (on one line, controls escaped, bounded).
-pub fn shown_path(path: &std::path::Path) -> String {
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
     shown(&path.display().to_string()).into_owned()
 }
 
 /// [`shown`] of bytes that may not be UTF-8 (only the first [`MAX_SHOWN`] are looked at).
-pub fn shown_bytes(b: &[u8]) -> String {
+pub(crate) fn shown_bytes(b: &[u8]) -> String {
     let cut = b.len().min(MAX_SHOWN);
     let mut out = one_line(&String::from_utf8_lossy(&b[..cut])).into_owned();
     if cut < b.len() {
@@ -51,7 +51,7 @@ pub fn shown_bytes(b: &[u8]) -> String {
 /// A line of input as it is, for a terminal or a pipe: unchanged when it is UTF-8 without
 /// control characters other than tab (every valid JSON line is), else with invalid bytes
 /// replaced and control characters escaped, so that it stays one line and drives nothing.
-pub fn printable_line(b: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn printable_line(b: &[u8]) -> Cow<'_, [u8]> {
     let plain = |s: &str| !s.chars().any(|c| c.is_control() && c != '\t');
     match std::str::from_utf8(b) {
         Ok(s) if plain(s) => Cow::Borrowed(b),

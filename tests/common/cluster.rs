@@ -12,7 +12,7 @@ use std::time::Duration;
 impl Broker {
     /// Starts `n` nodes (ids 1..=n) forming one cluster and waits until every broker has
     /// registered.
-    pub fn cluster(n: usize) -> Broker {
+    pub(crate) fn cluster(n: usize) -> Broker {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let voters: Vec<String> = (ports.iter().enumerate())
             .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
@@ -52,18 +52,18 @@ impl Broker {
 
     /// Kills node `id` (SIGKILL): its partitions' leadership moves to the others once the
     /// controller notices.
-    pub fn kill_node(&self, id: i32) {
+    pub(crate) fn kill_node(&self, id: i32) {
         super::kafka::signal(self.nodes[id as usize - 1].pid(), "KILL");
     }
 
     /// Starts node `id` again on its data; it catches up and rejoins the in-sync replicas.
-    pub fn restart_node(&mut self, id: i32) {
+    pub(crate) fn restart_node(&mut self, id: i32) {
         self.nodes[id as usize - 1].restart();
     }
 
     /// Creates a topic replicated to every node with node `leader` first, its preferred
     /// leader, on every partition; `settings` are topic configurations.
-    pub fn create_topic_led_by(
+    pub(crate) fn create_topic_led_by(
         &self,
         name: &str,
         partitions: i32,
@@ -88,7 +88,7 @@ impl Broker {
 
     /// The leader and the number of replicas of each partition of `topic`, as the cluster's
     /// metadata gives them now.
-    pub fn partitions_of(&self, topic: &str) -> Vec<(i32, usize)> {
+    pub(crate) fn partitions_of(&self, topic: &str) -> Vec<(i32, usize)> {
         let consumer: BaseConsumer = self.client().create().unwrap();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))

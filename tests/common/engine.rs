@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// An instance of consumer group `group` on topic `logs` with the rules in `rules`, alerts
 /// to topic `{group}-alerts`, checkpoints in topic `{group}-cp`, and partitions never idle
 /// within a test (idleness, a wall-clock decision, kept out of the way).
-pub fn member(
+pub(crate) fn member(
     broker: &Broker,
     dir: &Path,
     rules: &Path,
@@ -34,7 +34,7 @@ pub fn member(
 }
 
 /// Waits until `topic` has an alert (90 s at most), checking that `engines` are alive.
-pub fn first_alert(broker: &Broker, topic: &str, engines: &mut [Engine]) {
+pub(crate) fn first_alert(broker: &Broker, topic: &str, engines: &mut [Engine]) {
     super::eventually(
         Duration::from_secs(90),
         || format!("no alert in {topic}"),
@@ -47,7 +47,7 @@ pub fn first_alert(broker: &Broker, topic: &str, engines: &mut [Engine]) {
 }
 
 /// A running `rulewatch run`.
-pub struct Engine {
+pub(crate) struct Engine {
     pub child: Child,
     stderr: tempfile::NamedTempFile,
 }
@@ -55,17 +55,17 @@ pub struct Engine {
 impl Engine {
     /// `rulewatch run` on topic `logs` of `broker`, in folder `dir`, with checkpoints every
     /// 300 ms, a 6 s session timeout and `args` (group, outputs, state).
-    pub fn start(broker: &Broker, dir: &Path, args: &[&str]) -> Engine {
+    pub(crate) fn start(broker: &Broker, dir: &Path, args: &[&str]) -> Engine {
         Self::start_on(broker, "logs", dir, args)
     }
 
     /// [`Engine::start`] on topic `topic`.
-    pub fn start_on(broker: &Broker, topic: &str, dir: &Path, args: &[&str]) -> Engine {
+    pub(crate) fn start_on(broker: &Broker, topic: &str, dir: &Path, args: &[&str]) -> Engine {
         Self::start_in(broker, topic, dir, args, Protocol::Classic)
     }
 
     /// [`Engine::start_on`] with the consumer group protocol `protocol`.
-    pub fn start_in(
+    pub(crate) fn start_in(
         broker: &Broker,
         topic: &str,
         dir: &Path,
@@ -115,34 +115,34 @@ impl Engine {
         Engine { child, stderr }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap()
     }
 
     /// Panics with the log if the engine has exited.
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("rulewatch run exited ({status}):\n{}", self.log());
         }
     }
 
     /// Freezes the engine (SIGSTOP), as a machine pause or a long GC would.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         signal(self.child.id(), "STOP");
     }
 
     /// Resumes a paused engine (SIGCONT).
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         signal(self.child.id(), "CONT");
     }
 
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// SIGTERM, and the exit status within 30 s.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -169,7 +169,7 @@ impl Drop for Engine {
 }
 
 /// Alerts by id (the last row of each), as a consumer deduplicating by id sees them.
-pub fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
+pub(crate) fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
     received
         .iter()
         .map(|m| {
@@ -179,14 +179,14 @@ pub fn dedup(received: &[Received]) -> BTreeMap<String, Alert> {
         .collect()
 }
 
-pub fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
+pub(crate) fn sorted(alerts: &BTreeMap<String, Alert>) -> Vec<Alert> {
     let mut v: Vec<Alert> = alerts.values().cloned().collect();
     v.sort();
     v
 }
 
 /// Compares alert sets, showing only the differences.
-pub fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
+pub(crate) fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
     let missing: Vec<_> = expected
         .iter()
         .filter(|a| !got.contains(a))
@@ -208,7 +208,7 @@ pub fn assert_same(got: &[Alert], expected: &[Alert], log: &str) {
 
 /// The reference's alerts over the partitions of `topic` as they stand: each partition's
 /// lateness judged by its own watermark.
-pub fn per_partition_reference(broker: &Broker, topic: &str) -> Vec<Alert> {
+pub(crate) fn per_partition_reference(broker: &Broker, topic: &str) -> Vec<Alert> {
     let inputs: Vec<Vec<u8>> = broker
         .read_all(topic)
         .values()
@@ -227,7 +227,7 @@ pub fn per_partition_reference(broker: &Broker, topic: &str) -> Vec<Alert> {
 
 /// Reads `topic` until `expected` distinct alerts are there (or 120 s pass), checking that
 /// the engines are alive.
-pub fn wait_for(
+pub(crate) fn wait_for(
     broker: &Broker,
     topic: &str,
     engines: &mut [&mut Engine],
@@ -237,7 +237,7 @@ pub fn wait_for(
 }
 
 /// [`wait_for`] for at most `timeout`.
-pub fn wait_within(
+pub(crate) fn wait_within(
     broker: &Broker,
     topic: &str,
     engines: &mut [&mut Engine],

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a replay did: stdout, stderr, and its peak resident memory in MiB.
-pub struct Replay {
+pub(crate) struct Replay {
     /// The alerts on stdout.
     pub alerts: Vec<Alert>,
     /// What it logged.
@@ -19,18 +19,18 @@ pub struct Replay {
 
 /// `replay INPUT --format jsonl --rules DIR` logging warnings, killed (and failed) if it
 /// takes over two minutes; measures the peak RSS of it and its children with wait4.
-pub fn replay(input: &Path, rules: &Path) -> Replay {
+pub(crate) fn replay(input: &Path, rules: &Path) -> Replay {
     replay_logging(input, rules, "warn")
 }
 
 /// [`replay`] with the log level `level`.
-pub fn replay_logging(input: &Path, rules: &Path, level: &str) -> Replay {
+pub(crate) fn replay_logging(input: &Path, rules: &Path, level: &str) -> Replay {
     replay_with(input, rules, level, &[])
 }
 
 /// [`replay`] with the log level `level` and more arguments.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
-pub fn replay_with(input: &Path, rules: &Path, level: &str, more: &[&str]) -> Replay {
+pub(crate) fn replay_with(input: &Path, rules: &Path, level: &str, more: &[&str]) -> Replay {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
         .args(["replay", input.to_str().unwrap(), "--format", "jsonl"])
         .args(["--rules", rules.to_str().unwrap()])
@@ -82,7 +82,7 @@ pub fn replay_with(input: &Path, rules: &Path, level: &str, more: &[&str]) -> Re
 }
 
 /// The crash rule plus the given (file name, bytes) files in one rules folder.
-pub fn folder_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+pub(crate) fn folder_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let crash = rule_wasm("rulewatch-rule-crash", "crash");
     let rules = rules_dir(&[("crash", &crash_toml(), &crash)]);
     for (name, bytes) in files {
@@ -91,7 +91,7 @@ pub fn folder_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     rules
 }
 
-pub fn input(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn input(dir: &Path) -> std::path::PathBuf {
     generate(
         dir,
         "in.jsonl",
@@ -100,7 +100,7 @@ pub fn input(dir: &Path) -> std::path::PathBuf {
 }
 
 /// The crash rule's alerts are the reference's, and the run stayed small.
-pub fn assert_contained(run: &Replay, input: &Path) {
+pub(crate) fn assert_contained(run: &Replay, input: &Path) {
     let expected = crash_reference(&std::fs::read(input).unwrap()).alerts;
     let mut crash: Vec<Alert> = run
         .alerts
@@ -127,16 +127,16 @@ pub fn assert_contained(run: &Replay, input: &Path) {
 
 /// A minimal rule module in WebAssembly text: declares `fields`, selects nothing and alerts
 /// on nothing; `extra` adds module fields (a start function, memories, functions).
-pub fn module(fields: &str, extra: &str) -> Vec<u8> {
+pub(crate) fn module(fields: &str, extra: &str) -> Vec<u8> {
     module_importing("", fields, NONE, extra)
 }
 
 /// A filter body that selects nothing.
-pub const NONE: &str = "(call $none (local.get 0))";
+pub(crate) const NONE: &str = "(call $none (local.get 0))";
 
 /// [`module`] with `imports` (which the text format wants before any definition) and the
 /// filter's body `filter` (it ends with an answer: `(call $none (local.get 0))`).
-pub fn module_importing(imports: &str, fields: &str, filter: &str, extra: &str) -> Vec<u8> {
+pub(crate) fn module_importing(imports: &str, fields: &str, filter: &str, extra: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
   {imports}
@@ -161,11 +161,12 @@ pub fn module_importing(imports: &str, fields: &str, filter: &str, extra: &str) 
     wat::parse_str(&wat).unwrap()
 }
 
-pub const TOML: &str = "module = \"bad.wasm\"\n[window]\nkey = \"user_id\"\nsize = \"10s\"\n";
+pub(crate) const TOML: &str =
+    "module = \"bad.wasm\"\n[window]\nkey = \"user_id\"\nsize = \"10s\"\n";
 
 /// Runs `bad.toml` + `bad.wasm` beside the crash rule; checks containment and that stderr
 /// says `reason`.
-pub fn beside_crash(toml: &str, wasm: &[u8], reason: &str) -> Replay {
+pub(crate) fn beside_crash(toml: &str, wasm: &[u8], reason: &str) -> Replay {
     let data = tempfile::tempdir().unwrap();
     let input = input(data.path());
     let rules = folder_with(&[("bad.toml", toml.as_bytes()), ("bad.wasm", wasm)]);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// The consumer group protocol an engine joins its group with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// Kafka's classic protocol (eager or cooperative assignment by the members).
     Classic,
     /// KIP-848's `consumer` protocol: the broker assigns, incrementally.
@@ -25,7 +25,7 @@ pub enum Protocol {
 }
 
 /// A running broker, or a cluster of them ([`Broker::cluster`]); killed on drop.
-pub struct Broker {
+pub(crate) struct Broker {
     /// Its Kafka processes: one, or one per node of a cluster (node id = index + 1).
     pub(super) nodes: Vec<Node>,
     /// Bootstrap addresses: `127.0.0.1:PORT` (one per node), or `HOST:PORT` when it speaks
@@ -37,7 +37,7 @@ pub struct Broker {
 
 /// The certificates of a broker that speaks TLS: a CA and a server certificate made for the
 /// test.
-pub struct Tls {
+pub(crate) struct Tls {
     /// Holds the certificates.
     pub dir: tempfile::TempDir,
     /// Whether clients must also authenticate with SCRAM (`SASL_SSL`).
@@ -45,19 +45,19 @@ pub struct Tls {
 }
 
 /// The SCRAM user of a [`Broker::start_sasl`] broker, and its password.
-pub const SCRAM_USER: &str = "rulewatch";
+pub(crate) const SCRAM_USER: &str = "rulewatch";
 /// See [`SCRAM_USER`].
-pub const SCRAM_PASSWORD: &str = "rulewatch-scram-secret";
+pub(crate) const SCRAM_PASSWORD: &str = "rulewatch-scram-secret";
 
 impl Tls {
     /// The CA that signed the broker's certificate.
-    pub fn ca(&self) -> PathBuf {
+    pub(crate) fn ca(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 }
 
 /// A free port on the loopback interface.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -66,7 +66,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs `openssl` in `dir`.
-pub fn openssl(dir: &Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -80,7 +80,7 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// `openssl req` arguments for a new unencrypted P-256 key.
-pub const EC_KEY: [&str; 5] = [
+pub(crate) const EC_KEY: [&str; 5] = [
     "-newkey",
     "ec",
     "-pkeyopt",
@@ -90,7 +90,7 @@ pub const EC_KEY: [&str; 5] = [
 
 /// A new CA (`ca.pem`) in `dir` and, signed by it, a server certificate for DNS name `host`
 /// (and 127.0.0.1 when it is `localhost`): `server.pem`, `server.key`.
-pub fn make_certificates(dir: &Path, host: &str) {
+pub(crate) fn make_certificates(dir: &Path, host: &str) {
     let ec = EC_KEY;
     openssl(
         dir,
@@ -146,26 +146,26 @@ pub fn make_certificates(dir: &Path, host: &str) {
 
 impl Broker {
     /// Starts a broker on a free port and waits until it accepts connections.
-    pub fn start() -> Broker {
+    pub(crate) fn start() -> Broker {
         Self::launch(free_port(), &[], None)
     }
 
     /// Starts a broker reachable only over TLS, at `localhost:PORT`, with a certificate for
     /// `localhost` signed by a CA made here ([`Tls::ca`]).
-    pub fn start_tls() -> Broker {
+    pub(crate) fn start_tls() -> Broker {
         Self::start_tls_named("localhost")
     }
 
     /// [`Broker::start_tls`] with a certificate for `host` instead of `localhost` (still
     /// reached at `localhost:PORT`).
-    pub fn start_tls_named(host: &str) -> Broker {
+    pub(crate) fn start_tls_named(host: &str) -> Broker {
         Self::start_secure(host, None)
     }
 
     /// A broker reachable only over `SASL_SSL` with SCRAM-SHA-512 (as managed Kafka
     /// services are), the user [`SCRAM_USER`] seeded when its storage is formatted; over
     /// TLS as [`Broker::start_tls`].
-    pub fn start_sasl() -> Broker {
+    pub(crate) fn start_sasl() -> Broker {
         Self::start_secure("localhost", Some((SCRAM_USER, SCRAM_PASSWORD)))
     }
 
@@ -225,14 +225,14 @@ impl Broker {
     }
 
     /// What the broker's script and the JVM printed (every node's, one after the other).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         (self.nodes.iter().enumerate())
             .map(|(i, n)| format!("--- node {}:\n{}", i + 1, n.log()))
             .collect()
     }
 
     /// The librdkafka settings a client needs to reach this broker (TLS, its CA).
-    pub fn client_options(&self) -> Vec<(String, String)> {
+    pub(crate) fn client_options(&self) -> Vec<(String, String)> {
         let Some(tls) = &self.tls else {
             return Vec::new();
         };
@@ -250,7 +250,7 @@ impl Broker {
     }
 
     /// A client configuration for this broker.
-    pub fn client(&self) -> ClientConfig {
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.addr);
         for (k, v) in self.client_options() {
@@ -260,21 +260,21 @@ impl Broker {
     }
 
     /// Freezes the broker (SIGSTOP): clients see it unreachable; no data is lost.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         for n in &self.nodes {
             signal(n.child.id(), "STOP");
         }
     }
 
     /// Resumes a paused broker (SIGCONT).
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         for n in &self.nodes {
             signal(n.child.id(), "CONT");
         }
     }
 
     /// Creates a topic.
-    pub fn create_topic(&self, name: &str, partitions: i32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let replication = self.nodes.len() as i32;
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
@@ -285,12 +285,12 @@ impl Broker {
     }
 
     /// Produces `(partition, key, value)` messages and waits for all acknowledgements.
-    pub fn produce(&self, topic: &str, messages: &[(Option<i32>, String, Vec<u8>)]) {
+    pub(crate) fn produce(&self, topic: &str, messages: &[(Option<i32>, String, Vec<u8>)]) {
         self.produce_with(topic, messages, &[]);
     }
 
     /// [`Broker::produce`] with more producer settings (e.g. `compression.type`).
-    pub fn produce_with(
+    pub(crate) fn produce_with(
         &self,
         topic: &str,
         messages: &[(Option<i32>, String, Vec<u8>)],
@@ -304,7 +304,7 @@ impl Broker {
 
     /// Produces `(partition, key, value, timestamp ms)` messages and waits for all
     /// acknowledgements.
-    pub fn produce_stamped(&self, topic: &str, messages: &[(i32, String, Vec<u8>, i64)]) {
+    pub(crate) fn produce_stamped(&self, topic: &str, messages: &[(i32, String, Vec<u8>, i64)]) {
         let stamped =
             (messages.iter()).map(|(p, k, v, t)| (Some(*p), k.as_str(), v.as_slice(), Some(*t)));
         self.send(topic, stamped, &[]);
@@ -348,7 +348,7 @@ impl Broker {
     }
 
     /// Reads every message of `topic` until `done` says so or `timeout` passes.
-    pub fn consume(
+    pub(crate) fn consume(
         &self,
         topic: &str,
         timeout: Duration,
@@ -404,7 +404,7 @@ impl Broker {
 
 /// A consumed message.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     pub partition: i32,
     pub key: Option<String>,
     pub value: Vec<u8>,
@@ -514,7 +514,7 @@ pub(super) fn signal(pid: u32, name: &str) {
 
 /// The lines of a JSON-lines file as messages without keys, spread round robin over
 /// `partitions` partitions: a user's events are in every partition.
-pub fn round_robin(input: &[u8], partitions: i32) -> Vec<(Option<i32>, String, Vec<u8>)> {
+pub(crate) fn round_robin(input: &[u8], partitions: i32) -> Vec<(Option<i32>, String, Vec<u8>)> {
     keyed_messages(input)
         .into_iter()
         .enumerate()
@@ -524,7 +524,7 @@ pub fn round_robin(input: &[u8], partitions: i32) -> Vec<(Option<i32>, String, V
 
 /// The lines of a JSON-lines file as messages keyed by `user_id` (or by line number when a
 /// line has none), to be spread over partitions by the producer's partitioner.
-pub fn keyed_messages(input: &[u8]) -> Vec<(Option<i32>, String, Vec<u8>)> {
+pub(crate) fn keyed_messages(input: &[u8]) -> Vec<(Option<i32>, String, Vec<u8>)> {
     input
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -541,7 +541,7 @@ pub fn keyed_messages(input: &[u8]) -> Vec<(Option<i32>, String, Vec<u8>)> {
 
 /// One event per partition far in the future (severity Low: never selected), which moves
 /// every partition's watermark past all earlier windows so that they close.
-pub fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u8>)> {
+pub(crate) fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u8>)> {
     (0..partitions)
         .map(|p| {
             let line = format!(
@@ -554,7 +554,7 @@ pub fn sentinels(partitions: i32, time: &str) -> Vec<(Option<i32>, String, Vec<u
 
 impl Broker {
     /// Every message of `topic` as it stands now, partition by partition in offset order.
-    pub fn read_all(&self, topic: &str) -> BTreeMap<i32, Vec<Received>> {
+    pub(crate) fn read_all(&self, topic: &str) -> BTreeMap<i32, Vec<Received>> {
         let consumer: BaseConsumer = self
             .client()
             .set("group.id", "test-reader")

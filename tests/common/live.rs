@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Live {
+pub(crate) struct Live {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: tempfile::NamedTempFile,
@@ -19,12 +19,12 @@ pub struct Live {
 impl Live {
     /// Starts `replay -` with `--format jsonl`, the rules folder `rules` (the built-in rule if
     /// none; waits until it is watched), and with `http` its endpoint on a free port.
-    pub fn start(rules: Option<&Path>, http: bool) -> Live {
+    pub(crate) fn start(rules: Option<&Path>, http: bool) -> Live {
         Self::start_with(rules, http, &[])
     }
 
     /// [`Live::start`] with more arguments (`--config FILE`, say).
-    pub fn start_with(rules: Option<&Path>, http: bool, more: &[&str]) -> Live {
+    pub(crate) fn start_with(rules: Option<&Path>, http: bool, more: &[&str]) -> Live {
         let stdout = tempfile::NamedTempFile::new().unwrap();
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rulewatch"));
@@ -62,12 +62,12 @@ impl Live {
         live
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap()
     }
 
     /// Waits until `needle` appears `times` times in the log (30 s at most).
-    pub fn wait_log(&self, needle: &str, times: usize) {
+    pub(crate) fn wait_log(&self, needle: &str, times: usize) {
         let started = Instant::now();
         while self.log().matches(needle).count() < times {
             assert!(
@@ -80,40 +80,40 @@ impl Live {
     }
 
     /// Writes raw bytes to the engine's input.
-    pub fn feed(&mut self, bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(bytes).unwrap();
         stdin.flush().unwrap();
     }
 
     /// Writes lines to the engine's input.
-    pub fn send(&mut self, lines: &[String]) {
+    pub(crate) fn send(&mut self, lines: &[String]) {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         self.feed(text.as_bytes());
     }
 
     /// Sends `lines` and waits until the pipeline has processed them, so that a file change
     /// made next cannot take effect before them.
-    pub fn send_processed(&mut self, lines: &[String]) {
+    pub(crate) fn send_processed(&mut self, lines: &[String]) {
         let before = self.log().matches("processed a batch").count();
         self.send(lines);
         self.wait_log("processed a batch", before + 1);
     }
 
     /// Panics with the log if the engine has exited.
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Some(exit) = self.child.try_wait().unwrap() {
             panic!("rulewatch exited ({exit}):\n{}", self.log());
         }
     }
 
     /// The alerts printed so far.
-    pub fn alerts_so_far(&self) -> Vec<Alert> {
+    pub(crate) fn alerts_so_far(&self) -> Vec<Alert> {
         parse_alerts(&std::fs::read_to_string(self.stdout.path()).unwrap())
     }
 
     /// Ends the input and expects a clean exit; returns the alerts and the log.
-    pub fn finish(mut self) -> (Vec<Alert>, String) {
+    pub(crate) fn finish(mut self) -> (Vec<Alert>, String) {
         drop(self.stdin.take());
         assert!(self.child.wait().unwrap().success(), "{}", self.log());
         (self.alerts_so_far(), self.log())

@@ -6,11 +6,11 @@
 
 #[path = "../../host/build_rule.rs"]
 mod build_rule;
-pub mod cluster;
-pub mod engine;
-pub mod hostile;
-pub mod kafka;
-pub mod live;
+pub(crate) mod cluster;
+pub(crate) mod engine;
+pub(crate) mod hostile;
+pub(crate) mod kafka;
+pub(crate) mod live;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// The workspace root.
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -26,7 +26,7 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Builds a rule crate of the workspace to wasm and returns the module's path.
-pub fn rule_wasm(package: &str, lib: &str) -> PathBuf {
+pub(crate) fn rule_wasm(package: &str, lib: &str) -> PathBuf {
     // Tests of one binary run on threads; let one of them build at a time.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
@@ -35,7 +35,7 @@ pub fn rule_wasm(package: &str, lib: &str) -> PathBuf {
 
 /// Builds the rule in `dir` with `rulewatch build` (any language it knows); the module's
 /// path, beside the rule's TOML.
-pub fn built_rule(dir: &Path) -> PathBuf {
+pub(crate) fn built_rule(dir: &Path) -> PathBuf {
     static BUILDING: Mutex<()> = Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let out = rulewatch(&["build", dir.to_str().unwrap()], None);
@@ -52,7 +52,7 @@ pub fn built_rule(dir: &Path) -> PathBuf {
 }
 
 /// A rules folder with the given `(name, toml text, module)` rules.
-pub fn rules_dir(rules: &[(&str, &str, &Path)]) -> tempfile::TempDir {
+pub(crate) fn rules_dir(rules: &[(&str, &str, &Path)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, toml, wasm) in rules {
         std::fs::write(dir.path().join(format!("{name}.toml")), toml).unwrap();
@@ -62,12 +62,12 @@ pub fn rules_dir(rules: &[(&str, &str, &Path)]) -> tempfile::TempDir {
 }
 
 /// The shipped crash rule's config, pointed at `crash.wasm` in the same folder.
-pub fn crash_toml() -> String {
+pub(crate) fn crash_toml() -> String {
     std::fs::read_to_string(workspace().join("rules/crash/crash.toml")).unwrap()
 }
 
 /// A shadow of the crash rule (module `module` beside it) alerting only above 3.
-pub fn crash_shadow_toml(module: &str) -> String {
+pub(crate) fn crash_shadow_toml(module: &str) -> String {
     crash_toml()
         .replace(
             "module = \"crash.wasm\"",
@@ -78,7 +78,7 @@ pub fn crash_shadow_toml(module: &str) -> String {
 
 /// Generates events with the engine's own `rulewatch loadgen` (`args` are its generator
 /// flags: `--events`, `--disorder`, `--late-share`, `--bad`, `--seed`, ...) into `dir/name`.
-pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+pub(crate) fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let out = rulewatch(
         &[&["loadgen", "--output", path.to_str().unwrap()], args].concat(),
@@ -94,7 +94,7 @@ pub fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 
 /// Polls `check` every 100 ms until it gives a value, failing with `what` (and what
 /// `check` last said is missing) once `timeout` has passed.
-pub fn eventually<T>(
+pub(crate) fn eventually<T>(
     timeout: std::time::Duration,
     what: impl Fn() -> String,
     mut check: impl FnMut() -> Option<T>,
@@ -115,7 +115,7 @@ pub fn eventually<T>(
 
 /// `events` generated events in `dir` with disorder (8 s) and 1 % very late events: late
 /// data must be judged the same wherever a partition is read.
-pub fn disordered(dir: &Path, events: &str) -> Vec<u8> {
+pub(crate) fn disordered(dir: &Path, events: &str) -> Vec<u8> {
     let args = [
         "--events",
         events,
@@ -128,7 +128,7 @@ pub fn disordered(dir: &Path, events: &str) -> Vec<u8> {
 }
 
 /// The shipped crash rule alone in a rules folder.
-pub fn crash_rules() -> tempfile::TempDir {
+pub(crate) fn crash_rules() -> tempfile::TempDir {
     rules_dir(&[(
         "crash",
         &crash_toml(),
@@ -137,7 +137,7 @@ pub fn crash_rules() -> tempfile::TempDir {
 }
 
 /// Headless Chromium, as root and without network access (see the flags).
-pub fn chromium(args: &[&str]) -> String {
+pub(crate) fn chromium(args: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([
@@ -165,24 +165,24 @@ pub fn chromium(args: &[&str]) -> String {
 }
 
 /// One JSON value per line of `text` (alerts, dead letters, evidence lines).
-pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
 }
 
 /// Runs the rulewatch binary with `args`, feeding `stdin` if given, logging warnings.
-pub fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) fn rulewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
     rulewatch_logging(args, stdin, "warn")
 }
 
 /// [`rulewatch`], logging at `level`.
-pub fn rulewatch_logging(args: &[&str], stdin: Option<&[u8]>, level: &str) -> Output {
+pub(crate) fn rulewatch_logging(args: &[&str], stdin: Option<&[u8]>, level: &str) -> Output {
     rulewatch_env(args, stdin, &[("RUST_LOG", level)])
 }
 
 /// [`rulewatch`] with the environment variables `env` set (`RUST_LOG` among them).
-pub fn rulewatch_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
+pub(crate) fn rulewatch_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rulewatch"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -206,7 +206,7 @@ pub fn rulewatch_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) 
 }
 
 /// Like [`rulewatch`], but asserts success and returns (stdout, stderr).
-pub fn rulewatch_ok(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
+pub(crate) fn rulewatch_ok(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
     let out = rulewatch(args, stdin);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "rulewatch {args:?} failed: {stderr}");
@@ -214,7 +214,7 @@ pub fn rulewatch_ok(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
 }
 
 /// `replay INPUT --format jsonl --rules DIR`, which must succeed: (stdout, stderr).
-pub fn replay_rules(input: &Path, rules: &Path) -> (String, String) {
+pub(crate) fn replay_rules(input: &Path, rules: &Path) -> (String, String) {
     let (input, rules) = (input.to_str().unwrap(), rules.to_str().unwrap());
     rulewatch_ok(
         &["replay", input, "--format", "jsonl", "--rules", rules],
@@ -223,7 +223,7 @@ pub fn replay_rules(input: &Path, rules: &Path) -> (String, String) {
 }
 
 /// `replay --format jsonl --rules DIR` of `input` on stdin, which must succeed.
-pub fn replay_rules_stdin(rules: &Path, input: &[u8]) -> (String, String) {
+pub(crate) fn replay_rules_stdin(rules: &Path, input: &[u8]) -> (String, String) {
     let rules = rules.to_str().unwrap();
     rulewatch_ok(
         &["replay", "--format", "jsonl", "--rules", rules],
@@ -233,7 +233,7 @@ pub fn replay_rules_stdin(rules: &Path, input: &[u8]) -> (String, String) {
 
 /// One alert, as the tests compare them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Alert {
+pub(crate) struct Alert {
     pub rule: String,
     pub window_start: String,
     pub window_end: String,
@@ -242,7 +242,7 @@ pub struct Alert {
 }
 
 /// Parses `--format jsonl` output.
-pub fn parse_alerts(stdout: &str) -> Vec<Alert> {
+pub(crate) fn parse_alerts(stdout: &str) -> Vec<Alert> {
     stdout
         .lines()
         .map(|l| {
@@ -260,7 +260,7 @@ pub fn parse_alerts(stdout: &str) -> Vec<Alert> {
 }
 
 /// A number from the run summary on stderr, e.g. `summary_count(stderr, "late")`.
-pub fn summary_count(stderr: &str, label: &str) -> u64 {
+pub(crate) fn summary_count(stderr: &str, label: &str) -> u64 {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("rule "))
@@ -278,7 +278,7 @@ pub fn summary_count(stderr: &str, label: &str) -> u64 {
 
 /// What the reference computed for a run of the crash rule.
 #[derive(Debug, Default)]
-pub struct Expected {
+pub(crate) struct Expected {
     /// Append-mode alerts, sorted.
     pub alerts: Vec<Alert>,
     /// Selected events that were late.
@@ -295,7 +295,7 @@ pub struct Expected {
 /// partitions): lateness is judged against each input's own watermark, and the events that
 /// are on time count together, whichever input they came from. Windows of `size_ms` start
 /// every `slide_ms` (tumbling when the two are equal).
-pub fn reference(
+pub(crate) fn reference(
     inputs: &[&[u8]],
     size_ms: i64,
     slide_ms: i64,
@@ -444,7 +444,7 @@ pub fn reference(
 }
 
 /// The reference with the shipped crash rule's settings, over partitions.
-pub fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
+pub(crate) fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
     reference(
         inputs,
         10_000,
@@ -457,12 +457,12 @@ pub fn crash_reference_partitions(inputs: &[&[u8]]) -> Expected {
 }
 
 /// The reference with the shipped crash rule's settings.
-pub fn crash_reference(input: &[u8]) -> Expected {
+pub(crate) fn crash_reference(input: &[u8]) -> Expected {
     crash_reference_partitions(&[input])
 }
 
 /// `GET path` from a running engine's HTTP endpoint: (status code, body).
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
     write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
@@ -474,7 +474,7 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// The address in the engine's "status page on http://ADDR/" log line, once it is there.
-pub fn http_addr(log: impl Fn() -> String) -> String {
+pub(crate) fn http_addr(log: impl Fn() -> String) -> String {
     let started = std::time::Instant::now();
     loop {
         let text = log();
@@ -495,7 +495,7 @@ pub fn http_addr(log: impl Fn() -> String) -> String {
 
 /// The value of one sample in Prometheus text, e.g.
 /// `metric(text, r#"rulewatch_rule_matched_total{rule="crash"}"#)`.
-pub fn metric(text: &str, sample: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
         .map(|v| v.trim().parse().unwrap())

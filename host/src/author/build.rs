@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The WebAssembly target Rust rules are built for.
-pub const TARGET: &str = "wasm32-unknown-unknown";
+pub(crate) const TARGET: &str = "wasm32-unknown-unknown";
 
 /// Builds the rule in `dir` and returns the module's path (beside the rule's TOML).
-pub fn run(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn run(dir: &Path) -> anyhow::Result<PathBuf> {
     let module = match Lang::of(dir) {
         Some(Lang::Rust) => rust(dir)?,
         Some(Lang::Go) => go(dir)?,

@@ -2,6 +2,6 @@
 //! it to a module beside its TOML, and `rulewatch test` runs the real module over sample
 //! events and checks its alerts (and late and bad records) against expectations.
 
-pub mod build;
-pub mod new;
-pub mod test;
+pub(crate) mod build;
+pub(crate) mod new;
+pub(crate) mod test;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The language of a rule's logic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
+pub(crate) enum Lang {
     /// A Rust crate using rulewatch-sdk (`cargo test`, `cargo build`).
     Rust,
     /// A Go module using the Go SDK (`go test`, `GOOS=wasip1 go build`).
@@ -21,7 +21,7 @@ pub enum Lang {
 impl Lang {
     /// The file a rule's folder in this language has, by which `rulewatch build` knows it (and
     /// which the language's SDK folder has too).
-    pub fn marker(self) -> &'static str {
+    pub(crate) fn marker(self) -> &'static str {
         match self {
             Lang::Rust => "Cargo.toml",
             Lang::Go => "go.mod",
@@ -31,7 +31,7 @@ impl Lang {
     }
 
     /// The language of the rule in `dir`, by its marker file.
-    pub fn of(dir: &Path) -> Option<Lang> {
+    pub(crate) fn of(dir: &Path) -> Option<Lang> {
         [Lang::Rust, Lang::Go, Lang::Ts, Lang::C]
             .into_iter()
             .find(|lang| dir.join(lang.marker()).exists())
@@ -222,7 +222,7 @@ fn names(name: &str) -> anyhow::Result<Names> {
 
 /// Writes the rule `name` in `lang` into `dir` (default `./NAME`), which must not exist yet.
 /// `sdk` is the SDK to use: a folder, or (Rust) a crates.io version.
-pub fn run(
+pub(crate) fn run(
     name: &str,
     dir: Option<PathBuf>,
     lang: Lang,

@@ -27,7 +27,7 @@ const BAD_FIELDS: &[&str] = &["line", "reason"];
 
 /// What to test (the flags of `rulewatch test`).
 #[derive(clap::Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     /// The rule's TOML; its module is found as in a rules folder.
     pub rule: PathBuf,
     /// Sample events, JSON lines (event time comes from them; the end closes every window).
@@ -137,7 +137,7 @@ fn compare(what: &str, path: &Path, expected: &[String], got: &[String]) -> bool
 }
 
 /// Runs the test and prints the comparison; `Ok(false)` when the output differs.
-pub fn run(args: &TestArgs) -> anyhow::Result<bool> {
+pub(crate) fn run(args: &TestArgs) -> anyhow::Result<bool> {
     let rule = registry::load(&args.rule)?;
     let (alerts, late, bad) = (Buffer::default(), Buffer::default(), Buffer::default());
     let rejects = Rejects {

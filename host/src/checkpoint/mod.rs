@@ -8,8 +8,8 @@
 //! Both carry a checksum so that a damaged checkpoint is refused instead of silently
 //! resetting state.
 
-pub mod store;
-pub mod writer;
+pub(crate) mod store;
+pub(crate) mod writer;
 
 use crate::repartition::Upstream;
 use crate::window::{Snapshot, SnapshotRef, WindowSettings};
@@ -21,13 +21,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format version written in the header.
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 
 const FILE: &str = "checkpoint";
 
 /// The local checkpoint file: every partition's record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// Triggers that produced rows so far (the console's batch numbers go on from here).
     pub triggers: u64,
     /// Record per partition name (`topic/partition`).
@@ -36,7 +36,7 @@ pub struct Checkpoint {
 
 /// One partition's record: the next offset to read and every rule's state for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PartitionState {
+pub(crate) struct PartitionState {
     /// The next offset to read.
     pub offset: i64,
     /// State per rule name.
@@ -45,7 +45,7 @@ pub struct PartitionState {
 
 /// One rule's checkpointed state for one partition and the settings it is valid for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RuleState {
+pub(crate) struct RuleState {
     /// The window settings the state was built with; state built with other settings is
     /// not restored.
     pub window: WindowSettings,
@@ -61,7 +61,7 @@ pub struct RuleState {
 
 /// A [`PartitionState`] as it is written, borrowing the live state instead of copying it.
 #[derive(Serialize)]
-pub struct PartitionStateRef<'a> {
+pub(crate) struct PartitionStateRef<'a> {
     /// As [`PartitionState::offset`].
     pub offset: i64,
     /// As [`PartitionState::rules`].
@@ -70,7 +70,7 @@ pub struct PartitionStateRef<'a> {
 
 /// A [`RuleState`] as it is written.
 #[derive(Serialize)]
-pub struct RuleStateRef<'a> {
+pub(crate) struct RuleStateRef<'a> {
     /// As [`RuleState::window`].
     pub window: &'a WindowSettings,
     /// As [`RuleState::windows`].
@@ -83,7 +83,7 @@ pub struct RuleStateRef<'a> {
 }
 
 /// A partition's record, encoded: its name and the bytes of its [`PartitionState`].
-pub struct Record {
+pub(crate) struct Record {
     /// `topic/partition`.
     pub partition: String,
     /// The JSON of its [`PartitionState`].
@@ -92,7 +92,7 @@ pub struct Record {
 
 /// The body of the checkpoint file holding `records` (each an encoded [`PartitionState`]),
 /// without decoding them again.
-pub fn compose<'a>(
+pub(crate) fn compose<'a>(
     triggers: u64,
     records: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
 ) -> Vec<u8> {
@@ -114,23 +114,23 @@ pub fn compose<'a>(
 }
 
 /// The bytes of a checkpoint's body (what [`save_encoded`] writes).
-pub fn encode(cp: &impl Serialize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn encode(cp: &impl Serialize) -> anyhow::Result<Vec<u8>> {
     serde_json::to_vec(cp).context("serialising the checkpoint")
 }
 
 /// The checkpoint file in `dir`.
-pub fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
 /// Writes `cp` to `dir` atomically: readers see the old checkpoint or the new one, whole.
 #[cfg(test)]
-pub fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
+pub(crate) fn save(dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     save_encoded(dir, &encode(cp)?)
 }
 
 /// Writes an [`encode`]d checkpoint body to `dir` atomically.
-pub fn save_encoded(dir: &Path, body: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn save_encoded(dir: &Path, body: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
     let header = header(body);
@@ -147,7 +147,7 @@ pub fn save_encoded(dir: &Path, body: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Reads the checkpoint in `dir`: `None` if there is none; an error if it is damaged.
-pub fn load(dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
+pub(crate) fn load(dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
     let file = path(dir);
     let bytes = match std::fs::read(&file) {
         Ok(b) => b,
@@ -167,7 +167,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
 }
 
 /// The header line that frames a checkpoint body: format version, checksum and length.
-pub fn header(body: &[u8]) -> String {
+pub(crate) fn header(body: &[u8]) -> String {
     format!(
         "rulewatch-checkpoint v{VERSION} sha256={} bytes={}\n",
         hex(&Sha256::digest(body)),
@@ -176,14 +176,14 @@ pub fn header(body: &[u8]) -> String {
 }
 
 /// A framed body ([`header`] + body), as a Kafka record value.
-pub fn frame(body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = header(body).into_bytes();
     out.extend_from_slice(body);
     out
 }
 
 /// Checks a framed body and decodes it.
-pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     let nl = bytes
         .iter()
         .position(|&b| b == b'\n')

@@ -15,12 +15,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest checkpoint record: one partition's state, ~18 bytes per open (window, key)
 /// pair, so about 3.5 M pairs per partition. The topic is created with this limit, and the
 /// producer and the reader are set up for it.
-pub const MAX_RECORD: usize = crate::sink::kafka::MAX_MESSAGE;
+pub(crate) const MAX_RECORD: usize = crate::sink::kafka::MAX_MESSAGE;
 
 /// The settings of the checkpoint topic rulewatch creates: compacted, with this record
 /// size, and segments rolled every 10 minutes so that compaction (which never touches the
 /// active segment) keeps restores short.
-pub fn topic_settings() -> [(&'static str, String); 3] {
+pub(crate) fn topic_settings() -> [(&'static str, String); 3] {
     [
         ("cleanup.policy", "compact".into()),
         ("max.message.bytes", MAX_RECORD.to_string()),
@@ -30,7 +30,7 @@ pub fn topic_settings() -> [(&'static str, String); 3] {
 
 /// A checkpoint store.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub(crate) enum Store {
     /// Every partition's record in `DIR/checkpoint`.
     File(PathBuf),
     /// One record per partition on a compacted topic, keyed by `topic/partition`.
@@ -46,7 +46,7 @@ pub enum Store {
 
 impl Store {
     /// Where the records are, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Store::File(dir) => super::path(dir).display().to_string(),
             Store::Kafka { topic, .. } => format!("topic {topic}"),
@@ -54,7 +54,10 @@ impl Store {
     }
 
     /// The latest record of each of `partitions` that has one.
-    pub fn load(&self, partitions: &[String]) -> anyhow::Result<BTreeMap<String, PartitionState>> {
+    pub(crate) fn load(
+        &self,
+        partitions: &[String],
+    ) -> anyhow::Result<BTreeMap<String, PartitionState>> {
         let mut all = match self {
             Store::File(dir) => super::load(dir)?.unwrap_or_default().partitions,
             Store::Kafka {
@@ -68,7 +71,7 @@ impl Store {
     }
 
     /// The whole local checkpoint (the file store only; empty for the topic).
-    pub fn load_file(&self) -> anyhow::Result<Checkpoint> {
+    pub(crate) fn load_file(&self) -> anyhow::Result<Checkpoint> {
         match self {
             Store::File(dir) => Ok(super::load(dir)?.unwrap_or_default()),
             Store::Kafka { .. } => Ok(Checkpoint::default()),

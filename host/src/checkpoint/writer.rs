@@ -19,7 +19,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A checkpoint that was written: the offsets it covers, and how long it took from snapshot
 /// to store.
-pub struct Written {
+pub(crate) struct Written {
     /// The checkpoint's offsets, to commit to the group.
     pub offsets: BTreeMap<String, i64>,
     /// From the snapshot to the stored records.
@@ -27,7 +27,7 @@ pub struct Written {
 }
 
 /// The checkpoint thread and its channels.
-pub struct Writer {
+pub(crate) struct Writer {
     jobs: SyncSender<Job>,
     output: Output,
     done: Receiver<anyhow::Result<Written>>,
@@ -51,7 +51,11 @@ impl Writer {
     /// Starts the thread, writing to `store` after flushing `output`, which also carries
     /// the records when the store is a topic. `file` is the checkpoint file read at start,
     /// whose records of other partitions are kept.
-    pub fn start(store: &Store, output: Output, file: &super::Checkpoint) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        store: &Store,
+        output: Output,
+        file: &super::Checkpoint,
+    ) -> anyhow::Result<Self> {
         let mut target = match store {
             Store::File(dir) => Target::File {
                 dir: dir.clone(),
@@ -99,7 +103,7 @@ impl Writer {
     }
 
     /// Whether a checkpoint is being written.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.busy
     }
 
@@ -107,7 +111,7 @@ impl Writer {
     /// the caller checks [`Writer::busy`] first.
     /// `marks` say how far each HTTP sink's queue had come: the checkpoint is stored only
     /// once those alerts are delivered (or dead-lettered).
-    pub fn submit(
+    pub(crate) fn submit(
         &mut self,
         records: Vec<Record>,
         offsets: BTreeMap<String, i64>,
@@ -129,7 +133,10 @@ impl Writer {
     /// How the checkpoint handed over last ended, if it has: written, or not (outputs not
     /// acknowledged, disk full, checkpoint topic unreachable: the inner error). With `wait`,
     /// waits for it. The outer error means the writer thread is gone.
-    pub fn finished(&mut self, wait: bool) -> anyhow::Result<Option<anyhow::Result<Written>>> {
+    pub(crate) fn finished(
+        &mut self,
+        wait: bool,
+    ) -> anyhow::Result<Option<anyhow::Result<Written>>> {
         if !self.busy {
             return Ok(None);
         }

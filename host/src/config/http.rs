@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// `[http]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `host:port` to serve on; `off` to serve nothing. Loopback by default: set
     /// `0.0.0.0:9898` in a container.
     #[serde(default = "default_listen")]
@@ -39,7 +39,7 @@ pub struct HttpConfig {
 /// `[http.tls_server_config]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TlsServerConfig {
+pub(crate) struct TlsServerConfig {
     /// The certificate chain (PEM); read again when it changes on disk.
     pub cert_file: PathBuf,
     /// Its private key (PEM); read again when it changes on disk.
@@ -55,7 +55,7 @@ pub struct TlsServerConfig {
 
 /// What a client must show (Prometheus' `client_auth_type` values that apply).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// No client certificate is asked for.
     NoClientCert,
     /// A client certificate, if given, must be signed by `client_ca_file`.
@@ -66,7 +66,7 @@ pub enum ClientAuth {
 
 impl TlsServerConfig {
     /// What clients must show: as set, else required when there is a client CA.
-    pub fn client_auth(&self) -> ClientAuth {
+    pub(crate) fn client_auth(&self) -> ClientAuth {
         self.client_auth_type.unwrap_or(match self.client_ca_file {
             Some(_) => ClientAuth::RequireAndVerifyClientCert,
             None => ClientAuth::NoClientCert,
@@ -97,13 +97,13 @@ fn yes() -> bool {
 
 impl HttpConfig {
     /// The address to listen on, unless switched off.
-    pub fn address(&self) -> Option<&str> {
+    pub(crate) fn address(&self) -> Option<&str> {
         (self.listen != "off").then_some(self.listen.as_str())
     }
 
     /// These settings with the `RULEWATCH_HTTP_*` variables applied over them
     /// (`RULEWATCH_HTTP_LISTEN` is `--http-listen`'s, read with the flag).
-    pub fn with_env(mut self) -> anyhow::Result<Self> {
+    pub(crate) fn with_env(mut self) -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let flag = |name: &str| -> anyhow::Result<Option<bool>> {
             var(name)
@@ -167,7 +167,7 @@ impl HttpConfig {
     }
 
     /// Refuses settings that cannot work, naming them (files are checked when served).
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         use super::{MAX_NAME, MAX_TEXT, capped};
         capped("[http] listen", &self.listen, MAX_NAME)?;
         for (user, hash) in &self.basic_auth_users {
@@ -201,7 +201,7 @@ impl HttpConfig {
 }
 
 /// The cost of a bcrypt hash in its modular crypt form, if it is one.
-pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+pub(crate) fn bcrypt_cost(hash: &str) -> Option<u32> {
     let rest = ["$2a$", "$2b$", "$2y$"]
         .iter()
         .find_map(|p| hash.strip_prefix(p))?;

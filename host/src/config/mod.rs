@@ -3,10 +3,10 @@
 //!
 //! Unknown keys are errors, so a typo is reported (with its line) instead of ignored.
 
-pub mod http;
-pub mod run;
-pub mod sandbox;
-pub mod sinks;
+pub(crate) mod http;
+pub(crate) mod run;
+pub(crate) mod sandbox;
+pub(crate) mod sinks;
 
 use crate::decode::TimeFormat;
 use anyhow::{Context, bail};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How a shadow rule's name ends: it is the shadow of the rule named by the rest.
-pub const SHADOW_SUFFIX: &str = " (shadow)";
+pub(crate) const SHADOW_SUFFIX: &str = " (shadow)";
 
 /// Whether a rule's alerts are published or compared with another rule's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,7 +169,7 @@ pub struct OutputConfig {
 }
 
 /// Most evidence positions an alert may carry.
-pub const MAX_EVIDENCE: usize = 16;
+pub(crate) const MAX_EVIDENCE: usize = 16;
 
 /// What a deleted rule does with its open windows.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -213,14 +213,14 @@ fn default_time() -> Duration {
 
 /// Longest field, key or column name a config may give, in bytes (as long as a field name
 /// a module may declare).
-pub const MAX_NAME: usize = 256;
+pub(crate) const MAX_NAME: usize = 256;
 /// Longest other configured text (a path, a broker list, a librdkafka setting), in bytes.
-pub const MAX_TEXT: usize = 4096;
+pub(crate) const MAX_TEXT: usize = 4096;
 /// Longest rule name, in bytes.
-pub const MAX_RULE_NAME: usize = 128;
+pub(crate) const MAX_RULE_NAME: usize = 128;
 
 /// Refuses `value`, the setting `setting`, when it is longer than `max` bytes.
-pub fn capped(setting: &str, value: &str, max: usize) -> anyhow::Result<()> {
+pub(crate) fn capped(setting: &str, value: &str, max: usize) -> anyhow::Result<()> {
     if value.len() > max {
         bail!(
             "{setting} is {} bytes long, over the limit of {max} bytes: give a shorter one",
@@ -232,7 +232,7 @@ pub fn capped(setting: &str, value: &str, max: usize) -> anyhow::Result<()> {
 
 /// Refuses `value`, the number `setting`, when it is over `max`; `why` says what the
 /// ceiling protects.
-pub fn at_most(setting: &str, value: u64, max: u64, why: &str) -> anyhow::Result<()> {
+pub(crate) fn at_most(setting: &str, value: u64, max: u64, why: &str) -> anyhow::Result<()> {
     if value > max {
         bail!("{setting} = {value} is over the ceiling of {max} ({why})");
     }
@@ -241,7 +241,12 @@ pub fn at_most(setting: &str, value: u64, max: u64, why: &str) -> anyhow::Result
 
 /// Parses `text`, the number given for the command-line setting `setting`, refusing it over
 /// `max` ([`at_most`]).
-pub fn parse_at_most(text: &str, setting: &str, max: u64, why: &str) -> Result<usize, String> {
+pub(crate) fn parse_at_most(
+    text: &str,
+    setting: &str,
+    max: u64,
+    why: &str,
+) -> Result<usize, String> {
     let n: u64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a whole number"))?;
@@ -252,7 +257,7 @@ pub fn parse_at_most(text: &str, setting: &str, max: u64, why: &str) -> Result<u
 /// Whether `name` can name a rule: 1 to [`MAX_RULE_NAME`] bytes of letters, digits, spaces
 /// (not first or last) and `_ - . : + @`. A rule's name appears in logs, metrics labels,
 /// alert ids and file names, so it holds nothing that could break one of them.
-pub fn check_rule_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_rule_name(name: &str) -> Result<(), String> {
     let allowed = |c: char| c.is_alphanumeric() || " _-.:+@".contains(c);
     if name.is_empty()
         || name.len() > MAX_RULE_NAME
@@ -271,10 +276,10 @@ pub fn check_rule_name(name: &str) -> Result<(), String> {
 
 /// The longest duration any setting takes: 100 years. Every window, delay and timeout
 /// stays far from the ends of the event-time range, so no sum of them can overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parses a duration as written in configs and flags: `10s`, `500ms`, `1m 30s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| {
         format!("invalid duration `{s}`: {e} (write it like \"10s\", \"500ms\" or \"1m 30s\")")
     })?;

@@ -3,7 +3,7 @@
 //! precedence is flag, then environment, then file, then default.
 
 use super::OutputMode;
-pub use super::http::HttpConfig;
+pub(crate) use super::http::HttpConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// Where events come from.
     #[serde(default)]
     pub kafka: KafkaConfig,
@@ -43,7 +43,7 @@ pub struct RunConfig {
 /// `[engine]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     /// Threads that decode, project and filter each batch (0 or absent: one per core).
     /// Windows, watermarks and outputs stay on one thread, so results do not depend on it.
     #[serde(default)]
@@ -52,17 +52,17 @@ pub struct EngineConfig {
 
 /// Most workers: more threads than a large machine's cores only contend, and each holds an
 /// instance of every rule.
-pub const MAX_WORKERS: usize = 256;
+pub(crate) const MAX_WORKERS: usize = 256;
 
 /// Longest line or message `--max-line-bytes` and `[kafka] max_message_bytes` may allow.
-pub const MAX_LINE_BYTES: usize = 256 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 256 << 20;
 
 /// Largest rulewatch.toml read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// `--workers` of `replay` and `bench`.
 #[derive(clap::Args)]
-pub struct Workers {
+pub(crate) struct Workers {
     /// Threads that decode, project and filter (default: one per core); the output is the
     /// same for any number.
     #[arg(
@@ -76,13 +76,13 @@ pub struct Workers {
 }
 
 /// Parses a worker count (`--workers`): 0 (one per core) to [`MAX_WORKERS`].
-pub fn worker_count(text: &str) -> Result<usize, String> {
+pub(crate) fn worker_count(text: &str) -> Result<usize, String> {
     let why = "threads beyond the cores only contend; 0 means one per core";
     crate::config::parse_at_most(text, "workers", MAX_WORKERS as u64, why)
 }
 
 /// Parses a line length (`--max-line-bytes`): 1 to [`MAX_LINE_BYTES`].
-pub fn line_bytes(text: &str) -> Result<usize, String> {
+pub(crate) fn line_bytes(text: &str) -> Result<usize, String> {
     let why = "a line is held in memory whole";
     match crate::config::parse_at_most(text, "max-line-bytes", MAX_LINE_BYTES as u64, why)? {
         0 => Err("a line of at most 0 bytes holds nothing: give a positive size".into()),
@@ -92,7 +92,7 @@ pub fn line_bytes(text: &str) -> Result<usize, String> {
 
 /// Refuses `name` (the setting `setting`) unless it can name a Kafka topic: 1 to 249 of
 /// `a-z A-Z 0-9 . _ -`, as Kafka requires.
-pub fn check_topic(setting: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_topic(setting: &str, name: &str) -> anyhow::Result<()> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
     if name.is_empty() || name.len() > 249 || !name.chars().all(ok) || name == "." || name == ".." {
         anyhow::bail!(
@@ -106,13 +106,13 @@ pub fn check_topic(setting: &str, name: &str) -> anyhow::Result<()> {
 
 impl Workers {
     /// How many: as given, or one per core.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         workers(self.workers)
     }
 }
 
 /// The worker count `workers` asks for: itself, or one per core for 0.
-pub fn workers(workers: usize) -> usize {
+pub(crate) fn workers(workers: usize) -> usize {
     match workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -122,7 +122,7 @@ pub fn workers(workers: usize) -> usize {
 /// `[kafka]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
+pub(crate) struct KafkaConfig {
     /// `bootstrap.servers`.
     #[serde(default = "default_brokers")]
     pub brokers: String,
@@ -178,7 +178,7 @@ fn default_max_message() -> usize {
 /// `[rules]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RulesConfig {
+pub(crate) struct RulesConfig {
     /// The rules folder; the built-in crash rule if absent.
     pub dir: Option<PathBuf>,
 }
@@ -186,7 +186,7 @@ pub struct RulesConfig {
 /// How alerts are printed on stdout.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum Console {
+pub(crate) enum Console {
     /// The Spark console layout.
     #[default]
     Table,
@@ -199,7 +199,7 @@ pub enum Console {
 /// `[output]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RunOutputConfig {
+pub(crate) struct RunOutputConfig {
     /// Alerts on stdout.
     #[serde(default)]
     pub console: Console,
@@ -251,7 +251,7 @@ impl Default for RunOutputConfig {
 /// `[checkpoint]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
+pub(crate) struct CheckpointConfig {
     /// Folder of the checkpoint file.
     #[serde(default = "default_checkpoint_dir")]
     pub dir: PathBuf,
@@ -284,7 +284,7 @@ fn default_interval() -> Duration {
 /// `[watermark]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct WatermarkConfig {
+pub(crate) struct WatermarkConfig {
     /// A partition without data for this long is idle: its watermark follows the slowest
     /// active partition's, so that its last windows close (and, for repartitioned rules, it
     /// stops holding back the internal partitions).
@@ -310,7 +310,7 @@ fn default_idle() -> Duration {
 }
 
 /// The librdkafka settings of `--kafka-option KEY=VALUE` flags, by key.
-pub fn kafka_options(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn kafka_options(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     flags.iter().map(|kv| kafka_option(kv)).collect()
 }
 
@@ -324,7 +324,7 @@ fn kafka_option(kv: &str) -> anyhow::Result<(String, String)> {
 
 impl KafkaConfig {
     /// Refuses settings past their ceilings, naming each (see [`RunConfig::validate`]).
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         use crate::config::{MAX_NAME, MAX_TEXT, at_most, capped};
         at_most(
             "[kafka] max_message_bytes",
@@ -352,7 +352,7 @@ impl RunConfig {
     /// Refuses settings past their ceilings, naming each: counts, sizes and strings (a
     /// typo of a few zeros, or a generated value, must not become a thread per element or a
     /// megabyte per record).
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         use crate::config::{MAX_TEXT, at_most, capped};
         at_most(
             "[engine] workers",
@@ -405,7 +405,7 @@ impl RunConfig {
     }
 
     /// Reads `path`; a missing file is an error only if `required`.
-    pub fn load(path: &Path, required: bool) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path, required: bool) -> anyhow::Result<Self> {
         // A config is small; anything larger is not one (and is not read whole).
         let read = std::fs::File::open(path).and_then(|f| {
             use std::io::Read;

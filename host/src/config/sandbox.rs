@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The engine-wide ceilings.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// Most linear memory (all of a module's memories together) a rule may use.
     #[serde(default = "default_max_memory", deserialize_with = "super::byte_size")]
     pub max_memory: u64,
@@ -105,7 +105,7 @@ static CEILINGS: OnceLock<SandboxConfig> = OnceLock::new();
 /// Sets the ceilings for this process; only the first call counts (call it before loading
 /// rules). Refuses values that would disable the sandbox. `RULEWATCH_MODULE_DIRS`, when
 /// set, replaces `module_dirs`.
-pub fn set_ceilings(config: SandboxConfig) -> anyhow::Result<()> {
+pub(crate) fn set_ceilings(config: SandboxConfig) -> anyhow::Result<()> {
     let config = with_env(config);
     if config.max_memory < 1 << 16 || config.max_time_per_batch.is_zero() {
         anyhow::bail!(
@@ -167,7 +167,7 @@ pub fn set_ceilings(config: SandboxConfig) -> anyhow::Result<()> {
 }
 
 /// The ceilings in force.
-pub fn ceilings() -> &'static SandboxConfig {
+pub(crate) fn ceilings() -> &'static SandboxConfig {
     CEILINGS.get_or_init(|| with_env(SandboxConfig::default()))
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The kind of receiver.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// One POST of the alert's JSON row per alert, `Idempotency-Key: <alert_id>`.
     Webhook,
     /// Prometheus Alertmanager's v2 API (`POST /api/v2/alerts`); every URL (an HA pair) gets
@@ -24,7 +24,7 @@ pub enum SinkKind {
 /// One `[[output.sinks]]` entry.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     /// `webhook` or `alertmanager`.
     pub kind: SinkKind,
     /// The receiver: the webhook's URL, or an Alertmanager's base URL
@@ -130,7 +130,7 @@ const MAX_SINKS: usize = 32;
 
 impl SinkConfig {
     /// Every receiver URL, `url` first.
-    pub fn receivers(&self) -> Vec<&str> {
+    pub(crate) fn receivers(&self) -> Vec<&str> {
         self.url
             .iter()
             .chain(&self.urls)
@@ -139,7 +139,7 @@ impl SinkConfig {
     }
 
     /// Refuses what cannot work, naming the setting (`[[output.sinks]] #n`).
-    pub fn validate(&self, n: usize) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self, n: usize) -> anyhow::Result<()> {
         let at = format!("[[output.sinks]] #{n} ({:?})", self.kind).to_lowercase();
         let receivers = self.receivers();
         if receivers.is_empty() {
@@ -205,7 +205,7 @@ impl SinkConfig {
 }
 
 /// Refuses a sink list that cannot work ([`SinkConfig::validate`] for each).
-pub fn validate(sinks: &[SinkConfig]) -> anyhow::Result<()> {
+pub(crate) fn validate(sinks: &[SinkConfig]) -> anyhow::Result<()> {
     at_most(
         "[[output.sinks]]",
         sinks.len() as u64,

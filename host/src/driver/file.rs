@@ -31,7 +31,7 @@ const IN_FLIGHT_PER_WORKER: usize = 2;
 /// of its own then reads it. Lines longer than `max_line` are rejected as too large;
 /// `changes` are applied between batches; `status`, if given, is published as the replay
 /// goes.
-pub fn drive(
+pub(crate) fn drive(
     pipeline: &mut Pipeline,
     input: impl Read + Send + 'static,
     may_wait: bool,

@@ -29,7 +29,7 @@ use tracing::info;
 /// The internal topics of a backtest, in memory, one partition each: the records forwarded
 /// since they were last taken, in the order they were sent.
 #[derive(Default)]
-pub struct Loopback {
+pub(crate) struct Loopback {
     /// The internal topics, by the source index their partition has.
     topics: Vec<(usize, String)>,
     sent: Mutex<Sent>,
@@ -105,7 +105,7 @@ impl ForwardOutput for Loopback {
 /// repartition (`keyed_by`: `auto` to sample the topics, `none`, or a field), and sets the
 /// latter up in memory; `None` when no rule repartitions. `partitions` is how many input
 /// partitions the backtest reads (their source indices come first).
-pub fn repartition(
+pub(crate) fn repartition(
     pipeline: &mut Pipeline,
     kafka: &KafkaConfig,
     rules: &[LoadedRule],
@@ -140,7 +140,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Feeds the history to `pipeline` until every partition is read to its end, then closes
 /// every window.
-pub fn drive(
+pub(crate) fn drive(
     pipeline: &mut Pipeline,
     history: &mut History,
     loopback: Option<&Loopback>,

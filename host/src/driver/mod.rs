@@ -5,9 +5,9 @@
 //!
 //! [`Pipeline`]: crate::pipeline::Pipeline
 
-pub mod file;
-pub mod history;
-pub mod kafka;
+pub(crate) mod file;
+pub(crate) mod history;
+pub(crate) mod kafka;
 
 use crate::config::http::HttpConfig;
 use crate::status::{Publisher, Shared, Status};
@@ -15,7 +15,10 @@ use crate::status::{Publisher, Shared, Status};
 /// Serves the status page, `/metrics`, `/healthz` and `/readyz` as `http` says, unless it
 /// is switched off, for a run reading `source` (`file` or `kafka`); the handle to publish
 /// the status through.
-pub fn serve_status(http: &HttpConfig, source: &'static str) -> anyhow::Result<Option<Publisher>> {
+pub(crate) fn serve_status(
+    http: &HttpConfig,
+    source: &'static str,
+) -> anyhow::Result<Option<Publisher>> {
     let Some(listen) = http.address() else {
         return Ok(None);
     };

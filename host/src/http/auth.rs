@@ -16,14 +16,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Requests refused for a missing or wrong credential since start.
-pub static FAILURES: AtomicU64 = AtomicU64::new(0);
+pub(super) static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Most (user, password) pairs remembered as verified: bcrypt costs tens of milliseconds
 /// by design, and a scrape every few seconds must not pay it each time.
 const REMEMBERED: usize = 64;
 
 /// The credentials the endpoint accepts; none: everyone may read it.
-pub struct Auth {
+pub(super) struct Auth {
     users: BTreeMap<String, String>,
     token: Option<(PathBuf, Vec<u8>)>,
     open_probes: bool,
@@ -33,7 +33,7 @@ pub struct Auth {
 
 impl Auth {
     /// The credentials of `config`, its token read now; an error names the setting.
-    pub fn load(config: &HttpConfig) -> anyhow::Result<Self> {
+    pub(super) fn load(config: &HttpConfig) -> anyhow::Result<Self> {
         let token = match &config.bearer_token_file {
             None => None,
             Some(path) => {
@@ -57,7 +57,7 @@ impl Auth {
     }
 
     /// Whether any credential is asked for.
-    pub fn required(&self) -> bool {
+    pub(super) fn required(&self) -> bool {
         !self.users.is_empty() || self.token.is_some()
     }
 
@@ -131,7 +131,7 @@ fn decode_basic(b64: &str) -> Option<(String, String)> {
 }
 
 /// The middleware: answers 401 unless the request carries an accepted credential.
-pub async fn check(
+pub(super) async fn check(
     State(auth): State<std::sync::Arc<Auth>>,
     request: Request,
     next: Next,

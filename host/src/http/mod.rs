@@ -23,7 +23,7 @@ use std::time::Duration;
 use tracing::info;
 
 /// `/healthz` fails when the processing loop has not published for this long: it is stuck.
-pub const STALE_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// The status page: plain HTML and JavaScript that polls `/api/status`.
 const PAGE: &str = include_str!("page.html");
@@ -31,7 +31,11 @@ const PAGE: &str = include_str!("page.html");
 /// Starts serving as `config` says on `listen` (`host:port`; port 0 picks a free one) and
 /// returns the address it listens on. Settings that cannot work (a key file that does not
 /// load, a token file that cannot be read, an address taken) are errors naming them.
-pub fn serve(listen: &str, config: &HttpConfig, status: Shared) -> anyhow::Result<SocketAddr> {
+pub(crate) fn serve(
+    listen: &str,
+    config: &HttpConfig,
+    status: Shared,
+) -> anyhow::Result<SocketAddr> {
     config.validate()?;
     let auth = Arc::new(auth::Auth::load(config)?);
     let tls = (config.tls_server_config.as_ref())
@@ -78,7 +82,7 @@ pub fn serve(listen: &str, config: &HttpConfig, status: Shared) -> anyhow::Resul
 }
 
 /// Failures to authenticate and TLS handshakes that failed, since start (for `/metrics`).
-pub fn refusals() -> (u64, u64) {
+pub(crate) fn refusals() -> (u64, u64) {
     use std::sync::atomic::Ordering::Relaxed;
     (
         auth::FAILURES.load(Relaxed),
@@ -210,7 +214,7 @@ fn readyz(status: &Shared) -> Response {
 /// 200 answer. For container health checks, where no HTTP client is installed. Over HTTPS
 /// the certificate is not verified, as Kubernetes' HTTPS probes do not verify it: the check
 /// asks its own container's process.
-pub fn check(url: &str) -> anyhow::Result<()> {
+pub(crate) fn check(url: &str) -> anyhow::Result<()> {
     let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(rest), _) => (rest, false),
         (_, Some(rest)) => (rest, true),

@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use std::fmt::{Error, Write};
 
 /// Renders `status` as the body of `/metrics`.
-pub fn render(status: Status) -> String {
+pub(super) fn render(status: Status) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot(status)));
     let mut out = String::new();

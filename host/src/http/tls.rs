@@ -19,20 +19,20 @@ use tracing::{info, warn};
 
 /// Handshakes that failed since start (a client that does not trust the certificate, or
 /// whose own certificate was refused).
-pub static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
+pub(super) static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// What identifies a version of the files: each one's size and modification time.
 type Stamp = Vec<Option<(u64, SystemTime)>>;
 
 /// The acceptor of the files as they are now.
-pub struct Reloading {
+pub(super) struct Reloading {
     config: TlsServerConfig,
     current: Mutex<(Stamp, Arc<SslAcceptor>)>,
 }
 
 impl Reloading {
     /// Builds the acceptor from `config`'s files; an error names the file and what is wrong.
-    pub fn load(config: &TlsServerConfig) -> anyhow::Result<Self> {
+    pub(super) fn load(config: &TlsServerConfig) -> anyhow::Result<Self> {
         let stamp = stamp(config);
         let acceptor = build(config)?;
         Ok(Reloading {
@@ -114,7 +114,7 @@ fn build(config: &TlsServerConfig) -> anyhow::Result<SslAcceptor> {
 
 /// Serves `router` over TLS on `listener` until the process ends: each connection's
 /// handshake and requests on a task of its own, so that a slow client holds up no other.
-pub async fn serve(
+pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<Reloading>,
     router: Router,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Repartitioning set up for a run on Kafka (see [`crate::repartition`]).
-pub struct Repartitioning {
+pub(crate) struct Repartitioning {
     /// Where the internal topics are written.
     pub output: Arc<dyn ForwardOutput>,
     /// The field the input is keyed by, if any: rules grouping by it count directly.
@@ -285,7 +285,11 @@ impl Pipeline {
     /// Sends each input partition's watermark to the repartition topics when it moved,
     /// went idle, or a second passed (see [`crate::repartition`]). `partitions` holds what
     /// each source's reader says of it; `next` gives a source's next offset.
-    pub fn send_markers(&mut self, partitions: &[Reading], next: impl Fn(usize) -> Option<i64>) {
+    pub(crate) fn send_markers(
+        &mut self,
+        partitions: &[Reading],
+        next: impl Fn(usize) -> Option<i64>,
+    ) {
         let Some(rp) = &self.repartitioning else {
             return;
         };

@@ -85,7 +85,7 @@ pub(crate) struct FilterCall {
 
 impl RuleFiltered {
     /// The filter calls of this chunk.
-    pub fn calls(&self) -> &[FilterCall] {
+    pub(crate) fn calls(&self) -> &[FilterCall] {
         &self.calls[..self.calls_used]
     }
 
@@ -112,7 +112,7 @@ pub(crate) struct FrontSpec<'a> {
 impl Front {
     /// A front for `rules`; a rule that is not running gets none of its events. An error
     /// names the index of the rule whose instance did not start.
-    pub fn new(rules: &[FrontSpec<'_>]) -> Result<Self, (usize, RuleError)> {
+    pub(crate) fn new(rules: &[FrontSpec<'_>]) -> Result<Self, (usize, RuleError)> {
         let mut front = Front {
             decoder: Decoder::default(),
             rules: Vec::new(),
@@ -124,7 +124,7 @@ impl Front {
     /// Follows a change of the rules: keeps the instances of the versions still running and
     /// starts the others. On an error (the index of the rule whose instance did not start)
     /// the front has no rules until renewed again.
-    pub fn renew(&mut self, rules: &[FrontSpec<'_>]) -> Result<(), (usize, RuleError)> {
+    pub(crate) fn renew(&mut self, rules: &[FrontSpec<'_>]) -> Result<(), (usize, RuleError)> {
         let mut decoder = Decoder::default();
         let mut old = std::mem::take(&mut self.rules);
         let mut renewed = Vec::with_capacity(rules.len());
@@ -139,7 +139,7 @@ impl Front {
 
     /// Stops giving its events to each rule that is not `running` (by index) any more: it
     /// was quarantined.
-    pub fn keep_running(&mut self, running: &[bool]) {
+    pub(crate) fn keep_running(&mut self, running: &[bool]) {
         for (r, _) in self.rules.iter_mut().zip(running).filter(|(_, run)| !**run) {
             r.instance = None;
             r.batch_bytes = 0;
@@ -148,7 +148,7 @@ impl Front {
 
     /// Filters the lines `lines` (the batch's lines from index `first` on; `buf` holds the
     /// batch's bytes) into `out`. Lines whose source `skip` says are not input are left out.
-    pub fn filter(
+    pub(crate) fn filter(
         &mut self,
         buf: &[u8],
         lines: &[Line],

@@ -21,7 +21,7 @@
 //! (window, key) pair and per alert.
 
 mod cooldown;
-pub mod forward;
+pub(crate) mod forward;
 mod front;
 mod rejects;
 mod reload;
@@ -32,10 +32,10 @@ mod state;
 #[cfg(test)]
 mod test_support;
 
-pub use forward::Repartitioning;
+pub(crate) use forward::Repartitioning;
 use front::FrontSpec;
 pub(crate) use front::{Filtered, Front};
-pub use rejects::Rejects;
+pub(crate) use rejects::Rejects;
 
 use crate::config::OutputMode;
 use crate::metrics::{RuleChanges, StageTimes};
@@ -52,10 +52,10 @@ use std::time::{Duration, Instant};
 
 /// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
 /// batch's buffers stay in cache and `update` rows come out promptly.
-pub const BATCH_LINES: usize = 4096;
+pub(crate) const BATCH_LINES: usize = 4096;
 
 /// Runs rules over batches of lines.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     sources: Sources,
     rules: Vec<RuleRunner>,
     /// How many workers filter each batch.
@@ -80,7 +80,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts every rule; `mode` overrides the rules' own output mode.
-    pub fn new(
+    pub(crate) fn new(
         sources: Sources,
         rules: &[LoadedRule],
         mode: Option<OutputMode>,
@@ -112,7 +112,7 @@ impl Pipeline {
 
     /// Runs the filter stage of each batch on `workers` threads (see [`front`]); the
     /// output does not depend on how many.
-    pub fn set_workers(&mut self, workers: usize) -> Result<(), RuleError> {
+    pub(crate) fn set_workers(&mut self, workers: usize) -> Result<(), RuleError> {
         let workers = workers.max(1);
         self.workers = workers;
         self.filtered.resize_with(workers, Filtered::default);
@@ -124,7 +124,7 @@ impl Pipeline {
     }
 
     /// How many workers filter each batch.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.workers
     }
 
@@ -186,7 +186,7 @@ impl Pipeline {
 
     /// Sets up repartitioning: rules not grouping by the field the input is keyed by
     /// forward their events through their internal topic.
-    pub fn set_repartitioning(&mut self, r: Repartitioning) -> anyhow::Result<()> {
+    pub(crate) fn set_repartitioning(&mut self, r: Repartitioning) -> anyhow::Result<()> {
         self.repartitioning = Some(r);
         let mut rules = std::mem::take(&mut self.rules);
         let counted = rules
@@ -197,7 +197,7 @@ impl Pipeline {
     }
 
     /// Processes one batch of lines (`buf` holds their bytes) and emits its trigger.
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         buf: &[u8],
         lines: &[Line],
@@ -305,12 +305,12 @@ impl Pipeline {
 
     /// Emits what the watermark alone decides (windows it closed while no data came, for
     /// example after a source went idle).
-    pub fn tick(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn tick(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.trigger(false, sink)
     }
 
     /// Ends the input: every window closes and the last rows are emitted and delivered.
-    pub fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.trigger(true, sink)?;
         self.rejects.flush()?;
         sink.drain()?;
@@ -358,7 +358,7 @@ impl Pipeline {
     }
 
     /// Names source `index` (a partition as it is assigned) for positions and checkpoints.
-    pub fn name_source(&mut self, index: usize, name: &str) {
+    pub(crate) fn name_source(&mut self, index: usize, name: &str) {
         let rp = self.repartitioning.as_ref();
         self.sources.name(index, name, |topic| {
             rp.is_some_and(|r| r.is_internal(topic))
@@ -366,7 +366,7 @@ impl Pipeline {
     }
 
     /// Whether source `index` is a partition of a repartition topic.
-    pub fn is_internal(&self, index: usize) -> bool {
+    pub(crate) fn is_internal(&self, index: usize) -> bool {
         self.sources.is_internal(index)
     }
 
@@ -375,7 +375,7 @@ impl Pipeline {
     /// (its reader vouched it has nothing new for `quiet_close`): then its open windows
     /// close at the next trigger. Rules counting through a repartition topic hear the same
     /// from the markers ([`Pipeline::send_markers`]).
-    pub fn set_source_idle(&mut self, index: usize, reading: Reading) {
+    pub(crate) fn set_source_idle(&mut self, index: usize, reading: Reading) {
         // A repartition topic's partitions get markers at least once a second.
         if self.sources.is_internal(index) {
             return;
@@ -392,22 +392,22 @@ impl Pipeline {
     }
 
     /// Triggers emitted so far (the console's batch number).
-    pub fn triggers(&self) -> u64 {
+    pub(crate) fn triggers(&self) -> u64 {
         self.triggers
     }
 
     /// Goes on numbering triggers from `triggers` (restored from a checkpoint).
-    pub fn set_triggers(&mut self, triggers: u64) {
+    pub(crate) fn set_triggers(&mut self, triggers: u64) {
         self.triggers = triggers;
     }
 
     /// Time spent per stage so far.
-    pub fn stage_times(&self) -> &StageTimes {
+    pub(crate) fn stage_times(&self) -> &StageTimes {
         &self.times
     }
 
     /// Time in each rule's filter calls so far, summed over the workers, by rule name.
-    pub fn filter_times(&self) -> Vec<(String, Duration)> {
+    pub(crate) fn filter_times(&self) -> Vec<(String, Duration)> {
         self.rules
             .iter()
             .map(|r| (r.meta.name.clone(), r.stats.filter_time))
@@ -415,7 +415,7 @@ impl Pipeline {
     }
 
     /// Flushes the reject outputs (before a checkpoint).
-    pub fn flush_rejects(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn flush_rejects(&mut self) -> anyhow::Result<()> {
         self.rejects.flush()
     }
 }

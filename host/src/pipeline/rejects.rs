@@ -18,7 +18,7 @@ const LOGGED_PER_REASON: u64 = 5;
 
 /// Optional outputs for rejected input.
 #[derive(Default)]
-pub struct Rejects {
+pub(crate) struct Rejects {
     /// Dead letters: lines that could not be used.
     pub dead_letter: Option<Box<dyn RejectSink>>,
     /// Late events.

@@ -16,7 +16,11 @@ use tracing::{error, info};
 
 impl Pipeline {
     /// Applies the rule changes that are ready.
-    pub fn apply_ready(&mut self, changes: &Changes, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn apply_ready(
+        &mut self,
+        changes: &Changes,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
         if let Some(rx) = changes {
             while let Ok(change) = rx.try_recv() {
                 self.apply(change, sink)?;
@@ -26,7 +30,7 @@ impl Pipeline {
     }
 
     /// Applies a change of the rules folder.
-    pub fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn apply(&mut self, change: Change, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let started = Instant::now();
         match change {
             Change::Upsert(rule) => {

@@ -10,7 +10,7 @@ use crate::status::{PartitionStatus, RuleState, RuleStatus, Status, WindowStatus
 
 impl Pipeline {
     /// The run summary for stderr: input and per-rule counters over `elapsed`.
-    pub fn summary(&self, elapsed: std::time::Duration) -> String {
+    pub(crate) fn summary(&self, elapsed: std::time::Duration) -> String {
         let rules: Vec<RuleSummary<'_>> = self
             .rules
             .iter()
@@ -25,7 +25,7 @@ impl Pipeline {
 
     /// Fills `s` with the counters, rules, latest alerts and per-source watermarks; the
     /// caller adds what the source knows (assignment, idleness, lag) to `s.partitions`.
-    pub fn status(&self, s: &mut Status) {
+    pub(crate) fn status(&self, s: &mut Status) {
         s.totals.events = self.input.stats.lines;
         s.totals.alerts = 0;
         s.totals.late = 0;

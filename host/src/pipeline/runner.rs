@@ -72,7 +72,7 @@ pub(super) struct RuleRunner {
 
 impl RuleRunner {
     /// Starts a rule: instantiates its module with its params and registers its fields.
-    pub fn new(rule: &LoadedRule, mode: Option<OutputMode>) -> Result<Self, RuleError> {
+    pub(super) fn new(rule: &LoadedRule, mode: Option<OutputMode>) -> Result<Self, RuleError> {
         let c = &rule.config;
         let instance =
             rule.module
@@ -122,13 +122,13 @@ impl RuleRunner {
 
     /// Sets how its events reach its windows. Repartitioned state differs from state
     /// counted per input partition, so the mode is part of the settings checkpoints record.
-    pub fn set_counting(&mut self, counting: Counting) {
+    pub(super) fn set_counting(&mut self, counting: Counting) {
         self.settings.repartitioned = matches!(counting, Counting::Forwarded(_));
         self.counting = counting;
     }
 
     /// Counts, logs (rate-limited) and dead-letters an event this rule cannot read.
-    pub fn reject_field(&mut self, e: &FieldError, line: &Line, ctx: &mut BatchContext<'_>) {
+    pub(super) fn reject_field(&mut self, e: &FieldError, line: &Line, ctx: &mut BatchContext<'_>) {
         self.stats.bad.add(e.reason);
         let field = &self.field_names[e.field];
         let pos = ctx.sources.position(line);
@@ -150,7 +150,7 @@ impl RuleRunner {
 
     /// Applies what a front found for this rule in one chunk: the events its filter
     /// selected are counted or forwarded, in line order. The time it took.
-    pub fn apply(&mut self, f: &RuleFiltered, ctx: &mut BatchContext<'_>) -> Duration {
+    pub(super) fn apply(&mut self, f: &RuleFiltered, ctx: &mut BatchContext<'_>) -> Duration {
         let started = Instant::now();
         for call in f.calls() {
             let batch = Batch::parse(&call.encoded).expect("the host encodes valid batches");
@@ -212,7 +212,7 @@ impl RuleRunner {
     /// alerts, and frees closed windows; `end` closes every window (the input ended).
     /// `sources` and (with a repartition topic) `inputs`, the input partitions, say where
     /// evidence positions are.
-    pub fn trigger(
+    pub(super) fn trigger(
         &mut self,
         end: bool,
         out: &mut Vec<AlertRow>,
@@ -319,7 +319,7 @@ impl RuleRunner {
     }
 
     /// Stops a rule that misbehaved; the other rules go on.
-    pub fn quarantine(&mut self, e: RuleError) {
+    pub(super) fn quarantine(&mut self, e: RuleError) {
         error!(
             "rule {} (module sha256 {}) {e}; it is quarantined and its open windows are \
              dropped; the other rules keep running",

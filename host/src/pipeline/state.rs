@@ -12,7 +12,10 @@ use tracing::warn;
 impl Pipeline {
     /// Every rule's state per partition in `offsets` (the partitions this instance reads,
     /// with the next offset of each), encoded straight from the live state between batches.
-    pub fn checkpoint(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<Vec<Record>> {
+    pub(crate) fn checkpoint(
+        &self,
+        offsets: &BTreeMap<String, i64>,
+    ) -> anyhow::Result<Vec<Record>> {
         let mut records = Vec::with_capacity(offsets.len());
         for (name, &offset) in offsets {
             let Some(source) = self.sources.index_of(name) else {
@@ -47,7 +50,7 @@ impl Pipeline {
     /// Restores partition `source`'s state from its checkpoint record. State of a rule
     /// whose window settings changed since is not restored (it starts empty there), and
     /// said so.
-    pub fn restore_partition(&mut self, source: usize, state: PartitionState) {
+    pub(crate) fn restore_partition(&mut self, source: usize, state: PartitionState) {
         let name = self.sources.name_of(source);
         for (rule, st) in state.rules {
             match self.rules.iter_mut().find(|r| r.meta.name == rule) {
@@ -78,7 +81,7 @@ impl Pipeline {
     }
 
     /// Drops partition `source`'s state in every rule (it went to another instance).
-    pub fn drop_partition(&mut self, source: usize) {
+    pub(crate) fn drop_partition(&mut self, source: usize) {
         for r in &mut self.rules {
             r.windows.drop_source(source);
             r.cooldown.drop_source(source);

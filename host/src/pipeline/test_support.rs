@@ -7,7 +7,7 @@ use crate::source::lines::Line;
 use std::sync::Arc;
 
 /// The built-in crash rule, grouping by `key`.
-pub fn crash(key: &str) -> LoadedRule {
+pub(super) fn crash(key: &str) -> LoadedRule {
     let mut config = builtin::crash_config();
     config.window.key = key.to_owned();
     LoadedRule {
@@ -21,7 +21,7 @@ pub fn crash(key: &str) -> LoadedRule {
 }
 
 /// An event `second` seconds into 2026 of `user` with `severity` and `content`.
-pub fn event(second: u32, severity: &str, user: &str, content: &str) -> String {
+pub(super) fn event(second: u32, severity: &str, user: &str, content: &str) -> String {
     format!(
         r#"{{"timestamp":"2026-01-01T00:{:02}:{:02}Z","severity":"{severity}","user_id":"{user}","content":"{content}"}}"#,
         second / 60,
@@ -30,7 +30,7 @@ pub fn event(second: u32, severity: &str, user: &str, content: &str) -> String {
 }
 
 /// A batch of `texts` read from source `source`, numbered from 0.
-pub fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<Line>) {
+pub(super) fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<Line>) {
     let (mut buf, mut lines) = (Vec::new(), Vec::new());
     for (n, text) in texts.iter().enumerate() {
         let start = buf.len();

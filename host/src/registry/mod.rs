@@ -3,7 +3,7 @@
 //! for changes.
 
 mod files;
-pub mod watch;
+pub(crate) mod watch;
 
 use crate::config::sandbox;
 use crate::config::{Role, RuleConfig};
@@ -17,7 +17,7 @@ use watch::Changes;
 
 /// A loaded rule: its name, role, config and compiled module, ready to start.
 #[derive(Clone)]
-pub struct LoadedRule {
+pub(crate) struct LoadedRule {
     /// The rule's name.
     pub name: String,
     /// Published, or the shadow of another rule.
@@ -29,7 +29,7 @@ pub struct LoadedRule {
 }
 
 /// The built-in crash rule.
-pub fn builtin() -> anyhow::Result<LoadedRule> {
+pub(crate) fn builtin() -> anyhow::Result<LoadedRule> {
     let config = builtin::crash_config();
     let module = RuleModule::compile("crash", builtin::CRASH_WASM, &config.limits)
         .context("the built-in crash rule does not load (a build problem)")?;
@@ -44,7 +44,7 @@ pub fn builtin() -> anyhow::Result<LoadedRule> {
 
 /// Loads one rule from its TOML file and the module it names, both read from the TOML's
 /// folder within the engine's ceilings ([`sandbox::ceilings`]).
-pub fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
+pub(crate) fn load(toml: &Path) -> anyhow::Result<LoadedRule> {
     let folder = folder_of(toml);
     let cap = sandbox::ceilings().max_module_bytes;
     // Paths may hold anything: shown escaped wherever they are printed.
@@ -144,7 +144,7 @@ fn module_stamp(toml: &Path, module: &Path) -> Option<(u64, std::time::SystemTim
 }
 
 /// The rule configs in `dir`, sorted by name, leaving out editors' temporary files.
-pub fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the rules folder {}", shown_path(dir)))?;
     let mut tomls: Vec<PathBuf> = entries
@@ -157,7 +157,10 @@ pub fn configs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The rules of `--rules DIR`, or the built-in crash rule; with `watch`, also the changes of
 /// the folder from now on. Broken rules are reported; it is an error only if no rule is left.
-pub fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<LoadedRule>, Changes)> {
+pub(crate) fn load_rules(
+    dir: Option<&Path>,
+    watch: bool,
+) -> anyhow::Result<(Vec<LoadedRule>, Changes)> {
     let Some(dir) = dir else {
         return Ok((vec![builtin()?], None));
     };
@@ -191,7 +194,7 @@ pub fn load_rules(dir: Option<&Path>, watch: bool) -> anyhow::Result<(Vec<Loaded
 
 /// Every rule in a folder: the good ones with their config files, and the errors of the
 /// others, so that one broken rule does not stop the rest.
-pub struct Folder {
+pub(crate) struct Folder {
     /// Loaded rules.
     pub rules: Vec<LoadedRule>,
     /// Config file and rule name of each loaded rule.
@@ -203,7 +206,7 @@ pub struct Folder {
 /// Loads every rule in `dir`. When several configs claim one name, the order of files does
 /// not decide: the one whose file is named after the rule (`crash.toml` for `crash`) runs,
 /// and the others are refused naming it; when none is, all of them are refused.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
+pub(crate) fn load_dir(dir: &Path) -> anyhow::Result<Folder> {
     let mut folder = Folder {
         rules: Vec::new(),
         paths: Vec::new(),

@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
 /// Quiet time after the last file event before the folder is read again.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub(crate) const SETTLE: Duration = Duration::from_millis(250);
 
 /// A change to the set of running rules.
-pub enum Change {
+pub(crate) enum Change {
     /// A rule was added or changed (by name): run this version.
     Upsert(Box<LoadedRule>),
     /// The rule of this name was deleted.
@@ -35,7 +35,7 @@ pub enum Change {
 }
 
 /// Rule changes from a watched folder, if it is watched.
-pub type Changes = Option<Receiver<Change>>;
+pub(crate) type Changes = Option<Receiver<Change>>;
 
 /// What a rule was loaded from, to tell real changes from touched files.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ fn fingerprint(toml: &Path) -> Option<Fingerprint> {
 
 /// Starts watching `dir`, whose rules were loaded at start as `loaded` (config path → rule
 /// name). Changes arrive on the returned channel.
-pub fn watch(dir: &Path, loaded: &[(PathBuf, String)]) -> anyhow::Result<Receiver<Change>> {
+pub(crate) fn watch(dir: &Path, loaded: &[(PathBuf, String)]) -> anyhow::Result<Receiver<Change>> {
     let (events_tx, events) = channel();
     let mut watcher = notify::recommended_watcher(events_tx)?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
@@ -112,7 +112,7 @@ fn wait_for_quiet(events: &Receiver<notify::Result<notify::Event>>) -> bool {
 }
 
 /// Editors' and tools' temporary files: hidden, backup, swap and partial files.
-pub fn is_temporary(path: &Path) -> bool {
+pub(crate) fn is_temporary(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

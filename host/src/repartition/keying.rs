@@ -12,7 +12,7 @@ const SAMPLE: i64 = 100;
 
 /// What the sample says about one field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Sampled messages that have the field (as a string or number).
     pub with_field: usize,
     /// Of those, messages whose key is the field's value.
@@ -21,13 +21,13 @@ pub struct Sample {
 
 impl Sample {
     /// Keyed by the field: every sampled message that has it is keyed by its value.
-    pub fn keyed(&self) -> bool {
+    pub(crate) fn keyed(&self) -> bool {
         self.with_field > 0 && self.keyed == self.with_field
     }
 }
 
 /// The partitions of `topics` (`topic/partition`), and the sample per field of `fields`.
-pub fn inspect(
+pub(crate) fn inspect(
     brokers: &str,
     options: &BTreeMap<String, String>,
     topics: &[String],

@@ -21,7 +21,7 @@
 //! internal partition keeps, per input partition, the next offset it expects and drops what
 //! is below it, and checkpoints that with its windows.
 
-pub mod keying;
+pub(crate) mod keying;
 
 use crate::config::run::KafkaConfig;
 use crate::source::Reading;
@@ -32,16 +32,16 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// How often an input partition's watermark is sent even when it has not moved.
-pub const MARKER_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const MARKER_EVERY: Duration = Duration::from_secs(1);
 
 /// The name of rule `rule`'s internal topic in consumer group `group`.
-pub fn topic_name(group: &str, rule: &str) -> String {
+pub(crate) fn topic_name(group: &str, rule: &str) -> String {
     format!("{group}-{rule}-repartition")
 }
 
 /// Which rules repartition, decided at start.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The field the input is keyed by, if any.
     pub keyed_by: Option<String>,
     /// The internal topic per rule that repartitions.
@@ -52,7 +52,7 @@ pub struct Plan {
 
 /// Decides, for each rule (name, group-by field), whether it counts per input partition
 /// or repartitions, and says so. `kafka.keyed_by = "auto"` samples the input topic.
-pub fn plan(kafka: &KafkaConfig, rules: &[(&str, &str)]) -> anyhow::Result<Plan> {
+pub(crate) fn plan(kafka: &KafkaConfig, rules: &[(&str, &str)]) -> anyhow::Result<Plan> {
     let fields: Vec<&str> = rules.iter().map(|(_, key)| *key).collect();
     let mut plan = Plan::default();
     let inspect = || keying::inspect(&kafka.brokers, &kafka.options, &kafka.topics, &fields);
@@ -115,7 +115,7 @@ impl Plan {
     /// Keeps repartitioning the rules whose checkpointed window settings (`checkpointed`:
     /// rule name and settings, from the checkpoints of input partitions) show they were
     /// repartitioned, whatever the input looks like now, and says so.
-    pub fn keep_repartitioned<'a>(
+    pub(crate) fn keep_repartitioned<'a>(
         &mut self,
         group: &str,
         checkpointed: impl IntoIterator<Item = (&'a str, &'a WindowSettings)>,
@@ -139,7 +139,7 @@ impl Plan {
 }
 
 /// Where forwarded records go: the repartition topics.
-pub trait ForwardOutput {
+pub(crate) trait ForwardOutput {
     /// Queues `record` to `topic`, to the partition `key` hashes to.
     fn send_keyed(&self, topic: &str, key: &[u8], record: &[u8]);
     /// Queues `record` to partition `partition` of `topic`.
@@ -148,7 +148,7 @@ pub trait ForwardOutput {
 
 /// A record of the internal topic.
 #[derive(Debug, PartialEq)]
-pub enum Forwarded<'a> {
+pub(crate) enum Forwarded<'a> {
     /// A selected, on-time event: its time and key, and where it came from.
     Event {
         /// Event time, epoch ms.
@@ -171,7 +171,7 @@ pub enum Forwarded<'a> {
 
 impl Forwarded<'_> {
     /// The record's bytes: tab-separated text, the key last (it may hold tabs).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         out.clear();
         let _ = match self {
@@ -207,7 +207,7 @@ impl Forwarded<'_> {
     }
 
     /// Reads a record; `None` if it is not one.
-    pub fn parse(bytes: &[u8]) -> Option<Forwarded<'_>> {
+    pub(crate) fn parse(bytes: &[u8]) -> Option<Forwarded<'_>> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut f = text.splitn(5, '\t');
         let kind = f.next()?;
@@ -243,7 +243,7 @@ impl Forwarded<'_> {
 
 /// What an internal partition knows of one input partition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// The next input offset expected: records below it were seen (replays are dropped).
     pub next: i64,
     /// Its watermark, from its latest marker.
@@ -276,7 +276,7 @@ impl Upstream {
 /// What an input partition's marker says: its watermark (none before its first event),
 /// whether it is idle, and the next offset it will read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Marker {
+pub(crate) struct Marker {
     /// Its watermark, epoch ms.
     pub watermark: Option<i64>,
     /// Its next offset.
@@ -294,14 +294,14 @@ pub struct Marker {
 /// Per internal partition, the input partitions' progress; the internal partition's
 /// watermark follows from it.
 #[derive(Clone, Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// By input partition name.
     pub upstream: BTreeMap<String, Upstream>,
 }
 
 impl Progress {
     /// Whether an event at input `offset` of `from` is new here (and notes it).
-    pub fn accept_event(&mut self, from: &str, offset: i64) -> bool {
+    pub(crate) fn accept_event(&mut self, from: &str, offset: i64) -> bool {
         let u = self.entry(from);
         if offset < u.next {
             return false;
@@ -317,7 +317,7 @@ impl Progress {
     /// input partitions (a vouched idle marker raises its floor to the others' watermark);
     /// `past_open` is where the watermark must be for every window open here to close (a
     /// quiet marker raises its floor to it).
-    pub fn apply_marker(
+    pub(crate) fn apply_marker(
         &mut self,
         from: &str,
         marker: Marker,
@@ -364,14 +364,14 @@ impl Progress {
 
     /// The watermark over `inputs` (every input partition): the smallest of their
     /// watermarks, an idle one counting at its floor; none while one of them has none.
-    pub fn watermark(&self, inputs: &[String]) -> Option<i64> {
+    pub(crate) fn watermark(&self, inputs: &[String]) -> Option<i64> {
         self.watermark_over(inputs, None)
     }
 
     /// The input partition holding this internal partition's watermark back while nothing
     /// has come from it for longer than a few markers' time — its reader is gone, cut off or
     /// being replaced — and for how long.
-    pub fn held_by<'a>(&self, inputs: &'a [String]) -> Option<(&'a str, Duration)> {
+    pub(crate) fn held_by<'a>(&self, inputs: &'a [String]) -> Option<(&'a str, Duration)> {
         let (name, u) = inputs
             .iter()
             .filter_map(|n| Some((n.as_str(), self.upstream.get(n)?)))
@@ -392,7 +392,7 @@ impl Progress {
 
 /// When an input partition's marker was last sent, and what it said.
 #[derive(Clone, Copy, Debug)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The watermark sent.
     pub watermark: Option<i64>,
     /// The idle flag sent.
@@ -404,7 +404,7 @@ pub struct Sent {
 impl Sent {
     /// Whether a marker saying (`watermark`, `reading`) is due; a vouched or quiet one (its
     /// reader vouched for it just now) always is.
-    pub fn due(
+    pub(crate) fn due(
         last: Option<&Sent>,
         watermark: Option<i64>,
         reading: Reading,

@@ -6,15 +6,15 @@
 use wasmparser::{Parser, Payload};
 
 /// Largest function body, in bytes of WebAssembly code.
-pub const MAX_FUNCTION_BYTES: usize = 2 << 20;
+pub(super) const MAX_FUNCTION_BYTES: usize = 2 << 20;
 /// Most locals of all functions together.
-pub const MAX_LOCALS: u64 = 2_000_000;
+pub(super) const MAX_LOCALS: u64 = 2_000_000;
 /// Most entries of each other kind (types, globals, tables, data and element segments,
 /// exports).
-pub const MAX_ENTRIES: u32 = 100_000;
+pub(super) const MAX_ENTRIES: u32 = 100_000;
 
 /// Checks the counts of `bytes`; `max_functions` is the engine's ceiling.
-pub fn check(bytes: &[u8], max_functions: u32) -> Result<(), String> {
+pub(super) fn check(bytes: &[u8], max_functions: u32) -> Result<(), String> {
     let too_many = |what: &str, n: u64, max: u64| {
         format!("it has {n} {what}, over the limit of {max}: a module this large is refused")
     };

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 /// One alert to deliver: its id and the bytes the receiver gets for it.
 #[derive(Clone, Debug)]
-pub struct Item {
+pub(crate) struct Item {
     /// The alert's `alert_id`.
     pub id: String,
     /// Its body (JSON), as the sink formats it.
@@ -29,7 +29,7 @@ pub struct Item {
 /// What an attempt achieved: the first `delivered` items are done; `error`, if any, says
 /// why the next one was not, and whether retrying can help.
 #[derive(Debug, Default)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// Items delivered, from the first.
     pub delivered: usize,
     /// Why the rest were not, if they were not.
@@ -38,7 +38,7 @@ pub struct Attempt {
 
 /// Why an attempt stopped.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// What went wrong (shown in logs and dead letters).
     pub reason: String,
     /// A retry may succeed (a timeout, a refused connection, a 5xx, 408, 429); otherwise
@@ -47,14 +47,14 @@ pub struct Failure {
 }
 
 /// A receiver's protocol: posts items (one request for all, or one each, in order).
-pub trait Post: Send + 'static {
+pub(crate) trait Post: Send + 'static {
     /// Posts `items`, stopping at the first failure.
     fn post(&mut self, items: &[Item]) -> Attempt;
 }
 
 /// Where alerts that exhaust their attempts go: JSON lines in a file, or records of a Kafka
 /// topic keyed by `alert_id` (`run` only), each with the last error.
-pub enum DeadLetter {
+pub(crate) enum DeadLetter {
     /// Appended to this file.
     File(std::fs::File),
     /// Sent to this topic through the shared producer.
@@ -63,7 +63,7 @@ pub enum DeadLetter {
 
 /// How hard delivery tries.
 #[derive(Clone, Debug)]
-pub struct Retry {
+pub(crate) struct Retry {
     /// Attempts per item before it is dead-lettered.
     pub max_attempts: u32,
     /// The first retry's wait; doubled each attempt up to `max_backoff`.
@@ -83,7 +83,7 @@ impl Retry {
 /// Counts shared by the queue's owner, its thread and checkpoints. Settled is delivered +
 /// dead; both only grow, each increment published (Release) after the work it counts.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     queued: AtomicU64,
     delivered: AtomicU64,
     dead: AtomicU64,
@@ -94,12 +94,12 @@ pub struct Progress {
 
 impl Progress {
     /// Alerts delivered so far.
-    pub fn delivered(&self) -> u64 {
+    pub(crate) fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
     }
 
     /// Alerts that exhausted their attempts.
-    pub fn dead(&self) -> u64 {
+    pub(crate) fn dead(&self) -> u64 {
         self.dead.load(Ordering::Acquire)
     }
 
@@ -109,17 +109,17 @@ impl Progress {
     }
 
     /// Why its last attempt failed, while it is failing.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.failing.lock().expect("not poisoned").clone()
     }
 
     /// Whether its queue is full: reading waits for the receiver.
-    pub fn backed_up(&self) -> bool {
+    pub(crate) fn backed_up(&self) -> bool {
         self.waiting() >= self.capacity
     }
 
     /// Alerts queued and not settled yet.
-    pub fn waiting(&self) -> u64 {
+    pub(crate) fn waiting(&self) -> u64 {
         let settled = self.settled();
         self.queued.load(Ordering::Acquire).saturating_sub(settled)
     }
@@ -127,7 +127,7 @@ impl Progress {
 
 /// How far a receiver's queue had come when a checkpoint's snapshot was taken.
 #[derive(Clone, Debug)]
-pub struct Mark {
+pub(crate) struct Mark {
     /// The receiver, for messages.
     pub name: String,
     progress: Arc<Progress>,
@@ -136,7 +136,7 @@ pub struct Mark {
 
 impl Mark {
     /// Waits until everything queued before the mark is settled, at most `timeout`.
-    pub fn settle(&self, timeout: Duration) -> anyhow::Result<()> {
+    pub(crate) fn settle(&self, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         while self.progress.settled() < self.upto {
             if started.elapsed() > timeout {
@@ -156,7 +156,7 @@ impl Mark {
 static RECEIVERS: Mutex<Vec<(String, Arc<Progress>)>> = Mutex::new(Vec::new());
 
 /// Every receiver started in this process: its name and counts.
-pub fn receivers() -> Vec<(String, Arc<Progress>)> {
+pub(crate) fn receivers() -> Vec<(String, Arc<Progress>)> {
     RECEIVERS.lock().expect("not poisoned").clone()
 }
 
@@ -165,7 +165,7 @@ const BATCH: usize = 256;
 
 /// A receiver's queue and delivery thread; the thread ends once the queue is dropped and
 /// drained.
-pub struct Delivery {
+pub(crate) struct Delivery {
     name: String,
     queue: Option<SyncSender<Item>>,
     progress: Arc<Progress>,
@@ -176,7 +176,7 @@ pub struct Delivery {
 impl Delivery {
     /// Starts delivering to `post`, named `name` in logs, holding at most `capacity` items,
     /// sending what exhausts `retry` to `dead_letter` when given.
-    pub fn start(
+    pub(crate) fn start(
         name: String,
         post: impl Post,
         capacity: usize,
@@ -214,7 +214,7 @@ impl Delivery {
     }
 
     /// Queues `item`, waiting while the queue is full (said once per episode).
-    pub fn push(&mut self, item: Item) {
+    pub(crate) fn push(&mut self, item: Item) {
         let queue = self.queue.as_ref().expect("open until dropped");
         self.progress.queued.fetch_add(1, Ordering::AcqRel);
         match queue.try_send(item) {
@@ -236,7 +236,7 @@ impl Delivery {
     }
 
     /// Where the queue stands now, for a checkpoint.
-    pub fn mark(&self) -> Mark {
+    pub(crate) fn mark(&self) -> Mark {
         Mark {
             name: self.name.clone(),
             progress: self.progress.clone(),
@@ -245,7 +245,7 @@ impl Delivery {
     }
 
     /// Waits until everything queued so far is settled.
-    pub fn drain(&self, timeout: Duration) -> anyhow::Result<()> {
+    pub(crate) fn drain(&self, timeout: Duration) -> anyhow::Result<()> {
         self.mark().settle(timeout)
     }
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Most alerts kept for sending again.
-pub const MAX_FIRING: usize = 10_000;
+pub(super) const MAX_FIRING: usize = 10_000;
 
 /// Alerts sent and still firing, by id: when each ends (epoch ms) and its body.
-pub struct Firing {
+pub(super) struct Firing {
     alerts: BTreeMap<String, (i64, Vec<u8>)>,
     every: Duration,
     last: Instant,
@@ -19,7 +19,7 @@ pub struct Firing {
 
 impl Firing {
     /// Sending again every `every`.
-    pub fn new(every: Duration) -> Self {
+    pub(super) fn new(every: Duration) -> Self {
         Firing {
             alerts: BTreeMap::new(),
             every,
@@ -29,7 +29,7 @@ impl Firing {
 
     /// Alert `id` was sent with `body`, firing until `ends_ms`; a later row of the same
     /// alert replaces it.
-    pub fn fired(&mut self, id: String, ends_ms: i64, body: Vec<u8>) {
+    pub(super) fn fired(&mut self, id: String, ends_ms: i64, body: Vec<u8>) {
         self.alerts.insert(id, (ends_ms, body));
         if self.alerts.len() > MAX_FIRING {
             let soonest = (self.alerts.iter())
@@ -43,7 +43,7 @@ impl Firing {
 
     /// When a resend is due: the alerts still firing at `now_ms` (those ended are
     /// forgotten); otherwise nothing.
-    pub fn due(&mut self, now_ms: i64) -> Vec<Item> {
+    pub(super) fn due(&mut self, now_ms: i64) -> Vec<Item> {
         if self.last.elapsed() < self.every {
             return Vec::new();
         }

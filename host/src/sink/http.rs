@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// A configured sink: which rules it takes, how it formats an alert, and one delivery per
 /// receiver.
-pub struct HttpSink {
+pub(crate) struct HttpSink {
     kind: SinkKind,
     /// The webhook's body, or the Alertmanager summary; the defaults when absent.
     template: Option<Template>,
@@ -36,7 +36,7 @@ const DRAIN: Duration = Duration::from_secs(300);
 impl HttpSink {
     /// The sink `config` describes, its delivery threads started; `output`, the shared
     /// producer (`run`), carries its dead letters when they go to a topic.
-    pub fn build(config: &SinkConfig, output: Option<&Output>) -> anyhow::Result<HttpSink> {
+    pub(crate) fn build(config: &SinkConfig, output: Option<&Output>) -> anyhow::Result<HttpSink> {
         let retry = Retry {
             max_attempts: config.max_attempts,
             backoff: config.backoff,

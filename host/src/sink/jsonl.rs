@@ -8,25 +8,25 @@ use crate::decode::time::format_rfc3339;
 use std::io::{self, Write};
 
 /// Writes one JSON object per alert.
-pub struct JsonLines<W: Write> {
+pub(crate) struct JsonLines<W: Write> {
     out: W,
 }
 
 impl<W: Write> JsonLines<W> {
     /// Writes to `out`.
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         JsonLines { out }
     }
 }
 
 /// A JSON string literal.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
 /// One alert as a JSON object (without a newline); the format of `--format jsonl` and of
 /// the alerts topic.
-pub fn alert_json(r: &AlertRow) -> String {
+pub(crate) fn alert_json(r: &AlertRow) -> String {
     let watermark = r
         .watermark
         .map_or_else(|| "null".to_owned(), |w| quote(&format_rfc3339(w)));

@@ -28,7 +28,7 @@ use tracing::error;
 /// failed), to know when every message before a checkpoint is, and those that failed for
 /// good, so that no checkpoint is written past them.
 #[derive(Default)]
-pub struct Deliveries {
+pub(crate) struct Deliveries {
     outstanding: Mutex<BTreeSet<usize>>,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -66,11 +66,11 @@ impl ProducerContext for Deliveries {
 
 /// The largest message the shared producer writes. Checkpoint records are the largest: one
 /// partition's whole state (see `checkpoint::store::MAX_RECORD`).
-pub const MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 
 /// The shared producer.
 #[derive(Clone)]
-pub struct Output {
+pub(crate) struct Output {
     producer: Arc<ThreadedProducer<Deliveries>>,
     /// The sequence number of the next message.
     next: Arc<AtomicUsize>,
@@ -78,7 +78,10 @@ pub struct Output {
 
 impl Output {
     /// An idempotent producer to `brokers`; `options` go to librdkafka as they are.
-    pub fn connect(brokers: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+    pub(crate) fn connect(
+        brokers: &str,
+        options: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -100,12 +103,18 @@ impl Output {
     }
 
     /// Queues one message (waiting for room if the queue is full).
-    pub fn send(&self, topic: &str, key: &[u8], value: &[u8], headers: Option<OwnedHeaders>) {
+    pub(crate) fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) {
         self.send_to(topic, None, key, value, headers);
     }
 
     /// Queues one message to `partition` (else the one its key hashes to).
-    pub fn send_to(
+    pub(crate) fn send_to(
         &self,
         topic: &str,
         partition: Option<i32>,
@@ -148,14 +157,14 @@ impl Output {
     }
 
     /// Messages queued so far (see [`Output::settle`]).
-    pub fn sent(&self) -> usize {
+    pub(crate) fn sent(&self) -> usize {
         self.next.load(Ordering::Relaxed)
     }
 
     /// Waits until the first `upto` messages queued are settled, while later ones may still
     /// be in flight; fails if any message was lost, so that the caller does not checkpoint
     /// past it.
-    pub fn settle(&self, upto: usize, timeout: Duration) -> io::Result<()> {
+    pub(crate) fn settle(&self, upto: usize, timeout: Duration) -> io::Result<()> {
         let started = std::time::Instant::now();
         let pending = || {
             let outstanding = self.producer.context().outstanding.lock();
@@ -177,7 +186,7 @@ impl Output {
 
     /// Waits until everything sent so far is acknowledged; fails if anything was lost, so
     /// that the caller does not checkpoint past it.
-    pub fn flush(&self, timeout: Duration) -> io::Result<()> {
+    pub(crate) fn flush(&self, timeout: Duration) -> io::Result<()> {
         self.producer
             .flush(timeout)
             .map_err(|e| io::Error::other(format!("Kafka producer flush: {e}")))?;
@@ -215,7 +224,7 @@ impl crate::repartition::ForwardOutput for Output {
 }
 
 /// Creates `topics` (name, partitions) with topic settings `settings` unless they exist.
-pub fn create_topics(
+pub(crate) fn create_topics(
     brokers: &str,
     options: &BTreeMap<String, String>,
     topics: &[(&str, i32)],
@@ -259,14 +268,14 @@ pub fn create_topics(
 }
 
 /// Alerts to a topic, keyed by alert id, the value the JSON of `--format jsonl`.
-pub struct AlertTopic {
+pub(crate) struct AlertTopic {
     output: Output,
     topic: String,
 }
 
 impl AlertTopic {
     /// Alerts to `topic`.
-    pub fn new(output: Output, topic: &str) -> Self {
+    pub(crate) fn new(output: Output, topic: &str) -> Self {
         AlertTopic {
             output,
             topic: topic.to_owned(),
@@ -294,14 +303,14 @@ impl Sink for AlertTopic {
 }
 
 /// Dead letters or late events to a topic.
-pub struct RejectTopic {
+pub(crate) struct RejectTopic {
     output: Output,
     topic: String,
 }
 
 impl RejectTopic {
     /// Rejects to `topic`.
-    pub fn new(output: Output, topic: &str) -> Self {
+    pub(crate) fn new(output: Output, topic: &str) -> Self {
         RejectTopic {
             output,
             topic: topic.to_owned(),

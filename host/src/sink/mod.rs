@@ -4,15 +4,15 @@
 //!
 //! A pipeline hands a sink one trigger at a time: the rows its last batch produced.
 
-pub mod deliver;
+pub(crate) mod deliver;
 mod firing;
-pub mod http;
-pub mod jsonl;
-pub mod kafka;
+pub(crate) mod http;
+pub(crate) mod jsonl;
+pub(crate) mod kafka;
 mod receiver;
-pub mod records;
-pub mod table;
-pub mod template;
+pub(crate) mod records;
+pub(crate) mod table;
+pub(crate) mod template;
 
 use crate::config::OutputMode;
 use crate::config::run::Console;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 /// What every alert row of a rule shares.
 #[derive(Debug)]
-pub struct RuleMeta {
+pub(crate) struct RuleMeta {
     /// The rule's name.
     pub name: String,
     /// Published, or the shadow of another rule.
@@ -38,7 +38,7 @@ pub struct RuleMeta {
 
 /// One alert: a (window, key) whose count the rule said is an alert.
 #[derive(Clone, Debug)]
-pub struct AlertRow {
+pub(crate) struct AlertRow {
     /// The rule that decided it.
     pub rule: Arc<RuleMeta>,
     /// Window start, epoch ms.
@@ -58,7 +58,7 @@ pub struct AlertRow {
 impl AlertRow {
     /// A deterministic id of (rule, window, key): every row about the same window and key has
     /// it, in every run, so that consumers can deduplicate (or compact) by it.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for part in [
@@ -81,7 +81,7 @@ impl AlertRow {
 /// through `output` (the shared producer, under `run`) when one is named, and each of
 /// `[[output.sinks]]`. A new kind of sink is a file in this folder, a setting, and a line
 /// here.
-pub fn build(
+pub(crate) fn build(
     console: Console,
     output: Option<&kafka::Output>,
     alerts_topic: Option<&str>,
@@ -104,7 +104,7 @@ pub fn build(
 }
 
 /// Sends every trigger to several sinks.
-pub struct Fanout(pub Vec<Box<dyn Sink>>);
+pub(crate) struct Fanout(pub Vec<Box<dyn Sink>>);
 
 impl Sink for Fanout {
     fn emit(&mut self, batch: u64, rows: &[AlertRow]) -> io::Result<()> {
@@ -125,7 +125,7 @@ impl Sink for Fanout {
 }
 
 /// Receives the rows of each trigger.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Writes the rows of trigger number `batch` (numbered from 0, counting only triggers
     /// that produced rows).
     fn emit(&mut self, batch: u64, rows: &[AlertRow]) -> io::Result<()>;

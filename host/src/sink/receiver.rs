@@ -9,7 +9,7 @@ use crate::config::sinks::SinkConfig;
 use anyhow::Context;
 
 /// One receiver URL and how to reach it.
-pub struct Receiver {
+pub(super) struct Receiver {
     /// The URL requests go to.
     pub url: String,
     agent: ureq::Agent,
@@ -19,7 +19,7 @@ pub struct Receiver {
 impl Receiver {
     /// The receiver at `url` (the sink's own, or one derived from it) with `config`'s
     /// client settings and credentials.
-    pub fn new(config: &SinkConfig, url: &str) -> anyhow::Result<Receiver> {
+    pub(super) fn new(config: &SinkConfig, url: &str) -> anyhow::Result<Receiver> {
         let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::NativeTls);
         if let Some(ca) = &config.ca {
             let pem = std::fs::read(ca).with_context(|| {
@@ -55,7 +55,7 @@ impl Receiver {
     }
 
     /// POSTs `body` (JSON) with `extra` headers; `Ok` on a 2xx answer.
-    pub fn post_json(&self, body: &[u8], extra: &[(&str, &str)]) -> Result<(), Failure> {
+    pub(super) fn post_json(&self, body: &[u8], extra: &[(&str, &str)]) -> Result<(), Failure> {
         let mut request = self
             .agent
             .post(&self.url)

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 /// Receives rejected records. Writes may fail in the middle of a batch; the first error is
 /// kept and returned by [`RejectSink::flush`], which the pipeline calls after every batch.
-pub trait RejectSink: Send {
+pub(crate) trait RejectSink: Send {
     /// A record that could not be used: `reason` is the label, `error` the message, `rule`
     /// the rule that rejected it (none when no rule could use it).
     fn dead_letter(
@@ -29,14 +29,14 @@ pub trait RejectSink: Send {
 }
 
 /// Writes rejected records as JSON lines.
-pub struct RecordWriter {
+pub(crate) struct RecordWriter {
     out: Box<dyn Write + Send>,
     failed: Option<io::Error>,
 }
 
 impl RecordWriter {
     /// Writes to `out`.
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    pub(crate) fn new(out: Box<dyn Write + Send>) -> Self {
         RecordWriter { out, failed: None }
     }
 

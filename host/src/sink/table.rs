@@ -8,13 +8,13 @@ use crate::text::one_line;
 use std::io::{self, Write};
 
 /// Writes Spark-style console tables.
-pub struct Table<W: Write> {
+pub(crate) struct Table<W: Write> {
     out: W,
 }
 
 impl<W: Write> Table<W> {
     /// Writes to `out`.
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         Table { out }
     }
 }

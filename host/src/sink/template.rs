@@ -7,7 +7,7 @@ use super::AlertRow;
 use crate::decode::time::format_rfc3339;
 
 /// The placeholders a template may use.
-pub const FIELDS: [&str; 8] = [
+pub(crate) const FIELDS: [&str; 8] = [
     "rule",
     "key",
     "key_field",
@@ -20,7 +20,7 @@ pub const FIELDS: [&str; 8] = [
 
 /// A parsed template: literal text and placeholders, in order.
 #[derive(Clone, Debug)]
-pub struct Template {
+pub(crate) struct Template {
     parts: Vec<Part>,
     json: bool,
 }
@@ -34,7 +34,7 @@ enum Part {
 impl Template {
     /// Parses `text`; `json`: values are escaped as JSON string content, and the result
     /// must be JSON (checked on a sample alert). Says which placeholder is unknown.
-    pub fn parse(text: &str, json: bool) -> Result<Template, String> {
+    pub(crate) fn parse(text: &str, json: bool) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(at) = rest.find("{{") {
@@ -64,7 +64,7 @@ impl Template {
     }
 
     /// The template filled in from `row`.
-    pub fn fill(&self, row: &AlertRow) -> String {
+    pub(crate) fn fill(&self, row: &AlertRow) -> String {
         self.fill_with(|field| match FIELDS[field] {
             "rule" => row.rule.name.clone(),
             "key" => row.key.clone(),

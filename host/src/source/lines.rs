@@ -18,7 +18,7 @@ const READ_BYTES: usize = 1 << 20;
 
 /// One line of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct Line {
     /// The line's bytes in [`LineReader::buffer`], without `\n` or `\r\n`; empty if
     /// `too_large`.
     pub range: Range<usize>,
@@ -33,7 +33,7 @@ pub struct Line {
 }
 
 /// Splits a byte stream into lines, in batches.
-pub struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: R,
     buf: Arc<Vec<u8>>,
     /// Buffers given up while batches held them, to be reused once they are let go.
@@ -53,7 +53,7 @@ pub struct LineReader<R> {
 
 impl<R: Read> LineReader<R> {
     /// Reads lines of at most `max_line` bytes from `inner`.
-    pub fn new(inner: R, max_line: usize) -> Self {
+    pub(crate) fn new(inner: R, max_line: usize) -> Self {
         let capacity = (max_line + 1).max(4 << 20);
         LineReader {
             inner,
@@ -70,13 +70,13 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The buffer that [`Line::range`]s of the last batch point into (anywhere in it).
-    pub fn buffer(&self) -> &[u8] {
+    pub(crate) fn buffer(&self) -> &[u8] {
         &self.buf
     }
 
     /// The buffer of the last batch, shared: the reader will not write into it while it is
     /// held.
-    pub fn block(&self) -> Arc<Vec<u8>> {
+    pub(crate) fn block(&self) -> Arc<Vec<u8>> {
         Arc::clone(&self.buf)
     }
 
@@ -84,7 +84,7 @@ impl<R: Read> LineReader<R> {
     /// no line was read. It reads from the stream only when no complete line is buffered, so
     /// a slow stream's lines are handed out as they come. Ranges stay valid until the next
     /// call.
-    pub fn next_batch(&mut self, max_lines: usize, out: &mut Vec<Line>) -> io::Result<bool> {
+    pub(crate) fn next_batch(&mut self, max_lines: usize, out: &mut Vec<Line>) -> io::Result<bool> {
         out.clear();
         let mut scanned = 0; // bytes after `start` known to hold no newline
         while out.len() < max_lines {

@@ -2,8 +2,8 @@
 //! Kafka partitions ([`kafka`]). Each hands the pipeline batches of raw lines with their
 //! positions; [`Sources`] names them, for positions and checkpoints.
 
-pub mod kafka;
-pub mod lines;
+pub(crate) mod kafka;
+pub(crate) mod lines;
 mod tls;
 
 use anyhow::Context;
@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// Opens `path` for reading, or stdin for `-`.
-pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+pub(crate) fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     if path == Path::new("-") {
         return Ok(Box::new(std::io::stdin()));
     }
@@ -24,7 +24,7 @@ pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
 
 /// Where a record came from.
 #[derive(Clone, Copy, Debug)]
-pub struct Position<'a> {
+pub(crate) struct Position<'a> {
     /// Input name: a file path, `-`, or `topic/partition`.
     pub input: &'a str,
     /// 1-based line number in a file, or the message offset in a partition.
@@ -44,7 +44,7 @@ impl fmt::Display for Position<'_> {
 
 /// What a partition's reader says of it this round of the loop.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Read by this consumer now.
     pub assigned: bool,
     /// Declared idle by this reader (see [`kafka::KafkaSource::refresh`]).
@@ -59,7 +59,7 @@ pub struct Reading {
 /// A Kafka partition: the one type for what is written `topic/partition` in names, logs
 /// and checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PartitionId<'a> {
+pub(crate) struct PartitionId<'a> {
     /// The topic.
     pub topic: &'a str,
     /// The partition number.
@@ -68,7 +68,7 @@ pub struct PartitionId<'a> {
 
 impl<'a> PartitionId<'a> {
     /// Reads `topic/partition`; `None` if `name` is not one.
-    pub fn parse(name: &'a str) -> Option<Self> {
+    pub(crate) fn parse(name: &'a str) -> Option<Self> {
         let (topic, p) = name.rsplit_once('/')?;
         Some(PartitionId {
             topic,
@@ -79,7 +79,7 @@ impl<'a> PartitionId<'a> {
 
 impl<'a> PartitionId<'a> {
     /// Reads `topic/partition`; any other name is taken as partition 0 of a topic so named.
-    pub fn of(name: &'a str) -> Self {
+    pub(crate) fn of(name: &'a str) -> Self {
         Self::parse(name).unwrap_or(PartitionId {
             topic: name,
             partition: 0,
@@ -95,7 +95,7 @@ impl std::fmt::Display for PartitionId<'_> {
 
 /// The sources a pipeline reads, by index: one file (or stdin), or Kafka partitions as
 /// they are assigned, each marked as input or as a partition of a repartition topic.
-pub struct Sources {
+pub(crate) struct Sources {
     names: Vec<String>,
     /// Per source: a partition of a repartition topic.
     internal: Vec<bool>,
@@ -105,7 +105,7 @@ pub struct Sources {
 
 impl Sources {
     /// One file (or stdin) named `name`.
-    pub fn file(name: &str) -> Self {
+    pub(crate) fn file(name: &str) -> Self {
         Sources {
             names: vec![name.to_owned()],
             internal: vec![false],
@@ -114,7 +114,7 @@ impl Sources {
     }
 
     /// Kafka partitions, named as they are assigned ([`Sources::name`]).
-    pub fn partitions() -> Self {
+    pub(crate) fn partitions() -> Self {
         Sources {
             names: Vec::new(),
             internal: Vec::new(),
@@ -124,7 +124,12 @@ impl Sources {
 
     /// Names source `index` `name`, a partition of a repartition topic if `internal`;
     /// whether the name changed.
-    pub fn name(&mut self, index: usize, name: &str, internal: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn name(
+        &mut self,
+        index: usize,
+        name: &str,
+        internal: impl Fn(&str) -> bool,
+    ) -> bool {
         if self.names.len() <= index {
             self.names.resize(index + 1, String::new());
             self.internal.resize(index + 1, false);
@@ -138,32 +143,32 @@ impl Sources {
     }
 
     /// Whether source `index` is a partition of a repartition topic.
-    pub fn is_internal(&self, index: usize) -> bool {
+    pub(crate) fn is_internal(&self, index: usize) -> bool {
         self.internal.get(index).copied().unwrap_or(false)
     }
 
     /// Whether the sources are files (then they are read at once, not assigned).
-    pub fn are_files(&self) -> bool {
+    pub(crate) fn are_files(&self) -> bool {
         self.files
     }
 
     /// Source `index`'s name (`?` if it has none yet).
-    pub fn name_of(&self, index: usize) -> &str {
+    pub(crate) fn name_of(&self, index: usize) -> &str {
         self.names.get(index).map_or("?", String::as_str)
     }
 
     /// The sources' names, by index.
-    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = (usize, &str)> {
         self.names.iter().map(String::as_str).enumerate()
     }
 
     /// The index of the source named `name`.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }
 
     /// Where `line` is, for logs and dead letters.
-    pub fn position(&self, line: &Line) -> Position<'_> {
+    pub(crate) fn position(&self, line: &Line) -> Position<'_> {
         Position {
             input: self.name_of(line.source as usize),
             number: line.number,
@@ -199,7 +204,7 @@ pub struct Pos {
 /// evidence` reads it back).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A record of a Kafka partition.
     Kafka {
         /// The topic.
@@ -221,7 +226,7 @@ pub enum Origin {
 impl Sources {
     /// Where `pos` of source `index` is; `inputs`: the input partitions of a rule counted
     /// through a repartition topic, whose positions index them.
-    pub fn origin(&self, index: usize, pos: Pos, inputs: Option<&[String]>) -> Origin {
+    pub(crate) fn origin(&self, index: usize, pos: Pos, inputs: Option<&[String]>) -> Origin {
         let kafka = |name: &str, offset| {
             let p = PartitionId::of(name);
             Origin::Kafka {

@@ -10,7 +10,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// The `host:port` a librdkafka error is about, from its `ssl://host:port/...` prefix.
-pub fn broker_of(reason: &str) -> Option<&str> {
+pub(super) fn broker_of(reason: &str) -> Option<&str> {
     let at = reason.find("ssl://")? + "ssl://".len();
     let rest = &reason[at..];
     Some(&rest[..rest.find('/')?])
@@ -18,7 +18,7 @@ pub fn broker_of(reason: &str) -> Option<&str> {
 
 /// Why a TLS handshake with `broker` (`host:port`) fails under the CA settings of
 /// `options`, in words, or `None` when it succeeds.
-pub fn diagnose(broker: &str, options: &BTreeMap<String, String>) -> Option<String> {
+pub(super) fn diagnose(broker: &str, options: &BTreeMap<String, String>) -> Option<String> {
     let (host, _) = broker.rsplit_once(':')?;
     let ca = options.get("ssl.ca.location");
     let ca_said = ca.map_or("the system's CAs (no ssl.ca.location)".into(), |c| {

@@ -30,7 +30,7 @@ pub(super) struct Checkpoints {
 
 impl Checkpoints {
     /// Starts the writer, which goes on from the checkpoint `file` loaded from `store`.
-    pub fn new(store: &Store, output: Output, file: &Checkpoint) -> anyhow::Result<Self> {
+    pub(super) fn new(store: &Store, output: Output, file: &Checkpoint) -> anyhow::Result<Self> {
         Ok(Checkpoints {
             writer: Writer::start(store, output, file)?,
             last: Instant::now(),
@@ -42,7 +42,7 @@ impl Checkpoints {
 
     /// Hands a checkpoint of the pipeline's state and the source's offsets, taken between
     /// batches after the console and reject files are flushed, to the writer.
-    pub fn start(
+    pub(super) fn start(
         &mut self,
         pipeline: &mut Pipeline,
         source: &KafkaSource,
@@ -60,7 +60,7 @@ impl Checkpoints {
 
     /// Whether the next checkpoint is due: `interval` after the last was written, or after
     /// the last try while they fail.
-    pub fn due(&self, interval: Duration) -> bool {
+    pub(super) fn due(&self, interval: Duration) -> bool {
         !self.writer.busy() && self.last.elapsed() >= interval && self.tried.elapsed() >= interval
     }
 
@@ -68,7 +68,7 @@ impl Checkpoints {
     /// one in flight. A checkpoint that could not be stored commits nothing: offsets stay
     /// where the last good one put them, processing goes on, and the next one is tried an
     /// interval later; each change between failing and working is logged once.
-    pub fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
+    pub(super) fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
         match self.writer.finished(wait)? {
             None => {}
             Some(Ok(written)) => {
@@ -98,7 +98,7 @@ impl Checkpoints {
     }
 
     /// Writes a checkpoint now and waits until it is stored.
-    pub fn write_now(
+    pub(super) fn write_now(
         &mut self,
         pipeline: &mut Pipeline,
         source: &KafkaSource,

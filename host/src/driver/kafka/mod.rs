@@ -37,7 +37,7 @@ use std::sync::atomic::AtomicBool;
 use tracing::{info, warn};
 
 /// Runs until SIGTERM or SIGINT, then checkpoints and returns.
-pub fn run(
+pub(crate) fn run(
     config: &RunConfig,
     rules: &[LoadedRule],
     changes: Changes,

@@ -38,7 +38,7 @@ impl Engine<'_> {
     /// Loops until `stop`, then writes a last checkpoint and prints the summary. With
     /// `fresh_start`, the first assignment ignores the store (later ones are hand-overs
     /// between instances and restore what the others wrote).
-    pub fn run(mut self, stop: &AtomicBool, fresh_start: bool) -> anyhow::Result<()> {
+    pub(super) fn run(mut self, stop: &AtomicBool, fresh_start: bool) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut ignore_store = fresh_start;
         let mut lines = Vec::with_capacity(BATCH_LINES);

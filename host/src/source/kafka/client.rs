@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// A partition: `topic/partition`, the name used in checkpoints, metrics and positions.
-pub fn partition_name(topic: &str, partition: i32) -> String {
+pub(crate) fn partition_name(topic: &str, partition: i32) -> String {
     PartitionId { topic, partition }.to_string()
 }
 
@@ -30,7 +30,7 @@ const PROBLEM_FORGOTTEN: Duration = Duration::from_secs(15);
 
 /// Callbacks from librdkafka: rebalances (recorded for the run loop) and client errors
 /// (logged once per change of state).
-pub struct Callbacks {
+pub(crate) struct Callbacks {
     /// Rebalances asked for and not carried out yet.
     pub(super) pending: Mutex<VecDeque<Rebalance>>,
     /// Whether `pending` has any.
@@ -52,7 +52,7 @@ pub struct Callbacks {
 }
 
 /// What to check for a client error, from librdkafka's reason.
-pub fn hint(reason: &str) -> &'static str {
+pub(crate) fn hint(reason: &str) -> &'static str {
     let reason = reason.to_ascii_lowercase();
     if reason.contains("certificate verify failed") {
         "check ssl.ca.location (the CA that signed the brokers' certificates) and that the \
@@ -73,7 +73,7 @@ pub fn hint(reason: &str) -> &'static str {
 }
 
 /// librdkafka's own log lines, through tracing (debug and below unless they are worse).
-pub fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+pub(crate) fn log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
     use rdkafka::config::RDKafkaLogLevel as L;
     match level {
         L::Emerg | L::Alert | L::Critical | L::Error => {
@@ -194,11 +194,11 @@ impl ConsumerContext for Callbacks {
 }
 
 /// A consumer outside any group (see [`reader`]).
-pub type Reader = BaseConsumer<ReaderContext>;
+pub(crate) type Reader = BaseConsumer<ReaderContext>;
 
 /// The callbacks of a [`Reader`]: librdkafka's logs go to ours, and the end of a partition,
 /// which a reader asks to be told of, is not an error.
-pub struct ReaderContext;
+pub(crate) struct ReaderContext;
 
 impl ClientContext for ReaderContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -223,7 +223,7 @@ impl ConsumerContext for ReaderContext {}
 /// `KafkaError::PartitionEOF`): some brokers (tansu 0.6) report the first offset of the last
 /// record batch as the high watermark, so only the end of the records says where the end is.
 /// `extra` settings come before the user's `options`.
-pub fn reader(
+pub(crate) fn reader(
     brokers: &str,
     options: &BTreeMap<String, String>,
     extra: &[(&str, String)],
@@ -252,7 +252,7 @@ pub fn reader(
 /// if `None`), handing each message to `f`; the topic's partitions, by name. Reading from a
 /// partition's start also avoids brokers that answer a fetch from the middle of a record
 /// batch with the next batch.
-pub fn read_from_start(
+pub(crate) fn read_from_start(
     consumer: &Reader,
     topic: &str,
     limit: Option<i64>,
@@ -314,7 +314,7 @@ pub fn read_from_start(
 /// Whether `message` says something else than the last one `last` remembers, which it
 /// then remembers: the same state may be told with other numbers ("after 2ms", a port), so
 /// only the words are compared. Client errors are logged once per change.
-pub fn changed(last: &Mutex<Option<String>>, message: &str) -> bool {
+pub(crate) fn changed(last: &Mutex<Option<String>>, message: &str) -> bool {
     let words: String = message.chars().filter(|c| !c.is_ascii_digit()).collect();
     let mut last = last.lock().expect("not poisoned");
     if last.as_deref() == Some(words.as_str()) {
@@ -328,7 +328,7 @@ pub fn changed(last: &Mutex<Option<String>>, message: &str) -> bool {
 /// leadership moving to another broker, a timeout. librdkafka retries those; a reader waits
 /// for it up to its deadline. Others (a wrong password, a missing topic or permission, a
 /// fatal error) are reported at once.
-pub fn passes(e: &KafkaError) -> bool {
+pub(crate) fn passes(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
@@ -355,7 +355,7 @@ pub fn passes(e: &KafkaError) -> bool {
 }
 
 /// `call`, again while it fails with an error that [`passes`], until `deadline`.
-pub fn retrying<T>(
+pub(crate) fn retrying<T>(
     deadline: Instant,
     mut call: impl FnMut() -> Result<T, KafkaError>,
 ) -> Result<T, KafkaError> {

@@ -30,7 +30,7 @@ const QUIET: Duration = Duration::from_secs(1);
 const FIRST: Duration = Duration::from_secs(5);
 
 /// What to read.
-pub struct Span {
+pub(crate) struct Span {
     /// Records stamped before this (epoch ms) are not read; `None`: from the start.
     pub from: Option<i64>,
     /// The first record stamped at or after this (epoch ms) ends its partition.
@@ -54,7 +54,7 @@ struct Part {
 
 /// Reads the history of some topics in batches, as lines whose source is the partition's
 /// index (numbered as listed by [`History::names`]) and whose number is the offset.
-pub struct History {
+pub(crate) struct History {
     consumer: Reader,
     batch: Batch,
     parts: Vec<Part>,
@@ -71,7 +71,7 @@ pub struct History {
 
 impl History {
     /// Plans and starts reading `topics` over `span`.
-    pub fn connect(
+    pub(crate) fn connect(
         brokers: &str,
         topics: &[String],
         options: &BTreeMap<String, String>,
@@ -134,7 +134,7 @@ impl History {
     }
 
     /// The partitions, `topic/partition`, by source index.
-    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = (usize, &str)> {
         self.parts
             .iter()
             .enumerate()
@@ -142,23 +142,23 @@ impl History {
     }
 
     /// Whether every partition has been read to its end.
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.open == 0
     }
 
     /// Partition `index`'s next offset and whether it has been read to its end.
-    pub fn progress(&self, index: usize) -> (i64, bool) {
+    pub(crate) fn progress(&self, index: usize) -> (i64, bool) {
         let p = &self.parts[index];
         (p.next.max(p.first), p.done)
     }
 
     /// The bytes that the last batch's line ranges point into.
-    pub fn buffer(&self) -> &[u8] {
+    pub(crate) fn buffer(&self) -> &[u8] {
         &self.batch.buf
     }
 
     /// Waits up to `wait` for records, then takes what is ready, up to `max` of them.
-    pub fn next_batch(
+    pub(crate) fn next_batch(
         &mut self,
         max: usize,
         wait: Duration,

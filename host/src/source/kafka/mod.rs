@@ -9,9 +9,9 @@
 //! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
 
 mod client;
-pub mod history;
+pub(crate) mod history;
 
-pub use client::{
+pub(crate) use client::{
     Callbacks, Reader, changed, hint, log, partition_name, passes, read_from_start, reader,
     retrying,
 };
@@ -34,7 +34,7 @@ const RESUME_LOOKBACK: i64 = 20_000;
 
 /// A change of assignment the group asked for, to carry out between batches.
 #[derive(Debug)]
-pub enum Rebalance {
+pub(crate) enum Rebalance {
     /// Partitions given to this instance (`topic/partition`).
     Assign(Vec<String>),
     /// Partitions taken away (with the eager protocol: all of them).
@@ -47,7 +47,7 @@ const VOUCH_EVERY: Duration = Duration::from_secs(1);
 
 /// When a partition with nothing new counts as idle, and as quiet (`[watermark]`).
 #[derive(Clone, Copy, Debug)]
-pub struct Quiet {
+pub(crate) struct Quiet {
     /// `idle_timeout`.
     pub idle: Duration,
     /// `quiet_close`, if set.
@@ -55,7 +55,7 @@ pub struct Quiet {
 }
 
 /// A partition as the run loop sees it between batches.
-pub struct PartitionNow<'a> {
+pub(crate) struct PartitionNow<'a> {
     /// Its source index.
     pub index: usize,
     /// `topic/partition`.
@@ -137,7 +137,7 @@ impl Partitions {
 }
 
 /// Reads messages in batches.
-pub struct KafkaSource {
+pub(crate) struct KafkaSource {
     consumer: BaseConsumer<Callbacks>,
     batch: Batch,
     partitions: Partitions,
@@ -199,7 +199,7 @@ impl Batch {
 impl KafkaSource {
     /// Joins consumer group `group` on `topics`. `options` go to librdkafka as they are
     /// (security settings, for example).
-    pub fn connect(
+    pub(crate) fn connect(
         brokers: &str,
         group: &str,
         topics: &[String],
@@ -248,12 +248,12 @@ impl KafkaSource {
     }
 
     /// The bytes that the last batch's line ranges point into.
-    pub fn buffer(&self) -> &[u8] {
+    pub(crate) fn buffer(&self) -> &[u8] {
         &self.batch.buf
     }
 
     /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages.
-    pub fn next_batch(
+    pub(crate) fn next_batch(
         &mut self,
         max: usize,
         wait: Duration,
@@ -298,7 +298,7 @@ impl KafkaSource {
     }
 
     /// The next offset to process, per assigned partition name.
-    pub fn offsets(&self) -> BTreeMap<String, i64> {
+    pub(crate) fn offsets(&self) -> BTreeMap<String, i64> {
         self.partitions
             .list
             .iter()
@@ -376,17 +376,17 @@ impl KafkaSource {
     /// The client's current problem (an unreachable broker, a TLS failure, bad credentials,
     /// a missing topic) with what to check, until messages flow again; and how many were
     /// logged since start.
-    pub fn problem(&self) -> (Option<String>, u64) {
+    pub(crate) fn problem(&self) -> (Option<String>, u64) {
         self.consumer.context().problem()
     }
 
     /// The next offset to process of partition `index`, if known.
-    pub fn next_offset(&self, index: usize) -> Option<i64> {
+    pub(crate) fn next_offset(&self, index: usize) -> Option<i64> {
         self.partitions.list.get(index)?.next
     }
 
     /// The oldest rebalance asked for and not carried out yet.
-    pub fn take_rebalance(&self) -> Option<Rebalance> {
+    pub(crate) fn take_rebalance(&self) -> Option<Rebalance> {
         let context = self.consumer.context();
         let mut pending = context.pending.lock().expect("not poisoned");
         let next = pending.pop_front();
@@ -397,7 +397,7 @@ impl KafkaSource {
     }
 
     /// The index of partition `name` (registering it).
-    pub fn index(&mut self, name: &str) -> usize {
+    pub(crate) fn index(&mut self, name: &str) -> usize {
         let PartitionId {
             topic,
             partition: p,
@@ -407,7 +407,7 @@ impl KafkaSource {
 
     /// Takes partitions `names`, each from its offset in `offsets` (a restored checkpoint),
     /// else from the group's committed offset, else from the start.
-    pub fn assign(
+    pub(crate) fn assign(
         &mut self,
         names: &[String],
         offsets: &BTreeMap<String, i64>,
@@ -447,7 +447,7 @@ impl KafkaSource {
     }
 
     /// Releases partitions `names` (after the caller checkpointed them).
-    pub fn revoke(&mut self, names: &[String]) -> anyhow::Result<()> {
+    pub(crate) fn revoke(&mut self, names: &[String]) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for name in names {
             let PartitionId {
@@ -480,7 +480,7 @@ impl KafkaSource {
 
     /// Messages of partition `index` not read yet, from the high watermark in the broker's
     /// last fetch answer (librdkafka's cached value: no request is made).
-    pub fn lag(&self, index: usize) -> Option<i64> {
+    pub(crate) fn lag(&self, index: usize) -> Option<i64> {
         let part = self.partitions.list.get(index)?;
         let PartitionId {
             topic,
@@ -507,7 +507,7 @@ impl KafkaSource {
 
     /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
     /// for instances started without the checkpoint; with `wait`, synchronously.
-    pub fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
+    pub(crate) fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for (name, &offset) in offsets {
             if let Some(PartitionId {
@@ -534,7 +534,7 @@ impl KafkaSource {
     /// Every known partition as of now, with what its reader says of it
     /// ([`KafkaSource::reading`]) under `quiet`; `ask`: whether the broker may be asked
     /// (once).
-    pub fn refresh(&mut self, quiet: Quiet, mut ask: bool) -> Vec<PartitionNow<'_>> {
+    pub(crate) fn refresh(&mut self, quiet: Quiet, mut ask: bool) -> Vec<PartitionNow<'_>> {
         let readings: Vec<Reading> = (0..self.partitions.list.len())
             .map(|i| self.reading(i, quiet, &mut ask))
             .collect();
