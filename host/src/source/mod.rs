@@ -2,6 +2,7 @@
 //! Kafka partitions ([`kafka`]). Each hands the pipeline batches of raw lines with their
 //! positions; [`Sources`] names them, for positions and checkpoints.
 
+pub(crate) mod idle;
 pub(crate) mod kafka;
 pub(crate) mod lines;
 mod tls;

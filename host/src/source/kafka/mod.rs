@@ -16,6 +16,7 @@ pub(crate) use client::{
     retrying,
 };
 
+use super::idle::{Quiet, Watch};
 use super::lines::Line;
 use super::{PartitionId, Reading};
 use anyhow::Context as _;
@@ -32,6 +33,9 @@ use tracing::{info, warn};
 /// is assigned; more than a producer puts in one record batch.
 const RESUME_LOOKBACK: i64 = 20_000;
 
+/// How long the loop waits for the broker's answer when it asks for a partition's end.
+const ASK_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// A change of assignment the group asked for, to carry out between batches.
 #[derive(Debug)]
 pub(crate) enum Rebalance {
@@ -39,19 +43,6 @@ pub(crate) enum Rebalance {
     Assign(Vec<String>),
     /// Partitions taken away (with the eager protocol: all of them).
     Revoke(Vec<String>),
-}
-
-/// How often an idle partition is vouched for again (asking the broker whether it still
-/// has nothing new): how often it may be moved along with the others.
-const VOUCH_EVERY: Duration = Duration::from_secs(1);
-
-/// When a partition with nothing new counts as idle, and as quiet (`[watermark]`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quiet {
-    /// `idle_timeout`.
-    pub idle: Duration,
-    /// `quiet_close`, if set.
-    pub close: Option<Duration>,
 }
 
 /// A partition as the run loop sees it between batches.
@@ -71,27 +62,8 @@ struct Partition {
     name: String,
     /// Next offset to process.
     next: Option<i64>,
-    /// When its last message (or its assignment) came.
-    last_seen: Instant,
-    /// Confirmed by the broker to have been read to the end, and quiet since (see
-    /// [`KafkaSource::reading`]).
-    at_end: bool,
-    /// When the broker was last asked for its end while quiet.
-    asked: Option<Instant>,
-}
-
-impl Partition {
-    /// Something happened to it: a message, or it was (re)assigned.
-    fn seen(&mut self) {
-        self.seen_at(Instant::now());
-    }
-
-    /// Something happened to it at `now`.
-    fn seen_at(&mut self, now: Instant) {
-        self.last_seen = now;
-        self.at_end = false;
-        self.asked = None;
-    }
+    /// Its activity and what the broker last said of its end.
+    watch: Watch,
 }
 
 /// The partitions seen, by index.
@@ -127,9 +99,7 @@ impl Partitions {
         self.list.push(Partition {
             name: partition_name(topic, p),
             next: None,
-            last_seen: Instant::now(),
-            at_end: false,
-            asked: None,
+            watch: Watch::new(Instant::now()),
         });
         self.index.insert((topic.to_owned(), p), i);
         i
@@ -275,7 +245,7 @@ impl KafkaSource {
             let i = self.partitions.get(msg.topic(), msg.partition());
             let offset = msg.offset();
             let part = &mut self.partitions.list[i as usize];
-            part.seen_at(*now.get_or_insert_with(Instant::now));
+            part.watch.seen(*now.get_or_insert_with(Instant::now));
             if part.next.is_some_and(|next| offset < next) {
                 continue; // already covered by the checkpoint
             }
@@ -314,63 +284,30 @@ impl KafkaSource {
         self.consumer.context().waiting.load(Ordering::Relaxed)
     }
 
-    /// What this reader says of partition `index`: assigned or not, idle or not, and
-    /// whether that was vouched for just now. Idle: assigned here, nothing new for
-    /// `quiet.idle` (since its last message, or since it was assigned), read to the end as
-    /// the broker said when last asked — not as librdkafka's cached offsets say, which may
-    /// date from before a hand-over — and no newer data known since (the cached end, fresh
-    /// from every fetch answer, has not moved past what was read), so that it stops being
-    /// idle as soon as data lands in it, before that data is read. While idle it is vouched
-    /// for again every [`VOUCH_EVERY`]: only then may it be moved along with the other
-    /// partitions. Quiet: the same for `quiet.close`, and vouched for just now: only then
-    /// may its windows close for quiet (never because this reader merely heard nothing).
-    /// `ask`: whether this call may ask the broker (one partition per loop round, briefly,
-    /// so that a slow broker never stalls the loop).
-    fn reading(&mut self, index: usize, quiet: Quiet, ask: &mut bool) -> Reading {
+    /// What this reader says of partition `index` at `now`, by the policy of
+    /// [`Watch`]: assigned or not, idle, vouched, quiet. `ask`: whether this call may ask
+    /// the broker for the partition's end (one partition per loop round, briefly, so that a
+    /// slow broker never stalls the loop) — the broker's answer, not librdkafka's cached
+    /// offsets, which may date from before a hand-over.
+    fn reading(&mut self, index: usize, quiet: Quiet, ask: &mut bool, now: Instant) -> Reading {
         let Some(part) = self.partitions.list.get(index) else {
             return Reading::default();
         };
         let assigned = self.assigned.contains(&part.name);
-        // The broker is asked once the partition has had nothing new for the shorter of the
-        // two timeouts; each decides for itself from there.
-        let timeout = quiet.close.map_or(quiet.idle, |c| c.min(quiet.idle));
-        let quiet_for = part.last_seen.elapsed();
-        if !assigned || quiet_for < timeout {
-            return Reading {
-                assigned,
-                ..Reading::default()
-            };
-        }
-        let every = if part.at_end { VOUCH_EVERY } else { timeout };
-        let mut vouched = false;
-        if *ask && part.asked.is_none_or(|at| at.elapsed() >= every) {
+        let mut answered = false;
+        if *ask && part.watch.due(assigned, quiet, now) {
             *ask = false;
-            let Some(PartitionId {
-                topic,
-                partition: p,
-            }) = PartitionId::parse(&part.name)
-            else {
-                return Reading {
-                    assigned,
-                    ..Reading::default()
-                };
-            };
-            let ends = self
-                .consumer
-                .fetch_watermarks(topic, p, Duration::from_millis(300));
-            let part = &mut self.partitions.list[index];
-            part.asked = Some(Instant::now());
-            part.at_end = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
-            vouched = part.at_end;
+            if let Some(PartitionId { topic, partition }) = PartitionId::parse(&part.name) {
+                let ends = (self.consumer).fetch_watermarks(topic, partition, ASK_TIMEOUT);
+                let part = &mut self.partitions.list[index];
+                let at_end = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
+                part.watch.answered(at_end, now);
+                answered = true;
+            }
         }
-        let at_end = self.partitions.list[index].at_end && self.lag(index).is_none_or(|l| l == 0);
-        let idle = at_end && quiet_for >= quiet.idle;
-        Reading {
-            assigned,
-            idle,
-            vouched: vouched && idle,
-            quiet: vouched && at_end && quiet.close.is_some_and(|c| quiet_for >= c),
-        }
+        let lag = self.lag(index);
+        let watch = &self.partitions.list[index].watch;
+        watch.reading(assigned, lag, answered, quiet, now)
     }
 
     /// The client's current problem (an unreachable broker, a TLS failure, bad credentials,
@@ -421,7 +358,7 @@ impl KafkaSource {
             } = PartitionId::of(name);
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
-            part.seen();
+            part.watch.seen(Instant::now());
             let from = match part.next {
                 // Start a little before the resume point and skip what is below it: some
                 // brokers (tansu 0.6) answer a fetch from the middle of a record batch with
@@ -535,8 +472,9 @@ impl KafkaSource {
     /// ([`KafkaSource::reading`]) under `quiet`; `ask`: whether the broker may be asked
     /// (once).
     pub(crate) fn refresh(&mut self, quiet: Quiet, mut ask: bool) -> Vec<PartitionNow<'_>> {
+        let now = Instant::now();
         let readings: Vec<Reading> = (0..self.partitions.list.len())
-            .map(|i| self.reading(i, quiet, &mut ask))
+            .map(|i| self.reading(i, quiet, &mut ask, now))
             .collect();
         self.partitions
             .list
@@ -546,7 +484,7 @@ impl KafkaSource {
             .map(|(index, (p, reading))| PartitionNow {
                 index,
                 name: &p.name,
-                quiet_for: p.last_seen.elapsed(),
+                quiet_for: p.watch.quiet_for(now),
                 reading,
             })
             .collect()
