@@ -10,6 +10,7 @@ pub mod decode;
 mod driver;
 mod evidence;
 mod http;
+mod kafka;
 pub mod loadgen;
 mod metrics;
 mod pipeline;

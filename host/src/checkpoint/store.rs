@@ -15,7 +15,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest checkpoint record: one partition's state, ~18 bytes per open (window, key)
 /// pair, so about 3.5 M pairs per partition. The topic is created with this limit, and the
 /// producer and the reader are set up for it.
-pub(crate) const MAX_RECORD: usize = crate::sink::kafka::MAX_MESSAGE;
+pub(crate) const MAX_RECORD: usize = crate::kafka::MAX_MESSAGE;
 
 /// The settings of the checkpoint topic rulewatch creates: compacted, with this record
 /// size, and segments rolled every 10 minutes so that compaction (which never touches the

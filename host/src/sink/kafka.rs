@@ -7,12 +7,12 @@ use super::jsonl::alert_json;
 use super::records::RejectSink;
 use super::{AlertRow, Sink};
 use crate::decode::time::format_rfc3339;
+use crate::kafka::Client;
 use crate::source::{PartitionId, Position};
 use anyhow::{Context as _, bail};
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -64,10 +64,6 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The largest message the shared producer writes. Checkpoint records are the largest: one
-/// partition's whole state (see `checkpoint::store::MAX_RECORD`).
-pub(crate) const MAX_MESSAGE: usize = 64 << 20;
-
 /// The shared producer.
 #[derive(Clone)]
 pub(crate) struct Output {
@@ -82,18 +78,7 @@ impl Output {
         brokers: &str,
         options: &BTreeMap<String, String>,
     ) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.max.bytes", (MAX_MESSAGE + (1 << 20)).to_string());
-        for (k, v) in options {
-            config.set(k, v);
-        }
-        // librdkafka logs what its `debug` setting asks for; tracing filters.
-        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-        let producer = config
+        let producer = crate::kafka::config(brokers, Client::Producer, &[], options)
             .create_with_context(Deliveries::default())
             .context("cannot create the Kafka producer (check the [kafka] settings)")?;
         Ok(Output {
@@ -234,14 +219,10 @@ pub(crate) fn create_topics(
     if topics.is_empty() {
         return Ok(());
     }
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for (k, v) in options {
-        config.set(k, v);
-    }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .context("cannot create the Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka::config(brokers, Client::Admin, &[], options)
+            .create()
+            .context("cannot create the Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| {

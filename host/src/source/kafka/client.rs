@@ -7,7 +7,6 @@ use super::Rebalance;
 use crate::source::PartitionId;
 use anyhow::Context as _;
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -228,22 +227,7 @@ pub(crate) fn reader(
     options: &BTreeMap<String, String>,
     extra: &[(&str, String)],
 ) -> anyhow::Result<Reader> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "rulewatch-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // Some brokers hold a fetch for the whole wait when little is new.
-        .set("fetch.wait.max.ms", "10");
-    for (k, v) in extra {
-        config.set(*k, v);
-    }
-    for (k, v) in options {
-        config.set(k, v);
-    }
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-    config
+    crate::kafka::config(brokers, crate::kafka::Client::Reader, extra, options)
         .create_with_context(ReaderContext)
         .context("cannot create a Kafka consumer (check the [kafka] settings)")
 }

@@ -19,8 +19,8 @@ pub(crate) use client::{
 use super::idle::{Quiet, Watch};
 use super::lines::Line;
 use super::{PartitionId, Reading};
+use crate::kafka::Client;
 use anyhow::Context as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -176,30 +176,8 @@ impl KafkaSource {
         options: &BTreeMap<String, String>,
         max_message: usize,
     ) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            // Answer fetches promptly and keep a deep local queue: alerts are wanted within a
-            // second, and some brokers hold a fetch for the whole wait when little is new.
-            .set("fetch.wait.max.ms", "10")
-            .set("queued.min.messages", "1000000")
-            .set("max.partition.fetch.bytes", "10485760")
-            // Also the rebalance timeout: how long the group waits for members to rejoin.
-            // The loop polls at least every 100 ms, so a minute is margin enough, and a
-            // member that died while the group formed delays the others less than with
-            // librdkafka's 5 minutes.
-            .set("max.poll.interval.ms", "60000");
-        for (k, v) in options {
-            config.set(k, v);
-        }
+        let config = crate::kafka::config(brokers, Client::Member { group }, &[], options);
         let context = Callbacks::new(options);
-        // librdkafka logs what its `debug` setting asks for; tracing filters.
-        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         let consumer: BaseConsumer<Callbacks> = config
             .create_with_context(context)
             .context("cannot create the Kafka consumer (check the [kafka] settings)")?;
@@ -509,32 +487,6 @@ impl Drop for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::producer::BaseProducer;
-
-    /// librdkafka refuses, when a client is created, a setting its build cannot serve
-    /// ("OpenSSL not available at build time", "Unsupported value"): these are the settings
-    /// of managed Kafka services and of producers' codecs.
-    #[test]
-    fn the_build_speaks_tls_sasl_and_every_codec() {
-        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
-            let consumer: Result<BaseConsumer, _> = ClientConfig::new()
-                .set("bootstrap.servers", "127.0.0.1:1")
-                .set("group.id", "test")
-                .set("security.protocol", "SASL_SSL")
-                .set("sasl.mechanisms", mechanism)
-                .set("sasl.username", "u")
-                .set("sasl.password", "p")
-                .create();
-            assert!(consumer.is_ok(), "{mechanism}: {:?}", consumer.err());
-        }
-        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
-            let producer: Result<BaseProducer, _> = ClientConfig::new()
-                .set("bootstrap.servers", "127.0.0.1:1")
-                .set("compression.type", codec)
-                .create();
-            assert!(producer.is_ok(), "{codec}: {:?}", producer.err());
-        }
-    }
 
     #[test]
     fn client_errors_come_with_what_to_check() {
