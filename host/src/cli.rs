@@ -73,7 +73,7 @@ enum Command {
         dir: Option<PathBuf>,
         /// The language of its logic.
         #[arg(long, value_enum, default_value = "rust")]
-        lang: crate::author::new::Lang,
+        lang: crate::author::lang::Lang,
         /// The SDK: a folder (Rust, Go, TypeScript) or a crates.io version (Rust) (default:
         /// the SDK of this source tree if present, else, for Rust, this version).
         #[arg(long)]

@@ -2,7 +2,7 @@
 //! The language is recognised from the folder: `Cargo.toml` (Rust), `go.mod` (Go),
 //! `package.json` (AssemblyScript), `Makefile` (C or anything make builds).
 
-use super::new::Lang;
+use super::lang::Lang;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,17 +12,15 @@ pub(crate) const TARGET: &str = "wasm32-unknown-unknown";
 
 /// Builds the rule in `dir` and returns the module's path (beside the rule's TOML).
 pub(crate) fn run(dir: &Path) -> anyhow::Result<PathBuf> {
-    let module = match Lang::of(dir) {
-        Some(Lang::Rust) => rust(dir)?,
-        Some(Lang::Go) => go(dir)?,
-        Some(Lang::Ts) => assemblyscript(dir)?,
-        Some(Lang::C) => make(dir)?,
-        None => bail!(
-            "{} has no Cargo.toml, go.mod, package.json or Makefile: is it a rule's folder? \
-             (`rulewatch new NAME --lang rust|go|ts|c` makes one)",
-            dir.display()
-        ),
+    let Some(lang) = Lang::of(dir) else {
+        bail!(
+            "{} has no {}: is it a rule's folder? (`rulewatch new NAME --lang rust|go|ts|c` \
+             makes one)",
+            dir.display(),
+            Lang::markers()
+        );
     };
+    let module = (lang.spec().build)(dir)?;
     println!(
         "built {} ({} KiB)",
         module.display(),
@@ -75,7 +73,7 @@ fn module_path(dir: &Path) -> PathBuf {
 
 /// A Rust crate: cargo's release profile for [`TARGET`], the library copied beside the
 /// TOML as `LIB.wasm`, where the scaffold's TOML names it.
-fn rust(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn rust(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("cannot read {} (is this a rule crate?)", manifest.display()))?;
@@ -107,7 +105,7 @@ fn rust(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// A Go module: a WASI reactor (`GOOS=wasip1 GOARCH=wasm -buildmode=c-shared`), written
 /// where the TOML's `module` says.
-fn go(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn go(dir: &Path) -> anyhow::Result<PathBuf> {
     let module = module_path(dir);
     let mut go = Command::new("go");
     go.args([
@@ -132,7 +130,7 @@ fn go(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// An AssemblyScript package: `npm install` when its dependencies are missing, then
 /// `npm run build`, which writes the module the TOML names.
-fn assemblyscript(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn assemblyscript(dir: &Path) -> anyhow::Result<PathBuf> {
     let hint = "install Node.js 20 or later with npm (https://nodejs.org)";
     if !dir.join("node_modules").exists() {
         let mut npm = Command::new("npm");
@@ -146,7 +144,7 @@ fn assemblyscript(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Anything `make` builds (the C scaffold's Makefile): the module the TOML names.
-fn make(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn make(dir: &Path) -> anyhow::Result<PathBuf> {
     let module = module_path(dir);
     let mut make = Command::new("make");
     make.arg(module.file_name().context("the module has no file name")?);

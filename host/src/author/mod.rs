@@ -3,5 +3,6 @@
 //! events and checks its alerts (and late and bad records) against expectations.
 
 pub(crate) mod build;
+pub(crate) mod lang;
 pub(crate) mod new;
 pub(crate) mod test;

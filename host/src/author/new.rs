@@ -1,42 +1,9 @@
 //! `rulewatch new NAME --lang LANG`: a rule that builds, tests and loads as it is.
 
+use super::lang::Lang;
 use anyhow::{Context, bail};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-
-/// The language of a rule's logic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Lang {
-    /// A Rust crate using rulewatch-sdk (`cargo test`, `cargo build`).
-    Rust,
-    /// A Go module using the Go SDK (`go test`, `GOOS=wasip1 go build`).
-    Go,
-    /// An AssemblyScript (TypeScript) package using the AssemblyScript SDK (`npm test`,
-    /// `npm run build`).
-    Ts,
-    /// Plain C against the ABI, no SDK (`make`).
-    C,
-}
-
-impl Lang {
-    /// The file a rule's folder in this language has, by which `rulewatch build` knows it (and
-    /// which the language's SDK folder has too).
-    pub(crate) fn marker(self) -> &'static str {
-        match self {
-            Lang::Rust => "Cargo.toml",
-            Lang::Go => "go.mod",
-            Lang::Ts => "package.json",
-            Lang::C => "Makefile",
-        }
-    }
-
-    /// The language of the rule in `dir`, by its marker file.
-    pub(crate) fn of(dir: &Path) -> Option<Lang> {
-        [Lang::Rust, Lang::Go, Lang::Ts, Lang::C]
-            .into_iter()
-            .find(|lang| dir.join(lang.marker()).exists())
-    }
-}
 
 /// The SDK folder of this source tree for `lang`, when the engine's sources are on this
 /// machine (a clone of the repository).
@@ -50,13 +17,11 @@ fn local_sdk(folder: &str) -> Option<PathBuf> {
 /// Where the scaffold's SDK comes from when `--sdk` is not given: the SDK beside the engine's
 /// sources when they are on this machine, else (Rust) this version from crates.io.
 fn default_sdk(lang: Lang) -> anyhow::Result<String> {
-    let folder = match lang {
-        Lang::Rust => "",
-        Lang::Go => "go",
-        Lang::Ts => "assemblyscript",
-        Lang::C => return Ok(String::new()),
+    let spec = lang.spec();
+    let Some(folder) = spec.sdk_folder else {
+        return Ok(String::new());
     };
-    match local_sdk(folder).filter(|p| p.join(lang.marker()).exists()) {
+    match local_sdk(folder).filter(|p| p.join(spec.marker).exists()) {
         Some(path) => Ok(path.display().to_string()),
         None if lang == Lang::Rust => Ok(env!("CARGO_PKG_VERSION").to_owned()),
         None => bail!(
@@ -72,116 +37,6 @@ fn cargo_dependency(sdk: &str) -> String {
         format!("{{ path = {sdk:?} }}")
     } else {
         format!("\"{sdk}\"")
-    }
-}
-
-/// The C scaffold's rule: its own header over the body of the C crash rule of
-/// `examples/rules/crash-c` (the same params, so the same logic), which is built and tested
-/// there.
-fn c_rule() -> String {
-    let example = include_str!("../../../examples/rules/crash-c/crash_c.c");
-    let body = example.split_once("*/").map_or(example, |(_, body)| body);
-    include_str!("template/c/rule-header.c.in")
-        .trim_end()
-        .to_owned()
-        + body
-}
-
-/// The scaffold's files for `lang`: (path in the rule folder, template).
-fn templates(lang: Lang) -> Vec<(&'static str, Cow<'static, str>)> {
-    let text = Cow::Borrowed;
-    let mut files = match lang {
-        Lang::Rust => vec![
-            (
-                "Cargo.toml",
-                text(include_str!("template/rust/Cargo.toml.in")),
-            ),
-            ("src/lib.rs", text(include_str!("template/rust/lib.rs.in"))),
-            (
-                "README.md",
-                text(include_str!("template/rust/README.md.in")),
-            ),
-            (
-                ".gitignore",
-                text(include_str!("template/rust/gitignore.in")),
-            ),
-        ],
-        Lang::Go => vec![
-            ("go.mod", text(include_str!("template/go/go.mod.in"))),
-            ("rule.go", text(include_str!("template/go/rule.go.in"))),
-            (
-                "rule_test.go",
-                text(include_str!("template/go/rule_test.go.in")),
-            ),
-            ("README.md", text(include_str!("template/go/README.md.in"))),
-            (".gitignore", text(include_str!("template/go/gitignore.in"))),
-        ],
-        Lang::Ts => vec![
-            (
-                "package.json",
-                text(include_str!("template/ts/package.json.in")),
-            ),
-            (
-                "asconfig.json",
-                text(include_str!("template/ts/asconfig.json.in")),
-            ),
-            (
-                "assembly/index.ts",
-                text(include_str!("template/ts/index.ts.in")),
-            ),
-            (
-                "assembly/tsconfig.json",
-                text(include_str!("template/ts/tsconfig.json.in")),
-            ),
-            (
-                "assembly/rule.test.ts",
-                text(include_str!("template/ts/rule.test.ts.in")),
-            ),
-            ("README.md", text(include_str!("template/ts/README.md.in"))),
-            (".gitignore", text(include_str!("template/ts/gitignore.in"))),
-        ],
-        Lang::C => vec![
-            ("Makefile", text(include_str!("template/c/Makefile.in"))),
-            ("rule.c", Cow::Owned(c_rule())),
-            ("README.md", text(include_str!("template/c/README.md.in"))),
-            (".gitignore", text(include_str!("template/c/gitignore.in"))),
-        ],
-    };
-    files.extend([
-        (
-            "events.jsonl",
-            text(include_str!("template/shared/events.jsonl")),
-        ),
-        (
-            "expected.jsonl",
-            text(include_str!("template/shared/expected.jsonl")),
-        ),
-        (
-            "late.jsonl",
-            text(include_str!("template/shared/late.jsonl")),
-        ),
-        ("bad.jsonl", text(include_str!("template/shared/bad.jsonl"))),
-    ]);
-    files
-}
-
-/// The file with the rule's two decisions, per language.
-fn logic_file(lang: Lang) -> &'static str {
-    match lang {
-        Lang::Rust => "src/lib.rs",
-        Lang::Go => "rule.go",
-        Lang::Ts => "assembly/index.ts",
-        Lang::C => "rule.c",
-    }
-}
-
-/// The commands that test the logic natively, per language.
-fn unit_test_command(lang: Lang) -> &'static str {
-    match lang {
-        Lang::Rust => "cargo test",
-        Lang::Go => "go test",
-        Lang::Ts => "npm install && npm test",
-        Lang::C => "make test",
     }
 }
 
@@ -250,11 +105,11 @@ pub(crate) fn run(
             .replace("{{crate}}", &n.krate)
             .replace("{{type}}", &n.ty)
             .replace("{{sdk}}", &sdk)
-            .replace("{{logic}}", logic_file(lang))
+            .replace("{{logic}}", lang.spec().logic)
             .replace("{{cargo_sdk}}", &cargo_dependency(&sdk))
     };
     let toml = format!("{name}.toml");
-    let files = templates(lang).into_iter().chain([(
+    let files = (lang.spec().files)().into_iter().chain([(
         toml.as_str(),
         Cow::Borrowed(include_str!("template/shared/rule.toml.in")),
     )]);
@@ -271,7 +126,7 @@ pub(crate) fn run(
     println!("created rule `{name}` ({lang:?}) in {d}; next:");
     println!(
         "  cd {d} && {:<22} # unit tests of the logic",
-        unit_test_command(lang)
+        lang.spec().unit_tests
     );
     println!("  rulewatch build {d}           # -> {d}/{}.wasm", n.krate);
     println!(
