@@ -85,7 +85,7 @@ impl Loopback {
                     }
                 })
                 .collect();
-            (std::mem::take(buf), lines)
+            (Arc::new(std::mem::take(buf)), Arc::new(lines))
         };
         pipeline.process(&buf, &lines, sink)
     }
@@ -151,12 +151,12 @@ pub(crate) fn drive(
     for (i, name) in history.names() {
         pipeline.name_source(i, name);
     }
-    let mut lines = Vec::with_capacity(BATCH_LINES);
+    let mut lines = Arc::new(Vec::with_capacity(BATCH_LINES));
     let mut readings = Vec::new();
     loop {
         let done = history.done();
         if !done {
-            history.next_batch(BATCH_LINES, POLL, &mut lines)?;
+            history.next_batch(BATCH_LINES, POLL, Arc::make_mut(&mut lines))?;
             pipeline.apply_ready(changes, sink)?;
             if !lines.is_empty() {
                 pipeline.process(history.buffer(), &lines, sink)?;

@@ -3,10 +3,10 @@
 //!
 //! 1. records of repartition topics are taken apart from input lines and counted where
 //!    they belong ([`forward`]);
-//! 2. the input lines are split into chunks, one per worker, and each worker's [`front`]
-//!    decodes its lines once, projects the fields each rule declared into that rule's event
-//!    batch ([`crate::decode`]) and runs the rule's filter over it (one Wasm call per batch),
-//!    on its own core;
+//! 2. the input lines are split into chunks, one per worker of the [`stage`] (a persistent
+//!    pool), and each worker's [`front`] decodes its lines once, projects the fields each
+//!    rule declared into that rule's event batch ([`crate::decode`]) and runs the rule's
+//!    filter over it (one Wasm call per batch), on its own core;
 //! 3. chunk by chunk, in line order: lines no rule can use are rejected ([`rejects`]), and
 //!    each rule's selected events are counted in its windows or forwarded ([`runner`]);
 //! 4. the trigger gathers each rule's candidate (window, key) counts and asks its module
@@ -28,14 +28,16 @@ mod reload;
 mod report;
 mod runner;
 mod shadow;
+mod stage;
 mod state;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub(crate) use forward::Repartitioning;
 use front::FrontSpec;
-pub(crate) use front::{Filtered, Front};
 pub(crate) use rejects::Rejects;
+pub(crate) use stage::Chunk;
+use stage::Stage;
 
 use crate::config::OutputMode;
 use crate::metrics::{RuleChanges, StageTimes};
@@ -48,6 +50,7 @@ use crate::status::{self, AlertStatus};
 use rejects::InputTally;
 use runner::RuleRunner;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Lines per batch: large enough that a Wasm call per batch is noise, small enough that a
@@ -60,10 +63,10 @@ pub(crate) struct Pipeline {
     rules: Vec<RuleRunner>,
     /// How many workers filter each batch.
     workers: usize,
-    /// One filter stage per worker (none while a driver has taken them), and what each
-    /// found in its chunk of the batch.
-    fronts: Vec<Front>,
-    filtered: Vec<Filtered>,
+    /// The filter stage: one front per worker.
+    stage: Stage,
+    /// The chunks of the batch being applied.
+    chunks: Vec<Chunk>,
     /// Output mode for every rule, if overridden.
     mode: Option<OutputMode>,
     changes: RuleChanges,
@@ -94,8 +97,8 @@ impl Pipeline {
             sources,
             rules: runners,
             workers: 1,
-            fronts: Vec::new(),
-            filtered: Vec::new(),
+            stage: Stage::new(&[])?,
+            chunks: Vec::new(),
             mode,
             changes: RuleChanges::default(),
             input: InputTally::default(),
@@ -106,21 +109,16 @@ impl Pipeline {
             times: StageTimes::default(),
             repartitioning: None,
         };
-        pipeline.set_workers(1)?;
+        pipeline.stage = Stage::new(&front_specs(&pipeline.rules))?;
         Ok(pipeline)
     }
 
-    /// Runs the filter stage of each batch on `workers` threads (see [`front`]); the
+    /// Runs the filter stage of each batch on `workers` threads (see [`stage`]); the
     /// output does not depend on how many.
-    pub(crate) fn set_workers(&mut self, workers: usize) -> Result<(), RuleError> {
-        let workers = workers.max(1);
-        self.workers = workers;
-        self.filtered.resize_with(workers, Filtered::default);
-        // The fronts there are stay: their rule instances are started once.
-        self.fronts.truncate(workers);
-        let more = self.new_fronts(workers - self.fronts.len())?;
-        self.fronts.extend(more);
-        Ok(())
+    pub(crate) fn set_workers(&mut self, workers: usize) -> anyhow::Result<()> {
+        self.workers = workers.max(1);
+        let specs = front_specs(&self.rules);
+        self.stage.grow(self.workers, &specs)
     }
 
     /// How many workers filter each batch.
@@ -128,60 +126,24 @@ impl Pipeline {
         self.workers
     }
 
-    /// The fronts, for a driver that runs them on threads of its own (see
-    /// [`Pipeline::apply_filtered`]); [`Pipeline::process`] cannot be used after, and rule
-    /// changes leave the fronts to that driver.
-    pub(crate) fn take_fronts(&mut self) -> Vec<Front> {
-        std::mem::take(&mut self.fronts)
-    }
-
-    /// Fronts for the rules as they are now, to run on threads of the caller's (see
-    /// [`Pipeline::apply_filtered`]).
-    pub(crate) fn new_fronts(&self, n: usize) -> Result<Vec<Front>, RuleError> {
-        let specs = self.front_specs();
-        (0..n)
-            .map(|_| Front::new(&specs))
-            .collect::<Result<_, _>>()
-            .map_err(|(_, e)| e)
-    }
-
-    /// What the fronts need of each rule, in order.
-    fn front_specs(&self) -> Vec<FrontSpec<'_>> {
-        (self.rules.iter())
-            .map(|r| FrontSpec {
-                rule: &r.rule,
-                running: r.instance.is_some(),
-                id: r.id,
-            })
-            .collect()
-    }
-
     /// Which rules run, by index (a front stops giving the others their events).
-    pub(crate) fn running(&self) -> Vec<bool> {
+    fn running(&self) -> Arc<[bool]> {
         self.rules.iter().map(|r| r.instance.is_some()).collect()
     }
 
-    /// Brings `fronts` up to the rules as they are now (after a rule change): instances of
-    /// unchanged rules are kept; a rule whose new instance does not start is quarantined.
-    pub(crate) fn renew_fronts(&mut self, fronts: &mut [Front]) {
-        'renew: loop {
-            let specs = self.front_specs();
-            for front in fronts.iter_mut() {
-                if let Err((i, e)) = front.renew(&specs) {
+    /// Brings the fronts up to the rules as they are now (after a rule change): instances
+    /// of unchanged rules are kept; a rule whose new instance does not start is quarantined.
+    pub(super) fn restart_fronts(&mut self) {
+        loop {
+            let specs = front_specs(&self.rules);
+            match self.stage.renew(&specs) {
+                Ok(()) => return,
+                Err((i, e)) => {
                     drop(specs);
                     self.rules[i].quarantine(e);
-                    continue 'renew;
                 }
             }
-            return;
         }
-    }
-
-    /// Renews the pipeline's own fronts, unless a driver has taken them (it renews its own).
-    pub(super) fn restart_fronts(&mut self) {
-        let mut fronts = std::mem::take(&mut self.fronts);
-        self.renew_fronts(&mut fronts);
-        self.fronts = fronts;
     }
 
     /// Sets up repartitioning: rules not grouping by the field the input is keyed by
@@ -196,36 +158,73 @@ impl Pipeline {
         counted
     }
 
-    /// Processes one batch of lines (`buf` holds their bytes) and emits its trigger.
+    /// Processes one batch of lines (`buf` holds their bytes) and emits its trigger: its
+    /// input lines split over the workers, what they found applied in line order.
     pub(crate) fn process(
         &mut self,
-        buf: &[u8],
-        lines: &[Line],
+        buf: &Arc<Vec<u8>>,
+        lines: &Arc<Vec<Line>>,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        if self.repartitioning.is_some() {
-            for line in lines {
+        let internal = self.repartitioning.is_some().then(|| {
+            for line in lines.iter() {
                 if self.sources.is_internal(line.source as usize) {
                     self.absorb_forwarded(line, &buf[line.range.clone()]);
                 }
             }
+            self.sources.internal()
+        });
+        let running = self.running();
+        let per_chunk = lines.len().div_ceil(self.workers).max(MIN_CHUNK);
+        for start in (0..lines.len().max(1)).step_by(per_chunk) {
+            let range = start..lines.len().min(start + per_chunk);
+            (self.stage).submit(buf, lines, range, internal.as_ref(), &running);
         }
-        let chunks = self.filter(buf, lines);
-        let filtered = std::mem::take(&mut self.filtered);
-        let applied = self.apply_filtered(buf, lines, &filtered[..chunks], sink);
-        self.filtered = filtered;
+        let mut chunks = std::mem::take(&mut self.chunks);
+        while let Some(chunk) = self.stage.next()? {
+            chunks.push(chunk);
+        }
+        let applied = self.apply_filtered(buf, lines, &chunks, sink);
+        for chunk in chunks.drain(..) {
+            self.stage.recycle(chunk);
+        }
+        self.chunks = chunks;
+        applied
+    }
+
+    /// Queues a whole batch for the workers without waiting (a driver keeping several in
+    /// flight); [`Pipeline::next_filtered`] gives them back in order.
+    pub(crate) fn submit(&mut self, buf: &Arc<Vec<u8>>, lines: &Arc<Vec<Line>>) {
+        let running = self.running();
+        (self.stage).submit(buf, lines, 0..lines.len(), None, &running);
+    }
+
+    /// The next batch queued with [`Pipeline::submit`], once filtered (filtering queued ones
+    /// on this thread meanwhile); `None` if none is in flight.
+    pub(crate) fn next_filtered(&mut self) -> anyhow::Result<Option<Chunk>> {
+        self.stage.next()
+    }
+
+    /// Applies a batch [`Pipeline::next_filtered`] gave back and emits its trigger.
+    pub(crate) fn apply_chunk(&mut self, chunk: Chunk, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let (buf, lines) = (Arc::clone(&chunk.buf), Arc::clone(&chunk.lines));
+        let chunks = [chunk];
+        let applied = self.apply_filtered(&buf, &lines, &chunks, sink);
+        let [chunk] = chunks;
+        self.stage.recycle(chunk);
         applied
     }
 
     /// The back half of [`Pipeline::process`]: applies what the fronts found in the
     /// batch's chunks (in order), then emits the trigger.
-    pub(crate) fn apply_filtered(
+    fn apply_filtered(
         &mut self,
         buf: &[u8],
         lines: &[Line],
-        filtered: &[Filtered],
+        chunks: &[Chunk],
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
+        let filtered = || chunks.iter().map(|c| &c.filtered);
         let Pipeline {
             sources,
             rules,
@@ -241,7 +240,7 @@ impl Pipeline {
             rejects,
             times,
         };
-        for chunk in filtered {
+        for chunk in filtered() {
             input.reject_unusable(chunk, rules, &mut ctx);
             ctx.times.decode += chunk.decode_time;
         }
@@ -249,58 +248,27 @@ impl Pipeline {
             if r.instance.is_none() {
                 continue;
             }
-            r.stats.events += filtered.iter().map(|c| c.rules[i].events).sum::<u64>();
-            let filter_time: Duration = filtered.iter().map(|c| c.rules[i].filter_time).sum();
+            r.stats.events += filtered().map(|c| c.rules[i].events).sum::<u64>();
+            let filter_time: Duration = filtered().map(|c| c.rules[i].filter_time).sum();
             ctx.times.filter += filter_time;
             r.stats.filter_time += filter_time;
             // A filter that failed anywhere in the batch stops the rule before any of the
             // batch's events count, however the batch was split.
-            if let Some(e) = filtered.iter().find_map(|c| c.rules[i].failed.clone()) {
+            if let Some(e) = filtered().find_map(|c| c.rules[i].failed.clone()) {
                 r.quarantine(e);
                 continue;
             }
             let mut took = Duration::ZERO;
-            for chunk in filtered {
+            for chunk in filtered() {
                 took += chunk.rules[i].filter_time + r.apply(&chunk.rules[i], &mut ctx);
             }
             // One observation per batch, however it was split.
-            if filtered.iter().any(|c| !c.rules[i].calls().is_empty()) {
+            if filtered().any(|c| !c.rules[i].calls().is_empty()) {
                 r.stats.batch_seconds.observe(took.as_secs_f64());
             }
         }
         self.rejects.flush()?;
         self.trigger(false, sink)
-    }
-
-    /// Runs the fronts over the input lines, a chunk each; how many chunks.
-    fn filter(&mut self, buf: &[u8], lines: &[Line]) -> usize {
-        let running = self.running();
-        self.fronts
-            .iter_mut()
-            .for_each(|f| f.keep_running(&running));
-        let sources = &self.sources;
-        let skip = |line: &Line| sources.is_internal(line.source as usize);
-        let per_chunk = lines.len().div_ceil(self.fronts.len()).max(MIN_CHUNK);
-        let chunks = lines.len().div_ceil(per_chunk).max(1);
-        let mut work = self.fronts[..chunks].iter_mut().zip(&mut self.filtered);
-        let (front, out) = work.next().expect("one front at least");
-        let first = &lines[..per_chunk.min(lines.len())];
-        if chunks == 1 {
-            front.filter(buf, first, 0, &skip, out);
-            return 1;
-        }
-        // The other chunks on threads of their own, the first on this one; threads that
-        // sleep between batches leave the cores to the reader and the windows.
-        std::thread::scope(|scope| {
-            for (k, (front, out)) in work.enumerate() {
-                let start = (k + 1) * per_chunk;
-                let chunk = &lines[start..lines.len().min(start + per_chunk)];
-                let skip = &skip;
-                scope.spawn(move || front.filter(buf, chunk, start, skip, out));
-            }
-            front.filter(buf, first, 0, &skip, out);
-        });
-        chunks
     }
 
     /// Emits what the watermark alone decides (windows it closed while no data came, for
@@ -420,6 +388,17 @@ impl Pipeline {
     }
 }
 
+/// What the fronts need of each rule, in order.
+fn front_specs(rules: &[RuleRunner]) -> Vec<FrontSpec<'_>> {
+    (rules.iter())
+        .map(|r| FrontSpec {
+            rule: &r.rule,
+            running: r.instance.is_some(),
+            id: r.id,
+        })
+        .collect()
+}
+
 /// Fewest lines worth a chunk of their own: below, the hand-over costs more than it saves.
 const MIN_CHUNK: usize = 256;
 
@@ -441,7 +420,7 @@ mod tests {
     use crate::sink::records::RecordWriter;
     use crate::source::lines::LineReader;
     use std::io::Read;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     /// Keeps every row as text, in order, with its trigger number.
     struct Rows(Vec<String>);
@@ -487,9 +466,9 @@ mod tests {
         p.set_workers(workers).unwrap();
         let mut sink = Rows(Vec::new());
         let mut reader = LineReader::new(input, 1 << 20);
-        let mut lines = Vec::new();
-        while reader.next_batch(BATCH_LINES, &mut lines).unwrap() {
-            p.process(reader.buffer(), &lines, &mut sink).unwrap();
+        let mut lines = Arc::new(Vec::new());
+        while (reader.next_batch(BATCH_LINES, Arc::make_mut(&mut lines))).unwrap() {
+            p.process(&reader.block(), &lines, &mut sink).unwrap();
         }
         p.finish(&mut sink).unwrap();
         let summary = p.summary(std::time::Duration::from_secs(1));

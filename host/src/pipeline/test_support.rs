@@ -7,7 +7,7 @@ use crate::source::lines::Line;
 use std::sync::Arc;
 
 /// The built-in crash rule, grouping by `key`.
-pub(super) fn crash(key: &str) -> LoadedRule {
+pub(crate) fn crash(key: &str) -> LoadedRule {
     let mut config = builtin::crash_config();
     config.window.key = key.to_owned();
     LoadedRule {
@@ -30,7 +30,7 @@ pub(super) fn event(second: u32, severity: &str, user: &str, content: &str) -> S
 }
 
 /// A batch of `texts` read from source `source`, numbered from 0.
-pub(super) fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<Line>) {
+pub(super) fn batch(source: u32, texts: &[String]) -> (Arc<Vec<u8>>, Arc<Vec<Line>>) {
     let (mut buf, mut lines) = (Vec::new(), Vec::new());
     for (n, text) in texts.iter().enumerate() {
         let start = buf.len();
@@ -43,5 +43,5 @@ pub(super) fn batch(source: u32, texts: &[String]) -> (Vec<u8>, Vec<Line>) {
             too_large: false,
         });
     }
-    (buf, lines)
+    (Arc::new(buf), Arc::new(lines))
 }

@@ -143,6 +143,11 @@ impl Sources {
         true
     }
 
+    /// Per source index, whether it is a partition of a repartition topic.
+    pub(crate) fn internal(&self) -> std::sync::Arc<[bool]> {
+        self.internal.as_slice().into()
+    }
+
     /// Whether source `index` is a partition of a repartition topic.
     pub(crate) fn is_internal(&self, index: usize) -> bool {
         self.internal.get(index).copied().unwrap_or(false)

@@ -12,6 +12,7 @@ use crate::source::Reading;
 use crate::source::idle::Quiet;
 use crate::source::kafka::KafkaSource;
 use crate::status::{CheckpointStatus, Publisher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -42,10 +43,11 @@ impl Engine<'_> {
     pub(super) fn run(mut self, stop: &AtomicBool, fresh_start: bool) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut ignore_store = fresh_start;
-        let mut lines = Vec::with_capacity(BATCH_LINES);
+        let mut lines = Arc::new(Vec::with_capacity(BATCH_LINES));
         let quiet = self.quiet();
         while !stop.load(Ordering::Relaxed) {
-            self.source.next_batch(BATCH_LINES, POLL, &mut lines)?;
+            self.source
+                .next_batch(BATCH_LINES, POLL, Arc::make_mut(&mut lines))?;
             // Idleness as of the fetch answers that brought this batch: a partition whose
             // new data landed with it is not idle while the batch's other partitions move on.
             for p in self.source.refresh(quiet, false) {

@@ -153,8 +153,8 @@ impl History {
     }
 
     /// The bytes that the last batch's line ranges point into.
-    pub(crate) fn buffer(&self) -> &[u8] {
-        &self.batch.buf
+    pub(crate) fn buffer(&self) -> &std::sync::Arc<Vec<u8>> {
+        &self.batch.shared
     }
 
     /// Waits up to `wait` for records, then takes what is ready, up to `max` of them.
@@ -165,7 +165,7 @@ impl History {
         out: &mut Vec<Line>,
     ) -> anyhow::Result<()> {
         out.clear();
-        self.batch.buf.clear();
+        self.batch.start();
         let mut timeout = wait;
         while out.len() < max && self.open > 0 {
             let Some(result) = self.consumer.poll(timeout) else {
@@ -204,6 +204,7 @@ impl History {
             let payload = msg.payload().unwrap_or_default();
             (self.batch).push(out, payload, self.max_message, i as u32, offset);
         }
+        self.batch.seal();
         if !out.is_empty() {
             self.last_progress = Instant::now();
         } else if self.open > 0 && self.last_progress.elapsed() > STALL {

@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -120,11 +121,25 @@ pub(crate) struct KafkaSource {
 /// (librdkafka retries by itself), and copy payloads into one buffer as lines.
 #[derive(Default)]
 struct Batch {
+    /// The batch being read.
     buf: Vec<u8>,
+    /// The last batch's bytes, shared with the workers that filter it.
+    shared: Arc<Vec<u8>>,
     had_error: bool,
 }
 
 impl Batch {
+    /// Starts reading a batch.
+    fn start(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Ends the batch: its bytes become the shared ones (the last batch's buffer, let go
+    /// by then, is the next one to fill).
+    fn seal(&mut self) {
+        std::mem::swap(Arc::make_mut(&mut self.shared), &mut self.buf);
+    }
+
     /// The message of a poll's result; `None` on an error (logged once until one comes).
     fn message<'a>(
         &mut self,
@@ -196,8 +211,8 @@ impl KafkaSource {
     }
 
     /// The bytes that the last batch's line ranges point into.
-    pub(crate) fn buffer(&self) -> &[u8] {
-        &self.batch.buf
+    pub(crate) fn buffer(&self) -> &Arc<Vec<u8>> {
+        &self.batch.shared
     }
 
     /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages.
@@ -208,7 +223,7 @@ impl KafkaSource {
         out: &mut Vec<Line>,
     ) -> anyhow::Result<()> {
         out.clear();
-        self.batch.buf.clear();
+        self.batch.start();
         let mut timeout = wait;
         // One clock read per batch: a batch takes no longer than its polls.
         let mut now = None;
@@ -239,6 +254,7 @@ impl KafkaSource {
             let payload = msg.payload().unwrap_or_default();
             self.batch.push(out, payload, self.max_message, i, offset);
         }
+        self.batch.seal();
         if !out.is_empty() {
             self.consumer.context().recovered();
         }
