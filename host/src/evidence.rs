@@ -3,9 +3,9 @@
 //! from the file the alerts came from, or from Kafka — and prints them, one per line, as
 //! they are in the input.
 
-use crate::source::Origin;
 use crate::source::kafka::history::{History, Span};
 use crate::source::kafka::{Reader, passes, reader, retrying};
+use crate::source::{Origin, SourceBatch};
 use crate::text::{printable_line, shown};
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
@@ -139,12 +139,12 @@ fn find_alert(
     };
     let topics = [topic.to_owned()];
     let mut history = History::connect(brokers, &topics, options, everything, 1 << 20)?;
-    let (mut lines, mut found, mut read) = (Vec::new(), None, 0);
+    let (mut batch, mut found, mut read) = (SourceBatch::default(), None, 0);
     while !history.done() {
-        history.next_batch(4096, Duration::from_millis(100), &mut lines)?;
-        read += lines.len();
-        for line in &lines {
-            let raw = &history.buffer()[line.range.clone()];
+        history.next_batch(4096, Duration::from_millis(100), &mut batch)?;
+        read += batch.lines.len();
+        for line in batch.lines.iter() {
+            let raw = &batch.buf[line.range.clone()];
             if let Ok(alert) = serde_json::from_slice::<Alert>(raw)
                 && alert.alert_id == id
             {

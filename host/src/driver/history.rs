@@ -19,7 +19,7 @@ use crate::registry::watch::Changes;
 use crate::repartition::ForwardOutput;
 use crate::sink::Sink;
 use crate::source::kafka::history::History;
-use crate::source::{Reading, lines::Line};
+use crate::source::{SourceBatch, lines::Line};
 use crate::status::Publisher;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,7 @@ impl Loopback {
     /// Hands what was sent since the last call to `pipeline`, as lines of the internal
     /// partitions.
     fn deliver(&self, pipeline: &mut Pipeline, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        let (buf, lines) = {
+        let batch = {
             let mut sent = self.sent.lock().expect("not poisoned");
             if sent.records.is_empty() {
                 return Ok(());
@@ -85,9 +85,13 @@ impl Loopback {
                     }
                 })
                 .collect();
-            (Arc::new(std::mem::take(buf)), Arc::new(lines))
+            SourceBatch {
+                buf: Arc::new(std::mem::take(buf)),
+                lines: Arc::new(lines),
+                progress: Vec::new(),
+            }
         };
-        pipeline.process(&buf, &lines, sink)
+        pipeline.on_batch(&batch, &None, sink)
     }
 }
 
@@ -151,32 +155,22 @@ pub(crate) fn drive(
     for (i, name) in history.names() {
         pipeline.name_source(i, name);
     }
-    let mut lines = Arc::new(Vec::with_capacity(BATCH_LINES));
-    let mut readings = Vec::new();
+    let mut batch = SourceBatch::default();
+    let mut progress = Vec::new();
     loop {
         let done = history.done();
         if !done {
-            history.next_batch(BATCH_LINES, POLL, Arc::make_mut(&mut lines))?;
-            pipeline.apply_ready(changes, sink)?;
-            if !lines.is_empty() {
-                pipeline.process(history.buffer(), &lines, sink)?;
-                publish(pipeline, &lines, status.as_deref_mut());
+            history.next_batch(BATCH_LINES, POLL, &mut batch)?;
+            pipeline.on_batch(&batch, changes, sink)?;
+            if !batch.lines.is_empty() {
+                publish(pipeline, &batch.lines, status.as_deref_mut());
             }
         }
         if let Some(loopback) = loopback {
             // Each input partition's watermark goes to the internal ones; one read to its
             // end is idle, and its end vouches for it.
-            readings.clear();
-            readings.extend(history.names().map(|(i, _)| {
-                let (_, at_end) = history.progress(i);
-                Reading {
-                    assigned: true,
-                    idle: at_end,
-                    vouched: at_end,
-                    quiet: false,
-                }
-            }));
-            pipeline.send_markers(&readings, |i| Some(history.progress(i).0));
+            history.progress(&mut progress);
+            pipeline.on_tick(&progress, true, sink)?;
             loopback.deliver(pipeline, sink)?;
         }
         if done {

@@ -283,13 +283,9 @@ impl Pipeline {
     }
 
     /// Sends each input partition's watermark to the repartition topics when it moved,
-    /// went idle, or a second passed (see [`crate::repartition`]). `partitions` holds what
-    /// each source's reader says of it; `next` gives a source's next offset.
-    pub(crate) fn send_markers(
-        &mut self,
-        partitions: &[Reading],
-        next: impl Fn(usize) -> Option<i64>,
-    ) {
+    /// went idle, or a second passed (see [`crate::repartition`]), with what its reader
+    /// says of it and its next offset (`progress`).
+    pub(super) fn send_markers(&mut self, progress: &[crate::source::Progress]) {
         let Some(rp) = &self.repartitioning else {
             return;
         };
@@ -298,13 +294,14 @@ impl Pipeline {
             let Some(f) = r.counting.forwarder_mut() else {
                 continue;
             };
-            for (i, &reading) in partitions.iter().enumerate() {
+            for p in progress {
+                let (i, reading) = (p.index, p.reading);
                 if !reading.assigned || self.sources.is_internal(i) {
                     continue;
                 }
                 let from = self.sources.name_of(i);
                 let watermark = r.windows.watermark_of(i);
-                let next = next(i).unwrap_or(0);
+                let next = p.next.unwrap_or(0);
                 f.send_marker(i, from, watermark, reading, next, rp.partitions, now);
             }
         }
@@ -314,45 +311,10 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::test_support::{batch, crash, event};
+    use crate::pipeline::test_support::{Recorded, batch, crash, event, repartitioning};
     use crate::sink::Fanout;
     use crate::source::Sources;
     use crate::status::Status;
-    use std::sync::Mutex;
-
-    /// Records what is forwarded: (topic, partition or key, record).
-    #[derive(Default)]
-    struct Recorded(Mutex<Vec<(String, String, String)>>);
-
-    impl ForwardOutput for Recorded {
-        fn send_keyed(&self, topic: &str, key: &[u8], record: &[u8]) {
-            let key = String::from_utf8_lossy(key).into_owned();
-            let record = String::from_utf8_lossy(record).into_owned();
-            self.0.lock().unwrap().push((topic.into(), key, record));
-        }
-
-        fn send_to_partition(&self, topic: &str, partition: i32, record: &[u8]) {
-            let record = String::from_utf8_lossy(record).into_owned();
-            (self.0.lock().unwrap()).push((topic.into(), format!("#{partition}"), record));
-        }
-    }
-
-    fn repartitioning(
-        keyed_by: Option<&str>,
-        topics: &[(&str, &str)],
-        output: &Arc<Recorded>,
-    ) -> Repartitioning {
-        Repartitioning {
-            output: Arc::clone(output) as Arc<dyn ForwardOutput>,
-            keyed_by: keyed_by.map(str::to_owned),
-            topics: topics
-                .iter()
-                .map(|(r, t)| (r.to_string(), t.to_string()))
-                .collect(),
-            inputs: vec!["logs/0".into()],
-            partitions: 2,
-        }
-    }
 
     fn pipeline() -> Pipeline {
         let rules = [crash("user_id")];

@@ -14,8 +14,9 @@
 //!    shadows are compared and taken out ([`shadow`]);
 //! 5. the rows are emitted to the sink, as one trigger.
 //!
-//! Between batches the driver applies rule changes ([`reload`]), checkpoints, restores and
-//! drops partitions ([`state`]), and reads the status ([`report`]).
+//! A driver calls the pipeline through a few calls that own the order of a round
+//! ([`lifecycle`]); between batches rule changes are applied ([`reload`]), partitions
+//! checkpointed, restored and dropped ([`state`]), and the status read ([`report`]).
 //!
 //! Everything per event happens in reused buffers; allocation happens per batch, per new
 //! (window, key) pair and per alert.
@@ -23,6 +24,7 @@
 mod cooldown;
 pub(crate) mod forward;
 mod front;
+mod lifecycle;
 mod rejects;
 mod reload;
 mod report;
@@ -44,8 +46,8 @@ use crate::metrics::{RuleChanges, StageTimes};
 use crate::registry::LoadedRule;
 use crate::rules::RuleError;
 use crate::sink::{AlertRow, Sink};
+use crate::source::Sources;
 use crate::source::lines::Line;
-use crate::source::{Reading, Sources};
 use crate::status::{self, AlertStatus};
 use rejects::InputTally;
 use runner::RuleRunner;
@@ -271,23 +273,9 @@ impl Pipeline {
         self.trigger(false, sink)
     }
 
-    /// Emits what the watermark alone decides (windows it closed while no data came, for
-    /// example after a source went idle).
-    pub(crate) fn tick(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        self.trigger(false, sink)
-    }
-
-    /// Ends the input: every window closes and the last rows are emitted and delivered.
-    pub(crate) fn finish(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        self.trigger(true, sink)?;
-        self.rejects.flush()?;
-        sink.drain()?;
-        Ok(())
-    }
-
     /// Asks every rule for its alerts (`end`: every window closes), takes the shadows'
     /// rows out and emits the rest as one trigger.
-    fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(super) fn trigger(&mut self, end: bool, sink: &mut dyn Sink) -> anyhow::Result<()> {
         let started = Instant::now();
         self.rows.clear();
         let inputs = self.repartitioning.as_ref().map(|r| r.inputs.as_slice());
@@ -338,27 +326,6 @@ impl Pipeline {
         self.sources.is_internal(index)
     }
 
-    /// Tells every rule what source `index`'s reader says of it: idle or not, and whether
-    /// it was vouched for just now (then its watermark moves to the active sources'); quiet
-    /// (its reader vouched it has nothing new for `quiet_close`): then its open windows
-    /// close at the next trigger. Rules counting through a repartition topic hear the same
-    /// from the markers ([`Pipeline::send_markers`]).
-    pub(crate) fn set_source_idle(&mut self, index: usize, reading: Reading) {
-        // A repartition topic's partitions get markers at least once a second.
-        if self.sources.is_internal(index) {
-            return;
-        }
-        for r in &mut self.rules {
-            r.windows.set_idle(index, reading.idle);
-            if reading.vouched {
-                r.windows.follow(index);
-            }
-            if reading.quiet {
-                r.windows.advance_past_open(index);
-            }
-        }
-    }
-
     /// Triggers emitted so far (the console's batch number).
     pub(crate) fn triggers(&self) -> u64 {
         self.triggers
@@ -380,11 +347,6 @@ impl Pipeline {
             .iter()
             .map(|r| (r.meta.name.clone(), r.stats.filter_time))
             .collect()
-    }
-
-    /// Flushes the reject outputs (before a checkpoint).
-    pub(crate) fn flush_rejects(&mut self) -> anyhow::Result<()> {
-        self.rejects.flush()
     }
 }
 

@@ -12,10 +12,7 @@ use tracing::warn;
 impl Pipeline {
     /// Every rule's state per partition in `offsets` (the partitions this instance reads,
     /// with the next offset of each), encoded straight from the live state between batches.
-    pub(crate) fn checkpoint(
-        &self,
-        offsets: &BTreeMap<String, i64>,
-    ) -> anyhow::Result<Vec<Record>> {
+    pub(super) fn snapshot(&self, offsets: &BTreeMap<String, i64>) -> anyhow::Result<Vec<Record>> {
         let mut records = Vec::with_capacity(offsets.len());
         for (name, &offset) in offsets {
             let Some(source) = self.sources.index_of(name) else {
@@ -50,7 +47,7 @@ impl Pipeline {
     /// Restores partition `source`'s state from its checkpoint record. State of a rule
     /// whose window settings changed since is not restored (it starts empty there), and
     /// said so.
-    pub(crate) fn restore_partition(&mut self, source: usize, state: PartitionState) {
+    pub(super) fn restore_partition(&mut self, source: usize, state: PartitionState) {
         let name = self.sources.name_of(source);
         for (rule, st) in state.rules {
             match self.rules.iter_mut().find(|r| r.meta.name == rule) {
@@ -81,7 +78,7 @@ impl Pipeline {
     }
 
     /// Drops partition `source`'s state in every rule (it went to another instance).
-    pub(crate) fn drop_partition(&mut self, source: usize) {
+    pub(super) fn drop_partition(&mut self, source: usize) {
         for r in &mut self.rules {
             r.windows.drop_source(source);
             r.cooldown.drop_source(source);
@@ -117,7 +114,7 @@ mod tests {
             p.process(&buf, &lines, &mut sink).unwrap();
         }
         let offsets: BTreeMap<String, i64> = [("logs/0".into(), 3), ("logs/1".into(), 3)].into();
-        let records = p.checkpoint(&offsets).unwrap();
+        let records = p.snapshot(&offsets).unwrap();
         assert_eq!(records.len(), 2);
         let state = |name: &str| -> PartitionState {
             let r = records.iter().find(|r| r.partition == name).unwrap();
@@ -134,7 +131,7 @@ mod tests {
             p.rules[0].windows.watermark_of(1)
         );
         assert_eq!(q.rules[0].windows.watermark_of(0), None);
-        let again = q.checkpoint(&[("logs/1".into(), 3)].into()).unwrap();
+        let again = q.snapshot(&[("logs/1".into(), 3)].into()).unwrap();
         assert_eq!(
             again[0].body,
             records

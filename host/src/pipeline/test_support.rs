@@ -1,10 +1,12 @@
 //! What the pipeline's unit tests share: the crash rule, events and batches.
 
 use crate::config::Role;
+use crate::pipeline::Repartitioning;
 use crate::registry::LoadedRule;
+use crate::repartition::ForwardOutput;
 use crate::rules::{RuleModule, builtin};
 use crate::source::lines::Line;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The built-in crash rule, grouping by `key`.
 pub(crate) fn crash(key: &str) -> LoadedRule {
@@ -44,4 +46,40 @@ pub(super) fn batch(source: u32, texts: &[String]) -> (Arc<Vec<u8>>, Arc<Vec<Lin
         });
     }
     (Arc::new(buf), Arc::new(lines))
+}
+
+/// Records what is forwarded: (topic, partition or key, record).
+#[derive(Default)]
+pub(crate) struct Recorded(pub(crate) Mutex<Vec<(String, String, String)>>);
+
+impl ForwardOutput for Recorded {
+    fn send_keyed(&self, topic: &str, key: &[u8], record: &[u8]) {
+        let key = String::from_utf8_lossy(key).into_owned();
+        let record = String::from_utf8_lossy(record).into_owned();
+        self.0.lock().unwrap().push((topic.into(), key, record));
+    }
+
+    fn send_to_partition(&self, topic: &str, partition: i32, record: &[u8]) {
+        let record = String::from_utf8_lossy(record).into_owned();
+        (self.0.lock().unwrap()).push((topic.into(), format!("#{partition}"), record));
+    }
+}
+
+/// Repartitioning through `output`, for rules and topics `topics` (rule, topic), the
+/// input keyed by `keyed_by`: one input partition, `logs/0`, and two internal ones.
+pub(crate) fn repartitioning(
+    keyed_by: Option<&str>,
+    topics: &[(&str, &str)],
+    output: &Arc<Recorded>,
+) -> Repartitioning {
+    Repartitioning {
+        output: Arc::clone(output) as Arc<dyn ForwardOutput>,
+        keyed_by: keyed_by.map(str::to_owned),
+        topics: topics
+            .iter()
+            .map(|(r, t)| (r.to_string(), t.to_string()))
+            .collect(),
+        inputs: vec!["logs/0".into()],
+        partitions: 2,
+    }
 }

@@ -12,6 +12,7 @@ use lines::Line;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Opens `path` for reading, or stdin for `-`.
 pub(crate) fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
@@ -55,6 +56,38 @@ pub(crate) struct Reading {
     /// Read to its end as the broker confirmed just now, with nothing new for
     /// `quiet_close`: the windows it holds may close.
     pub quiet: bool,
+}
+
+/// What a source's reader says of it at one moment, with how far it was read: the progress
+/// that travels with a batch (as of the fetch that brought it) and between batches.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Progress {
+    /// The source's index.
+    pub(crate) index: usize,
+    /// What its reader says of it.
+    pub(crate) reading: Reading,
+    /// The next offset to process, if known.
+    pub(crate) next: Option<i64>,
+}
+
+/// A batch as a source hands it to the pipeline: the lines, the bytes they point into
+/// (both shared, so that workers can filter parts of the batch), and what each source's
+/// reader said of it as of the batch.
+#[derive(Default)]
+pub(crate) struct SourceBatch {
+    /// The bytes the lines' ranges point into.
+    pub(crate) buf: Arc<Vec<u8>>,
+    /// The lines.
+    pub(crate) lines: Arc<Vec<Line>>,
+    /// Per source the reader knows, its progress as of the batch.
+    pub(crate) progress: Vec<Progress>,
+}
+
+impl SourceBatch {
+    /// The lines to fill (the workers let go of them once the batch was processed).
+    pub(crate) fn lines_mut(&mut self) -> &mut Vec<Line> {
+        Arc::make_mut(&mut self.lines)
+    }
 }
 
 /// A Kafka partition: the one type for what is written `topic/partition` in names, logs
@@ -144,7 +177,7 @@ impl Sources {
     }
 
     /// Per source index, whether it is a partition of a repartition topic.
-    pub(crate) fn internal(&self) -> std::sync::Arc<[bool]> {
+    pub(crate) fn internal(&self) -> Arc<[bool]> {
         self.internal.as_slice().into()
     }
 

@@ -1,9 +1,7 @@
 //! Checkpoint bookkeeping of `run`: the writer driven from the loop (a checkpoint is handed
 //! over between batches, its offsets committed once it is stored, failures retried an
-//! interval later while processing goes on), and the hand-over of partitions on a
-//! rebalance — checkpointed before they are released, restored before they are read.
+//! interval later while processing goes on).
 
-use super::poll::Engine;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::checkpoint::writer::Writer;
@@ -11,7 +9,7 @@ use crate::metrics::Histogram;
 use crate::pipeline::Pipeline;
 use crate::sink::Sink;
 use crate::sink::kafka::Output;
-use crate::source::kafka::{KafkaSource, Rebalance};
+use crate::source::kafka::KafkaSource;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
@@ -48,10 +46,8 @@ impl Checkpoints {
         source: &KafkaSource,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        sink.flush()?;
-        pipeline.flush_rejects()?;
         let offsets = source.offsets();
-        let records = pipeline.checkpoint(&offsets)?;
+        let records = pipeline.checkpoint(&offsets, sink)?;
         self.writer
             .submit(records, offsets, pipeline.triggers(), sink.marks());
         self.tried = Instant::now();
@@ -107,86 +103,5 @@ impl Checkpoints {
         self.collect(source, true)?;
         self.start(pipeline, source, sink)?;
         self.collect(source, true)
-    }
-}
-
-impl Engine<'_> {
-    /// Hands over the partitions of every rebalance announced: revoked ones are released,
-    /// assigned ones taken (restored from the store unless `ignore_store`, which the first
-    /// assignment clears).
-    pub(super) fn rebalance(&mut self, ignore_store: &mut bool) -> anyhow::Result<()> {
-        while let Some(change) = self.source.take_rebalance() {
-            match change {
-                Rebalance::Revoke(names) => self.release(&names)?,
-                Rebalance::Assign(names) => {
-                    let from_store = !std::mem::take(ignore_store);
-                    self.take(&names, from_store)?
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Gives partitions `names` back to the group, checkpointed first so that their next owner
-    /// starts where this instance ended.
-    fn release(&mut self, names: &[String]) -> anyhow::Result<()> {
-        let (source, pipeline) = (&mut self.source, &mut self.pipeline);
-        let started = Instant::now();
-        if !names.is_empty() {
-            (self.checkpoints).write_now(pipeline, source, &mut self.sink)?;
-        }
-        for name in names {
-            pipeline.drop_partition(source.index(name));
-        }
-        // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
-        source.revoke(names)?;
-        if !names.is_empty() {
-            info!(
-                "rebalance: checkpointed and released {} partition(s) in {:?}",
-                names.len(),
-                started.elapsed()
-            );
-        }
-        Ok(())
-    }
-
-    /// Takes partitions `names`: restores their state from the store (if `from_store`),
-    /// then reads each from the offset its state covers.
-    fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
-        let (source, pipeline) = (&mut self.source, &mut self.pipeline);
-        let store = from_store.then_some(&self.store);
-        let started = Instant::now();
-        let records = match store {
-            Some(store) if !names.is_empty() => store.load(names)?,
-            _ => Default::default(),
-        };
-        let mut offsets = std::collections::BTreeMap::new();
-        let mut pairs = 0;
-        for name in names {
-            let i = source.index(name);
-            pipeline.name_source(i, name);
-            pipeline.drop_partition(i);
-        }
-        for (name, state) in records {
-            offsets.insert(name.clone(), state.offset);
-            pairs += state
-                .rules
-                .values()
-                .map(|r| r.windows.pairs())
-                .sum::<usize>();
-            pipeline.restore_partition(source.index(&name), state);
-        }
-        source.assign(names, &offsets)?;
-        if !names.is_empty() {
-            info!(
-                "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
-                 {:?}",
-                offsets.len(),
-                names.len(),
-                store.map_or(String::new(), |s| format!(" from {}", s.describe())),
-                started.elapsed()
-            );
-        }
-        Ok(())
     }
 }

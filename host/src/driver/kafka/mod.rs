@@ -28,6 +28,7 @@ use crate::sink::Fanout;
 use crate::sink::kafka::{Output, RejectTopic, create_topics};
 use crate::sink::records::RejectSink;
 use crate::source::Sources;
+use crate::source::idle::Quiet;
 use crate::source::kafka::KafkaSource;
 use anyhow::Context;
 use checkpoints::Checkpoints;
@@ -87,6 +88,10 @@ pub(crate) fn run(
         &subscribed,
         &k.options,
         k.max_message_bytes,
+        Quiet {
+            idle: config.watermark.idle_timeout,
+            close: config.watermark.quiet_close,
+        },
     )?;
     info!(
         "consuming {} from {} as group {}; checkpoints in {}",

@@ -1,6 +1,8 @@
-//! The poll loop of `run`: read a batch, tell the pipeline which partitions are idle, apply
-//! rule changes, process, hand partitions over on rebalances, send watermark markers,
-//! close windows when the input is quiet, checkpoint when due, publish the status.
+//! The poll loop of `run`, a round at a time: a batch (with every partition's progress as of
+//! it) to the pipeline, partitions handed over on rebalances — checkpointed before they are
+//! released, restored before they are read —, the partitions' progress as of now to the
+//! pipeline, a checkpoint when due, the status. The order inside each step is the
+//! pipeline's ([`crate::pipeline`]'s lifecycle).
 
 use super::checkpoints::Checkpoints;
 use crate::checkpoint::store::Store;
@@ -8,11 +10,10 @@ use crate::config::run::RunConfig;
 use crate::pipeline::{BATCH_LINES, Pipeline};
 use crate::registry::watch::Changes;
 use crate::sink::Fanout;
-use crate::source::Reading;
-use crate::source::idle::Quiet;
-use crate::source::kafka::KafkaSource;
+use crate::source::kafka::{KafkaSource, Rebalance};
+use crate::source::{Progress, Reading, SourceBatch};
 use crate::status::{CheckpointStatus, Publisher};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -43,30 +44,16 @@ impl Engine<'_> {
     pub(super) fn run(mut self, stop: &AtomicBool, fresh_start: bool) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut ignore_store = fresh_start;
-        let mut lines = Arc::new(Vec::with_capacity(BATCH_LINES));
-        let quiet = self.quiet();
+        let mut batch = SourceBatch::default();
+        let mut progress = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            self.source
-                .next_batch(BATCH_LINES, POLL, Arc::make_mut(&mut lines))?;
-            // Idleness as of the fetch answers that brought this batch: a partition whose
-            // new data landed with it is not idle while the batch's other partitions move on.
-            for p in self.source.refresh(quiet, false) {
-                self.pipeline.set_source_idle(p.index, p.reading);
-            }
-            self.pipeline.apply_ready(&self.changes, &mut self.sink)?;
-            let processed = !lines.is_empty();
-            if processed {
-                let buf = self.source.buffer();
-                self.pipeline.process(buf, &lines, &mut self.sink)?;
-            }
+            self.source.next_batch(BATCH_LINES, POLL, &mut batch)?;
+            (self.pipeline).on_batch(&batch, &self.changes, &mut self.sink)?;
             self.rebalance(&mut ignore_store)?;
-            self.look_at_partitions();
-            let source = &self.source;
-            (self.pipeline).send_markers(&self.partitions, |i| source.next_offset(i));
-            self.log_quiet();
-            if !processed {
-                self.pipeline.tick(&mut self.sink)?;
-            }
+            self.source.progress(true, &mut progress);
+            self.look_at(&progress);
+            let came = !batch.lines.is_empty();
+            (self.pipeline).on_tick(&progress, came, &mut self.sink)?;
             self.checkpoints.collect(&self.source, false)?;
             if self.checkpoints.due(self.config.checkpoint.interval) {
                 (self.checkpoints).start(&mut self.pipeline, &self.source, &mut self.sink)?;
@@ -79,34 +66,23 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// When partitions count as idle and as quiet.
-    fn quiet(&self) -> Quiet {
-        Quiet {
-            idle: self.config.watermark.idle_timeout,
-            close: self.config.watermark.quiet_close,
-        }
-    }
-
-    /// Names every partition and tells the pipeline what its reader says of it (idle,
-    /// quiet: see [`KafkaSource::refresh`]).
-    fn look_at_partitions(&mut self) {
+    /// Keeps what each partition's reader says of it (for the status), and notes when a
+    /// quiet spell ends: when an input partition read here has data (repartition topics get
+    /// markers every second, quiet or not).
+    fn look_at(&mut self, progress: &[Progress]) {
         self.partitions.clear();
-        let quiet = self.quiet();
+        let close = self.config.watermark.quiet_close;
         let mut spell = true;
-        for p in self.source.refresh(quiet, true) {
-            let (i, reading) = (p.index, p.reading);
-            self.pipeline.name_source(i, p.name);
-            self.pipeline.set_source_idle(i, reading);
-            // A quiet spell ends when an input partition read here has data (repartition
-            // topics get markers every second, quiet or not).
-            if reading.assigned && !self.pipeline.is_internal(i) {
-                spell &= quiet.close.is_some_and(|q| p.quiet_for >= q);
+        for p in progress {
+            if p.reading.assigned && !self.pipeline.is_internal(p.index) {
+                spell &= close.is_some_and(|q| self.source.quiet_for(p.index) >= q);
             }
-            let n = self.partitions.len().max(i + 1);
+            let n = self.partitions.len().max(p.index + 1);
             self.partitions.resize(n, Reading::default());
-            self.partitions[i] = reading;
+            self.partitions[p.index] = p.reading;
         }
         self.quiet_closed &= spell;
+        self.log_quiet();
     }
 
     /// Says once per quiet spell that windows close for quiet. They close per partition, as
@@ -150,5 +126,74 @@ impl Engine<'_> {
                 failing: checkpoints.failing.clone(),
             });
         });
+    }
+}
+
+impl Engine<'_> {
+    /// Hands over the partitions of every rebalance announced: revoked ones are released,
+    /// assigned ones taken (restored from the store unless `ignore_store`, which the first
+    /// assignment clears).
+    fn rebalance(&mut self, ignore_store: &mut bool) -> anyhow::Result<()> {
+        while let Some(change) = self.source.take_rebalance() {
+            match change {
+                Rebalance::Revoke(names) => self.release(&names)?,
+                Rebalance::Assign(names) => {
+                    let from_store = !std::mem::take(ignore_store);
+                    self.take(&names, from_store)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives partitions `names` back to the group, checkpointed first so that their next owner
+    /// starts where this instance ended.
+    fn release(&mut self, names: &[String]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        if !names.is_empty() {
+            (self.checkpoints).write_now(&mut self.pipeline, &self.source, &mut self.sink)?;
+        }
+        let sources: Vec<usize> = names.iter().map(|n| self.source.index(n)).collect();
+        self.pipeline.on_release(&sources);
+        // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
+        self.source.revoke(names)?;
+        if !names.is_empty() {
+            info!(
+                "rebalance: checkpointed and released {} partition(s) in {:?}",
+                names.len(),
+                started.elapsed()
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes partitions `names`: restores their state from the store (if `from_store`),
+    /// then reads each from the offset its state covers.
+    fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
+        let store = from_store.then_some(&self.store);
+        let started = Instant::now();
+        let records = match store {
+            Some(store) if !names.is_empty() => store.load(names)?,
+            _ => Default::default(),
+        };
+        let offsets: BTreeMap<String, i64> = (records.iter())
+            .map(|(name, state)| (name.clone(), state.offset))
+            .collect();
+        let named: Vec<(usize, &str)> = (names.iter())
+            .map(|n| (self.source.index(n), n.as_str()))
+            .collect();
+        let pairs = self.pipeline.on_assign(&named, records);
+        self.source.assign(names, &offsets)?;
+        if !names.is_empty() {
+            info!(
+                "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
+                 {:?}",
+                offsets.len(),
+                names.len(),
+                store.map_or(String::new(), |s| format!(" from {}", s.describe())),
+                started.elapsed()
+            );
+        }
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //! with nothing.
 
 use super::{Batch, Reader, partition_name, reader};
-use crate::source::lines::Line;
+use crate::source::{Progress, Reading, SourceBatch};
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -146,15 +146,20 @@ impl History {
         self.open == 0
     }
 
-    /// Partition `index`'s next offset and whether it has been read to its end.
-    pub(crate) fn progress(&self, index: usize) -> (i64, bool) {
-        let p = &self.parts[index];
-        (p.next.max(p.first), p.done)
-    }
-
-    /// The bytes that the last batch's line ranges point into.
-    pub(crate) fn buffer(&self) -> &std::sync::Arc<Vec<u8>> {
-        &self.batch.shared
+    /// Every partition's progress into `out`: a partition read to its end is idle, and its
+    /// end vouches for it (nothing can come after it in a backtest).
+    pub(crate) fn progress(&self, out: &mut Vec<Progress>) {
+        out.clear();
+        out.extend(self.parts.iter().enumerate().map(|(index, p)| Progress {
+            index,
+            reading: Reading {
+                assigned: true,
+                idle: p.done,
+                vouched: p.done,
+                quiet: false,
+            },
+            next: Some(p.next.max(p.first)),
+        }));
     }
 
     /// Waits up to `wait` for records, then takes what is ready, up to `max` of them.
@@ -162,8 +167,9 @@ impl History {
         &mut self,
         max: usize,
         wait: Duration,
-        out: &mut Vec<Line>,
+        batch: &mut SourceBatch,
     ) -> anyhow::Result<()> {
+        let out = batch.lines_mut();
         out.clear();
         self.batch.start();
         let mut timeout = wait;
@@ -204,8 +210,10 @@ impl History {
             let payload = msg.payload().unwrap_or_default();
             (self.batch).push(out, payload, self.max_message, i as u32, offset);
         }
-        self.batch.seal();
-        if !out.is_empty() {
+        let read = !out.is_empty();
+        self.batch.seal(&mut batch.buf);
+        batch.progress.clear();
+        if read {
             self.last_progress = Instant::now();
         } else if self.open > 0 && self.last_progress.elapsed() > STALL {
             let waiting: Vec<&str> = (self.parts.iter())

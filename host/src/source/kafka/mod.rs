@@ -18,7 +18,7 @@ pub(crate) use client::{
 
 use super::idle::{Quiet, Watch};
 use super::lines::Line;
-use super::{PartitionId, Reading};
+use super::{PartitionId, Progress, Reading, SourceBatch};
 use crate::kafka::Client;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -44,18 +44,6 @@ pub(crate) enum Rebalance {
     Assign(Vec<String>),
     /// Partitions taken away (with the eager protocol: all of them).
     Revoke(Vec<String>),
-}
-
-/// A partition as the run loop sees it between batches.
-pub(crate) struct PartitionNow<'a> {
-    /// Its source index.
-    pub index: usize,
-    /// `topic/partition`.
-    pub name: &'a str,
-    /// Since its last message, or since it was assigned.
-    pub quiet_for: Duration,
-    /// What its reader says of it.
-    pub reading: Reading,
 }
 
 /// A partition as the pipeline knows it.
@@ -112,9 +100,11 @@ pub(crate) struct KafkaSource {
     consumer: BaseConsumer<Callbacks>,
     batch: Batch,
     partitions: Partitions,
-    /// The assignment as last seen by `refresh`.
+    /// The partitions assigned here.
     assigned: Vec<String>,
     max_message: usize,
+    /// When partitions count as idle and quiet.
+    quiet: Quiet,
 }
 
 /// What both readers of Kafka do with the records they poll: say once that fetching fails
@@ -123,8 +113,6 @@ pub(crate) struct KafkaSource {
 struct Batch {
     /// The batch being read.
     buf: Vec<u8>,
-    /// The last batch's bytes, shared with the workers that filter it.
-    shared: Arc<Vec<u8>>,
     had_error: bool,
 }
 
@@ -134,10 +122,10 @@ impl Batch {
         self.buf.clear();
     }
 
-    /// Ends the batch: its bytes become the shared ones (the last batch's buffer, let go
-    /// by then, is the next one to fill).
-    fn seal(&mut self) {
-        std::mem::swap(Arc::make_mut(&mut self.shared), &mut self.buf);
+    /// Ends the batch: its bytes go to `out`, shared with the workers that filter it (the
+    /// last batch's buffer there, let go by then, is the next one to fill).
+    fn seal(&mut self, out: &mut Arc<Vec<u8>>) {
+        std::mem::swap(Arc::make_mut(out), &mut self.buf);
     }
 
     /// The message of a poll's result; `None` on an error (logged once until one comes).
@@ -190,6 +178,7 @@ impl KafkaSource {
         topics: &[String],
         options: &BTreeMap<String, String>,
         max_message: usize,
+        quiet: Quiet,
     ) -> anyhow::Result<Self> {
         let config = crate::kafka::config(brokers, Client::Member { group }, &[], options);
         let context = Callbacks::new(options);
@@ -206,22 +195,21 @@ impl KafkaSource {
             partitions: Partitions::default(),
             assigned: Vec::new(),
             max_message,
+            quiet,
         };
         Ok(source)
     }
 
-    /// The bytes that the last batch's line ranges point into.
-    pub(crate) fn buffer(&self) -> &Arc<Vec<u8>> {
-        &self.batch.shared
-    }
-
-    /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages.
+    /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages,
+    /// into `batch`, with every partition's progress as of the fetch answers that brought
+    /// them (the broker is not asked: see [`KafkaSource::progress`]).
     pub(crate) fn next_batch(
         &mut self,
         max: usize,
         wait: Duration,
-        out: &mut Vec<Line>,
+        batch: &mut SourceBatch,
     ) -> anyhow::Result<()> {
+        let out = batch.lines_mut();
         out.clear();
         self.batch.start();
         let mut timeout = wait;
@@ -254,10 +242,11 @@ impl KafkaSource {
             let payload = msg.payload().unwrap_or_default();
             self.batch.push(out, payload, self.max_message, i, offset);
         }
-        self.batch.seal();
         if !out.is_empty() {
             self.consumer.context().recovered();
         }
+        self.batch.seal(&mut batch.buf);
+        self.progress(false, &mut batch.progress);
         Ok(())
     }
 
@@ -309,11 +298,6 @@ impl KafkaSource {
     /// logged since start.
     pub(crate) fn problem(&self) -> (Option<String>, u64) {
         self.consumer.context().problem()
-    }
-
-    /// The next offset to process of partition `index`, if known.
-    pub(crate) fn next_offset(&self, index: usize) -> Option<i64> {
-        self.partitions.list.get(index)?.next
     }
 
     /// The oldest rebalance asked for and not carried out yet.
@@ -462,26 +446,28 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition as of now, with what its reader says of it
-    /// ([`KafkaSource::reading`]) under `quiet`; `ask`: whether the broker may be asked
-    /// (once).
-    pub(crate) fn refresh(&mut self, quiet: Quiet, mut ask: bool) -> Vec<PartitionNow<'_>> {
+    /// Every known partition's progress as of now into `out`: what its reader says of it
+    /// ([`KafkaSource::reading`]) and its next offset; `ask`: whether the broker may be
+    /// asked (once).
+    pub(crate) fn progress(&mut self, mut ask: bool, out: &mut Vec<Progress>) {
         let now = Instant::now();
-        let readings: Vec<Reading> = (0..self.partitions.list.len())
-            .map(|i| self.reading(i, quiet, &mut ask, now))
-            .collect();
-        self.partitions
-            .list
-            .iter()
-            .zip(readings)
-            .enumerate()
-            .map(|(index, (p, reading))| PartitionNow {
+        out.clear();
+        for index in 0..self.partitions.list.len() {
+            let reading = self.reading(index, self.quiet, &mut ask, now);
+            let next = self.partitions.list[index].next;
+            out.push(Progress {
                 index,
-                name: &p.name,
-                quiet_for: p.watch.quiet_for(now),
                 reading,
-            })
-            .collect()
+                next,
+            });
+        }
+    }
+
+    /// How long partition `index` had nothing new (since its last message, or since it
+    /// was assigned).
+    pub(crate) fn quiet_for(&self, index: usize) -> Duration {
+        let part = self.partitions.list.get(index);
+        part.map_or(Duration::ZERO, |p| p.watch.quiet_for(Instant::now()))
     }
 }
 
