@@ -266,9 +266,7 @@ impl<'a> Batch<'a> {
                     let (ends, bytes) = data
                         .split_at_checked((rows + 1) * 4)
                         .ok_or(LayoutError("string offsets truncated"))?;
-                    if u32_at(ends, rows * 4)? as usize != bytes.len() {
-                        return Err(LayoutError("string bytes of the wrong length"));
-                    }
+                    check_ends(ends, bytes.len())?;
                     // One validation per column, instead of one per string read.
                     let text = std::str::from_utf8(bytes)
                         .map_err(|_| LayoutError("string column is not UTF-8"))?;
@@ -279,6 +277,32 @@ impl<'a> Batch<'a> {
             columns.push(col);
         }
         Ok(Batch { rows, columns })
+    }
+
+    /// [`Batch::parse`], and its first columns of the kinds `kinds` (an event batch: time,
+    /// key, then the declared fields; a window batch: [`WINDOW_KINDS`]), so that no value is
+    /// read from a column of another kind.
+    /// `count` columns are expected, column `c` of kind `kind(c)`.
+    pub fn parse_as(
+        buf: &'a [u8],
+        count: usize,
+        kind: impl Fn(usize) -> u32,
+    ) -> Result<Self, LayoutError> {
+        let batch = Batch::parse(buf)?;
+        if batch.columns.len() < count {
+            return Err(LayoutError("fewer columns than expected"));
+        }
+        for (c, col) in batch.columns.iter().enumerate().take(count) {
+            let actual = match col {
+                Column::I64(_) => KIND_I64,
+                Column::F64(_) => KIND_F64,
+                Column::Str { .. } => KIND_STR,
+            };
+            if actual != kind(c) {
+                return Err(LayoutError("a column of another kind than expected"));
+            }
+        }
+        Ok(batch)
     }
 
     /// Number of rows.
@@ -329,6 +353,23 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Checks a string column's end offsets: the first 0, none smaller than the one before,
+/// the last the length of the text.
+fn check_ends(ends: &[u8], text: usize) -> Result<(), LayoutError> {
+    let mut prev = 0;
+    for (i, end) in ends.chunks_exact(4).enumerate() {
+        let end = u32::from_le_bytes([end[0], end[1], end[2], end[3]]) as usize;
+        if (i == 0 && end != 0) || end < prev {
+            return Err(LayoutError("string offsets out of order"));
+        }
+        prev = end;
+    }
+    if prev != text {
+        return Err(LayoutError("string bytes of the wrong length"));
+    }
+    Ok(())
+}
+
 /// Answers a batch: bit *row* of `out` is `each(batch, row)` (the layout of [`bit`]).
 pub fn bitmap(batch: &Batch<'_>, out: &mut Vec<u8>, each: impl Fn(&Batch<'_>, usize) -> bool) {
     out.clear();
@@ -360,6 +401,15 @@ pub const fn pack(ptr: u32, len: u32) -> u64 {
 /// Splits the u64 that exports return into pointer and length.
 pub const fn unpack(v: u64) -> (u32, u32) {
     ((v >> 32) as u32, v as u32)
+}
+
+/// The kind of column `c` of an event batch for `fields`: time, key, then one per field.
+pub fn event_kind(fields: &[Field], c: usize) -> u32 {
+    match c {
+        EVENT_TIME => KIND_I64,
+        EVENT_KEY => KIND_STR,
+        c => fields[c - EVENT_FIXED_COLUMNS].ty.column_kind(),
+    }
 }
 
 /// Renders the field declaration a module exports: one `TYPE NAME` line per field.

@@ -109,17 +109,25 @@ pub fn init<R: Rule>(slot: &Slot<R>, len: u32) -> u32 {
 
 fn answer(
     len: u32,
+    (count, kind): (usize, impl Fn(usize) -> u32),
     each: impl Fn(&Batch<'_>, usize) -> bool,
     io: &'static mut Io,
 ) -> Result<u64, String> {
-    let batch = Batch::parse(&io.input[..len as usize]).map_err(|e| e.to_string())?;
+    let input = &io.input[..len as usize];
+    let batch = Batch::parse_as(input, count, kind).map_err(|e| e.to_string())?;
     abi::bitmap(&batch, &mut io.output, each);
     Ok(packed(&io.output))
 }
 
-fn run(len: u32, each: impl Fn(&Batch<'_>, usize) -> bool) -> u64 {
+/// Answers the batch of `len` bytes in the input buffer, whose columns are expected to be
+/// `kinds` (how many, and the kind of each), with `each` row's answer.
+fn run(
+    len: u32,
+    kinds: (usize, impl Fn(usize) -> u32),
+    each: impl Fn(&Batch<'_>, usize) -> bool,
+) -> u64 {
     let io = io();
-    match answer(len, each, io) {
+    match answer(len, kinds, each, io) {
         Ok(v) => v,
         Err(message) => panic!("{message}"),
     }
@@ -128,7 +136,10 @@ fn run(len: u32, each: impl Fn(&Batch<'_>, usize) -> bool) -> u64 {
 /// `rulewatch_filter`: an event batch in the input buffer; returns the selection bitmap.
 pub fn filter<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
     let rule = slot.get().as_ref().expect("rulewatch_init was not called");
-    run(len, |batch, row| {
+    let kinds = (abi::EVENT_FIXED_COLUMNS + R::FIELDS.len(), |c| {
+        abi::event_kind(R::FIELDS, c)
+    });
+    run(len, kinds, |batch, row| {
         rule.filter(&Event {
             batch,
             fields: R::FIELDS,
@@ -140,7 +151,8 @@ pub fn filter<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
 /// `rulewatch_alert`: a window batch in the input buffer; returns the alert bitmap.
 pub fn alert<R: Rule>(slot: &Slot<R>, len: u32) -> u64 {
     let rule = slot.get().as_ref().expect("rulewatch_init was not called");
-    run(len, |batch, row| {
+    let kinds = (abi::WINDOW_KINDS.len(), |c| abi::WINDOW_KINDS[c]);
+    run(len, kinds, |batch, row| {
         rule.alert(&WindowCount {
             start_ms: batch.i64(abi::WINDOW_START, row),
             end_ms: batch.i64(abi::WINDOW_END, row),

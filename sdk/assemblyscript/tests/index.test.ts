@@ -6,3 +6,4 @@ export * from "./text";
 export * from "./json";
 export * from "./params";
 export * from "./exports";
+export * from "./golden.generated";
