@@ -8,7 +8,7 @@ mod common;
 use common::engine::{Engine, assert_same, dedup, sorted};
 use common::kafka::{Broker, keyed_messages, sentinels};
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 /// Far past the generated data.
@@ -81,18 +81,10 @@ fn every_codec_over_tls() {
 
 /// Waits up to 30 s for `what` in the engine's log.
 fn wait_for_log(engine: &mut Engine, what: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let log = engine.log();
-        if log.contains(what) {
-            return log;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no `{what}` in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let missing = || format!("no `{what}` in:\n{}", engine.log());
+    eventually(Duration::from_secs(30), missing, || {
+        Some(engine.log()).filter(|log| log.contains(what))
+    })
 }
 
 #[test]
@@ -120,15 +112,16 @@ fn a_wrong_ca_or_host_name_is_named_in_the_log() {
     );
     // Also where an orchestrator and a dashboard look.
     let addr = http_addr(|| engine.log());
-    let started = Instant::now();
-    let (code, body) = loop {
-        // The status is published every quarter of a second.
-        let (code, body) = http_get(&addr, "/readyz");
-        if body.contains("Kafka") || started.elapsed() > Duration::from_secs(10) {
-            break (code, body);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // The status is published every quarter of a second.
+    let no_problem = || {
+        format!(
+            "/readyz says nothing of Kafka: {:?}",
+            http_get(&addr, "/readyz")
+        )
     };
+    let (code, body) = eventually(Duration::from_secs(10), no_problem, || {
+        Some(http_get(&addr, "/readyz")).filter(|(_, body)| body.contains("Kafka"))
+    });
     assert!(
         code == 503 && body.contains("not ready: Kafka: ") && body.contains("ssl.ca.location"),
         "{code} {body}"
@@ -219,14 +212,16 @@ fn sasl_ssl_with_scram_end_to_end_and_a_wrong_password_named() {
     assert!(log.contains("SASL authentication"), "{log}");
     assert!(!log.contains("password=wrong"), "{log}");
     let addr = http_addr(|| engine.log());
-    let started = Instant::now();
-    let body = loop {
-        let (code, body) = http_get(&addr, "/readyz");
-        if (code == 503 && body.contains("sasl")) || started.elapsed() > Duration::from_secs(20) {
-            break body;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let no_problem = || {
+        format!(
+            "/readyz says nothing of SASL: {:?}",
+            http_get(&addr, "/readyz")
+        )
     };
+    let (_, body) = eventually(Duration::from_secs(20), no_problem, || {
+        Some(http_get(&addr, "/readyz"))
+            .filter(|(code, body)| *code == 503 && body.contains("sasl"))
+    });
     assert!(
         body.contains("not ready: Kafka: ") && body.contains("sasl.username"),
         "{body}"

@@ -46,12 +46,15 @@ fn three_instances_keep_going_when_the_node_leading_input_and_checkpoints_dies()
     // instances find the new leaders once the controller has fenced it (~9 s).
     std::thread::scope(|s| {
         let producing = s.spawn(|| cluster.produce("logs", &messages[third..2 * third]));
-        std::thread::sleep(Duration::from_millis(500));
+        let into_producing = Duration::from_millis(500);
+        std::thread::sleep(into_producing);
         cluster.kill_node(LEADER);
         producing.join().unwrap();
     });
     cluster.produce("logs", &messages[2 * third..]);
-    std::thread::sleep(Duration::from_secs(5));
+    // The cluster runs on two nodes for a while (the fault is the point).
+    let outage = Duration::from_secs(5);
+    std::thread::sleep(outage);
     // Back on its data: it catches up, and leads its partitions again (preferred leader).
     cluster.restart_node(LEADER);
     cluster.produce("logs", &sentinels(PARTITIONS, "2026-01-28T00:00:00Z"));

@@ -37,16 +37,12 @@ fn replaced_at_once(protocol: Protocol) {
         };
         broker.produce("logs", &messages[(round + 1) * quarter..end]);
         // A moment that differs from run to run, then a kill and its replacement at once.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        std::thread::sleep(Duration::from_millis(500 + u64::from(nanos % 3000)));
+        let moment = wait::some_moment(Duration::from_millis(500), Duration::from_secs(3));
+        std::thread::sleep(moment);
         let victim = std::mem::replace(&mut engines[round], start());
         killed.push_str(&format!("--- killed in round {round}:\n{}\n", victim.log()));
         victim.kill();
-        // The group settles between kills (its session: 6 s).
-        std::thread::sleep(Duration::from_secs(10));
+        std::thread::sleep(wait::GROUP_SETTLES);
     }
     broker.produce("logs", &sentinels(PARTITIONS, "2026-01-28T00:00:00Z"));
     let expected = per_partition_reference(&broker, "logs");

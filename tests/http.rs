@@ -6,7 +6,7 @@ mod common;
 
 use common::live::Live;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// GET `path` from the engine's endpoint.
 fn http(live: &Live, path: &str) -> (u16, String) {
@@ -22,20 +22,14 @@ fn json(live: &Live, path: &str) -> serde_json::Value {
 
 /// Waits until the published status has seen `lines` lines, and returns it.
 fn wait_for_lines(live: &mut Live, lines: u64) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
+    let stuck = std::cell::Cell::new(0);
+    let at = || format!("status stuck at {} of {lines} lines", stuck.get());
+    eventually(Duration::from_secs(60), at, || {
         let status = json(live, "/api/status");
-        if status["totals"]["events"] == lines {
-            return status;
-        }
+        stuck.set(status["totals"]["events"].as_u64().unwrap_or(0));
         live.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "status stuck at {} of {lines} lines",
-            status["totals"]["events"]
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (status["totals"]["events"] == lines).then_some(status)
+    })
 }
 
 fn lines_in(input: &[u8]) -> u64 {
@@ -160,21 +154,14 @@ fn api_rules_shows_a_quarantined_rule_and_a_rejected_change() {
     )
     .unwrap();
     std::fs::rename(rules.path().join("tmp"), &toml).unwrap();
-    let started = Instant::now();
-    let error = loop {
+    let log = live.log_reader();
+    let error = eventually(Duration::from_secs(20), log, || {
         let crash = rule(&json(&live, "/api/rules"), "crash");
-        if let Some(e) = crash["last_error"].as_str() {
-            break e.to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{}",
-            live.log()
-        );
+        let error = crash["last_error"].as_str().map(str::to_owned);
         // Changes are applied between batches: keep a trickle of input going.
         live.feed(&input[..input.iter().position(|&b| b == b'\n').unwrap() + 1]);
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        error
+    });
     assert!(error.contains("crash.toml"), "{error}");
     let (_, text) = http(&live, "/metrics");
     assert_eq!(

@@ -10,7 +10,7 @@ use common::live::Live;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `curl -s ARGS URL`: its exit code and what it printed; HTTP status in `%{http_code}`.
 fn curl(args: &[&str]) -> (i32, String) {
@@ -87,16 +87,10 @@ fn tls_from_files_that_are_rotated_while_running() {
     }
     let new_ca = next.join("ca.pem");
     let new_ca = new_ca.to_str().unwrap();
-    let started = Instant::now();
-    while status(&url, &["--cacert", new_ca]) != Some(200) {
+    eventually(Duration::from_secs(20), live.log_reader(), || {
         live.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{}",
-            live.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (status(&url, &["--cacert", new_ca]) == Some(200)).then_some(())
+    });
     assert_eq!(
         status(&url, &["--cacert", ca]),
         None,
@@ -246,20 +240,11 @@ fn show_keys_false_keeps_every_key_off_the_page_and_the_api() {
     for show in [true, false] {
         let (mut live, addr) = engine(&config(dir.path(), &format!("show_keys = {show}\n")));
         live.feed(&sample);
-        let started = Instant::now();
-        let api = loop {
-            let (_, api) = curl(&[&format!("http://{addr}/api/status")]);
-            if api.contains("\"count\"") {
-                break api;
-            }
+        let api = eventually(Duration::from_secs(30), live.log_reader(), || {
             live.assert_running();
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{}",
-                live.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+            let (_, api) = curl(&[&format!("http://{addr}/api/status")]);
+            api.contains("\"count\"").then_some(api)
+        });
         let (_, rules) = curl(&[&format!("http://{addr}/api/rules")]);
         let (_, page) = curl(&[&format!("http://{addr}/")]);
         let (_, metrics) = curl(&[&format!("http://{addr}/metrics")]);

@@ -9,7 +9,7 @@ use common::kafka::{Broker, Received, keyed_messages, sentinels};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARTITIONS: i32 = 4;
 /// Far past the generated data (which starts 2026-01-27T22:00Z).
@@ -91,7 +91,7 @@ fn alerts_on_the_topic_match_the_reference_and_sigterm_checkpoints() {
 
     // A restart resumes after the checkpoint: nothing is read or alerted twice.
     let engine = start(&broker, &state, &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(wait::FOR_NOTHING);
     let (status, log) = engine.terminate();
     assert!(
         status.success() && log.contains("restored 4 of 4 partition(s)"),
@@ -227,7 +227,7 @@ fn a_damaged_checkpoint_stops_the_start_unless_told_to_start_fresh() {
     );
 
     let engine = start(&broker, &state, &["--fresh-start"]);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(wait::FOR_NOTHING);
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("ignoring the checkpoint"), "{log}");
@@ -271,9 +271,12 @@ fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
     let input = produce_logs(&broker, dir.path(), "30000", "23");
     let expected = crash_reference(&input).alerts;
     let mut engine = start(&broker, &dir.path().join("state"), &[]);
-    std::thread::sleep(Duration::from_millis(800));
+    // The broker freezes while the engine reads, for longer than librdkafka's reconnect
+    // backoff (the fault is the point: nothing to poll for).
+    let (into_reading, outage) = (Duration::from_millis(800), Duration::from_secs(4));
+    std::thread::sleep(into_reading);
     broker.pause();
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(outage);
     broker.resume();
     let got = wait_for_alerts(&broker, &mut engine, expected.len());
     assert_same(&sorted(&dedup(&got)), &expected, &engine.log());
@@ -328,16 +331,10 @@ fn health_readiness_lag_and_partition_watermarks() {
     assert_eq!(code, 503);
     assert!(body.starts_with("not ready: "), "{body}");
     broker.resume();
-    let started = Instant::now();
-    while http_get(&addr, "/readyz").0 != 200 {
+    eventually(Duration::from_secs(60), engine.log_reader(), || {
         engine.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{}",
-            engine.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (http_get(&addr, "/readyz").0 == 200).then_some(())
+    });
 
     let path = generate(
         dir.path(),
@@ -350,18 +347,14 @@ fn health_readiness_lag_and_partition_watermarks() {
     broker.produce("logs", &sentinels(PARTITIONS, END));
     let total = 20_000.0 + f64::from(PARTITIONS);
     let alerts = r#"rulewatch_alerts_total{rule="crash"}"#;
-    let started = Instant::now();
-    let text = loop {
-        let (_, text) = http_get(&addr, "/metrics");
-        if metric(&text, "rulewatch_events_total") == Some(total)
-            && metric(&text, alerts) == Some(expected.alerts.len() as f64)
-        {
-            break text;
-        }
+    let metrics = || http_get(&addr, "/metrics").1;
+    let text = eventually(Duration::from_secs(60), metrics, || {
         engine.assert_running();
-        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        let (_, text) = http_get(&addr, "/metrics");
+        let all = metric(&text, "rulewatch_events_total") == Some(total)
+            && metric(&text, alerts) == Some(expected.alerts.len() as f64);
+        all.then_some(text)
+    });
     let get = |sample: &str| metric(&text, sample).unwrap_or_else(|| panic!("{sample}:\n{text}"));
     assert_eq!(
         get(r#"rulewatch_rule_matched_total{rule="crash"}"#),
@@ -449,15 +442,9 @@ fn a_rule_first_repartitioned_on_an_empty_topic_stays_so_after_a_restart() {
         ],
     );
     // Both events read and checkpointed before the restart.
-    let started = Instant::now();
-    while checkpointed_offsets(&state) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            engine.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), engine.log_reader(), || {
+        (checkpointed_offsets(&state) >= 2).then_some(())
+    });
     let (status, first) = engine.terminate();
     assert!(status.success() && first.contains("cannot tell"), "{first}");
     // Now the topic shows keys = user_id, but the rule's state is in the repartition topic.
@@ -561,7 +548,7 @@ fn storage_fault(state: &Path, block: impl Fn(&Path), unblock: impl Fn(&Path), w
     soon("the restart restored", || {
         engine.log().contains("restored 4 of 4")
     });
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(wait::FOR_NOTHING);
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
     let again = broker.consume("alerts", Duration::from_secs(5), |_| false);
@@ -647,15 +634,9 @@ fn a_checkpoint_written_in_one_record_batch_is_restored_whole() {
         "{log}"
     );
     let second = Engine::start(&broker, dir.path(), &args);
-    let started = Instant::now();
-    while !second.log().contains("rebalance: restored") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{}",
-            second.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(60), second.log_reader(), || {
+        second.log().contains("rebalance: restored").then_some(())
+    });
     let (_, log) = second.terminate();
     assert!(
         log.contains(&format!(
@@ -678,7 +659,7 @@ fn reading_partitions_to_their_end_is_not_logged_as_an_error() {
     );
     let state = dir.path().join("state");
     let mut engine = start(&broker, &state, &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(wait::FOR_NOTHING);
     engine.assert_running();
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");

@@ -175,46 +175,48 @@ fn scenario(
     let b_log = if idle == Idle::Never {
         // Killed while the second part is being read, between checkpoints or not.
         broker.produce("logs", &messages[third..2 * third]);
-        std::thread::sleep(Duration::from_millis(300));
+        let into_reading = Duration::from_millis(300);
+        std::thread::sleep(into_reading);
         let log = b.log();
         b.kill();
         log
     } else {
-        // Killed once its partitions are idle; their new data waits for a new reader.
-        std::thread::sleep(Duration::from_secs(5));
+        // Killed once its partitions are idle (idle_timeout: 2 s, vouched every second);
+        // their new data waits for a new reader.
+        let idle_and_vouched = Duration::from_secs(5);
+        std::thread::sleep(idle_and_vouched);
         let log = b.log();
         b.kill();
         broker.produce("logs", &messages[third..2 * third]);
         // And c frozen past its session: the group moves on without it, then it wakes up
         // a zombie, holding partitions it no longer owns.
         c.pause();
-        std::thread::sleep(Duration::from_secs(9));
+        std::thread::sleep(wait::PAST_SESSION);
         c.resume();
         log
     };
-    // The group notices after the session timeout (6 s) and gives b's partitions to a and c.
-    std::thread::sleep(Duration::from_secs(8));
+    // The group notices after the session timeout and gives b's partitions to a and c.
+    std::thread::sleep(wait::SESSION_EXPIRES);
     let mut d = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
-    std::thread::sleep(Duration::from_secs(2));
+    // d joins while nothing new comes: the hand-over it causes runs on its own.
+    let joining = Duration::from_secs(2);
+    std::thread::sleep(joining);
     let d_log = if idle == Idle::Soon {
         // Once d has partitions, a second kill at a moment that differs from run to run
         // while the last part is read; the replacement joins once the group noticed.
-        let started = Instant::now();
-        while !d.log().contains("Kafka: assigned") {
-            assert!(started.elapsed() < Duration::from_secs(60), "{}", d.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_secs(2));
+        eventually(Duration::from_secs(60), d.log_reader(), || {
+            d.log().contains("Kafka: assigned").then_some(())
+        });
+        std::thread::sleep(joining);
         broker.produce("logs", &messages[2 * third..]);
         broker.produce("logs", &sentinels(PARTITIONS, END));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        std::thread::sleep(Duration::from_millis(u64::from(nanos % 1500)));
+        std::thread::sleep(wait::some_moment(
+            Duration::ZERO,
+            Duration::from_millis(1500),
+        ));
         let log = d.log();
         d.kill();
-        std::thread::sleep(Duration::from_secs(8));
+        std::thread::sleep(wait::SESSION_EXPIRES);
         d = instance(broker, dir, "scale", "alerts-scale", idle, protocol);
         log
     } else {
@@ -370,10 +372,10 @@ fn killed_while_production_ends(
     let mut a = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
     let b = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
     let mut c = instance(broker, dir, "quiet", "alerts-quiet", Idle::Quiet, protocol);
-    while !b.log().contains("Kafka: assigned") {
+    eventually(Duration::from_secs(60), b.log_reader(), || {
         a.assert_running();
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        b.log().contains("Kafka: assigned").then_some(())
+    });
     broker.produce("logs", &messages[half..]);
     let b_log = b.log();
     b.kill();

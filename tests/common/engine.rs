@@ -1,11 +1,11 @@
 //! `rulewatch run` against a test broker, and the alert comparisons the Kafka tests make.
 
 use super::kafka::{Broker, Protocol, Received, signal};
-use super::{Alert, crash_reference_partitions, parse_alerts};
+use super::{Alert, crash_reference_partitions, eventually, parse_alerts};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An instance of consumer group `group` on topic `logs` with the rules in `rules`, alerts
 /// to topic `{group}-alerts`, checkpoints in topic `{group}-cp`, and partitions never idle
@@ -119,6 +119,13 @@ impl Engine {
         std::fs::read_to_string(self.stderr.path()).unwrap()
     }
 
+    /// Reads the log when called, without holding on to the engine (for a message while
+    /// the engine itself is borrowed).
+    pub(crate) fn log_reader(&self) -> impl Fn() -> String + use<> {
+        let path = self.stderr.path().to_owned();
+        move || std::fs::read_to_string(&path).unwrap()
+    }
+
     /// Panics with the log if the engine has exited.
     pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
@@ -147,17 +154,11 @@ impl Engine {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let no_exit = || "no exit after SIGTERM".to_owned();
+        let status = eventually(Duration::from_secs(30), no_exit, || {
+            self.child.try_wait().unwrap()
+        });
+        (status, self.log())
     }
 }
 

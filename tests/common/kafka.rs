@@ -2,6 +2,7 @@
 //! process, `tests/kafka/broker.sh`) on free loopback ports, plus small producer/consumer
 //! helpers built on rdkafka's bundled librdkafka.
 
+use super::eventually;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -469,18 +470,17 @@ impl Node {
 
     /// Waits until the process accepts connections (60 s at most).
     pub(super) fn wait_listening(&mut self) {
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the broker exited ({status}): {}", self.log());
+        let port = self.port;
+        let log = self.dir.path().join("broker.log");
+        let child = &mut self.child;
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let not_started = || format!("the broker did not start: {}", read());
+        eventually(Duration::from_secs(60), not_started, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the broker exited ({status}): {}", read());
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the broker did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
     }
 
     /// The process id.

@@ -1,11 +1,11 @@
 //! A running `rulewatch replay -`, fed through a pipe that stays open until it is finished or
 //! dropped: for tests that change things (rules, files) while the engine runs.
 
-use super::{Alert, http_addr, parse_alerts};
+use super::{Alert, eventually, http_addr, parse_alerts};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) struct Live {
     child: Child,
@@ -68,15 +68,13 @@ impl Live {
 
     /// Waits until `needle` appears `times` times in the log (30 s at most).
     pub(crate) fn wait_log(&self, needle: &str, times: usize) {
-        let started = Instant::now();
-        while self.log().matches(needle).count() < times {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "`{needle}` did not appear {times} time(s) in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let missing = || {
+            let log = self.log();
+            format!("`{needle}` did not appear {times} time(s) in the log:\n{log}")
+        };
+        eventually(Duration::from_secs(30), missing, || {
+            (self.log().matches(needle).count() >= times).then_some(())
+        });
     }
 
     /// Writes raw bytes to the engine's input.
@@ -98,6 +96,13 @@ impl Live {
         let before = self.log().matches("processed a batch").count();
         self.send(lines);
         self.wait_log("processed a batch", before + 1);
+    }
+
+    /// Reads the log when called, without holding on to the engine (for a message while
+    /// the engine itself is borrowed).
+    pub(crate) fn log_reader(&self) -> impl Fn() -> String + use<> {
+        let path = self.stderr.path().to_owned();
+        move || std::fs::read_to_string(&path).unwrap()
     }
 
     /// Panics with the log if the engine has exited.

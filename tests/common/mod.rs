@@ -92,14 +92,16 @@ pub(crate) fn generate(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
-/// Polls `check` every 100 ms until it gives a value, failing with `what` (and what
-/// `check` last said is missing) once `timeout` has passed.
+/// Polls `check` until it gives a value, failing with `what` (and what `check` last said
+/// is missing) once `timeout` has passed: the one way tests wait for a condition. It polls
+/// every 20 ms at first, then less often (up to every 200 ms) the longer the wait.
 pub(crate) fn eventually<T>(
     timeout: std::time::Duration,
     what: impl Fn() -> String,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
     let started = std::time::Instant::now();
+    let mut every = std::time::Duration::from_millis(20);
     loop {
         if let Some(value) = check() {
             return value;
@@ -109,7 +111,39 @@ pub(crate) fn eventually<T>(
             "not within {timeout:?}: {}",
             what()
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(every);
+        every = (every * 2).min(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Fixed waits, each for a reason no condition can be polled for.
+pub(crate) mod wait {
+    use std::time::Duration;
+
+    /// Watching a running engine to show that something does not happen (nothing read,
+    /// alerted or checkpointed twice, no exit): absence has no event to poll for.
+    pub(crate) const FOR_NOTHING: Duration = Duration::from_secs(3);
+
+    /// A consumer group notices that a member died: the test broker's session timeout
+    /// (6 s, `group.min.session.timeout.ms`) and a rebalance.
+    pub(crate) const SESSION_EXPIRES: Duration = Duration::from_secs(8);
+
+    /// A member frozen this long is past its session: when it wakes up it is a zombie.
+    pub(crate) const PAST_SESSION: Duration = Duration::from_secs(9);
+
+    /// The group settles after a kill before the next one: the session expires and the
+    /// partitions are handed over and restored.
+    pub(crate) const GROUP_SETTLES: Duration = Duration::from_secs(10);
+
+    /// A moment that differs from run to run, between `base` and `base + spread`: where a
+    /// kill lands (mid-batch, around a checkpoint, during a hand-over).
+    pub(crate) fn some_moment(base: Duration, spread: Duration) -> Duration {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let spread = spread.as_millis().max(1) as u64;
+        base + Duration::from_millis(u64::from(nanos) % spread)
     }
 }
 
@@ -475,22 +509,15 @@ pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 /// The address in the engine's "status page on http://ADDR/" log line, once it is there.
 pub(crate) fn http_addr(log: impl Fn() -> String) -> String {
-    let started = std::time::Instant::now();
-    loop {
+    let no_endpoint = || format!("no HTTP endpoint in the log:\n{}", log());
+    eventually(std::time::Duration::from_secs(30), no_endpoint, || {
         let text = log();
-        for scheme in ["http", "https"] {
+        ["http", "https"].into_iter().find_map(|scheme| {
             let marker = format!("status page on {scheme}://");
-            if let Some(at) = text.find(&marker) {
-                let rest = &text[at + marker.len()..];
-                return rest[..rest.find('/').unwrap()].to_owned();
-            }
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "no HTTP endpoint in the log:\n{text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+            let rest = &text[text.find(&marker)? + marker.len()..];
+            Some(rest[..rest.find('/').unwrap()].to_owned())
+        })
+    })
 }
 
 /// The value of one sample in Prometheus text, e.g.
