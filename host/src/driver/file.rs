@@ -301,27 +301,8 @@ mod tests {
     use super::*;
     use crate::loadgen::{GenConfig, Generator};
     use crate::pipeline::Rejects;
-    use crate::pipeline::test_support::crash;
-    use crate::sink::AlertRow;
+    use crate::pipeline::test_support::{Rows, crash};
     use crate::source::Sources;
-
-    /// Keeps every row as text, in order, with its trigger number.
-    #[derive(Default)]
-    struct Rows(Vec<String>);
-
-    impl Sink for Rows {
-        fn emit(&mut self, trigger: u64, rows: &[AlertRow]) -> std::io::Result<()> {
-            for r in rows {
-                let row = (trigger, &r.rule.name, r.start, &r.key, r.count, r.watermark);
-                self.0.push(format!("{row:?}"));
-            }
-            Ok(())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A stream that gives `data`, then fails.
     struct Failing(std::io::Cursor<Vec<u8>>);

@@ -378,28 +378,11 @@ pub(crate) struct BatchContext<'a> {
 mod tests {
     use super::*;
     use crate::loadgen::{GenConfig, Generator};
-    use crate::pipeline::test_support::crash;
+    use crate::pipeline::test_support::{Rows, crash};
     use crate::sink::records::RecordWriter;
     use crate::source::lines::LineReader;
     use std::io::Read;
     use std::sync::Mutex;
-
-    /// Keeps every row as text, in order, with its trigger number.
-    struct Rows(Vec<String>);
-
-    impl Sink for Rows {
-        fn emit(&mut self, trigger: u64, rows: &[AlertRow]) -> std::io::Result<()> {
-            for r in rows {
-                let row = (trigger, &r.rule.name, r.start, &r.key, r.count, r.watermark);
-                self.0.push(format!("{row:?}"));
-            }
-            Ok(())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A `Write` into a buffer shared with the test.
     #[derive(Clone, Default)]

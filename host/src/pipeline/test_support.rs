@@ -5,6 +5,7 @@ use crate::pipeline::Repartitioning;
 use crate::registry::LoadedRule;
 use crate::repartition::ForwardOutput;
 use crate::rules::{RuleModule, builtin};
+use crate::sink::{AlertRow, Sink};
 use crate::source::lines::Line;
 use std::sync::{Arc, Mutex};
 
@@ -81,5 +82,23 @@ pub(crate) fn repartitioning(
             .collect(),
         inputs: vec!["logs/0".into()],
         partitions: 2,
+    }
+}
+
+/// Keeps every row as text, in order, with its trigger number.
+#[derive(Default)]
+pub(crate) struct Rows(pub(crate) Vec<String>);
+
+impl Sink for Rows {
+    fn emit(&mut self, trigger: u64, rows: &[AlertRow]) -> std::io::Result<()> {
+        for r in rows {
+            let row = (trigger, &r.rule.name, r.start, &r.key, r.count, r.watermark);
+            self.0.push(format!("{row:?}"));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -157,6 +157,10 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
     #[test]
     fn a_partition_not_read_here_is_never_idle() {
         let mut clock = Clock::new();
@@ -227,13 +231,7 @@ mod tests {
         let mut w = Watch::new(clock.now());
         assert!(round(&mut w, true, Some(0), QUIET, clock.advance(IDLE)).idle);
         // A fetch answer's end moved past what was read: not idle, even between vouchings.
-        let r = round(
-            &mut w,
-            true,
-            Some(3),
-            QUIET,
-            clock.advance(Duration::from_millis(100)),
-        );
+        let r = round(&mut w, true, Some(3), QUIET, clock.advance(ms(100)));
         assert!(!r.idle && !r.vouched, "{r:?}");
         // Nor when the broker is asked again and its cached end still says data waits.
         let r = round(&mut w, true, Some(3), QUIET, clock.advance(VOUCH_EVERY));
@@ -274,21 +272,9 @@ mod tests {
         // The broker is first asked after the shorter timeout, quiet_close.
         let r = round(&mut w, true, Some(0), quiet, clock.advance(secs(5)));
         assert!(r.quiet && !r.idle && !r.vouched, "quiet before idle: {r:?}");
-        let r = round(
-            &mut w,
-            true,
-            Some(0),
-            quiet,
-            clock.advance(Duration::from_millis(500)),
-        );
+        let r = round(&mut w, true, Some(0), quiet, clock.advance(ms(500)));
         assert!(!r.quiet, "not vouched this round, so not quiet: {r:?}");
-        let r = round(
-            &mut w,
-            true,
-            Some(0),
-            quiet,
-            clock.advance(Duration::from_millis(500)),
-        );
+        let r = round(&mut w, true, Some(0), quiet, clock.advance(ms(500)));
         assert!(r.quiet, "vouched again a second later: {r:?}");
         // The broker answers that it is not at its end (or does not answer): not quiet.
         let r = round(&mut w, false, Some(0), quiet, clock.advance(VOUCH_EVERY));
