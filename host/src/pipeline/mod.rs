@@ -91,15 +91,16 @@ impl Pipeline {
         mode: Option<OutputMode>,
         rejects: Rejects,
     ) -> Result<Self, RuleError> {
-        let runners = rules
+        let runners: Vec<RuleRunner> = rules
             .iter()
             .map(|rule| RuleRunner::new(rule, mode))
             .collect::<Result<_, _>>()?;
-        let mut pipeline = Pipeline {
+        let stage = Stage::new(&front_specs(&runners))?;
+        Ok(Pipeline {
             sources,
             rules: runners,
             workers: 1,
-            stage: Stage::new(&[])?,
+            stage,
             chunks: Vec::new(),
             mode,
             changes: RuleChanges::default(),
@@ -110,9 +111,7 @@ impl Pipeline {
             recent: VecDeque::with_capacity(status::RECENT_ALERTS),
             times: StageTimes::default(),
             repartitioning: None,
-        };
-        pipeline.stage = Stage::new(&front_specs(&pipeline.rules))?;
-        Ok(pipeline)
+        })
     }
 
     /// Runs the filter stage of each batch on `workers` threads (see [`stage`]); the
