@@ -128,8 +128,8 @@ impl<R: Read + Send + 'static> Flow<R> {
         } else {
             workers * IN_FLIGHT_PER_WORKER
         };
-        let (empty, empty_rx) = sync_channel(depth + 1);
-        for _ in 0..=depth {
+        let (empty, empty_rx) = sync_channel(depth);
+        for _ in 0..depth {
             empty.send(Batch::default())?;
         }
         let input = if may_wait && workers > 1 {
