@@ -12,6 +12,16 @@ pub(crate) const TARGET: &str = "wasm32-unknown-unknown";
 
 /// Builds the rule in `dir` and returns the module's path (beside the rule's TOML).
 pub(crate) fn run(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.is_dir() {
+        let here = std::env::current_dir().map_or(String::new(), |d| {
+            format!(" (looked in {})", crate::text::shown_path(&d))
+        });
+        bail!(
+            "{} is not a folder here{here}: give the rule's folder, or `rulewatch build .` \
+             inside it",
+            crate::text::shown_path(dir)
+        );
+    }
     let Some(lang) = Lang::of(dir) else {
         bail!(
             "{} has no {}: is it a rule's folder? (`rulewatch new NAME --lang rust|go|ts|c` \

@@ -5,13 +5,22 @@ use anyhow::{Context, bail};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-/// The SDK folder of this source tree for `lang`, when the engine's sources are on this
-/// machine (a clone of the repository).
-fn local_sdk(folder: &str) -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../sdk")
-        .join(folder);
-    sdk.canonicalize().ok().filter(|p| p.is_dir())
+/// The SDK folder `sdk/FOLDER` (holding `marker`) of a clone of the repository: the one the
+/// current folder is in, else the tree this binary was built from, if it is on this machine.
+/// Which of the two it was, for the message.
+fn local_sdk(folder: &str, marker: &str) -> Option<(PathBuf, &'static str)> {
+    let found = |root: &Path| {
+        let sdk = root.join("sdk").join(folder);
+        let ours = root.join("sdk/ABI.md").is_file() && sdk.join(marker).is_file();
+        ours.then(|| sdk.canonicalize().ok()).flatten()
+    };
+    let cwd = std::env::current_dir().ok();
+    let here = cwd.iter().flat_map(|d| d.ancestors()).find_map(found);
+    let built = || found(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    match here {
+        Some(sdk) => Some((sdk, "the clone of the repository this folder is in")),
+        None => built().map(|sdk| (sdk, "the source tree this rulewatch was built from")),
+    }
 }
 
 /// Where the scaffold's SDK comes from when `--sdk` is not given: the SDK beside the engine's
@@ -21,8 +30,14 @@ fn default_sdk(lang: Lang) -> anyhow::Result<String> {
     let Some(folder) = spec.sdk_folder else {
         return Ok(String::new());
     };
-    match local_sdk(folder).filter(|p| p.join(spec.marker).exists()) {
-        Some(path) => Ok(path.display().to_string()),
+    match local_sdk(folder, spec.marker) {
+        Some((path, whence)) => {
+            println!(
+                "using the SDK at {} ({whence}; --sdk PATH chooses another)",
+                path.display()
+            );
+            Ok(path.display().to_string())
+        }
         None if lang == Lang::Rust => Ok(env!("CARGO_PKG_VERSION").to_owned()),
         None => bail!(
             "this rulewatch was not built from a source tree with sdk/{folder}: give the SDK's \
@@ -37,6 +52,16 @@ fn cargo_dependency(sdk: &str) -> String {
         format!("{{ path = {sdk:?} }}")
     } else {
         format!("\"{sdk}\"")
+    }
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_quoted(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./+@:,=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -122,16 +147,15 @@ pub(crate) fn run(
         std::fs::write(&path, fill(&template))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let d = dir.display();
+    // Commands that work when copied in order, from where `new` ran.
+    let d = shell_quoted(&dir.display().to_string());
     println!("created rule `{name}` ({lang:?}) in {d}; next:");
-    println!(
-        "  cd {d} && {:<22} # unit tests of the logic",
-        lang.spec().unit_tests
-    );
-    println!("  rulewatch build {d}           # -> {d}/{}.wasm", n.krate);
-    println!(
-        "  rulewatch test {d}/{name}.toml --events {d}/events.jsonl --expect {d}/expected.jsonl"
-    );
+    println!("  cd {d}");
+    let tests = lang.spec().unit_tests;
+    println!("  {tests:<40} # unit tests of the logic");
+    let wasm = format!("# -> {}.wasm beside {name}.toml", n.krate);
+    println!("  {:<40} {wasm}", "rulewatch build .");
+    println!("  rulewatch test {name}.toml --events events.jsonl --expect expected.jsonl");
     Ok(())
 }
 
@@ -149,5 +173,14 @@ mod tests {
         for bad in ["", "Upper", "9lives", "with space", "dots.no"] {
             assert!(names(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn folders_are_printed_as_one_shell_word() {
+        assert_eq!(shell_quoted("slow-requests"), "slow-requests");
+        assert_eq!(shell_quoted("../rules/a_b"), "../rules/a_b");
+        assert_eq!(shell_quoted("my rules"), "'my rules'");
+        assert_eq!(shell_quoted("it's"), r"'it'\''s'");
+        assert_eq!(shell_quoted(""), "''");
     }
 }

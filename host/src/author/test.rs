@@ -66,20 +66,44 @@ impl Write for Buffer {
 }
 
 impl Buffer {
-    fn records(&self, fields: &[&str]) -> Vec<String> {
+    /// The records written, as JSON values.
+    fn values(&self) -> Vec<Value> {
         let bytes = self.0.lock().expect("not poisoned");
         let text = String::from_utf8_lossy(&bytes);
-        let mut v: Vec<String> = text
-            .lines()
-            .map(|l| {
-                project(
-                    &serde_json::from_str(l).expect("rulewatch writes JSON"),
-                    fields,
-                )
-            })
-            .collect();
-        v.sort();
-        v
+        (text.lines())
+            .map(|l| serde_json::from_str(l).expect("rulewatch writes JSON"))
+            .collect()
+    }
+
+    fn records(&self, fields: &[&str]) -> Vec<String> {
+        in_order(self.values().iter(), fields)
+    }
+}
+
+/// `records` with only `fields`, as compact JSON, in the order of their values (numbers as
+/// numbers: line 2 before line 10), field by field.
+fn in_order<'a>(records: impl Iterator<Item = &'a Value>, fields: &[&str]) -> Vec<String> {
+    let mut keyed: Vec<(Vec<&Value>, String)> = records
+        .map(|r| {
+            let values = fields.iter().map(|f| r.get(*f).unwrap_or(&Value::Null));
+            (values.collect(), project(r, fields))
+        })
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| order(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    keyed.into_iter().map(|(_, text)| text).collect()
+}
+
+/// Numbers by value, everything else by its JSON text (strings, then, alphabetically).
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.to_string().cmp(&b.to_string()),
     }
 }
 
@@ -95,7 +119,7 @@ fn project(record: &Value, fields: &[&str]) -> String {
 fn read_expected(path: &Path, fields: &[&str]) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {} (or create it with --write)", path.display()))?;
-    let mut v = Vec::new();
+    let mut records = Vec::new();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -103,10 +127,9 @@ fn read_expected(path: &Path, fields: &[&str]) -> anyhow::Result<Vec<String>> {
     {
         let record: Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
-        v.push(project(&record, fields));
+        records.push(record);
     }
-    v.sort();
-    Ok(v)
+    Ok(in_order(records.iter(), fields))
 }
 
 /// Prints a comparison; whether the two agree.
@@ -134,6 +157,27 @@ fn compare(what: &str, path: &Path, expected: &[String], got: &[String]) -> bool
         println!("  + {x}    (produced, not expected)");
     }
     false
+}
+
+/// When no sample event reached the rule — each of the `lines` non-blank lines was
+/// rejected, some for the rule's fields (the samples do not follow the fields it declares) —
+/// what to do about it.
+fn all_rejected(bad: &Buffer, lines: usize) -> Option<String> {
+    let bad = bad.values();
+    let field = |r: &&Value| r["reason"] == "missing_field" || r["reason"] == "wrong_type";
+    let first = bad.iter().find(field)?;
+    let rejected: std::collections::BTreeSet<u64> =
+        bad.iter().filter_map(|r| r["line"].as_u64()).collect();
+    (rejected.len() >= lines).then(|| {
+        format!(
+            "no sample event reached the rule: all {lines} lines were rejected, for example \
+             line {} ({}: {}); make the sample events hold the fields the rule declares, with \
+             their types, then run again",
+            first["line"],
+            first["reason"].as_str().unwrap_or("?"),
+            first["error"].as_str().unwrap_or("?"),
+        )
+    })
 }
 
 /// Runs the test and prints the comparison; `Ok(false)` when the output differs.
@@ -168,6 +212,19 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<bool> {
         rule.module.sha256(),
         args.events.display()
     );
+    let text = std::fs::read(&args.events).unwrap_or_default();
+    let lines = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty());
+    if let Some(why) = all_rejected(&bad, lines.count()) {
+        println!("FAILED  {why}");
+        if args.write {
+            anyhow::bail!(
+                "nothing written: expectations from events the rule never saw would be empty"
+            );
+        }
+        return Ok(false);
+    }
     let mut ok = true;
     for (what, path, produced, fields) in checks {
         let Some(path) = path else { continue };
@@ -182,4 +239,59 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_listed_by_value_not_as_text() {
+        let records: Vec<Value> = [12, 2, 10, 1]
+            .iter()
+            .map(|n| serde_json::json!({"line": n, "reason": "not_json"}))
+            .collect();
+        let lines: Vec<String> = in_order(records.iter(), &["line"]);
+        assert_eq!(
+            lines,
+            [
+                r#"{"line":1}"#,
+                r#"{"line":2}"#,
+                r#"{"line":10}"#,
+                r#"{"line":12}"#
+            ]
+        );
+        let windows: Vec<Value> = [("b", 3), ("a", 3), ("a", 20)]
+            .iter()
+            .map(|(k, c)| serde_json::json!({"key": k, "count": c}))
+            .collect();
+        let rows = in_order(windows.iter(), &["count", "key"]);
+        assert_eq!(rows[0], r#"{"count":3,"key":"a"}"#);
+        assert_eq!(rows[2], r#"{"count":20,"key":"a"}"#);
+    }
+
+    #[test]
+    fn samples_that_lack_the_declared_fields_are_named_as_the_problem() {
+        let bad = Buffer::default();
+        let mut write = |line: u64, reason: &str| {
+            let record = serde_json::json!({"line": line, "reason": reason, "error": "field `latency`: field is missing"});
+            std::io::Write::write_all(&mut bad.clone(), format!("{record}\n").as_bytes()).unwrap();
+        };
+        write(1, "missing_field");
+        write(2, "not_json");
+        write(3, "missing_field");
+        let why = all_rejected(&bad, 3).expect("no event reached the rule");
+        assert!(
+            why.contains("line 1 (missing_field: field `latency`"),
+            "{why}"
+        );
+        assert_eq!(all_rejected(&bad, 4), None, "line 4 reached the rule");
+        let only_json = Buffer::default();
+        std::io::Write::write_all(
+            &mut only_json.clone(),
+            b"{\"line\":1,\"reason\":\"not_json\"}\n",
+        )
+        .unwrap();
+        assert_eq!(all_rejected(&only_json, 1), None, "not a matter of fields");
+    }
 }
