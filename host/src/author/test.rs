@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn samples_that_lack_the_declared_fields_are_named_as_the_problem() {
         let bad = Buffer::default();
-        let mut write = |line: u64, reason: &str| {
+        let write = |line: u64, reason: &str| {
             let record = serde_json::json!({"line": line, "reason": reason, "error": "field `latency`: field is missing"});
             std::io::Write::write_all(&mut bad.clone(), format!("{record}\n").as_bytes()).unwrap();
         };
