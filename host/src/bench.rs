@@ -1,6 +1,7 @@
 //! `rulewatch bench`: the pipeline measured on generated events — events/s, MB/s, time per
-//! event by stage and peak memory — beside a bare native JSON parse of the same lines, the
-//! baseline the decoder is held to.
+//! event by stage and peak memory. The baselines it is held to, bare native JSON parses of
+//! the same lines, are a separate binary built at their best (`bench/parsers.sh`): compiled
+//! into this crate, under its profile, they would be handicapped.
 
 use crate::config::OutputMode;
 use crate::driver::file::drive;
@@ -9,7 +10,7 @@ use crate::pipeline::{Pipeline, Rejects};
 use crate::sink::{AlertRow, Sink};
 use crate::source::Sources;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// The flags of `rulewatch bench`.
@@ -78,11 +79,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         None,
     );
     let secs = started.elapsed().as_secs_f64();
-    // Before the baseline, which holds the whole file in memory.
     let peak_rss = peak_rss_kib().unwrap_or(0) >> 10;
-    let baselines = result.and_then(|()| baselines(&path));
     std::fs::remove_dir_all(&dir).ok();
-    let baselines = baselines?;
+    result?;
     let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e9 / events as f64;
     let t = pipeline.stage_times();
     let staged = t.decode + t.filter + t.window + t.trigger;
@@ -118,37 +117,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             .collect();
         println!("ns/event in each rule's filter: {}", each.join("  "));
     }
-    for (name, parsed, parse_secs) in baselines {
-        println!(
-            "baseline: {name} parsing the same lines (in memory, into a borrowed struct of the \
-             four fields): {:.0} events/s ({parsed} parsed); rulewatch runs at {:.2}x its speed",
-            events as f64 / parse_secs,
-            parse_secs / secs,
-        );
-    }
     Ok(())
-}
-
-/// Bare native JSON parses of every line of `path` (read into memory first, not timed), by
-/// serde_json and by sonic-rs: (name, lines parsed, seconds) of each.
-fn baselines(path: &Path) -> anyhow::Result<Vec<(&'static str, u64, f64)>> {
-    let data = std::fs::read(path)?;
-    type Parse = fn(&[u8]) -> bool;
-    let parsers: [(&str, Parse); 2] = [
-        ("serde_json", crate::decode::serde_baseline),
-        ("sonic-rs", crate::decode::sonic_baseline),
-    ];
-    Ok(parsers
-        .into_iter()
-        .map(|(name, parse)| {
-            let started = Instant::now();
-            let parsed = data
-                .split(|&b| b == b'\n')
-                .filter(|line| parse(line))
-                .count();
-            (name, parsed as u64, started.elapsed().as_secs_f64())
-        })
-        .collect())
 }
 
 /// Peak resident memory of this process (VmHWM), in KiB.
