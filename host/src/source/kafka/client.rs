@@ -308,9 +308,10 @@ pub(crate) fn changed(last: &Mutex<Option<String>>, message: &str) -> bool {
     true
 }
 
-/// Whether a client error passes by itself: a broker down or restarting, a partition's
-/// leadership moving to another broker, a timeout. librdkafka retries those; a reader waits
-/// for it up to its deadline. Others (a wrong password, a missing topic or permission, a
+/// Whether a client error passes by itself: a broker down, restarting or going away (its
+/// handle torn down while it leaves the cluster's metadata), a partition's leadership moving
+/// to another broker, a timeout. librdkafka retries those; a reader waits for it up to its
+/// deadline. Others (a wrong password, a missing topic or permission, a
 /// fatal error) are reported at once.
 pub(crate) fn passes(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
@@ -318,6 +319,9 @@ pub(crate) fn passes(e: &KafkaError) -> bool {
         e.rdkafka_error_code(),
         Some(
             C::BrokerTransportFailure
+                | C::BrokerDestroy
+                | C::DestroyBroker
+                | C::Retry
                 | C::AllBrokersDown
                 | C::OperationTimedOut
                 | C::RequestTimedOut

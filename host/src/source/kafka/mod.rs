@@ -491,6 +491,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_broker_going_away_passes_and_a_refusal_does_not() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as C;
+        // What a checkpoint restore saw while a cluster node was killed and started again.
+        for passing in [
+            C::DestroyBroker,
+            C::BrokerDestroy,
+            C::BrokerTransportFailure,
+        ] {
+            assert!(passes(&KafkaError::MetadataFetch(passing)), "{passing:?}");
+        }
+        for fatal in [
+            C::SaslAuthenticationFailed,
+            C::UnknownTopicOrPartition,
+            C::TopicAuthorizationFailed,
+        ] {
+            assert!(!passes(&KafkaError::MetadataFetch(fatal)), "{fatal:?}");
+        }
+    }
+
+    #[test]
     fn client_errors_come_with_what_to_check() {
         let ssl = "ssl://localhost:9093/bootstrap: SSL handshake failed: error:0A000086:SSL \
                    routines::certificate verify failed";
