@@ -23,7 +23,7 @@ use crate::source::{SourceBatch, lines::Line};
 use crate::status::Publisher;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::info;
 
 /// The internal topics of a backtest, in memory, one partition each: the records forwarded
@@ -91,7 +91,7 @@ impl Loopback {
                 progress: Vec::new(),
             }
         };
-        pipeline.on_batch(&batch, &None, sink)
+        pipeline.on_batch(&batch, &None, Instant::now(), sink)
     }
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn drive(
         let done = history.done();
         if !done {
             history.next_batch(BATCH_LINES, POLL, &mut batch)?;
-            pipeline.on_batch(&batch, changes, sink)?;
+            pipeline.on_batch(&batch, changes, Instant::now(), sink)?;
             if !batch.lines.is_empty() {
                 publish(pipeline, &batch.lines, status.as_deref_mut());
             }
@@ -170,7 +170,7 @@ pub(crate) fn drive(
             // Each input partition's watermark goes to the internal ones; one read to its
             // end is idle, and its end vouches for it.
             history.progress(&mut progress);
-            pipeline.on_tick(&progress, true, sink)?;
+            pipeline.on_tick(&progress, Instant::now(), true, sink)?;
             loopback.deliver(pipeline, sink)?;
         }
         if done {

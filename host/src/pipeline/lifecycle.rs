@@ -10,13 +10,66 @@
 //! rule's windows hear it at once, a repartitioned rule's counterparts hear it in the
 //! markers sent between batches. Markers go out only in `on_tick`, after the events they
 //! cover were forwarded: a marker's offset must never run ahead of the events before it.
+//!
+//! A vouched idle source moves to where the active sources stood one vouching period
+//! before ([`Stood`]), not to where they stand: records produced to several partitions in
+//! event-time order do not land at once, and data landing in the idle partition up to a
+//! second after the others' (whose later event times were read meanwhile) must be on time.
 
 use super::Pipeline;
 use crate::checkpoint::{PartitionState, Record};
 use crate::registry::watch::Changes;
 use crate::sink::Sink;
+use crate::source::idle::VOUCH_EVERY;
 use crate::source::{Progress, SourceBatch};
-use std::collections::BTreeMap;
+use crate::window::Windows;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+/// Where each of a rule's sources stood lately, sampled as rounds go (the clock passed in),
+/// so that a vouched idle source moves to where the active ones stood [`VOUCH_EVERY`] before.
+#[derive(Default)]
+pub(super) struct Stood {
+    /// Per source: (when, its watermark), oldest first; the first is the newest sample at
+    /// least `VOUCH_EVERY` old, once there is one.
+    sources: Vec<VecDeque<(Instant, i64)>>,
+}
+
+impl Stood {
+    /// Notes where every source of `windows` stands at `now`.
+    fn sample(&mut self, now: Instant, windows: &Windows) {
+        let old_enough = |at: Instant| now.saturating_duration_since(at) >= VOUCH_EVERY;
+        for (source, watermark, _) in windows.watermarks() {
+            if self.sources.len() <= source {
+                self.sources.resize_with(source + 1, VecDeque::new);
+            }
+            let samples = &mut self.sources[source];
+            if samples.back().is_none_or(|&(_, last)| last != watermark) {
+                samples.push_back((now, watermark));
+            }
+            while samples.get(1).is_some_and(|&(at, _)| old_enough(at)) {
+                samples.pop_front();
+            }
+        }
+    }
+
+    /// Where the slowest of the sources active now stood `VOUCH_EVERY` before `now`; `None`
+    /// while that is not known for one of them (or none is active).
+    fn lagged(&self, now: Instant, windows: &Windows) -> Option<i64> {
+        let mut slowest = None;
+        for (source, _, idle) in windows.watermarks() {
+            if idle {
+                continue;
+            }
+            let &(at, stood) = self.sources.get(source)?.front()?;
+            if now.saturating_duration_since(at) < VOUCH_EVERY {
+                return None;
+            }
+            slowest = Some(slowest.map_or(stood, |s: i64| s.min(stood)));
+        }
+        slowest
+    }
+}
 
 impl Pipeline {
     /// A batch from the driver's source: what each source's reader said of it as of the
@@ -27,26 +80,32 @@ impl Pipeline {
         &mut self,
         batch: &SourceBatch,
         changes: &Changes,
+        now: Instant,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        self.progress(&batch.progress);
+        self.progress(&batch.progress, now);
         self.apply_ready(changes, sink)?;
         if !batch.lines.is_empty() {
             self.process(&batch.buf, &batch.lines, sink)?;
+            // Where the batch moved each source, as of when it came.
+            for r in &mut self.rules {
+                r.stood.sample(now, &r.windows);
+            }
         }
         Ok(())
     }
 
-    /// Between batches: what each source's reader says of it now, to the rules and in
+    /// Between batches: what each source's reader says of it at `now`, to the rules and in
     /// markers to the repartition topics; then, if no line came (`came` is false), what
     /// the watermark alone decides (windows closed for an idle or quiet source).
     pub(crate) fn on_tick(
         &mut self,
         progress: &[Progress],
+        now: Instant,
         came: bool,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        self.progress(progress);
+        self.progress(progress, now);
         self.send_markers(progress);
         if !came {
             self.trigger(false, sink)?;
@@ -54,21 +113,27 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Tells every locally counted rule what each source's reader says of it: idle or
-    /// not, vouched for just now (then its watermark moves to the active sources'), quiet
-    /// (its open windows close at the next trigger). Repartition topics' partitions are
-    /// left out: their progress comes in markers.
-    fn progress(&mut self, progress: &[Progress]) {
-        for p in progress {
-            if !self.sources.is_internal(p.index) {
-                for r in &mut self.rules {
-                    r.windows.set_idle(p.index, p.reading.idle);
-                    if p.reading.vouched {
-                        r.windows.follow(p.index);
-                    }
-                    if p.reading.quiet {
-                        r.windows.advance_past_open(p.index);
-                    }
+    /// Tells every locally counted rule what each source's reader says of it at `now`:
+    /// idle or not, vouched for just now (then its watermark moves to where the active
+    /// sources stood a vouching period before), quiet (its open windows close at the next
+    /// trigger). Repartition topics' partitions are left out: their progress comes in
+    /// markers.
+    fn progress(&mut self, progress: &[Progress], now: Instant) {
+        let sources = &self.sources;
+        let input = || progress.iter().filter(|p| !sources.is_internal(p.index));
+        for r in &mut self.rules {
+            r.stood.sample(now, &r.windows);
+            // Every source's idleness first: who is active decides where the vouched follow.
+            for p in input() {
+                r.windows.set_idle(p.index, p.reading.idle);
+            }
+            let to = r.stood.lagged(now, &r.windows);
+            for p in input() {
+                if let (true, Some(to)) = (p.reading.vouched, to) {
+                    r.windows.follow(p.index, to);
+                }
+                if p.reading.quiet {
+                    r.windows.advance_past_open(p.index);
                 }
             }
         }
@@ -182,6 +247,15 @@ mod tests {
         }
     }
 
+    /// logs/1 vouched idle (nothing new as the broker says), as of a batch.
+    fn idle_1() -> Vec<Progress> {
+        vec![Progress {
+            index: 1,
+            reading: IDLE_VOUCHED,
+            next: Some(3),
+        }]
+    }
+
     #[test]
     fn a_batchs_progress_reaches_locally_counted_rules_before_its_lines() {
         // logs/1 holds three crashes of u1 in the first window, then nothing.
@@ -191,23 +265,48 @@ mod tests {
             [event(60, "Low", "u0", "ok")],
             [event(61, "Low", "u0", "ok")],
         );
-        let idle = vec![Progress {
-            index: 1,
-            reading: IDLE_VOUCHED,
-            next: Some(3),
-        }];
-        for (progress, alerts) in [(Vec::new(), 0), (idle, 1)] {
+        let start = Instant::now();
+        for (progress, alerts) in [(Vec::new(), 0), (idle_1(), 1)] {
             let mut p = local();
             let mut sink = Keys::default();
-            for events in [&crashes[..], &later] {
-                let source = if events == later { 0 } else { 1 };
-                (p.on_batch(&source_batch(source, events, vec![]), &None, &mut sink)).unwrap();
-            }
+            let batch = |s, e: &[String]| source_batch(s, e, vec![]);
+            (p.on_batch(&batch(1, &crashes), &None, start, &mut sink)).unwrap();
+            (p.on_batch(&batch(0, &later), &None, start, &mut sink)).unwrap();
+            // A second later, vouched idle with this batch, logs/1 follows where logs/0
+            // stood then, in the batch's trigger.
             let batch = source_batch(0, &latest, progress);
-            p.on_batch(&batch, &None, &mut sink).unwrap();
-            // Vouched idle with this batch, logs/1 follows logs/0 in the batch's trigger.
+            let now = start + VOUCH_EVERY;
+            p.on_batch(&batch, &None, now, &mut sink).unwrap();
             assert_eq!(sink.keys.len(), alerts, "{:?}", sink.keys);
         }
+    }
+
+    #[test]
+    fn data_landing_in_an_idle_partition_just_after_the_others_is_on_time() {
+        // logs/1: two crashes of u1, then idle; logs/0 early on.
+        let two: Vec<String> = (0..2).map(|i| event(i, "High", "u1", "crash")).collect();
+        let (early, ahead) = (
+            [event(5, "Low", "u0", "ok")],
+            [event(60, "Low", "u0", "ok")],
+        );
+        let third = [event(3, "High", "u1", "crash")];
+        let start = Instant::now();
+        let mut p = local();
+        let mut sink = Keys::default();
+        let batch = |s, e: &[String]| source_batch(s, e, vec![]);
+        (p.on_batch(&batch(1, &two), &None, start, &mut sink)).unwrap();
+        (p.on_batch(&batch(0, &early), &None, start, &mut sink)).unwrap();
+        // Two seconds on, logs/0's next records (a minute ahead) are read; in the same
+        // round logs/1 is vouched idle: its third crash, produced before them, has not
+        // landed yet.
+        let at = start + 2 * VOUCH_EVERY;
+        (p.on_batch(&batch(0, &ahead), &None, at, &mut sink)).unwrap();
+        p.on_tick(&idle_1(), at, true, &mut sink).unwrap();
+        // It lands a moment later: on time, counted in the window still open.
+        let landed = at + VOUCH_EVERY / 2;
+        (p.on_batch(&batch(1, &third), &None, landed, &mut sink)).unwrap();
+        p.finish(&mut sink).unwrap();
+        assert_eq!(sink.keys, ["u1"], "three crashes in one window");
     }
 
     #[test]
@@ -223,18 +322,15 @@ mod tests {
             next: Some(3),
         }];
         let mut sink = Keys::default();
-        p.on_batch(
-            &source_batch(0, &crashes, progress.clone()),
-            &None,
-            &mut sink,
-        )
-        .unwrap();
+        let now = Instant::now();
+        let batch = source_batch(0, &crashes, progress.clone());
+        p.on_batch(&batch, &None, now, &mut sink).unwrap();
         let kinds = |o: &Recorded| -> String {
             let sent = o.0.lock().unwrap();
             sent.iter().map(|(_, _, r)| &r[..1]).collect()
         };
         assert_eq!(kinds(&output), "EEE", "no marker with the batch");
-        p.on_tick(&progress, true, &mut sink).unwrap();
+        p.on_tick(&progress, now, true, &mut sink).unwrap();
         // One marker per internal partition, after the events, with the next offset.
         assert_eq!(kinds(&output), "EEEMM");
         let sent = output.0.lock().unwrap();
@@ -248,7 +344,8 @@ mod tests {
         let mut sink = Keys::default();
         for (source, user) in [(0, "u0"), (1, "u1")] {
             let events: Vec<String> = (0..3).map(|i| event(i, "High", user, "crash")).collect();
-            (p.on_batch(&source_batch(source, &events, vec![]), &None, &mut sink)).unwrap();
+            let batch = source_batch(source, &events, vec![]);
+            (p.on_batch(&batch, &None, Instant::now(), &mut sink)).unwrap();
         }
         let offsets: BTreeMap<String, i64> = [("logs/0".into(), 3), ("logs/1".into(), 3)].into();
         let flushes = sink.flushes;

@@ -46,6 +46,8 @@ pub(super) struct RuleRunner {
     /// Decides its alerts; `None` once quarantined.
     pub instance: Option<RuleInstance>,
     pub windows: Windows,
+    /// Where its active sources' watermark stood lately, for idle sources to follow.
+    pub stood: super::lifecycle::Stood,
     /// What its window state depends on, as checkpoints record it.
     pub settings: WindowSettings,
     pub cooldown: Cooldown,
@@ -96,6 +98,7 @@ impl RuleRunner {
             instance: Some(instance),
             windows: Windows::hopping(c.window.size, c.window.slide(), c.window.delay)
                 .with_evidence(c.output.evidence),
+            stood: Default::default(),
             settings: WindowSettings {
                 size: c.window.size,
                 slide: c.window.slide(),

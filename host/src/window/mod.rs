@@ -275,20 +275,21 @@ impl Windows {
         }
     }
 
-    /// Moves idle source `source` to the active sources' watermark as it stands now, so
-    /// that its windows close although no data comes (its reader has just vouched that it
-    /// has nothing new). Only then: an idle source does not follow the others' later jumps
-    /// until it is vouched for again.
-    pub fn follow(&mut self, source: usize) {
-        let active = self
-            .parts()
-            .filter(|(_, p)| !p.idle)
-            .filter_map(|(_, p)| p.watermark.current())
-            .min();
-        if let (Some(active), Some(Some(p))) = (active, self.parts.get_mut(source))
+    /// Every source's watermark, once it has data: (source, watermark, idle).
+    pub fn watermarks(&self) -> impl Iterator<Item = (usize, i64, bool)> + '_ {
+        self.parts()
+            .filter_map(|(i, p)| Some((i, p.watermark.current()?, p.idle)))
+    }
+
+    /// Moves idle source `source` to `to` — where the active sources stood (see
+    /// [`Windows::watermarks`]) — so that its windows close although no data comes (its
+    /// reader has just vouched that it has nothing new). Only then: an idle source does not
+    /// follow the others' later jumps until it is vouched for again. Never backwards.
+    pub fn follow(&mut self, source: usize, to: i64) {
+        if let Some(Some(p)) = self.parts.get_mut(source)
             && p.idle
         {
-            p.watermark.advance_to(active);
+            p.watermark.advance_to(to);
         }
     }
 

@@ -114,7 +114,9 @@ fn each_source_closes_its_windows_by_its_own_watermark() {
     // active sources' watermark and closes.
     w.set_idle(1, true);
     assert!(closed(&mut w, false).is_empty());
-    w.follow(1);
+    let active: Vec<_> = w.watermarks().filter(|&(_, _, idle)| !idle).collect();
+    assert_eq!(active, [(0, 10_000, false)], "source 1 left out");
+    w.follow(1, 10_000);
     assert_eq!(closed(&mut w, false), [(0, "b".to_owned(), 2)]);
     assert_eq!(w.watermark_of(1), Some(10_000));
     // A dropped source is forgotten, and holds nothing back.

@@ -48,12 +48,14 @@ impl Engine<'_> {
         let mut progress = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             self.source.next_batch(BATCH_LINES, POLL, &mut batch)?;
-            (self.pipeline).on_batch(&batch, &self.changes, &mut self.sink)?;
+            let now = Instant::now();
+            (self.pipeline).on_batch(&batch, &self.changes, now, &mut self.sink)?;
             self.rebalance(&mut ignore_store)?;
             self.source.progress(true, &mut progress);
             self.look_at(&progress);
             let came = !batch.lines.is_empty();
-            (self.pipeline).on_tick(&progress, came, &mut self.sink)?;
+            let now = Instant::now();
+            (self.pipeline).on_tick(&progress, now, came, &mut self.sink)?;
             self.checkpoints.collect(&self.source, false)?;
             if self.checkpoints.due(self.config.checkpoint.interval) {
                 (self.checkpoints).start(&mut self.pipeline, &self.source, &mut self.sink)?;
