@@ -159,16 +159,16 @@ fn compare(what: &str, path: &Path, expected: &[String], got: &[String]) -> bool
     false
 }
 
-/// When no sample event reached the rule — each of the `lines` non-blank lines was
-/// rejected, some for the rule's fields (the samples do not follow the fields it declares) —
-/// what to do about it.
-fn all_rejected(bad: &Buffer, lines: usize) -> Option<String> {
+/// When no sample event reached the rule — each of the `lines` lines read (blank ones too:
+/// they are rejected as `not_json`) was rejected, some for the rule's fields (the samples do
+/// not follow the fields it declares) — what to do about it.
+fn all_rejected(bad: &Buffer, lines: u64) -> Option<String> {
     let bad = bad.values();
     let field = |r: &&Value| r["reason"] == "missing_field" || r["reason"] == "wrong_type";
     let first = bad.iter().find(field)?;
     let rejected: std::collections::BTreeSet<u64> =
         bad.iter().filter_map(|r| r["line"].as_u64()).collect();
-    (rejected.len() >= lines).then(|| {
+    (rejected.len() as u64 >= lines).then(|| {
         format!(
             "no sample event reached the rule: all {lines} lines were rejected, for example \
              line {} ({}: {}); make the sample events hold the fields the rule declares, with \
@@ -212,11 +212,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<bool> {
         rule.module.sha256(),
         args.events.display()
     );
-    let text = std::fs::read(&args.events).unwrap_or_default();
-    let lines = text
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.trim_ascii().is_empty());
-    if let Some(why) = all_rejected(&bad, lines.count()) {
+    if let Some(why) = all_rejected(&bad, pipeline.input_lines()) {
         println!("FAILED  {why}");
         if args.write {
             anyhow::bail!(

@@ -9,6 +9,11 @@ use crate::source::PartitionId;
 use crate::status::{PartitionStatus, RuleState, RuleStatus, Status, WindowStatus};
 
 impl Pipeline {
+    /// Input lines read so far (blank and rejected ones too).
+    pub(crate) fn input_lines(&self) -> u64 {
+        self.input.stats.lines
+    }
+
     /// The run summary for stderr: input and per-rule counters over `elapsed`.
     pub(crate) fn summary(&self, elapsed: std::time::Duration) -> String {
         let rules: Vec<RuleSummary<'_>> = self
@@ -26,7 +31,7 @@ impl Pipeline {
     /// Fills `s` with the counters, rules, latest alerts and per-source watermarks; the
     /// caller adds what the source knows (assignment, idleness, lag) to `s.partitions`.
     pub(crate) fn status(&self, s: &mut Status) {
-        s.totals.events = self.input.stats.lines;
+        s.totals.events = self.input_lines();
         s.totals.alerts = 0;
         s.totals.late = 0;
         s.bad.clear();
