@@ -185,7 +185,7 @@ impl Pipeline {
         while let Some(chunk) = self.stage.next()? {
             chunks.push(chunk);
         }
-        let applied = self.apply_filtered(buf, lines, &chunks, sink);
+        let applied = self.apply_filtered(&chunks, sink);
         for chunk in chunks.drain(..) {
             self.stage.recycle(chunk);
         }
@@ -208,23 +208,17 @@ impl Pipeline {
 
     /// Applies a batch [`Pipeline::next_filtered`] gave back and emits its trigger.
     pub(crate) fn apply_chunk(&mut self, chunk: Chunk, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        let (buf, lines) = (Arc::clone(&chunk.buf), Arc::clone(&chunk.lines));
         let chunks = [chunk];
-        let applied = self.apply_filtered(&buf, &lines, &chunks, sink);
+        let applied = self.apply_filtered(&chunks, sink);
         let [chunk] = chunks;
         self.stage.recycle(chunk);
         applied
     }
 
     /// The back half of [`Pipeline::process`]: applies what the fronts found in the
-    /// batch's chunks (in order), then emits the trigger.
-    fn apply_filtered(
-        &mut self,
-        buf: &[u8],
-        lines: &[Line],
-        chunks: &[Chunk],
-        sink: &mut dyn Sink,
-    ) -> anyhow::Result<()> {
+    /// chunks of one batch (in order; at least one), then emits the trigger.
+    fn apply_filtered(&mut self, chunks: &[Chunk], sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let (buf, lines) = (&chunks[0].buf, &chunks[0].lines);
         let filtered = || chunks.iter().map(|c| &c.filtered);
         let Pipeline {
             sources,
