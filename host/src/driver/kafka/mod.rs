@@ -111,7 +111,7 @@ pub(crate) fn run(
         store,
         changes,
         status,
-        partitions: Vec::new(),
+        progress: Vec::new(),
         quiet_closed: false,
     };
     engine.run(&stop, fresh_start)

@@ -31,8 +31,8 @@ pub(super) struct Engine<'a> {
     pub store: Store,
     pub changes: Changes,
     pub status: Option<Publisher>,
-    /// Per partition index: what its reader says of it this round.
-    pub partitions: Vec<Reading>,
+    /// Every partition's progress this round, by index (what its reader says of it).
+    pub progress: Vec<Progress>,
     /// Windows were closed for quiet input, and no data came since (for the log).
     pub quiet_closed: bool,
 }
@@ -45,17 +45,16 @@ impl Engine<'_> {
         let started = Instant::now();
         let mut ignore_store = fresh_start;
         let mut batch = SourceBatch::default();
-        let mut progress = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             self.source.next_batch(BATCH_LINES, POLL, &mut batch)?;
             let now = Instant::now();
             (self.pipeline).on_batch(&batch, &self.changes, now, &mut self.sink)?;
             self.rebalance(&mut ignore_store)?;
-            self.source.progress(true, &mut progress);
-            self.look_at(&progress);
+            self.source.progress(true, &mut self.progress);
+            self.look_at();
             let came = !batch.lines.is_empty();
             let now = Instant::now();
-            (self.pipeline).on_tick(&progress, now, came, &mut self.sink)?;
+            (self.pipeline).on_tick(&self.progress, now, came, &mut self.sink)?;
             self.checkpoints.collect(&self.source, false)?;
             if self.checkpoints.due(self.config.checkpoint.interval) {
                 (self.checkpoints).start(&mut self.pipeline, &self.source, &mut self.sink)?;
@@ -68,20 +67,15 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Keeps what each partition's reader says of it (for the status), and notes when a
-    /// quiet spell ends: when an input partition read here has data (repartition topics get
-    /// markers every second, quiet or not).
-    fn look_at(&mut self, progress: &[Progress]) {
-        self.partitions.clear();
+    /// Notes when a quiet spell ends: when an input partition read here has data
+    /// (repartition topics get markers every second, quiet or not).
+    fn look_at(&mut self) {
         let close = self.config.watermark.quiet_close;
         let mut spell = true;
-        for p in progress {
+        for p in &self.progress {
             if p.reading.assigned && !self.pipeline.is_internal(p.index) {
                 spell &= close.is_some_and(|q| self.source.quiet_for(p.index) >= q);
             }
-            let n = self.partitions.len().max(p.index + 1);
-            self.partitions.resize(n, Reading::default());
-            self.partitions[p.index] = p.reading;
         }
         self.quiet_closed &= spell;
         self.log_quiet();
@@ -94,7 +88,7 @@ impl Engine<'_> {
         let Some(q) = self.config.watermark.quiet_close else {
             return;
         };
-        if !self.quiet_closed && self.partitions.iter().any(|r| r.quiet) {
+        if !self.quiet_closed && self.progress.iter().any(|p| p.reading.quiet) {
             info!(
                 "partitions read to their end with no data for {}: closing the windows they \
                  hold as each is vouched quiet",
@@ -110,11 +104,13 @@ impl Engine<'_> {
             return;
         };
         let (pipeline, source, checkpoints) = (&self.pipeline, &self.source, &self.checkpoints);
-        let partitions = &self.partitions;
+        let progress = &self.progress;
         p.publish(false, |s| {
             pipeline.status(s);
             for (i, part) in s.partitions.iter_mut().enumerate() {
-                let Reading { assigned, idle, .. } = partitions.get(i).copied().unwrap_or_default();
+                // The source's progress lists every partition, by index.
+                let reading = progress.get(i).map(|p| p.reading).unwrap_or_default();
+                let Reading { assigned, idle, .. } = reading;
                 part.assigned = assigned;
                 part.idle = idle;
                 part.lag = if assigned { source.lag(i) } else { None };

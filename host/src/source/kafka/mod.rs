@@ -446,9 +446,9 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Every known partition's progress as of now into `out`: what its reader says of it
-    /// ([`KafkaSource::reading`]) and its next offset; `ask`: whether the broker may be
-    /// asked (once).
+    /// Every known partition's progress as of now into `out`, by index (`out[i]` is partition
+    /// `i`): what its reader says of it ([`KafkaSource::reading`]) and its next offset;
+    /// `ask`: whether the broker may be asked (once).
     pub(crate) fn progress(&mut self, mut ask: bool, out: &mut Vec<Progress>) {
         let now = Instant::now();
         out.clear();
