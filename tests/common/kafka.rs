@@ -454,7 +454,7 @@ impl Node {
     fn run(dir: &Path, args: &[String], env: &[(String, String)]) -> Child {
         let script = super::workspace().join("tests/kafka/broker.sh");
         let log = (std::fs::OpenOptions::new().create(true).append(true))
-            .open(dir.join("broker.log"))
+            .open(dir.join(LOG))
             .unwrap();
         Command::new("bash")
             .arg(&script)
@@ -470,10 +470,9 @@ impl Node {
 
     /// Waits until the process accepts connections (60 s at most).
     pub(super) fn wait_listening(&mut self) {
-        let port = self.port;
-        let log = self.dir.path().join("broker.log");
+        let (port, dir) = (self.port, self.dir.path().to_owned());
         let child = &mut self.child;
-        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let read = || log_in(&dir);
         let not_started = || format!("the broker did not start: {}", read());
         eventually(Duration::from_secs(60), not_started, || {
             if let Ok(Some(status)) = child.try_wait() {
@@ -502,8 +501,16 @@ impl Node {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+        log_in(self.dir.path())
     }
+}
+
+/// A broker process's log file, in its folder.
+const LOG: &str = "broker.log";
+
+/// The log of the broker process whose folder is `dir`, so far.
+fn log_in(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(LOG)).unwrap_or_default()
 }
 
 pub(super) fn signal(pid: u32, name: &str) {
