@@ -278,17 +278,7 @@ fn scenario(
 /// Generated events with disorder, very late events and bad lines: late data must be
 /// judged the same way whichever instance reads a partition.
 fn events(dir: &Path) -> Vec<u8> {
-    let args = [
-        "--events",
-        "150000",
-        "--disorder",
-        "8",
-        "--late-share",
-        "0.01",
-        "--bad",
-        "0.01",
-    ];
-    std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
+    hostile_events(dir, "150000")
 }
 
 fn keyed(idle: Idle, protocol: Protocol) {

@@ -123,6 +123,10 @@ struct RunArgs {
     /// kafka.keyed_by: the event field messages are keyed by (`auto` to check, `none`).
     #[arg(long, env = "RULEWATCH_KEYED_BY")]
     keyed_by: Option<String>,
+    /// kafka.guarantee: at_least_once (alerts again after a crash, same ids) or exactly_once
+    /// (one Kafka transaction per checkpoint; needs --checkpoint-topic).
+    #[arg(long, env = "RULEWATCH_GUARANTEE", value_enum)]
+    guarantee: Option<crate::config::run::Guarantee>,
     /// kafka.options: a librdkafka setting, KEY=VALUE; repeatable (`;` separates them in
     /// the environment variable, as values may hold commas). TLS and SASL, e.g.
     /// security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512 (or PLAIN, SCRAM-SHA-256),
@@ -203,6 +207,9 @@ impl RunArgs {
         if let Some(v) = &self.keyed_by {
             c.kafka.keyed_by.clone_from(v);
         }
+        if let Some(v) = self.guarantee {
+            c.kafka.guarantee = v;
+        }
         (c.kafka.options).extend(crate::config::run::kafka_options(&self.kafka_options)?);
         if self.rules.is_some() {
             c.rules.dir.clone_from(&self.rules);
@@ -221,7 +228,7 @@ impl RunArgs {
         }
         set(&mut c.checkpoint.topic, &self.checkpoint_topic);
         if let Some(v) = self.checkpoint_interval {
-            c.checkpoint.interval = v;
+            c.checkpoint.interval = Some(v);
         }
         if let Some(v) = self.idle_timeout {
             c.watermark.idle_timeout = v;

@@ -22,11 +22,17 @@ pub(crate) enum Client<'a> {
     Member {
         /// `group.id`.
         group: &'a str,
+        /// Whether it reads only committed records (`exactly_once`): a partition's end is
+        /// then its last stable offset.
+        read_committed: bool,
     },
     /// A consumer outside any group that assigns partitions itself and reports their ends.
     Reader,
-    /// The shared idempotent producer.
-    Producer,
+    /// The shared idempotent producer; with a transactional id, transactional.
+    Producer {
+        /// `transactional.id` (`exactly_once`).
+        transactional_id: Option<&'a str>,
+    },
     /// The admin client.
     Admin,
 }
@@ -55,12 +61,25 @@ pub(crate) fn config(
     config
 }
 
+/// `isolation.level` for consumers that read only committed records, or all of them.
+pub(crate) fn isolation(read_committed: bool) -> &'static str {
+    if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    }
+}
+
 /// The engine's own settings for each kind of client.
 fn defaults(client: Client<'_>) -> Vec<(&'static str, String)> {
     let s = |v: &str| v.to_owned();
     match client {
-        Client::Member { group } => vec![
+        Client::Member {
+            group,
+            read_committed,
+        } => vec![
             ("group.id", s(group)),
+            ("isolation.level", s(isolation(read_committed))),
             ("enable.auto.commit", s("false")),
             ("enable.auto.offset.store", s("false")),
             ("auto.offset.reset", s("earliest")),
@@ -84,11 +103,21 @@ fn defaults(client: Client<'_>) -> Vec<(&'static str, String)> {
             ("enable.partition.eof", s("true")),
             ("fetch.wait.max.ms", s("10")),
         ],
-        Client::Producer => vec![
-            ("enable.idempotence", s("true")),
-            ("linger.ms", s("5")),
-            ("message.max.bytes", (MAX_MESSAGE + (1 << 20)).to_string()),
-        ],
+        Client::Producer { transactional_id } => {
+            let mut settings = vec![
+                ("enable.idempotence", s("true")),
+                ("linger.ms", s("5")),
+                ("message.max.bytes", (MAX_MESSAGE + (1 << 20)).to_string()),
+            ];
+            if let Some(id) = transactional_id {
+                settings.push(("transactional.id", s(id)));
+                // How long a transaction of an instance that died stays open, holding back
+                // read_committed consumers and the hand-over of its partitions, before the
+                // broker aborts it (Kafka Streams' value under exactly-once).
+                settings.push(("transaction.timeout.ms", s("10000")));
+            }
+            settings
+        }
         Client::Admin => Vec::new(),
     }
 }
@@ -116,8 +145,13 @@ mod tests {
             Some("50"),
             "extra over the defaults"
         );
-        let c = config("b", Client::Member { group: "g" }, &[], &BTreeMap::new());
+        let member = Client::Member {
+            group: "g",
+            read_committed: true,
+        };
+        let c = config("b", member, &[], &BTreeMap::new());
         assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
     }
 
@@ -136,15 +170,25 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-            let member = Client::Member { group: "test" };
+            let member = Client::Member {
+                group: "test",
+                read_committed: false,
+            };
             let consumer: Result<BaseConsumer, _> =
                 config("127.0.0.1:1", member, &[], &options).create();
             assert!(consumer.is_ok(), "{mechanism}: {:?}", consumer.err());
         }
         for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
             let options = BTreeMap::from([("compression.type".to_owned(), codec.to_owned())]);
-            let producer: Result<BaseProducer, _> =
-                config("127.0.0.1:1", Client::Producer, &[], &options).create();
+            let producer: Result<BaseProducer, _> = config(
+                "127.0.0.1:1",
+                Client::Producer {
+                    transactional_id: None,
+                },
+                &[],
+                &options,
+            )
+            .create();
             assert!(producer.is_ok(), "{codec}: {:?}", producer.err());
         }
     }

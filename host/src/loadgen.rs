@@ -262,7 +262,7 @@ pub struct LoadgenArgs {
 }
 
 /// The producer to `--brokers`, with the topic created, if a broker is given.
-fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::kafka::Output>> {
+fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::producer::Output>> {
     let Some(brokers) = &args.brokers else {
         return Ok(None);
     };
@@ -275,8 +275,8 @@ fn connect(args: &LoadgenArgs) -> anyhow::Result<Option<crate::sink::kafka::Outp
     if args.unkeyed {
         options.insert("sticky.partitioning.linger.ms".into(), "0".into());
     }
-    Ok(Some(crate::sink::kafka::Output::connect(
-        brokers, &options,
+    Ok(Some(crate::sink::producer::Output::connect(
+        brokers, &options, None,
     )?))
 }
 

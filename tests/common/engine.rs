@@ -17,6 +17,18 @@ pub(crate) fn member(
     group: &str,
     protocol: Protocol,
 ) -> Engine {
+    member_with(broker, dir, rules, group, protocol, &[])
+}
+
+/// [`member`] with more flags, `more`.
+pub(crate) fn member_with(
+    broker: &Broker,
+    dir: &Path,
+    rules: &Path,
+    group: &str,
+    protocol: Protocol,
+    more: &[&str],
+) -> Engine {
     let (alerts, checkpoints) = (format!("{group}-alerts"), format!("{group}-cp"));
     let args = [
         "--group-id",
@@ -30,14 +42,20 @@ pub(crate) fn member(
         "--rules",
         rules.to_str().unwrap(),
     ];
-    Engine::start_in(broker, "logs", dir, &args, protocol)
+    Engine::start_in(broker, "logs", dir, &[&args[..], more].concat(), protocol)
 }
 
 /// Waits until `topic` has an alert (90 s at most), checking that `engines` are alive.
 pub(crate) fn first_alert(broker: &Broker, topic: &str, engines: &mut [Engine]) {
+    let logs: Vec<_> = engines.iter().map(Engine::log_reader).collect();
     super::eventually(
         Duration::from_secs(90),
-        || format!("no alert in {topic}"),
+        || {
+            let logs: String = (logs.iter().enumerate())
+                .map(|(i, log)| format!("--- instance {i}:\n{}", log()))
+                .collect();
+            format!("no alert in {topic}\n{logs}")
+        },
         || {
             engines.iter_mut().for_each(Engine::assert_running);
             let got = broker.consume(topic, Duration::from_secs(1), |g| !g.is_empty());

@@ -353,12 +353,25 @@ impl Broker {
         &self,
         topic: &str,
         timeout: Duration,
+        done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        self.consume_as("read_uncommitted", topic, timeout, done)
+    }
+
+    /// [`Broker::consume`] at isolation level `isolation` (`read_committed`: only the
+    /// records of committed transactions, as a downstream consumer of alerts reads them).
+    pub(crate) fn consume_as(
+        &self,
+        isolation: &str,
+        topic: &str,
+        timeout: Duration,
         mut done: impl FnMut(&[Received]) -> bool,
     ) -> Vec<Received> {
         let consumer: BaseConsumer = self
             .client()
             .set("group.id", format!("test-reader-{}", std::process::id()))
             .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
             .create()
             .unwrap();
         let started = Instant::now();
@@ -393,6 +406,7 @@ impl Broker {
                     .unwrap_or_default();
                 got.push(Received {
                     partition: m.partition(),
+                    offset: m.offset(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     value: m.payload().unwrap_or_default().to_vec(),
                     headers,
@@ -407,6 +421,7 @@ impl Broker {
 #[derive(Clone, Debug)]
 pub(crate) struct Received {
     pub partition: i32,
+    pub offset: i64,
     pub key: Option<String>,
     pub value: Vec<u8>,
     pub headers: BTreeMap<String, String>,

@@ -150,6 +150,16 @@ pub(crate) mod wait {
 /// `events` generated events in `dir` with disorder (8 s) and 1 % very late events: late
 /// data must be judged the same wherever a partition is read.
 pub(crate) fn disordered(dir: &Path, events: &str) -> Vec<u8> {
+    disordered_with(dir, events, &[])
+}
+
+/// [`disordered`] with 1 % bad lines too.
+pub(crate) fn hostile_events(dir: &Path, events: &str) -> Vec<u8> {
+    disordered_with(dir, events, &["--bad", "0.01"])
+}
+
+/// [`disordered`] with more `loadgen` flags, `more`.
+fn disordered_with(dir: &Path, events: &str, more: &[&str]) -> Vec<u8> {
     let args = [
         "--events",
         events,
@@ -158,7 +168,8 @@ pub(crate) fn disordered(dir: &Path, events: &str) -> Vec<u8> {
         "--late-share",
         "0.01",
     ];
-    std::fs::read(generate(dir, "logs.jsonl", &args)).unwrap()
+    let path = generate(dir, "logs.jsonl", &[&args[..], more].concat());
+    std::fs::read(path).unwrap()
 }
 
 /// The shipped crash rule alone in a rules folder.

@@ -68,6 +68,9 @@ offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
+# How often the broker aborts transactions past their timeout (10 s by default): a killed
+# instance's open transaction holds back read_committed readers until then.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=2000
 group.initial.rebalance.delay.ms=0
 group.consumer.min.session.timeout.ms=6000
 group.consumer.session.timeout.ms=6000

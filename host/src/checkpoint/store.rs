@@ -2,6 +2,7 @@
 //! Kafka topic keyed by partition (state that moves between instances with its partition).
 
 use super::{Checkpoint, PartitionState};
+use crate::kafka as kafka_settings;
 use crate::source::kafka;
 use anyhow::Context;
 use rdkafka::message::Message;
@@ -41,6 +42,9 @@ pub(crate) enum Store {
         options: BTreeMap<String, String>,
         /// The checkpoint topic.
         topic: String,
+        /// Whether records are committed in transactions (`exactly_once`): only committed
+        /// ones are read, once every transaction begun before the read is decided.
+        read_committed: bool,
     },
 }
 
@@ -64,7 +68,8 @@ impl Store {
                 brokers,
                 options,
                 topic,
-            } => read_topic(brokers, options, topic, partitions)?,
+                read_committed,
+            } => read_topic(brokers, options, topic, *read_committed, partitions)?,
         };
         all.retain(|name, _| partitions.contains(name));
         Ok(all)
@@ -85,10 +90,15 @@ fn read_topic(
     brokers: &str,
     options: &BTreeMap<String, String>,
     topic: &str,
+    read_committed: bool,
     wanted: &[String],
 ) -> anyhow::Result<BTreeMap<String, PartitionState>> {
     let fetch = (MAX_RECORD + (1 << 20)).to_string();
     let extra = [
+        (
+            "isolation.level",
+            kafka_settings::isolation(read_committed).to_owned(),
+        ),
         ("max.partition.fetch.bytes", fetch.clone()),
         ("fetch.max.bytes", fetch),
         ("receive.message.max.bytes", (2 * MAX_RECORD).to_string()),

@@ -8,7 +8,7 @@
 use super::Record;
 use super::store::Store;
 use crate::sink::deliver::Mark;
-use crate::sink::kafka::Output;
+use crate::sink::producer::Output;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

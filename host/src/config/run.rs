@@ -141,9 +141,32 @@ pub(crate) struct KafkaConfig {
     /// repartitions when it cannot tell); `none`: not keyed by any field.
     #[serde(default = "default_keyed_by")]
     pub keyed_by: String,
+    /// What a consumer of the topics rulewatch writes sees after a crash or a hand-over.
+    #[serde(default)]
+    pub guarantee: Guarantee,
     /// Passed to librdkafka as they are: `"security.protocol" = "SASL_SSL"`, ...
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// The longest checkpoint interval under `exactly_once`: half the transaction timeout.
+const MAX_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// `[kafka] guarantee`: what is redone after a crash, a hand-over or a zombie, and who sees it.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub(crate) enum Guarantee {
+    /// Records are written as they are made; after a crash the work since the last
+    /// checkpoint is redone and its records written again, alerts with the same ids
+    /// (exactly once deduplicated by `alert_id`). The default: alerts are visible at once,
+    /// any checkpoint store and any broker serve it.
+    #[default]
+    AtLeastOnce,
+    /// Alerts, rejects, repartitioned events, checkpoint records and the consumed offsets
+    /// are committed in one Kafka transaction per checkpoint: a `read_committed` consumer
+    /// sees each record once. Needs `[checkpoint] topic` and a broker with transactions.
+    ExactlyOnce,
 }
 
 impl Default for KafkaConfig {
@@ -154,6 +177,7 @@ impl Default for KafkaConfig {
             topics: default_topics(),
             max_message_bytes: default_max_message(),
             keyed_by: default_keyed_by(),
+            guarantee: Guarantee::default(),
             options: BTreeMap::new(),
         }
     }
@@ -255,9 +279,11 @@ pub(crate) struct CheckpointConfig {
     /// Folder of the checkpoint file.
     #[serde(default = "default_checkpoint_dir")]
     pub dir: PathBuf,
-    /// How often state and offsets are checkpointed.
-    #[serde(default = "default_interval", deserialize_with = "super::duration")]
-    pub interval: Duration,
+    /// How often state and offsets are checkpointed (under `exactly_once`: how often the
+    /// transaction commits); the default depends on the guarantee (see
+    /// [`RunConfig::checkpoint_interval`]).
+    #[serde(default, deserialize_with = "super::optional_duration")]
+    pub interval: Option<Duration>,
     /// A compacted topic to keep partition checkpoints in instead of the folder, so that
     /// a partition's state follows it to whichever instance of the group reads it (needed
     /// to run more than one instance). Created if missing.
@@ -268,7 +294,7 @@ impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             dir: default_checkpoint_dir(),
-            interval: default_interval(),
+            interval: None,
             topic: None,
         }
     }
@@ -276,9 +302,6 @@ impl Default for CheckpointConfig {
 
 fn default_checkpoint_dir() -> PathBuf {
     "rulewatch-state".into()
-}
-fn default_interval() -> Duration {
-    Duration::from_secs(5)
 }
 
 /// `[watermark]`.
@@ -394,6 +417,27 @@ impl RunConfig {
         }
         super::sinks::validate(&o.sinks)?;
         self.http.validate()?;
+        if self.kafka.guarantee == Guarantee::ExactlyOnce && self.checkpoint.topic.is_none() {
+            anyhow::bail!(
+                "[kafka] guarantee = \"exactly_once\" needs [checkpoint] topic: a checkpoint \
+                 file cannot join the Kafka transaction that commits the alerts and offsets it \
+                 covers; set [checkpoint] topic (--checkpoint-topic), or guarantee = \
+                 \"at_least_once\" to keep checkpoints in {}",
+                crate::text::shown_path(&self.checkpoint.dir)
+            );
+        }
+        if self.kafka.guarantee == Guarantee::ExactlyOnce {
+            let interval = self.checkpoint_interval();
+            if interval > MAX_TRANSACTION {
+                anyhow::bail!(
+                    "[checkpoint] interval = {}: under guarantee = \"exactly_once\" each \
+                     checkpoint commits the open transaction, which the broker aborts after \
+                     10 s; give {} or less (the default, 100ms, keeps alerts prompt)",
+                    humantime::format_duration(interval),
+                    humantime::format_duration(MAX_TRANSACTION)
+                );
+            }
+        }
         let dirs = [("[checkpoint] dir", &self.checkpoint.dir)];
         for (setting, dir) in dirs
             .into_iter()
@@ -402,6 +446,18 @@ impl RunConfig {
             capped(setting, &dir.to_string_lossy(), MAX_TEXT)?;
         }
         Ok(())
+    }
+
+    /// How often checkpoints are taken: `[checkpoint] interval`, else 5 s, or 100 ms under
+    /// `exactly_once` (each is a transaction commit, and alerts are visible to
+    /// `read_committed` consumers only then — Kafka Streams' default under EOS too).
+    pub(crate) fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint
+            .interval
+            .unwrap_or(match self.kafka.guarantee {
+                Guarantee::AtLeastOnce => Duration::from_secs(5),
+                Guarantee::ExactlyOnce => Duration::from_millis(100),
+            })
     }
 
     /// Reads `path`; a missing file is an error only if `required`.
@@ -455,7 +511,7 @@ mod tests {
         assert_eq!(c.kafka.brokers, "k:9092");
         assert_eq!(c.kafka.topics, ["logs"]);
         assert_eq!(c.kafka.options["security.protocol"], "SASL_SSL");
-        assert_eq!(c.checkpoint.interval, Duration::from_millis(500));
+        assert_eq!(c.checkpoint_interval(), Duration::from_millis(500));
         assert_eq!(c.watermark.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.watermark.quiet_close, Some(Duration::from_secs(30)));
         assert_eq!(c.sandbox.max_memory, 128 << 20);
@@ -469,6 +525,25 @@ mod tests {
         assert_eq!(RunConfig::default().output.topic_partitions, 1);
         let e = toml::from_str::<RunConfig>("[kafka]\nbroker = \"x\"").unwrap_err();
         assert!(e.to_string().contains("unknown field `broker`"), "{e}");
+    }
+
+    #[test]
+    fn exactly_once_commits_often_and_needs_the_checkpoint_topic() {
+        let c = RunConfig::default();
+        assert_eq!(c.kafka.guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(c.checkpoint_interval(), Duration::from_secs(5));
+        let text = "[kafka]\nguarantee = \"exactly_once\"";
+        let mut c: RunConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.checkpoint_interval(), Duration::from_millis(100));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[checkpoint] topic"), "{e}");
+        c.checkpoint.topic = Some("cp".into());
+        c.validate().unwrap();
+        c.checkpoint.interval = Some(Duration::from_secs(30));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[checkpoint] interval = 30s"), "{e}");
+        let e = toml::from_str::<RunConfig>("[kafka]\nguarantee = \"exactly-once\"");
+        assert!(e.unwrap_err().to_string().contains("exactly_once"));
     }
 
     #[test]

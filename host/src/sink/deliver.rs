@@ -58,7 +58,7 @@ pub(crate) enum DeadLetter {
     /// Appended to this file.
     File(std::fs::File),
     /// Sent to this topic through the shared producer.
-    Topic(super::kafka::Output, String),
+    Topic(super::producer::Output, String),
 }
 
 /// How hard delivery tries.

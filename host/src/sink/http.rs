@@ -6,7 +6,7 @@
 
 use super::deliver::{Attempt, DeadLetter, Delivery, Item, Mark, Post, Retry};
 use super::firing::Firing;
-use super::kafka::Output;
+use super::producer::Output;
 use super::receiver::Receiver;
 use super::template::Template;
 use super::{AlertRow, Sink};

@@ -1,201 +1,23 @@
 //! Kafka outputs: alerts to a topic (keyed by alert id, so a compacted topic keeps the last
 //! row of each window and key), dead letters and late events to topics (the original bytes
 //! as the value, the reason and position in headers, as Kafka Connect's dead-letter queues
-//! do). One idempotent producer serves all three.
+//! do), all through the shared producer ([`super::producer`]).
 
 use super::jsonl::alert_json;
+use super::producer::Output;
 use super::records::RejectSink;
 use super::{AlertRow, Sink};
 use crate::decode::time::format_rfc3339;
 use crate::kafka::Client;
 use crate::source::{PartitionId, Position};
 use anyhow::{Context as _, bail};
-use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tracing::error;
-
-/// Tracks deliveries: the sequence numbers of messages not settled yet (delivered or
-/// failed), to know when every message before a checkpoint is, and those that failed for
-/// good, so that no checkpoint is written past them.
-#[derive(Default)]
-pub(crate) struct Deliveries {
-    outstanding: Mutex<BTreeSet<usize>>,
-    failed: AtomicU64,
-    last_error: Mutex<Option<String>>,
-    /// The last client error logged (see `source::kafka::changed`).
-    last_client_error: Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::source::kafka::log(level, fac, message);
-    }
-
-    /// Logged once per change, with what to check (the consumer's own report says the
-    /// same for the shared brokers); librdkafka retries.
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        let message = format!("{error}: {reason}");
-        if crate::source::kafka::changed(&self.last_client_error, &message) {
-            let hint = crate::source::kafka::hint(reason);
-            tracing::warn!("Kafka producer: {message} (retrying; {hint})");
-        }
-    }
-}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
-        self.outstanding.lock().expect("not poisoned").remove(&seq);
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().expect("not poisoned") = Some(e.to_string());
-        }
-    }
-}
-
-/// The shared producer.
-#[derive(Clone)]
-pub(crate) struct Output {
-    producer: Arc<ThreadedProducer<Deliveries>>,
-    /// The sequence number of the next message.
-    next: Arc<AtomicUsize>,
-}
-
-impl Output {
-    /// An idempotent producer to `brokers`; `options` go to librdkafka as they are.
-    pub(crate) fn connect(
-        brokers: &str,
-        options: &BTreeMap<String, String>,
-    ) -> anyhow::Result<Self> {
-        let producer = crate::kafka::config(brokers, Client::Producer, &[], options)
-            .create_with_context(Deliveries::default())
-            .context("cannot create the Kafka producer (check the [kafka] settings)")?;
-        Ok(Output {
-            producer: Arc::new(producer),
-            next: Arc::default(),
-        })
-    }
-
-    /// Queues one message (waiting for room if the queue is full).
-    pub(crate) fn send(
-        &self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-        headers: Option<OwnedHeaders>,
-    ) {
-        self.send_to(topic, None, key, value, headers);
-    }
-
-    /// Queues one message to `partition` (else the one its key hashes to).
-    pub(crate) fn send_to(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        value: &[u8],
-        headers: Option<OwnedHeaders>,
-    ) {
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        let outstanding = &self.producer.context().outstanding;
-        outstanding.lock().expect("not poisoned").insert(seq);
-        let mut record = BaseRecord::with_opaque_to(topic, seq).payload(value);
-        if !key.is_empty() {
-            record = record.key(key);
-        }
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        if let Some(h) = headers {
-            record = record.headers(h);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    // The queue drains as the broker acknowledges; wait for room.
-                    std::thread::sleep(Duration::from_millis(5));
-                    record = r;
-                }
-                Err((e, _)) => {
-                    outstanding.lock().expect("not poisoned").remove(&seq);
-                    self.producer
-                        .context()
-                        .failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    error!("Kafka: cannot send to {topic}: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Messages queued so far (see [`Output::settle`]).
-    pub(crate) fn sent(&self) -> usize {
-        self.next.load(Ordering::Relaxed)
-    }
-
-    /// Waits until the first `upto` messages queued are settled, while later ones may still
-    /// be in flight; fails if any message was lost, so that the caller does not checkpoint
-    /// past it.
-    pub(crate) fn settle(&self, upto: usize, timeout: Duration) -> io::Result<()> {
-        let started = std::time::Instant::now();
-        let pending = || {
-            let outstanding = self.producer.context().outstanding.lock();
-            outstanding
-                .expect("not poisoned")
-                .first()
-                .is_some_and(|&s| s < upto)
-        };
-        while pending() {
-            if started.elapsed() > timeout {
-                return Err(io::Error::other(format!(
-                    "Kafka producer: messages not acknowledged within {timeout:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        self.check_failures()
-    }
-
-    /// Waits until everything sent so far is acknowledged; fails if anything was lost, so
-    /// that the caller does not checkpoint past it.
-    pub(crate) fn flush(&self, timeout: Duration) -> io::Result<()> {
-        self.producer
-            .flush(timeout)
-            .map_err(|e| io::Error::other(format!("Kafka producer flush: {e}")))?;
-        self.check_failures()
-    }
-
-    fn check_failures(&self) -> io::Result<()> {
-        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
-        if failed > 0 {
-            let last = self
-                .producer
-                .context()
-                .last_error
-                .lock()
-                .expect("not poisoned")
-                .clone();
-            return Err(io::Error::other(format!(
-                "{failed} message(s) could not be delivered to Kafka (last error: {})",
-                last.unwrap_or_default()
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// The repartition topics are written by the shared producer.
 impl crate::repartition::ForwardOutput for Output {

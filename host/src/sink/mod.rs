@@ -9,6 +9,7 @@ mod firing;
 pub(crate) mod http;
 pub(crate) mod jsonl;
 pub(crate) mod kafka;
+pub(crate) mod producer;
 mod receiver;
 pub(crate) mod records;
 pub(crate) mod table;
@@ -83,7 +84,7 @@ impl AlertRow {
 /// here.
 pub(crate) fn build(
     console: Console,
-    output: Option<&kafka::Output>,
+    output: Option<&producer::Output>,
     alerts_topic: Option<&str>,
     http: &[crate::config::sinks::SinkConfig],
 ) -> anyhow::Result<Fanout> {

@@ -1,21 +1,36 @@
-//! Checkpoint bookkeeping of `run`: the writer driven from the loop (a checkpoint is handed
-//! over between batches, its offsets committed once it is stored, failures retried an
-//! interval later while processing goes on).
+//! Checkpoint bookkeeping of `run`, under either guarantee.
+//!
+//! `at_least_once`: the writer driven from the loop (a checkpoint is handed over between
+//! batches, its offsets committed once it is stored, failures retried an interval later
+//! while processing goes on).
+//!
+//! `exactly_once`: a checkpoint is a transaction commit, between batches, on the loop's
+//! thread (the producer takes no records while it commits): the partitions' records go to
+//! the checkpoint topic in the open transaction, which commits them with the offsets they
+//! cover and everything sent since the last commit. A commit that fails is aborted, and the
+//! loop redoes the work since the last one ([`Committed::Aborted`]): what a
+//! `read_committed` consumer sees never depends on a commit that did not happen.
 
-use crate::checkpoint::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::checkpoint::writer::Writer;
+use crate::checkpoint::{Checkpoint, frame};
 use crate::metrics::Histogram;
 use crate::pipeline::Pipeline;
 use crate::sink::Sink;
-use crate::sink::kafka::Output;
-use crate::source::kafka::KafkaSource;
+use crate::sink::producer::Output;
+use crate::source::kafka::{KafkaSource, offset_list};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
+/// Longest wait, under `exactly_once`, for the webhooks and Alertmanagers to take the alerts
+/// a commit covers: well within the transaction's timeout (10 s), after which the broker
+/// aborts it.
+const DELIVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The checkpoint writer as the loop drives it, and what the status says of it.
 pub(super) struct Checkpoints {
-    writer: Writer,
+    how: How,
     /// When the last checkpoint was written (or the run started).
     pub last: Instant,
     /// When the last one was handed to the writer.
@@ -26,11 +41,47 @@ pub(super) struct Checkpoints {
     pub failing: Option<String>,
 }
 
+/// How checkpoints are written.
+enum How {
+    /// By the writer thread, once the outputs before them are acknowledged.
+    Writer(Writer),
+    /// In the transaction of the transactional `output`, to `topic`.
+    Transaction {
+        output: Output,
+        topic: String,
+        /// Records sent and offsets as of the last commit: nothing new, nothing to commit.
+        last: (usize, BTreeMap<String, i64>),
+    },
+}
+
+/// Whether a checkpoint taken under `exactly_once` was committed.
+#[must_use]
+pub(super) enum Committed {
+    /// Committed (or handed to the writer, under `at_least_once`).
+    Yes,
+    /// Aborted: the work since the last commit must be redone from it.
+    Aborted,
+}
+
 impl Checkpoints {
-    /// Starts the writer, which goes on from the checkpoint `file` loaded from `store`.
-    pub(super) fn new(store: &Store, output: Output, file: &Checkpoint) -> anyhow::Result<Self> {
+    /// Starts the writer, which goes on from the checkpoint `file` loaded from `store`; or,
+    /// with `transactional`, commits checkpoints in `output`'s transactions.
+    pub(super) fn new(
+        store: &Store,
+        output: Output,
+        file: &Checkpoint,
+        transactional: bool,
+    ) -> anyhow::Result<Self> {
+        let how = match store {
+            Store::Kafka { topic, .. } if transactional => How::Transaction {
+                output,
+                topic: topic.clone(),
+                last: Default::default(),
+            },
+            _ => How::Writer(Writer::start(store, output, file)?),
+        };
         Ok(Checkpoints {
-            writer: Writer::start(store, output, file)?,
+            how,
             last: Instant::now(),
             tried: Instant::now(),
             seconds: Histogram::default(),
@@ -45,19 +96,73 @@ impl Checkpoints {
         pipeline: &mut Pipeline,
         source: &KafkaSource,
         sink: &mut dyn Sink,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Committed> {
         let offsets = source.offsets();
         let records = pipeline.checkpoint(&offsets, sink)?;
-        self.writer
-            .submit(records, offsets, pipeline.triggers(), sink.marks());
         self.tried = Instant::now();
-        Ok(())
+        match &mut self.how {
+            How::Writer(writer) => {
+                writer.submit(records, offsets, pipeline.triggers(), sink.marks());
+                Ok(Committed::Yes)
+            }
+            How::Transaction {
+                output,
+                topic,
+                last,
+            } => {
+                let taken = Instant::now();
+                if (output.sent(), &offsets) == (last.0, &last.1) {
+                    // Idle: an empty transaction would only cost the broker a round trip.
+                    self.last = taken;
+                    return Ok(Committed::Yes);
+                }
+                let marks = sink.marks();
+                let delivered = marks.iter().try_for_each(|m| m.settle(DELIVER_TIMEOUT));
+                for r in &records {
+                    output.send(topic, r.partition.as_bytes(), &frame(&r.body), None);
+                }
+                let committed = match delivered {
+                    // Outside the transaction: at least once, before the commit covers them.
+                    Err(e) => {
+                        let why = format!("alerts not delivered to the sinks: {e:#}");
+                        output.abort()?;
+                        Err(why)
+                    }
+                    Ok(()) => output.commit(&offset_list(&offsets)?, &source.member()?)?,
+                };
+                if committed.is_ok() {
+                    *last = (output.sent(), offsets);
+                }
+                Ok(self.committed(committed, taken))
+            }
+        }
+    }
+
+    /// Notes how a transaction ended.
+    fn committed(&mut self, result: Result<(), String>, taken: Instant) -> Committed {
+        match result {
+            Ok(()) => {
+                self.seconds.observe(taken.elapsed().as_secs_f64());
+                self.last = Instant::now();
+                self.failing = None;
+                Committed::Yes
+            }
+            Err(why) => {
+                error!(
+                    "transaction aborted: {why}; read_committed consumers see none of it, and \
+                     the work since the last commit is redone from it"
+                );
+                self.failing = Some(why);
+                Committed::Aborted
+            }
+        }
     }
 
     /// Whether the next checkpoint is due: `interval` after the last was written, or after
     /// the last try while they fail.
     pub(super) fn due(&self, interval: Duration) -> bool {
-        !self.writer.busy() && self.last.elapsed() >= interval && self.tried.elapsed() >= interval
+        let busy = matches!(&self.how, How::Writer(w) if w.busy());
+        !busy && self.last.elapsed() >= interval && self.tried.elapsed() >= interval
     }
 
     /// Commits the offsets of a checkpoint the writer finished; with `wait`, waits for the
@@ -65,7 +170,10 @@ impl Checkpoints {
     /// where the last good one put them, processing goes on, and the next one is tried an
     /// interval later; each change between failing and working is logged once.
     pub(super) fn collect(&mut self, source: &KafkaSource, wait: bool) -> anyhow::Result<()> {
-        match self.writer.finished(wait)? {
+        let How::Writer(writer) = &mut self.how else {
+            return Ok(()); // committed as they are taken
+        };
+        match writer.finished(wait)? {
             None => {}
             Some(Ok(written)) => {
                 if let Err(e) = source.commit(&written.offsets, wait) {
@@ -99,9 +207,10 @@ impl Checkpoints {
         pipeline: &mut Pipeline,
         source: &KafkaSource,
         sink: &mut dyn Sink,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Committed> {
         self.collect(source, true)?;
-        self.start(pipeline, source, sink)?;
-        self.collect(source, true)
+        let committed = self.start(pipeline, source, sink)?;
+        self.collect(source, true)?;
+        Ok(committed)
     }
 }

@@ -2,11 +2,14 @@
 //! the pipeline batch by batch, and checkpoints window state together with the offsets it
 //! covers, so that a restart after any crash resumes exactly where the last checkpoint was.
 //!
-//! Exactly-once effect without Kafka transactions: alerts carry a deterministic id of
-//! (rule, window, key); a checkpoint is written only after every alert before it is
-//! acknowledged by the broker; offsets are committed only for what a checkpoint covers.
-//! After a crash, the work since the last checkpoint is redone from the same offsets and
-//! produces the same alerts again, which consumers deduplicate by id.
+//! Under `at_least_once`, an exactly-once effect without Kafka transactions: alerts carry a
+//! deterministic id of (rule, window, key); a checkpoint is written only after every alert
+//! before it is acknowledged by the broker; offsets are committed only for what a checkpoint
+//! covers. After a crash, the work since the last checkpoint is redone from the same offsets
+//! and produces the same alerts again, which consumers deduplicate by id. Under
+//! `exactly_once`, each checkpoint is a Kafka transaction holding everything sent since the
+//! last one, the checkpoint records and the offsets they cover, so that the redone work is
+//! never visible to `read_committed` consumers (see `checkpoints.rs`).
 //!
 //! Scale-out: instances in one group split the partitions. State is per partition and so
 //! is the watermark that closes its windows, so a partition's results do not depend on
@@ -19,13 +22,14 @@ mod poll;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::store::Store;
-use crate::config::run::RunConfig;
+use crate::config::run::{Guarantee, RunConfig};
 use crate::pipeline::{Pipeline, Rejects, Repartitioning};
 use crate::registry::LoadedRule;
 use crate::registry::watch::Changes;
 use crate::repartition::Plan;
 use crate::sink::Fanout;
-use crate::sink::kafka::{Output, RejectTopic, create_topics};
+use crate::sink::kafka::{RejectTopic, create_topics};
+use crate::sink::producer::Output;
 use crate::sink::records::RejectSink;
 use crate::source::Sources;
 use crate::source::idle::Quiet;
@@ -65,7 +69,15 @@ pub(crate) fn run(
     create(config, &internal, &[])?;
 
     // Alerts, rejects, checkpoint records and repartitioned events share one producer.
-    let output = Output::connect(&k.brokers, &k.options)?;
+    let exactly_once = k.guarantee == Guarantee::ExactlyOnce;
+    let id = exactly_once.then(|| transactional_id(config));
+    let output = Output::connect(&k.brokers, &k.options, id.as_deref())?;
+    if let Some(id) = &id {
+        info!(
+            "exactly once: each checkpoint commits a transaction (as {id}) every {}",
+            humantime::format_duration(config.checkpoint_interval())
+        );
+    }
     let (rejects, sink) = outputs(config, &output)?;
     let mut pipeline = Pipeline::new(Sources::partitions(), rules, out.mode, rejects)?;
     pipeline.set_workers(crate::config::run::workers(config.engine.workers))?;
@@ -88,6 +100,7 @@ pub(crate) fn run(
         &subscribed,
         &k.options,
         k.max_message_bytes,
+        exactly_once,
         Quiet {
             idle: config.watermark.idle_timeout,
             close: config.watermark.quiet_close,
@@ -100,7 +113,7 @@ pub(crate) fn run(
         k.group_id,
         store.describe()
     );
-    let checkpoints = Checkpoints::new(&store, output, &file)?;
+    let checkpoints = Checkpoints::new(&store, output, &file, exactly_once)?;
     drop(file);
     let engine = Engine {
         config,
@@ -125,9 +138,25 @@ fn store(config: &RunConfig) -> Store {
             brokers: k.brokers.clone(),
             options: k.options.clone(),
             topic: topic.clone(),
+            read_committed: k.guarantee == Guarantee::ExactlyOnce,
         },
         None => Store::File(config.checkpoint.dir.clone()),
     }
+}
+
+/// The transactional id of this instance's producer: `transactional.id` in `[kafka] options`,
+/// else one of its own (fencing between instances goes by the consumer group's generation,
+/// KIP-447, so ids need not survive a restart; they must not be shared between live
+/// instances).
+fn transactional_id(config: &RunConfig) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let k = &config.kafka;
+    if let Some(id) = k.options.get("transactional.id") {
+        return id.clone();
+    }
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u32(std::process::id());
+    format!("rulewatch-{}-{:016x}", k.group_id, random.finish())
 }
 
 /// A flag SIGTERM and SIGINT set.

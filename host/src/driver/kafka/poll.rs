@@ -4,9 +4,9 @@
 //! pipeline, a checkpoint when due, the status. The order inside each step is the
 //! pipeline's ([`crate::pipeline`]'s lifecycle).
 
-use super::checkpoints::Checkpoints;
+use super::checkpoints::{Checkpoints, Committed};
 use crate::checkpoint::store::Store;
-use crate::config::run::RunConfig;
+use crate::config::run::{Guarantee, RunConfig};
 use crate::pipeline::{BATCH_LINES, Pipeline};
 use crate::registry::watch::Changes;
 use crate::sink::Fanout;
@@ -56,13 +56,18 @@ impl Engine<'_> {
             let now = Instant::now();
             (self.pipeline).on_tick(&self.progress, now, came, &mut self.sink)?;
             self.checkpoints.collect(&self.source, false)?;
-            if self.checkpoints.due(self.config.checkpoint.interval) {
-                (self.checkpoints).start(&mut self.pipeline, &self.source, &mut self.sink)?;
+            if self.checkpoints.due(self.config.checkpoint_interval()) {
+                let c = (self.checkpoints).start(&mut self.pipeline, &self.source, &mut self.sink);
+                if let Committed::Aborted = c? {
+                    self.rewind()?;
+                }
             }
             self.publish();
         }
         info!("stopping: writing a last checkpoint");
-        (self.checkpoints).write_now(&mut self.pipeline, &self.source, &mut self.sink)?;
+        // Aborted: the partitions' next owner redoes the work since the last commit.
+        let _last =
+            (self.checkpoints).write_now(&mut self.pipeline, &self.source, &mut self.sink)?;
         crate::metrics::print_summary(&self.pipeline.summary(started.elapsed()));
         Ok(())
     }
@@ -148,13 +153,19 @@ impl Engine<'_> {
     /// starts where this instance ended.
     fn release(&mut self, names: &[String]) -> anyhow::Result<()> {
         let started = Instant::now();
+        let mut committed = Committed::Yes;
         if !names.is_empty() {
-            (self.checkpoints).write_now(&mut self.pipeline, &self.source, &mut self.sink)?;
+            let (pipeline, sink) = (&mut self.pipeline, &mut self.sink);
+            committed = self.checkpoints.write_now(pipeline, &self.source, sink)?;
         }
         let sources: Vec<usize> = names.iter().map(|n| self.source.index(n)).collect();
         self.pipeline.on_release(&sources);
         // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
         self.source.revoke(names)?;
+        if let Committed::Aborted = committed {
+            // The released partitions' next owner redoes their part; the rest is redone here.
+            self.rewind()?;
+        }
         if !names.is_empty() {
             info!(
                 "rebalance: checkpointed and released {} partition(s) in {:?}",
@@ -165,11 +176,26 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Redoes the work since the last commit, after a transaction was aborted: every
+    /// partition read here is restored from its last committed checkpoint and read again
+    /// from the offset it covers, as if handed over to this instance anew.
+    fn rewind(&mut self) -> anyhow::Result<()> {
+        let names = self.source.assigned().to_vec();
+        let sources: Vec<usize> = names.iter().map(|n| self.source.index(n)).collect();
+        self.pipeline.on_release(&sources);
+        self.source.revoke(&names)?;
+        self.take(&names, true)
+    }
+
     /// Takes partitions `names`: restores their state from the store (if `from_store`),
-    /// then reads each from the offset its state covers.
+    /// then reads each from the offset its state covers. Under `exactly_once`, once their
+    /// last owner's transactions are decided.
     fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
         let store = from_store.then_some(&self.store);
         let started = Instant::now();
+        if self.config.kafka.guarantee == Guarantee::ExactlyOnce && !names.is_empty() {
+            self.source.wait_stable(names)?;
+        }
         let records = match store {
             Some(store) if !names.is_empty() => store.load(names)?,
             _ => Default::default(),

@@ -252,8 +252,13 @@ pub(crate) fn read_from_start(
     let mut tpl = TopicPartitionList::new();
     // The offset of the last message to read, per partition: the `limit`-th, or the last
     // before the end of the records (the consumer says where that is: the high watermark a
-    // broker reports may be short of it).
+    // broker reports may be short of it). A `read_committed` consumer's end is the last
+    // stable offset, short of the high watermark while a transaction is open (and its
+    // offset queries answer with it too): it reads on until it is past the high watermark
+    // of the first fetch that reached that end, so that it has every transaction written
+    // before it started, as it stands once decided.
     let mut ends = BTreeMap::new();
+    let mut highs: BTreeMap<i32, Option<i64>> = BTreeMap::new();
     for p in meta.topics().iter().flat_map(|t| t.partitions()) {
         names.push(partition_name(topic, p.id()));
         let (low, high) = retrying(started + timeout, || {
@@ -263,6 +268,7 @@ pub(crate) fn read_from_start(
         if high > low {
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
             ends.insert(p.id(), limit.map_or(i64::MAX, |n| low + n - 1));
+            highs.insert(p.id(), None);
         }
     }
     if ends.is_empty() {
@@ -276,7 +282,15 @@ pub(crate) fn read_from_start(
         let msg = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                ends.remove(&p);
+                let high = highs.get_mut(&p).and_then(|h| {
+                    *h = h.or_else(|| cached_watermarks(consumer, topic, p).map(|(_, high)| high));
+                    *h
+                });
+                // Without a position (none fetched yet), the end of the records says it.
+                let position = position(consumer, topic, p);
+                if position.zip(high).is_none_or(|(at, high)| at >= high) {
+                    ends.remove(&p);
+                }
                 continue;
             }
             // librdkafka reconnects, and finds the new leader, by itself.
@@ -293,6 +307,54 @@ pub(crate) fn read_from_start(
         f(&msg);
     }
     Ok(names)
+}
+
+/// The low and high watermarks of partition `p` of `topic` in the last fetch answer
+/// `consumer` had (no request is made): the high watermark whatever the isolation level.
+pub(crate) fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle lives as long as the consumer; the call only reads
+    // librdkafka's cached offsets of one partition into the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            p,
+            &mut low,
+            &mut high,
+        )
+    };
+    let ok = err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    (ok && high >= 0).then_some((low, high))
+}
+
+/// Where `consumer` reads partition `p` of `topic`: past the last message handed out and
+/// any transaction markers after it.
+pub(crate) fn position<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+) -> Option<i64> {
+    // One partition, not the whole assignment (`Consumer::position`): this is asked per
+    // partition every round.
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, p);
+    // SAFETY: the client handle lives as long as the consumer, and the list as long as the
+    // call, which only fills in the list's offsets.
+    let err =
+        unsafe { rdkafka::bindings::rd_kafka_position(consumer.client().native_ptr(), list.ptr()) };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    match list.find_partition(topic, p)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 /// Whether `message` says something else than the last one `last` remembers, which it

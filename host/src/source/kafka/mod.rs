@@ -12,8 +12,8 @@ mod client;
 pub(crate) mod history;
 
 pub(crate) use client::{
-    Callbacks, Reader, changed, hint, log, partition_name, passes, read_from_start, reader,
-    retrying,
+    Callbacks, Reader, cached_watermarks, changed, hint, log, partition_name, passes, position,
+    read_from_start, reader, retrying,
 };
 
 use super::idle::{Quiet, Watch};
@@ -21,7 +21,7 @@ use super::lines::Line;
 use super::{PartitionId, Progress, Reading, SourceBatch};
 use crate::kafka::Client;
 use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +33,10 @@ use tracing::{info, warn};
 /// How many messages before its resume point a partition is read again (and skipped) when it
 /// is assigned; more than a producer puts in one record batch.
 const RESUME_LOOKBACK: i64 = 20_000;
+
+/// How long a hand-over waits for the last owner's transaction to be decided: longer than
+/// the transaction timeout (10 s) and the broker's check for timed-out ones (10 s).
+const STABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long the loop waits for the broker's answer when it asks for a partition's end.
 const ASK_TIMEOUT: Duration = Duration::from_millis(300);
@@ -105,6 +109,8 @@ pub(crate) struct KafkaSource {
     max_message: usize,
     /// When partitions count as idle and quiet.
     quiet: Quiet,
+    /// Whether only committed records are read (`exactly_once`).
+    read_committed: bool,
 }
 
 /// What both readers of Kafka do with the records they poll: say once that fetching fails
@@ -178,9 +184,14 @@ impl KafkaSource {
         topics: &[String],
         options: &BTreeMap<String, String>,
         max_message: usize,
+        read_committed: bool,
         quiet: Quiet,
     ) -> anyhow::Result<Self> {
-        let config = crate::kafka::config(brokers, Client::Member { group }, &[], options);
+        let member = Client::Member {
+            group,
+            read_committed,
+        };
+        let config = crate::kafka::config(brokers, member, &[], options);
         let context = Callbacks::new(options);
         let consumer: BaseConsumer<Callbacks> = config
             .create_with_context(context)
@@ -196,6 +207,7 @@ impl KafkaSource {
             assigned: Vec::new(),
             max_message,
             quiet,
+            read_committed,
         };
         Ok(source)
     }
@@ -230,7 +242,11 @@ impl KafkaSource {
             if part.next.is_some_and(|next| offset < next) {
                 continue; // already covered by the checkpoint
             }
-            if let Some(next) = part.next.filter(|&next| offset > next) {
+            // Under read_committed, transaction markers and aborted records leave gaps.
+            if let Some(next) = part
+                .next
+                .filter(|&next| offset > next && !self.read_committed)
+            {
                 info!(
                     "Kafka: {}: offsets {next} to {} were not delivered (compacted away, \
                      transaction markers, or skipped by the broker)",
@@ -282,8 +298,14 @@ impl KafkaSource {
             *ask = false;
             if let Some(PartitionId { topic, partition }) = PartitionId::parse(&part.name) {
                 let ends = (self.consumer).fetch_watermarks(topic, partition, ASK_TIMEOUT);
+                // Past transaction markers, which are never handed out, the consumer's
+                // position says how far the partition was read.
+                let position = position(&self.consumer, topic, partition);
                 let part = &mut self.partitions.list[index];
-                let at_end = ends.is_ok_and(|(low, high)| high <= part.next.unwrap_or(low));
+                let at_end = ends.is_ok_and(|(low, high)| {
+                    let read = part.next.unwrap_or(low);
+                    high <= read.max(position.unwrap_or(read))
+                });
                 part.watch.answered(at_end, now);
                 answered = true;
             }
@@ -401,38 +423,18 @@ impl KafkaSource {
             topic,
             partition: p,
         } = PartitionId::parse(&part.name)?;
-        let topic = std::ffi::CString::new(topic).ok()?;
-        let (mut low, mut high) = (-1i64, -1i64);
-        // SAFETY: the client handle lives as long as the consumer; the call only reads
-        // librdkafka's cached offsets of one partition into the two integers.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.consumer.client().native_ptr(),
-                topic.as_ptr(),
-                p,
-                &mut low,
-                &mut high,
-            )
-        };
-        if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
-            return None;
-        }
-        Some((high - part.next.unwrap_or(low.max(0))).max(0))
+        let (low, high) = cached_watermarks(&self.consumer, topic, p)?;
+        // Past transaction markers, which are never handed out, the position says how far
+        // the partition was read.
+        let read = part.next.unwrap_or(low.max(0));
+        let read = read.max(position(&self.consumer, topic, p).unwrap_or(read));
+        Some((high - read).max(0))
     }
 
     /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
     /// for instances started without the checkpoint; with `wait`, synchronously.
     pub(crate) fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for (name, &offset) in offsets {
-            if let Some(PartitionId {
-                topic,
-                partition: p,
-            }) = PartitionId::parse(name)
-            {
-                tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
-            }
-        }
+        let tpl = offset_list(offsets)?;
         if tpl.count() > 0 {
             let mode = if wait {
                 rdkafka::consumer::CommitMode::Sync
@@ -444,6 +446,42 @@ impl KafkaSource {
                 .context("committing offsets")?;
         }
         Ok(())
+    }
+
+    /// This member's place in its group (generation, member id), which a transaction
+    /// committing offsets for it carries, so that the group refuses them once a rebalance
+    /// this member missed gave its partitions to another (KIP-447).
+    pub(crate) fn member(&self) -> anyhow::Result<ConsumerGroupMetadata> {
+        self.consumer
+            .group_metadata()
+            .context("Kafka: the consumer has no group metadata to commit offsets with")
+    }
+
+    /// Waits until the offsets committed for partitions `names` are decided: no
+    /// transaction that commits offsets for them is open (a `read_committed` member's offset
+    /// fetch is answered only then), so that their last owner's work is all committed, or
+    /// all aborted, before their checkpoints are read.
+    pub(crate) fn wait_stable(&self, names: &[String]) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for name in names {
+            let PartitionId { topic, partition } = PartitionId::of(name);
+            tpl.add_partition(topic, partition);
+        }
+        (self.consumer)
+            .committed_offsets(tpl, STABLE_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "Kafka: the committed offsets of {} are not decided within {STABLE_TIMEOUT:?} \
+                     (a transaction of their last owner is open)",
+                    names.join(", ")
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The partitions assigned here.
+    pub(crate) fn assigned(&self) -> &[String] {
+        &self.assigned
     }
 
     /// Every known partition's progress as of now into `out`, by index (`out[i]` is partition
@@ -469,6 +507,21 @@ impl KafkaSource {
         let part = self.partitions.list.get(index);
         part.map_or(Duration::ZERO, |p| p.watch.quiet_for(Instant::now()))
     }
+}
+
+/// `offsets` by partition name as a list for the client.
+pub(crate) fn offset_list(offsets: &BTreeMap<String, i64>) -> anyhow::Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (name, &offset) in offsets {
+        if let Some(PartitionId {
+            topic,
+            partition: p,
+        }) = PartitionId::parse(name)
+        {
+            tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+        }
+    }
+    Ok(tpl)
 }
 
 impl Drop for KafkaSource {
