@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Event-to-alert latency of `rulewatch run` in update mode at a steady rate: Apache Kafka on a free
-# loopback port, `rulewatch loadgen --live` producing at RATE events/s for SECONDS, the engine,
-# and the alert_latency example reading the alerts topic.
+# Event-to-alert latency of `rulewatch run` in update mode at a steady rate, under each
+# guarantee in one run: Apache Kafka on a free loopback port, `rulewatch loadgen --live`
+# producing at RATE events/s for SECONDS, the engine, and the alert_latency example reading
+# the alerts topic — read_uncommitted under at_least_once, read_committed under exactly_once
+# (an alert counts once a consumer of committed records can see it).
 # Usage: bench/kafka-latency.sh [RATE] [SECONDS]   (needs Java and Maven; the broker: bench/broker.sh)
+#   GUARANTEES="at_least_once exactly_once" (the default): which to measure, in that order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-100000}
 seconds=${2:-20}
 cargo build --release --quiet --bin rulewatch --example alert_latency
 source bench/broker.sh
-# Create the topic with a first event, then start the engine and the latency reader.
-RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic logs --partitions 4 --events 1 --live
-(cd "$work" && RUST_LOG=warn exec "$bin" run --brokers 127.0.0.1:$port --topics logs \
-  --console none --alerts-topic alerts --mode update --checkpoint-dir state) &
-engine=$!
-sleep 3
-target/release/examples/alert_latency 127.0.0.1:$port alerts 10000 $((seconds + 5)) &
-reader=$!
-RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic logs --partitions 4 --live \
-  --rate "$rate" --events $((rate * seconds)) --disorder 0 --late-share 0 --seed 7
-wait $reader
+for guarantee in ${GUARANTEES:-at_least_once exactly_once}; do
+  topic=logs-$guarantee
+  isolation=read_uncommitted
+  [ "$guarantee" = exactly_once ] && isolation=read_committed
+  # Create the topic with a first event, then start the engine and the latency reader.
+  RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic "$topic" --partitions 4 --events 1 --live
+  (cd "$work" && RUST_LOG=warn exec "$bin" run --brokers 127.0.0.1:$port --topics "$topic" \
+    --group-id "rulewatch-$guarantee" --guarantee "$guarantee" --console none \
+    --alerts-topic "alerts-$guarantee" --mode update --checkpoint-dir "state-$guarantee" \
+    --checkpoint-topic "checkpoints-$guarantee" --http-listen off) &
+  engine=$!
+  sleep 3
+  echo -n "$guarantee ($isolation reader): "
+  target/release/examples/alert_latency 127.0.0.1:$port "alerts-$guarantee" 10000 $((seconds + 5)) \
+    "$isolation" &
+  reader=$!
+  RUST_LOG=warn $bin loadgen --brokers 127.0.0.1:$port --topic "$topic" --partitions 4 --live \
+    --rate "$rate" --events $((rate * seconds)) --disorder 0 --late-share 0 --seed 7
+  wait $reader
+  kill "$engine" && wait "$engine" 2>/dev/null || true
+  engine=
+done

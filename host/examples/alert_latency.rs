@@ -5,7 +5,10 @@
 //! producer sending the event to this consumer receiving the alert. Rows without a watermark
 //! (a peer's, see bench/peers/kstreams-latency.sh) are measured from their record timestamp.
 //!
-//! Usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS
+//! ISOLATION (default `read_uncommitted`): `read_committed` measures until the alert is
+//! visible to a consumer that reads only committed transactions (`guarantee = "exactly_once"`).
+//!
+//! Usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS [ISOLATION]
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,8 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, brokers, topic, delay, seconds] = &args[..] else {
-        eprintln!("usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS");
+    let (isolation, args) = match &args[..] {
+        [rest @ .., isolation] if args.len() == 6 => (isolation.as_str(), rest),
+        all => ("read_uncommitted", all),
+    };
+    let [_, brokers, topic, delay, seconds] = args else {
+        eprintln!("usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS [ISOLATION]");
         std::process::exit(2);
     };
     let delay: i64 = delay.parse().expect("DELAY_MS is a number");
@@ -25,6 +32,7 @@ fn main() {
         .set("group.id", format!("alert-latency-{}", std::process::id()))
         .set("auto.offset.reset", "latest")
         .set("fetch.wait.max.ms", "5")
+        .set("isolation.level", isolation)
         .create()
         .expect("a consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
