@@ -56,8 +56,12 @@ pub(crate) fn create_topics(
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures_executor::block_on(admin.create_topics(&new, &opts))
-        .context("cannot create topics (is the broker reachable?)")?;
+    // A broker restarting while the instance starts is waited for, as the readers do.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let results = crate::source::kafka::retrying(deadline, || {
+        futures_executor::block_on(admin.create_topics(&new, &opts))
+    })
+    .context("cannot create topics (is the broker reachable?)")?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
