@@ -98,8 +98,16 @@ impl Checkpoints {
         sink: &mut dyn Sink,
     ) -> anyhow::Result<Committed> {
         let offsets = source.offsets();
-        let records = pipeline.checkpoint(&offsets, sink)?;
         self.tried = Instant::now();
+        if let How::Transaction { output, last, .. } = &self.how
+            && (output.sent(), &offsets) == (last.0, &last.1)
+        {
+            // Idle (nothing sent, no offset moved since the last commit): a snapshot and an
+            // empty transaction would only cost a round trip. Triggers flush the outputs.
+            self.last = self.tried;
+            return Ok(Committed::Yes);
+        }
+        let records = pipeline.checkpoint(&offsets, sink)?;
         match &mut self.how {
             How::Writer(writer) => {
                 writer.submit(records, offsets, pipeline.triggers(), sink.marks());
@@ -111,11 +119,6 @@ impl Checkpoints {
                 last,
             } => {
                 let taken = Instant::now();
-                if (output.sent(), &offsets) == (last.0, &last.1) {
-                    // Idle: an empty transaction would only cost the broker a round trip.
-                    self.last = taken;
-                    return Ok(Committed::Yes);
-                }
                 let marks = sink.marks();
                 let delivered = marks.iter().try_for_each(|m| m.settle(DELIVER_TIMEOUT));
                 for r in &records {

@@ -158,10 +158,8 @@ impl Engine<'_> {
             let (pipeline, sink) = (&mut self.pipeline, &mut self.sink);
             committed = self.checkpoints.write_now(pipeline, &self.source, sink)?;
         }
-        let sources: Vec<usize> = names.iter().map(|n| self.source.index(n)).collect();
-        self.pipeline.on_release(&sources);
         // Cooperative rebalances also announce empty changes; librdkafka waits for them too.
-        self.source.revoke(names)?;
+        self.drop_partitions(names)?;
         if let Committed::Aborted = committed {
             // The released partitions' next owner redoes their part; the rest is redone here.
             self.rewind()?;
@@ -181,10 +179,15 @@ impl Engine<'_> {
     /// from the offset it covers, as if handed over to this instance anew.
     fn rewind(&mut self) -> anyhow::Result<()> {
         let names = self.source.assigned().to_vec();
+        self.drop_partitions(&names)?;
+        self.take(&names, true)
+    }
+
+    /// Drops partitions `names`: their state from the pipeline, their reading from the source.
+    fn drop_partitions(&mut self, names: &[String]) -> anyhow::Result<()> {
         let sources: Vec<usize> = names.iter().map(|n| self.source.index(n)).collect();
         self.pipeline.on_release(&sources);
-        self.source.revoke(&names)?;
-        self.take(&names, true)
+        self.source.revoke(names)
     }
 
     /// Takes partitions `names`: restores their state from the store (if `from_store`),

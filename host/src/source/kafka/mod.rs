@@ -298,15 +298,9 @@ impl KafkaSource {
             *ask = false;
             if let Some(PartitionId { topic, partition }) = PartitionId::parse(&part.name) {
                 let ends = (self.consumer).fetch_watermarks(topic, partition, ASK_TIMEOUT);
-                // Past transaction markers, which are never handed out, the consumer's
-                // position says how far the partition was read.
-                let position = position(&self.consumer, topic, partition);
-                let part = &mut self.partitions.list[index];
-                let at_end = ends.is_ok_and(|(low, high)| {
-                    let read = part.next.unwrap_or(low);
-                    high <= read.max(position.unwrap_or(read))
-                });
-                part.watch.answered(at_end, now);
+                let at_end = ends
+                    .is_ok_and(|(low, high)| high <= self.read_to(index, topic, partition, low));
+                self.partitions.list[index].watch.answered(at_end, now);
                 answered = true;
             }
         }
@@ -424,11 +418,15 @@ impl KafkaSource {
             partition: p,
         } = PartitionId::parse(&part.name)?;
         let (low, high) = cached_watermarks(&self.consumer, topic, p)?;
-        // Past transaction markers, which are never handed out, the position says how far
-        // the partition was read.
-        let read = part.next.unwrap_or(low.max(0));
-        let read = read.max(position(&self.consumer, topic, p).unwrap_or(read));
-        Some((high - read).max(0))
+        Some((high - self.read_to(index, topic, p, low.max(0))).max(0))
+    }
+
+    /// How far partition `index` (`topic`, `p`) was read: its next offset (else `low`), or
+    /// the consumer's position where that is further, past transaction markers, which are
+    /// never handed out.
+    fn read_to(&self, index: usize, topic: &str, p: i32, low: i64) -> i64 {
+        let read = self.partitions.list[index].next.unwrap_or(low);
+        read.max(position(&self.consumer, topic, p).unwrap_or(read))
     }
 
     /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
