@@ -176,11 +176,23 @@ impl Engine<'_> {
 
     /// Redoes the work since the last commit, after a transaction was aborted: every
     /// partition read here is restored from its last committed checkpoint and read again
-    /// from the offset it covers, as if handed over to this instance anew.
+    /// from the offset it covers. The consumer's assignment is not touched (see
+    /// [`KafkaSource::seek`]): a rebalance announced meanwhile is carried out next round.
     fn rewind(&mut self) -> anyhow::Result<()> {
         let names = self.source.assigned().to_vec();
-        self.drop_partitions(&names)?;
-        self.take(&names, true)
+        if names.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (offsets, committed, pairs) = self.restore(&names, true)?;
+        self.source.seek(&names, &offsets, &committed)?;
+        info!(
+            "rewound {} partition(s) to the last commit ({pairs} open (window, key) pairs) in \
+             {:?}",
+            names.len(),
+            started.elapsed()
+        );
+        Ok(())
     }
 
     /// Drops partitions `names`: their state from the pipeline, their reading from the source.
@@ -190,17 +202,37 @@ impl Engine<'_> {
         self.source.revoke(names)
     }
 
-    /// Takes partitions `names`: restores their state from the store (if `from_store`),
-    /// then reads each from the offset its state covers. Under `exactly_once`, once their
-    /// last owner's transactions are decided.
+    /// Takes partitions `names`: restores their state, then reads each from the offset its
+    /// state covers.
     fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
-        let store = from_store.then_some(&self.store);
         let started = Instant::now();
-        if self.config.kafka.guarantee == Guarantee::ExactlyOnce && !names.is_empty() {
-            self.source.wait_stable(names)?;
+        let (offsets, _, pairs) = self.restore(names, from_store)?;
+        self.source.assign(names, &offsets)?;
+        if !names.is_empty() {
+            info!(
+                "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
+                 {:?}",
+                offsets.len(),
+                names.len(),
+                (from_store.then_some(&self.store))
+                    .map_or(String::new(), |s| format!(" from {}", s.describe())),
+                started.elapsed()
+            );
         }
-        let records = match store {
-            Some(store) if !names.is_empty() => store.load(names)?,
+        Ok(())
+    }
+
+    /// Restores the state of partitions `names` into the pipeline: from the store (if
+    /// `from_store`), else empty. Under `exactly_once`, once their last owner's transactions
+    /// are decided. The offsets the restored state covers, those the group committed (under
+    /// `exactly_once`), and how many open (window, key) pairs were restored.
+    fn restore(&mut self, names: &[String], from_store: bool) -> anyhow::Result<Restored> {
+        let mut committed = BTreeMap::new();
+        if self.config.kafka.guarantee == Guarantee::ExactlyOnce && !names.is_empty() {
+            committed = self.source.wait_stable(names)?;
+        }
+        let records = match from_store {
+            true if !names.is_empty() => self.store.load(names)?,
             _ => Default::default(),
         };
         let offsets: BTreeMap<String, i64> = (records.iter())
@@ -210,17 +242,10 @@ impl Engine<'_> {
             .map(|n| (self.source.index(n), n.as_str()))
             .collect();
         let pairs = self.pipeline.on_assign(&named, records);
-        self.source.assign(names, &offsets)?;
-        if !names.is_empty() {
-            info!(
-                "rebalance: restored {} of {} partition(s){} ({pairs} open (window, key) pairs) in \
-                 {:?}",
-                offsets.len(),
-                names.len(),
-                store.map_or(String::new(), |s| format!(" from {}", s.describe())),
-                started.elapsed()
-            );
-        }
-        Ok(())
+        Ok((offsets, committed, pairs))
     }
 }
+
+/// What [`Engine::restore`] restored: the offsets the state covers and the group's
+/// committed offsets, by partition name, and the open (window, key) pairs.
+type Restored = (BTreeMap<String, i64>, BTreeMap<String, i64>, usize);

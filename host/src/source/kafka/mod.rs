@@ -5,50 +5,33 @@
 //! Rebalances are carried out between batches, not inside librdkafka's callback: the
 //! callback only records what the group asked for and ends the batch; the run loop then
 //! checkpoints revoked partitions before releasing them and restores assigned ones before
-//! reading them ([`KafkaSource::take_rebalance`], [`KafkaSource::assign`],
-//! [`KafkaSource::revoke`]). librdkafka waits for the assign/unassign call that far.
+//! reading them (`group.rs`). librdkafka waits for the assign/unassign call that far.
 
 mod client;
+mod group;
 pub(crate) mod history;
 
 pub(crate) use client::{
     Callbacks, Reader, cached_watermarks, changed, hint, log, partition_name, passes, position,
     read_from_start, reader, retrying,
 };
+pub(crate) use group::{Rebalance, offset_list};
 
 use super::idle::{Quiet, Watch};
 use super::lines::Line;
 use super::{PartitionId, Progress, Reading, SourceBatch};
 use crate::kafka::Client;
 use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// How many messages before its resume point a partition is read again (and skipped) when it
-/// is assigned; more than a producer puts in one record batch.
-const RESUME_LOOKBACK: i64 = 20_000;
-
-/// How long a hand-over waits for the last owner's transaction to be decided: longer than
-/// the transaction timeout (10 s) and the broker's check for timed-out ones (10 s).
-const STABLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// How long the loop waits for the broker's answer when it asks for a partition's end.
 const ASK_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// A change of assignment the group asked for, to carry out between batches.
-#[derive(Debug)]
-pub(crate) enum Rebalance {
-    /// Partitions given to this instance (`topic/partition`).
-    Assign(Vec<String>),
-    /// Partitions taken away (with the eager protocol: all of them).
-    Revoke(Vec<String>),
-}
 
 /// A partition as the pipeline knows it.
 struct Partition {
@@ -316,17 +299,6 @@ impl KafkaSource {
         self.consumer.context().problem()
     }
 
-    /// The oldest rebalance asked for and not carried out yet.
-    pub(crate) fn take_rebalance(&self) -> Option<Rebalance> {
-        let context = self.consumer.context();
-        let mut pending = context.pending.lock().expect("not poisoned");
-        let next = pending.pop_front();
-        context
-            .waiting
-            .store(!pending.is_empty(), Ordering::Relaxed);
-        next
-    }
-
     /// The index of partition `name` (registering it).
     pub(crate) fn index(&mut self, name: &str) -> usize {
         let PartitionId {
@@ -334,79 +306,6 @@ impl KafkaSource {
             partition: p,
         } = PartitionId::of(name);
         self.partitions.get(topic, p) as usize
-    }
-
-    /// Takes partitions `names`, each from its offset in `offsets` (a restored checkpoint),
-    /// else from the group's committed offset, else from the start.
-    pub(crate) fn assign(
-        &mut self,
-        names: &[String],
-        offsets: &BTreeMap<String, i64>,
-    ) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for name in names {
-            let i = self.index(name);
-            let PartitionId {
-                topic,
-                partition: p,
-            } = PartitionId::of(name);
-            let part = &mut self.partitions.list[i];
-            part.next = offsets.get(name).copied();
-            part.watch.seen(Instant::now());
-            let from = match part.next {
-                // Start a little before the resume point and skip what is below it: some
-                // brokers (tansu 0.6) answer a fetch from the middle of a record batch with
-                // the next batch, which would silently skip the rest of it.
-                Some(next) => Offset::Offset(next.saturating_sub(RESUME_LOOKBACK).max(0)),
-                None => Offset::Stored,
-            };
-            tpl.add_partition_offset(topic, p, from)?;
-            if !self.assigned.contains(name) {
-                self.assigned.push(name.clone());
-            }
-        }
-        let taken = if self.incremental() {
-            self.consumer.incremental_assign(&tpl)
-        } else {
-            self.consumer.assign(&tpl)
-        };
-        taken.context("Kafka: cannot take the assignment")?;
-        if !names.is_empty() {
-            info!("Kafka: assigned {}", names.join(", "));
-        }
-        Ok(())
-    }
-
-    /// Releases partitions `names` (after the caller checkpointed them).
-    pub(crate) fn revoke(&mut self, names: &[String]) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for name in names {
-            let PartitionId {
-                topic,
-                partition: p,
-            } = PartitionId::of(name);
-            tpl.add_partition(topic, p);
-            let i = self.index(name);
-            self.partitions.list[i].next = None;
-        }
-        self.assigned.retain(|a| !names.contains(a));
-        let released = if self.incremental() {
-            self.consumer.incremental_unassign(&tpl)
-        } else {
-            self.consumer.unassign()
-        };
-        released.context("Kafka: cannot release the assignment")?;
-        if !names.is_empty() {
-            info!("Kafka: released {}", names.join(", "));
-        }
-        Ok(())
-    }
-
-    fn incremental(&self) -> bool {
-        matches!(
-            self.consumer.rebalance_protocol(),
-            rdkafka::consumer::RebalanceProtocol::Cooperative
-        )
     }
 
     /// Messages of partition `index` not read yet, from the high watermark in the broker's
@@ -427,54 +326,6 @@ impl KafkaSource {
     fn read_to(&self, index: usize, topic: &str, p: i32, low: i64) -> i64 {
         let read = self.partitions.list[index].next.unwrap_or(low);
         read.max(position(&self.consumer, topic, p).unwrap_or(read))
-    }
-
-    /// Commits `offsets` to the group (what a checkpoint covers), for lag monitoring and
-    /// for instances started without the checkpoint; with `wait`, synchronously.
-    pub(crate) fn commit(&self, offsets: &BTreeMap<String, i64>, wait: bool) -> anyhow::Result<()> {
-        let tpl = offset_list(offsets)?;
-        if tpl.count() > 0 {
-            let mode = if wait {
-                rdkafka::consumer::CommitMode::Sync
-            } else {
-                rdkafka::consumer::CommitMode::Async
-            };
-            self.consumer
-                .commit(&tpl, mode)
-                .context("committing offsets")?;
-        }
-        Ok(())
-    }
-
-    /// This member's place in its group (generation, member id), which a transaction
-    /// committing offsets for it carries, so that the group refuses them once a rebalance
-    /// this member missed gave its partitions to another (KIP-447).
-    pub(crate) fn member(&self) -> anyhow::Result<ConsumerGroupMetadata> {
-        self.consumer
-            .group_metadata()
-            .context("Kafka: the consumer has no group metadata to commit offsets with")
-    }
-
-    /// Waits until the offsets committed for partitions `names` are decided: no
-    /// transaction that commits offsets for them is open (a `read_committed` member's offset
-    /// fetch is answered only then), so that their last owner's work is all committed, or
-    /// all aborted, before their checkpoints are read.
-    pub(crate) fn wait_stable(&self, names: &[String]) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for name in names {
-            let PartitionId { topic, partition } = PartitionId::of(name);
-            tpl.add_partition(topic, partition);
-        }
-        (self.consumer)
-            .committed_offsets(tpl, STABLE_TIMEOUT)
-            .with_context(|| {
-                format!(
-                    "Kafka: the committed offsets of {} are not decided within {STABLE_TIMEOUT:?} \
-                     (a transaction of their last owner is open)",
-                    names.join(", ")
-                )
-            })?;
-        Ok(())
     }
 
     /// The partitions assigned here.
@@ -505,21 +356,6 @@ impl KafkaSource {
         let part = self.partitions.list.get(index);
         part.map_or(Duration::ZERO, |p| p.watch.quiet_for(Instant::now()))
     }
-}
-
-/// `offsets` by partition name as a list for the client.
-pub(crate) fn offset_list(offsets: &BTreeMap<String, i64>) -> anyhow::Result<TopicPartitionList> {
-    let mut tpl = TopicPartitionList::new();
-    for (name, &offset) in offsets {
-        if let Some(PartitionId {
-            topic,
-            partition: p,
-        }) = PartitionId::parse(name)
-        {
-            tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
-        }
-    }
-    Ok(tpl)
 }
 
 impl Drop for KafkaSource {
