@@ -8,6 +8,10 @@
 //! ISOLATION (default `read_uncommitted`): `read_committed` measures until the alert is
 //! visible to a consumer that reads only committed transactions (`guarantee = "exactly_once"`).
 //!
+//! WARMUP (environment, seconds, default 0): alerts that arrive within that long of the first
+//! one are not counted — the first second or two of a run on a fresh broker (its JIT, a
+//! topic's first writes and transactions) would otherwise make the tail of a short run.
+//!
 //! Usage: alert_latency BROKERS TOPIC DELAY_MS SECONDS [ISOLATION]
 
 use rdkafka::config::ClientConfig;
@@ -36,7 +40,11 @@ fn main() {
         .create()
         .expect("a consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
+    let warmup = Duration::from_secs(
+        std::env::var("WARMUP").map_or(0, |w| w.parse().expect("WARMUP is a number of seconds")),
+    );
     let started = Instant::now();
+    let mut first = None;
     let mut latencies = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
@@ -60,7 +68,9 @@ fn main() {
                 None => continue,
             },
         };
-        latencies.push(now - newest);
+        if first.get_or_insert_with(Instant::now).elapsed() >= warmup {
+            latencies.push(now - newest);
+        }
     }
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];

@@ -197,9 +197,16 @@ impl Output {
     /// Waits until everything sent so far is acknowledged; fails if anything was lost, so
     /// that the caller does not checkpoint past it.
     pub(crate) fn flush(&self, timeout: Duration) -> io::Result<()> {
-        (self.producer.read().expect("not poisoned"))
-            .flush(timeout)
-            .map_err(|e| io::Error::other(format!("Kafka producer flush: {e}")))?;
+        let left = {
+            let producer = self.producer.read().expect("not poisoned");
+            drain(&producer, timeout);
+            producer.in_flight_count()
+        };
+        if left > 0 {
+            return Err(io::Error::other(format!(
+                "Kafka producer: {left} message(s) not acknowledged within {timeout:?}"
+            )));
+        }
         self.check_failures()
     }
 
@@ -236,8 +243,12 @@ impl Output {
         }
         let committed = {
             let p = self.producer.read().expect("not poisoned");
-            retry(|| p.send_offsets_to_transaction(offsets, member, TRANSACTION_TIMEOUT))
-                .and_then(|()| retry(|| p.commit_transaction(TRANSACTION_TIMEOUT)))
+            retry(|| p.send_offsets_to_transaction(offsets, member, TRANSACTION_TIMEOUT)).and_then(
+                |()| {
+                    drain(&p, TRANSACTION_TIMEOUT);
+                    retry(|| p.commit_transaction(TRANSACTION_TIMEOUT))
+                },
+            )
         };
         match committed {
             Ok(()) => {
@@ -315,6 +326,18 @@ fn create(config: &ClientConfig, transactional_id: Option<&str>) -> anyhow::Resu
             .context("Kafka: cannot begin a transaction")?;
     }
     Ok(producer)
+}
+
+/// Waits, up to `timeout`, until `producer` has no message queued, in flight or with its
+/// report unserved (its own thread serves the reports). rust-rdkafka's `commit_transaction`
+/// flushes first, and its flush sleeps up to 100 ms at a time in a poll that finds nothing
+/// (the producer's thread took the reports): drained first, a commit takes milliseconds,
+/// not 100 more.
+fn drain(producer: &Kafka, timeout: Duration) {
+    let started = std::time::Instant::now();
+    while producer.in_flight_count() > 0 && started.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Calls `f` again while it fails with an error librdkafka says is worth retrying, for
