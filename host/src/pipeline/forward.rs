@@ -177,7 +177,8 @@ impl Forwarder {
                 Verdict::Skipped
             }),
             Forwarded::Marker { from, marker } => {
-                progress.apply_marker(from, marker, inputs, windows.past_open(source));
+                let past_open = windows.past_open(source);
+                progress.apply_marker(from, marker, inputs, past_open, Instant::now());
                 if let Some(wm) = progress.watermark(inputs) {
                     windows.advance_source(source, wm);
                 }
