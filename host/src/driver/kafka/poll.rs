@@ -184,7 +184,11 @@ impl Engine<'_> {
             return Ok(());
         }
         let started = Instant::now();
-        let (offsets, committed, pairs) = self.restore(&names, true)?;
+        let Restored {
+            offsets,
+            committed,
+            pairs,
+        } = self.restore(&names, true)?;
         self.source.seek(&names, &offsets, &committed)?;
         info!(
             "rewound {} partition(s) to the last commit ({pairs} open (window, key) pairs) in \
@@ -206,7 +210,7 @@ impl Engine<'_> {
     /// state covers.
     fn take(&mut self, names: &[String], from_store: bool) -> anyhow::Result<()> {
         let started = Instant::now();
-        let (offsets, _, pairs) = self.restore(names, from_store)?;
+        let Restored { offsets, pairs, .. } = self.restore(names, from_store)?;
         self.source.assign(names, &offsets)?;
         if !names.is_empty() {
             info!(
@@ -224,8 +228,7 @@ impl Engine<'_> {
 
     /// Restores the state of partitions `names` into the pipeline: from the store (if
     /// `from_store`), else empty. Under `exactly_once`, once their last owner's transactions
-    /// are decided. The offsets the restored state covers, those the group committed (under
-    /// `exactly_once`), and how many open (window, key) pairs were restored.
+    /// are decided.
     fn restore(&mut self, names: &[String], from_store: bool) -> anyhow::Result<Restored> {
         let mut committed = BTreeMap::new();
         if self.config.kafka.guarantee == Guarantee::ExactlyOnce && !names.is_empty() {
@@ -242,10 +245,20 @@ impl Engine<'_> {
             .map(|n| (self.source.index(n), n.as_str()))
             .collect();
         let pairs = self.pipeline.on_assign(&named, records);
-        Ok((offsets, committed, pairs))
+        Ok(Restored {
+            offsets,
+            committed,
+            pairs,
+        })
     }
 }
 
-/// What [`Engine::restore`] restored: the offsets the state covers and the group's
-/// committed offsets, by partition name, and the open (window, key) pairs.
-type Restored = (BTreeMap<String, i64>, BTreeMap<String, i64>, usize);
+/// What [`Engine::restore`] restored.
+struct Restored {
+    /// The offsets the restored state covers, by partition name.
+    offsets: BTreeMap<String, i64>,
+    /// The offsets the group committed, by partition name (under `exactly_once`).
+    committed: BTreeMap<String, i64>,
+    /// Open (window, key) pairs restored.
+    pairs: usize,
+}
