@@ -220,6 +220,12 @@ mod tests {
         }
     }
 
+    /// `marker` from input `from`, heard `at`, with no window open here.
+    fn hear(p: &mut Progress, from: &str, marker: Marker, at: Instant) {
+        let inputs = ["logs/0".to_owned(), "logs/1".to_owned()];
+        p.apply_marker(from, marker, &inputs, None, at);
+    }
+
     /// A clock: `at(s)` is `s` seconds after the start.
     fn clock() -> impl Fn(f64) -> Instant {
         let start = Instant::now();
@@ -233,26 +239,14 @@ mod tests {
         assert!(p.accept_event("logs/0", 10));
         assert!(!p.accept_event("logs/0", 10), "a replayed event");
         assert!(p.accept_event("logs/0", 11));
-        p.apply_marker(
-            "logs/0",
-            marker(Some(500), 12, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
+        hear(&mut p, "logs/0", marker(Some(500), 12, false), at(0.0));
         assert_eq!(p.watermark(&inputs), None, "logs/1 has not reported");
-        p.apply_marker(
-            "logs/1",
-            marker(Some(300), 3, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
+        hear(&mut p, "logs/1", marker(Some(300), 3, false), at(0.0));
         assert_eq!(p.watermark(&inputs), Some(300));
         // An old marker (a replay) changes nothing; an idle input stops holding back.
-        p.apply_marker("logs/1", marker(Some(100), 1, true), &inputs, None, at(1.0));
+        hear(&mut p, "logs/1", marker(Some(100), 1, true), at(1.0));
         assert_eq!(p.watermark(&inputs), Some(300));
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None, at(1.0));
+        hear(&mut p, "logs/1", marker(Some(300), 3, true), at(1.0));
         assert_eq!(p.watermark(&inputs), Some(500));
         // Data wakes it up.
         assert!(p.accept_event("logs/1", 3));
@@ -263,46 +257,28 @@ mod tests {
     fn an_idle_input_whose_reader_is_gone_holds_the_windows_where_it_was_vouched_for() {
         let (inputs, at) = (["logs/0".to_owned(), "logs/1".to_owned()], clock());
         let mut p = Progress::default();
-        p.apply_marker(
-            "logs/0",
-            marker(Some(500), 10, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None, at(1.0));
+        hear(&mut p, "logs/0", marker(Some(500), 10, false), at(0.0));
+        hear(&mut p, "logs/1", marker(Some(300), 3, true), at(1.0));
         assert_eq!(
             p.watermark(&inputs),
             Some(500),
             "idle where the other stood"
         );
         // logs/0 moves on; logs/1's reader says nothing more (it died): held at 500.
-        p.apply_marker(
-            "logs/0",
-            marker(Some(900), 20, false),
-            &inputs,
-            None,
-            at(1.5),
-        );
+        hear(&mut p, "logs/0", marker(Some(900), 20, false), at(1.5));
         assert_eq!(p.watermark(&inputs), Some(500));
         // Idle markers that do not vouch anew hold it where it stands.
         let holding = Marker {
             vouched: false,
             ..marker(Some(300), 3, true)
         };
-        p.apply_marker("logs/1", holding, &inputs, None, at(3.0));
+        hear(&mut p, "logs/1", holding, at(3.0));
         assert_eq!(p.watermark(&inputs), Some(500));
         // A live idle reader vouches again and follows.
-        p.apply_marker("logs/1", marker(Some(300), 3, true), &inputs, None, at(3.0));
+        hear(&mut p, "logs/1", marker(Some(300), 3, true), at(3.0));
         assert_eq!(p.watermark(&inputs), Some(900));
         // All idle: they stand at the fastest.
-        p.apply_marker(
-            "logs/0",
-            marker(Some(900), 20, true),
-            &inputs,
-            None,
-            at(4.0),
-        );
+        hear(&mut p, "logs/0", marker(Some(900), 20, true), at(4.0));
         assert_eq!(p.watermark(&inputs), Some(900));
         // Whose silence holds the windows: none while markers come.
         assert_eq!(p.held_by(&inputs), None);
@@ -317,50 +293,20 @@ mod tests {
     fn data_landing_in_an_idle_input_just_after_the_others_is_on_time() {
         let (inputs, at) = (["logs/0".to_owned(), "logs/1".to_owned()], clock());
         let mut p = Progress::default();
-        p.apply_marker(
-            "logs/0",
-            marker(Some(1_000), 10, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
-        p.apply_marker(
-            "logs/1",
-            marker(Some(1_000), 5, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
+        hear(&mut p, "logs/0", marker(Some(1_000), 10, false), at(0.0));
+        hear(&mut p, "logs/1", marker(Some(1_000), 5, false), at(0.0));
         // logs/0's reader reads a minute ahead while logs/1's records of that minute have
         // not landed yet, and the broker vouches logs/1 idle in the same moment: it stands
         // where logs/0 stood a second before, not a minute ahead.
-        p.apply_marker(
-            "logs/0",
-            marker(Some(61_000), 90, false),
-            &inputs,
-            None,
-            at(5.0),
-        );
-        p.apply_marker(
-            "logs/1",
-            marker(Some(1_000), 5, true),
-            &inputs,
-            None,
-            at(5.0),
-        );
+        hear(&mut p, "logs/0", marker(Some(61_000), 90, false), at(5.0));
+        hear(&mut p, "logs/1", marker(Some(1_000), 5, true), at(5.0));
         assert_eq!(
             p.watermark(&inputs),
             Some(1_000),
             "its records are still on time"
         );
         // Still idle a second later: now it follows.
-        p.apply_marker(
-            "logs/1",
-            marker(Some(1_000), 5, true),
-            &inputs,
-            None,
-            at(6.0),
-        );
+        hear(&mut p, "logs/1", marker(Some(1_000), 5, true), at(6.0));
         assert_eq!(p.watermark(&inputs), Some(61_000));
     }
 
@@ -372,20 +318,8 @@ mod tests {
             ..marker(Some(watermark), next, false)
         };
         let mut p = Progress::default();
-        p.apply_marker(
-            "logs/0",
-            marker(Some(500), 10, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
-        p.apply_marker(
-            "logs/1",
-            marker(Some(300), 3, false),
-            &inputs,
-            None,
-            at(0.0),
-        );
+        hear(&mut p, "logs/0", marker(Some(500), 10, false), at(0.0));
+        hear(&mut p, "logs/1", marker(Some(300), 3, false), at(0.0));
         // Windows open here up to 2000. logs/0 is quiet; logs/1's reader says nothing (it
         // died, or has not noticed yet): held at logs/1's watermark.
         p.apply_marker("logs/0", quiet(500, 10), &inputs, Some(2000), at(1.0));
