@@ -22,7 +22,7 @@ tick=$(getconf CLK_TCK)
 # CPU nanoseconds per event of process $1 so far (utime + stime from /proc, in clock ticks).
 ns_per_event() { awk -v tick="$tick" -v n="$events" '{printf "%.0f", ($14 + $15) * 1e9 / tick / n}' "/proc/$1/stat"; }
 best() { tr ' ' '\n' | grep . | sort -n | head -1; }
-run_ns="" replay_ns="" bare_ns="" batch_ns=""
+run_ns="" run_rss="" replay_ns="" bare_ns="" batch_ns=""
 for r in $(seq 1 "$runs"); do
   http=$(free_port)
   (cd "$work" && RUST_LOG=warn RULEWATCH_WORKERS=1 exec "$bin" run --brokers 127.0.0.1:$port \
@@ -35,6 +35,7 @@ for r in $(seq 1 "$runs"); do
     sleep 0.05
   done
   run_ns+=" $(ns_per_event $engine)"
+  run_rss+=" $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$engine/status")"
   kill "$engine" && wait "$engine" 2>/dev/null || true
   engine=
   # shellcheck disable=SC2016 # $0 is awk's
@@ -48,7 +49,7 @@ done
 run=$(echo "$run_ns" | best) replay=$(echo "$replay_ns" | best) bare=$(echo "$bare_ns" | best)
 batch=$(echo "$batch_ns" | best)
 echo "CPU per event, best of $runs ($events events, $partitions partitions, 1 worker):"
-echo "  run     $run ns   (runs:$run_ns)"
+echo "  run     $run ns   (runs:$run_ns; peak RSS MiB:$run_rss)"
 echo "  replay  $replay ns   (runs:$replay_ns)"
 echo "  bare librdkafka consumer  $bare ns   (runs:$bare_ns)"
 echo "  bare consumer, batch consume  $batch ns   (runs:$batch_ns)"

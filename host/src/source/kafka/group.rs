@@ -69,6 +69,7 @@ impl KafkaSource {
             self.consumer.assign(&tpl)
         };
         taken.context("Kafka: cannot take the assignment")?;
+        self.forward(names);
         if !names.is_empty() {
             info!("Kafka: assigned {}", names.join(", "));
         }
@@ -101,6 +102,7 @@ impl KafkaSource {
                 );
             }
         }
+        self.forward(names);
         if !names.is_empty() {
             info!(
                 "Kafka: reading {} again from the last commit",
@@ -108,6 +110,17 @@ impl KafkaSource {
             );
         }
         Ok(())
+    }
+
+    /// Forwards partitions `names`' messages to the batch queue (`fetched.rs`): an
+    /// assignment or a seek may leave them forwarded nowhere else.
+    fn forward(&mut self, names: &[String]) {
+        for name in names {
+            let i = self.index(name);
+            let PartitionId { topic, partition } = PartitionId::of(name);
+            let forwarded = self.fetched.forward(&self.consumer, topic, partition);
+            self.partitions.list[i].forwarded = forwarded;
+        }
     }
 
     /// Sets where partitions `names` resume (each from its offset in `offsets`, else
@@ -127,6 +140,9 @@ impl KafkaSource {
             } = PartitionId::of(name);
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
+            // Until a message of it comes through the consumer's queue again (an assignment
+            // undoes forwards).
+            (part.fetching, part.forwarded) = (false, false);
             part.watch.seen(Instant::now());
             let from = match part.next {
                 // Start a little before the resume point and skip what is below it: some
@@ -150,7 +166,8 @@ impl KafkaSource {
             } = PartitionId::of(name);
             tpl.add_partition(topic, p);
             let i = self.index(name);
-            self.partitions.list[i].next = None;
+            let part = &mut self.partitions.list[i];
+            (part.next, part.fetching, part.forwarded) = (None, false, false);
         }
         self.assigned.retain(|a| !names.contains(a));
         let released = if self.incremental() {

@@ -8,6 +8,7 @@
 //! reading them (`group.rs`). librdkafka waits for the assign/unassign call that far.
 
 mod client;
+mod fetched;
 mod group;
 pub(crate) mod history;
 
@@ -40,6 +41,11 @@ struct Partition {
     next: Option<i64>,
     /// Its activity and what the broker last said of its end.
     watch: Watch,
+    /// A message of it came through the consumer's queue since it was assigned (or sought):
+    /// it is being fetched, and forwarding it again makes its next ones go to the batch queue.
+    fetching: bool,
+    /// Its messages go to [`KafkaSource::fetched`].
+    forwarded: bool,
 }
 
 /// The partitions seen, by index.
@@ -76,6 +82,8 @@ impl Partitions {
             name: partition_name(topic, p),
             next: None,
             watch: Watch::new(Instant::now()),
+            fetching: false,
+            forwarded: false,
         });
         self.index.insert((topic.to_owned(), p), i);
         i
@@ -84,6 +92,8 @@ impl Partitions {
 
 /// Reads messages in batches.
 pub(crate) struct KafkaSource {
+    /// Where fetched messages go once forwarded; dropped before the consumer.
+    fetched: fetched::Fetched,
     consumer: BaseConsumer<Callbacks>,
     batch: Batch,
     partitions: Partitions,
@@ -132,11 +142,16 @@ impl Batch {
             // Readers outside the group report partition ends; the batch ends them by offset.
             Err(rdkafka::error::KafkaError::PartitionEOF(_)) => None,
             Err(e) => {
-                if !std::mem::replace(&mut self.had_error, true) {
-                    warn!("Kafka: {e} (retrying; {})", hint(&e.to_string()));
-                }
+                self.failed(&e.to_string());
                 None
             }
+        }
+    }
+
+    /// Notes a fetch error `why` (logged once until messages come again).
+    fn failed(&mut self, why: &str) {
+        if !std::mem::replace(&mut self.had_error, true) {
+            warn!("Kafka: {why} (retrying; {})", hint(why));
         }
     }
 
@@ -183,7 +198,10 @@ impl KafkaSource {
         consumer
             .subscribe(&topics)
             .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
+        let fetched = fetched::Fetched::new(&consumer)
+            .context("cannot create a queue for the Kafka consumer's messages")?;
         let source = KafkaSource {
+            fetched,
             consumer,
             batch: Batch::default(),
             partitions: Partitions::default(),
@@ -197,7 +215,9 @@ impl KafkaSource {
 
     /// Waits up to `wait` for messages, then takes what is ready, up to `max` messages,
     /// into `batch`, with every partition's progress as of the fetch answers that brought
-    /// them (the broker is not asked: see [`KafkaSource::progress`]).
+    /// them (the broker is not asked: see [`KafkaSource::progress`]). The consumer's queue
+    /// first (rebalances, and messages of partitions not forwarded: older than any forwarded
+    /// one), then the forwarded messages (`fetched.rs`).
     pub(crate) fn next_batch(
         &mut self,
         max: usize,
@@ -207,39 +227,44 @@ impl KafkaSource {
         let out = batch.lines_mut();
         out.clear();
         self.batch.start();
-        let mut timeout = wait;
         // One clock read per batch: a batch takes no longer than its polls.
         let mut now = None;
         while out.len() < max && !self.rebalance_pending() {
-            let Some(result) = self.consumer.poll(timeout) else {
+            let Some(result) = self.consumer.poll(Duration::ZERO) else {
                 break;
             };
-            timeout = Duration::ZERO;
             let Some(msg) = self.batch.message(result) else {
                 continue;
             };
             let i = self.partitions.get(msg.topic(), msg.partition());
-            let offset = msg.offset();
+            let (offset, payload) = (msg.offset(), msg.payload().unwrap_or_default());
             let part = &mut self.partitions.list[i as usize];
-            part.watch.seen(*now.get_or_insert_with(Instant::now));
-            if part.next.is_some_and(|next| offset < next) {
-                continue; // already covered by the checkpoint
+            // Through the consumer's queue: fetched, and not forwarded (any more).
+            (part.fetching, part.forwarded) = (true, false);
+            if Self::is_new(part, offset, self.read_committed, &mut now) {
+                self.batch.push(out, payload, self.max_message, i, offset);
             }
-            // Under read_committed, transaction markers and aborted records leave gaps.
-            if let Some(next) = part
-                .next
-                .filter(|&next| offset > next && !self.read_committed)
-            {
-                info!(
-                    "Kafka: {}: offsets {next} to {} were not delivered (compacted away, \
-                     transaction markers, or skipped by the broker)",
-                    part.name,
-                    offset - 1
-                );
+        }
+        // A partition forwarded now sends its next messages there, while messages of it
+        // already on the consumer's queue are older: those go first, next batch.
+        if !self.forward_fetching() && out.len() < max && !self.rebalance_pending() {
+            let wait = if out.is_empty() { wait } else { Duration::ZERO };
+            let (fetched, partitions) = (&mut self.fetched, &mut self.partitions);
+            let mut failed = None;
+            fetched.take(max - out.len(), wait, |fetch| match fetch {
+                Ok(f) => {
+                    let i = partitions.get(f.topic, f.partition);
+                    let part = &mut partitions.list[i as usize];
+                    if Self::is_new(part, f.offset, self.read_committed, &mut now) {
+                        self.batch
+                            .push(out, f.payload, self.max_message, i, f.offset);
+                    }
+                }
+                Err(why) => failed = Some(why),
+            });
+            if let Some(why) = failed {
+                self.batch.failed(&why);
             }
-            part.next = Some(offset + 1);
-            let payload = msg.payload().unwrap_or_default();
-            self.batch.push(out, payload, self.max_message, i, offset);
         }
         if !out.is_empty() {
             self.consumer.context().recovered();
@@ -247,6 +272,47 @@ impl KafkaSource {
         self.batch.seal(&mut batch.buf);
         self.progress(false, &mut batch.progress);
         Ok(())
+    }
+
+    /// Notes that the message at `offset` of `part` was read (at `now`, read once per
+    /// batch); whether it is new, not below where the partition resumes.
+    fn is_new(
+        part: &mut Partition,
+        offset: i64,
+        read_committed: bool,
+        now: &mut Option<Instant>,
+    ) -> bool {
+        part.watch.seen(*now.get_or_insert_with(Instant::now));
+        if part.next.is_some_and(|next| offset < next) {
+            return false; // already covered by the checkpoint
+        }
+        // Under read_committed, transaction markers and aborted records leave gaps.
+        if let Some(next) = part.next.filter(|&next| offset > next && !read_committed) {
+            info!(
+                "Kafka: {}: offsets {next} to {} were not delivered (compacted away, \
+                 transaction markers, or skipped by the broker)",
+                part.name,
+                offset - 1
+            );
+        }
+        part.next = Some(offset + 1);
+        true
+    }
+
+    /// Forwards the assigned partitions that are being fetched and are not forwarded yet;
+    /// whether any was.
+    fn forward_fetching(&mut self) -> bool {
+        let mut any = false;
+        for part in &mut self.partitions.list {
+            if part.forwarded || !part.fetching || !self.assigned.contains(&part.name) {
+                continue;
+            }
+            if let Some(PartitionId { topic, partition }) = PartitionId::parse(&part.name) {
+                part.forwarded = self.fetched.forward(&self.consumer, topic, partition);
+                any |= part.forwarded;
+            }
+        }
+        any
     }
 
     /// The next offset to process, per assigned partition name.
