@@ -90,16 +90,19 @@ impl Fetched {
     ) {
         let max = max.min(self.messages.len());
         let wait = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `messages` has room for `max` handles; each handle returned is valid until
+        // A batch consume with a timeout waits until the batch is full: what is ready is
+        // taken without waiting, and only when nothing is, one message is waited for.
+        let mut n = self.consume(0, 0, max);
+        if n == 0 && wait > 0 && max > 0 {
+            n = self.consume(wait, 0, 1);
+            if n == 1 {
+                n += self.consume(0, 1, max - 1);
+            }
+        }
+        // SAFETY: the first `n` handles are the messages just taken, each valid until
         // destroyed, which happens right after `f` saw it (the borrows `f` got end there).
         unsafe {
-            let n = rd::rd_kafka_consume_batch_queue(
-                self.queue.as_ptr(),
-                wait,
-                self.messages.as_mut_ptr(),
-                max,
-            );
-            for &m in &self.messages[..usize::try_from(n).unwrap_or(0)] {
+            for &m in &self.messages[..n] {
                 let msg = &*m;
                 if msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                     let topic = CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt));
@@ -120,6 +123,17 @@ impl Fetched {
                 rd::rd_kafka_message_destroy(m);
             }
         }
+    }
+
+    /// Takes up to `count` messages into `messages[at..]`, waiting up to `wait_ms` for the
+    /// batch to fill; how many came.
+    fn consume(&mut self, wait_ms: i32, at: usize, count: usize) -> usize {
+        let room = &mut self.messages[at..at + count];
+        // SAFETY: `room` holds `count` handles' worth of space; the queue is live.
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), wait_ms, room.as_mut_ptr(), count)
+        };
+        usize::try_from(n).unwrap_or(0)
     }
 }
 
