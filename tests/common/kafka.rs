@@ -582,14 +582,21 @@ impl Broker {
             .set("group.id", "test-reader")
             .create()
             .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
+        // Leaders move while a restarted node takes its partitions back: asked again until
+        // they answer.
+        let ask = Duration::from_secs(10);
+        let metadata = super::eventually(
+            Duration::from_secs(60),
+            || format!("the metadata of {topic}"),
+            || consumer.fetch_metadata(Some(topic), ask).ok(),
+        );
         let mut total = 0;
         for p in metadata.topics()[0].partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
+            let (low, high) = super::eventually(
+                Duration::from_secs(60),
+                || format!("the offsets of {topic}/{}", p.id()),
+                || consumer.fetch_watermarks(topic, p.id(), ask).ok(),
+            );
             total += (high - low) as usize;
         }
         let got = self.consume(topic, Duration::from_secs(60), |g| g.len() >= total);
