@@ -140,9 +140,9 @@ impl KafkaSource {
             } = PartitionId::of(name);
             let part = &mut self.partitions.list[i];
             part.next = offsets.get(name).copied();
-            // Until a message of it comes through the consumer's queue again (an assignment
-            // undoes forwards).
-            (part.fetching, part.forwarded) = (false, false);
+            // Its callers forward it once the consumer took the change; a message of it on
+            // the consumer's queue from then on says that was undone.
+            part.fetching = false;
             part.watch.seen(Instant::now());
             let from = match part.next {
                 // Start a little before the resume point and skip what is below it: some
