@@ -20,36 +20,28 @@ use super::Pipeline;
 use crate::checkpoint::{PartitionState, Record};
 use crate::registry::watch::Changes;
 use crate::sink::Sink;
-use crate::source::idle::VOUCH_EVERY;
+use crate::source::idle;
 use crate::source::{Progress, SourceBatch};
 use crate::window::Windows;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Where each of a rule's sources stood lately, sampled as rounds go (the clock passed in),
-/// so that a vouched idle source moves to where the active ones stood [`VOUCH_EVERY`] before.
+/// so that a vouched idle source moves to where the active ones stood [`VOUCH_EVERY`](crate::source::idle::VOUCH_EVERY) before.
 #[derive(Default)]
 pub(super) struct Stood {
-    /// Per source: (when, its watermark), oldest first; the first is the newest sample at
-    /// least `VOUCH_EVERY` old, once there is one.
-    sources: Vec<VecDeque<(Instant, i64)>>,
+    /// Per source.
+    sources: Vec<idle::Stood>,
 }
 
 impl Stood {
     /// Notes where every source of `windows` stands at `now`.
     fn sample(&mut self, now: Instant, windows: &Windows) {
-        let old_enough = |at: Instant| now.saturating_duration_since(at) >= VOUCH_EVERY;
         for (source, watermark, _) in windows.watermarks() {
             if self.sources.len() <= source {
-                self.sources.resize_with(source + 1, VecDeque::new);
+                self.sources.resize_with(source + 1, Default::default);
             }
-            let samples = &mut self.sources[source];
-            if samples.back().is_none_or(|&(_, last)| last != watermark) {
-                samples.push_back((now, watermark));
-            }
-            while samples.get(1).is_some_and(|&(at, _)| old_enough(at)) {
-                samples.pop_front();
-            }
+            self.sources[source].note(now, watermark);
         }
     }
 
@@ -61,10 +53,7 @@ impl Stood {
             if idle {
                 continue;
             }
-            let &(at, stood) = self.sources.get(source)?.front()?;
-            if now.saturating_duration_since(at) < VOUCH_EVERY {
-                return None;
-            }
+            let stood = self.sources.get(source)?.before(now)?;
             slowest = Some(slowest.map_or(stood, |s: i64| s.min(stood)));
         }
         slowest
@@ -199,6 +188,7 @@ mod tests {
     use super::*;
     use crate::pipeline::test_support::{Recorded, batch, crash, event, repartitioning};
     use crate::sink::AlertRow;
+    use crate::source::idle::VOUCH_EVERY;
     use crate::source::{Reading, Sources};
     use std::sync::Arc;
 

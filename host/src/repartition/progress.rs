@@ -3,14 +3,14 @@
 //! An internal partition's watermark is the smallest of its input partitions' (each from its
 //! latest marker). An idle input partition stands at a *floor* that only its reader's
 //! markers raise: each marker in which the broker vouched for it anew lifts it to where the
-//! other input partitions stood [`VOUCH_EVERY`] before (as heard here), not to where they
+//! other input partitions stood [`VOUCH_EVERY`](crate::source::idle::VOUCH_EVERY) before (as heard here), not to where they
 //! stand — records produced to several partitions in event-time order do not land at once,
 //! and data landing in the idle partition up to a second after the others' must be on time
 //! (as for locally counted rules, `pipeline/lifecycle.rs`). The clock is passed in.
 
-use crate::source::idle::VOUCH_EVERY;
+use crate::source::idle::Stood;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::MARKER_EVERY;
@@ -34,11 +34,10 @@ pub(crate) struct Upstream {
     /// When its last record (marker or event) came here; not checkpointed.
     #[serde(skip)]
     pub heard: Option<Instant>,
-    /// (when heard, its watermark) as its markers moved it, oldest first, from the newest
-    /// at least [`VOUCH_EVERY`] old when the last marker came; not checkpointed (a restored
-    /// partition lets idle ones follow a second later).
+    /// Where its markers put its watermark lately, by when they were heard; not
+    /// checkpointed (a restored partition lets idle ones follow a second later).
     #[serde(skip)]
-    stood: VecDeque<(Instant, i64)>,
+    stood: Stood,
 }
 
 impl Upstream {
@@ -51,30 +50,13 @@ impl Upstream {
         }
     }
 
-    /// Notes that its watermark is `watermark` at `now`.
-    fn sample(&mut self, now: Instant, watermark: i64) {
-        let old_enough = |at: Instant| now.saturating_duration_since(at) >= VOUCH_EVERY;
-        if self.stood.back().is_none_or(|&(_, last)| last != watermark) {
-            self.stood.push_back((now, watermark));
-        }
-        while self.stood.get(1).is_some_and(|&(at, _)| old_enough(at)) {
-            self.stood.pop_front();
-        }
-    }
-
-    /// What an idle partition beside it may follow at `now`: where it stood [`VOUCH_EVERY`]
+    /// What an idle partition beside it may follow at `now`: where it stood [`VOUCH_EVERY`](crate::source::idle::VOUCH_EVERY)
     /// before if it is active (`None` while that is not known), its floor if it is idle.
     fn lagged(&self, now: Instant) -> Option<i64> {
         if self.idle {
             return self.effective();
         }
-        let old_enough =
-            |&&(at, _): &&(Instant, i64)| now.saturating_duration_since(at) >= VOUCH_EVERY;
-        self.stood
-            .iter()
-            .rev()
-            .find(old_enough)
-            .map(|&(_, stood)| stood)
+        self.stood.before(now)
     }
 }
 
@@ -154,7 +136,7 @@ impl Progress {
         if let Some(w) = watermark {
             let w = u.watermark.map_or(w, |x| x.max(w));
             u.watermark = Some(w);
-            u.sample(now, w);
+            u.stood.note(now, w);
         }
         u.floor = if u.idle {
             u.floor.max(others).max(past)

@@ -12,6 +12,7 @@
 //! decides.
 
 use super::Reading;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How often an idle partition is vouched for again (asking the broker whether it still
@@ -115,6 +116,37 @@ impl Watch {
             vouched: vouched && idle,
             quiet: vouched && at_end && quiet.close.is_some_and(|c| quiet_for >= c),
         }
+    }
+}
+
+/// Where a watermark stood lately: (when, the watermark) as it moved, oldest first, pruned
+/// to the newest sample at least [`VOUCH_EVERY`] old (the clock passed in). A vouched idle
+/// partition follows where the others stood that long before, not where they stand: records
+/// produced in event-time order to several partitions do not land at once.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Stood(VecDeque<(Instant, i64)>);
+
+impl Stood {
+    /// Notes that the watermark is `watermark` at `now`.
+    pub(crate) fn note(&mut self, now: Instant, watermark: i64) {
+        let old_enough = |at: Instant| now.saturating_duration_since(at) >= VOUCH_EVERY;
+        if self.0.back().is_none_or(|&(_, last)| last != watermark) {
+            self.0.push_back((now, watermark));
+        }
+        while self.0.get(1).is_some_and(|&(at, _)| old_enough(at)) {
+            self.0.pop_front();
+        }
+    }
+
+    /// Where it stood [`VOUCH_EVERY`] before `now`; `None` while that is not known.
+    pub(crate) fn before(&self, now: Instant) -> Option<i64> {
+        let old_enough =
+            |&&(at, _): &&(Instant, i64)| now.saturating_duration_since(at) >= VOUCH_EVERY;
+        self.0
+            .iter()
+            .rev()
+            .find(old_enough)
+            .map(|&(_, stood)| stood)
     }
 }
 
